@@ -1,0 +1,71 @@
+"""Capture: lead capture pages and email follow-up. `create_app` builds the app."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import ROOT, Config
+
+MIGRATIONS_DIR = str(ROOT / "migrations")
+
+
+def create_app(config: dict[str, Any] | type | None = None) -> Flask:
+    """Build the app: defaults, then CAPTURE_* variables, then `config` (tests)."""
+    overrides = _as_mapping(config)
+    instance_path = overrides.get("INSTANCE_PATH") or os.environ.get("CAPTURE_INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        instance_path=str(Path(instance_path).resolve()) if instance_path else None,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(Config)
+    app.config.from_prefixed_env("CAPTURE")
+    app.config.update(overrides)
+
+    from capture import bots, cli, errors, extensions, health, pages, settings
+
+    settings.init_app(app)
+    _init_database(app)
+    extensions.migrate.init_app(
+        app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True
+    )
+    extensions.csrf.init_app(app)
+    bots.RateLimit().init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
+    errors.init_app(app)
+    cli.init_app(app)
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    return app
+
+
+def _as_mapping(config: dict[str, Any] | type | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return dict(config)
+    return {key: getattr(config, key) for key in dir(config) if key.isupper()}
+
+
+def _init_database(app: Flask) -> None:
+    """Bind the database; stop start-up with one line when it cannot be reached."""
+    from capture.extensions import db
+    from capture.settings import SettingError
+
+    try:
+        db.init_app(app)
+        with app.app_context(), db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise SettingError("DATABASE_URL", f"cannot connect: {reason}") from None
+    except ModuleNotFoundError as error:
+        raise SettingError("DATABASE_URL", f"driver not installed: {error.name}") from None

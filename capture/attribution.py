@@ -1,0 +1,71 @@
+"""Visits and attribution: the visitor cookie, UTM parameters, ref and referrer."""
+
+import secrets
+from collections.abc import Mapping
+
+from flask import Request, Response, current_app
+
+from capture.bots import is_bot_user_agent
+from capture.extensions import db
+from capture.models import ATTRIBUTION_KEYS, Page, Visit
+
+VISITOR_COOKIE = "capture_vid"
+_MAX_VALUE = 200
+
+
+def visitor_id(request: Request) -> tuple[str, bool]:
+    """The visitor's first-party id and whether it is new (the cookie must be set)."""
+    current = request.cookies.get(VISITOR_COOKIE, "")
+    if len(current) == 32 and all(c in "0123456789abcdef" for c in current):
+        return current, False
+    return secrets.token_hex(16), True
+
+
+def set_visitor_cookie(response: Response, vid: str) -> None:
+    """Remember the visitor for VISITOR_COOKIE_DAYS."""
+    config = current_app.config
+    response.set_cookie(
+        VISITOR_COOKIE,
+        vid,
+        max_age=config["VISITOR_COOKIE_DAYS"] * 86400,
+        httponly=True,
+        samesite="Lax",
+        secure=config["SESSION_COOKIE_SECURE"],
+    )
+
+
+def attribution_from_query(args: Mapping[str, str]) -> dict[str, str | None]:
+    """The utm_* and ref values of a query string, trimmed; absent ones are None."""
+    result: dict[str, str | None] = {}
+    for key in ATTRIBUTION_KEYS:
+        value = args.get(key, "")
+        value = "".join(ch for ch in value if ch.isprintable()).strip()[:_MAX_VALUE]
+        result[key] = value or None
+    return result
+
+
+def record_visit(page: Page, request: Request, vid: str) -> Visit:
+    """Store one page view with its attribution (committed by the caller)."""
+    user_agent = request.headers.get("User-Agent", "")
+    visit = Visit(
+        page_id=page.id,
+        visitor_id=vid,
+        referrer=(request.referrer or "")[:1000] or None,
+        landing_url=request.url[:2000],
+        user_agent=user_agent[:500] or None,
+        is_bot=is_bot_user_agent(user_agent),
+        **attribution_from_query(request.args),
+    )
+    db.session.add(visit)
+    return visit
+
+
+def attribution_of_visit(visit: Visit | None) -> dict[str, str | None]:
+    """The first-touch attribution a lead inherits from the visit it opted in from."""
+    if visit is None:
+        return {}
+    values = {key: getattr(visit, key) for key in ATTRIBUTION_KEYS}
+    values.update(
+        referrer=visit.referrer, landing_url=visit.landing_url, visitor_id=visit.visitor_id
+    )
+    return values

@@ -1,0 +1,86 @@
+"""Bot defences for the opt-in: user-agent detection, the fill-time token and the
+per-client rate limit. The honeypot field itself lives in the form."""
+
+import re
+
+import limits
+import limits.storage
+import limits.strategies
+from flask import Flask, current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from capture import clock
+
+# Crawlers, link previewers and scripted clients. Headless browsers are not listed:
+# they are how people test their own pages, and they run JavaScript like a person.
+BOT_USER_AGENT = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|scrape|archiver|facebookexternalhit|"
+    r"embedly|preview|pinterest|bingpreview|whatsapp|telegram|discord|"
+    r"curl/|wget/|python-requests|python-urllib|httpx|aiohttp|go-http-client|"
+    r"java/|okhttp|libwww|scrapy|node-fetch|axios|lighthouse|pagespeed|"
+    r"uptime|pingdom|statuscake",
+    re.IGNORECASE,
+)
+
+_FORM_TOKEN_SALT = "capture.form-started"
+
+
+def is_bot_user_agent(user_agent: str | None) -> bool:
+    """True for a missing user agent or one that names a crawler or script."""
+    if not user_agent or not user_agent.strip():
+        return True
+    return BOT_USER_AGENT.search(user_agent) is not None
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_FORM_TOKEN_SALT)
+
+
+def form_token(visit_id: int | None) -> str:
+    """A signed token carrying when the form was shown and from which visit."""
+    return _serializer().dumps({"v": visit_id, "t": clock.utcnow().timestamp()})
+
+
+def read_form_token(token: str | None) -> dict | None:
+    """The token's content, or None when it is missing or tampered with."""
+    if not token:
+        return None
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("t"), (int, float)):
+        return None
+    return data
+
+
+def filled_too_fast(data: dict) -> bool:
+    """True when the form came back sooner than a person can fill it in."""
+    elapsed = clock.utcnow().timestamp() - data["t"]
+    return elapsed < current_app.config["MIN_FORM_SECONDS"]
+
+
+class RateLimit:
+    """A moving-window limit per client address on opt-in submissions."""
+
+    def __init__(self) -> None:
+        self.limiter: limits.strategies.MovingWindowRateLimiter | None = None
+        self.rate: limits.RateLimitItem | None = None
+
+    def init_app(self, app: Flask) -> None:
+        """Build the limiter from OPTIN_RATE_LIMIT and RATE_LIMIT_STORAGE."""
+        self.rate = app.config["OPTIN_RATE_LIMIT"]
+        storage = limits.storage.storage_from_string(app.config["RATE_LIMIT_STORAGE"])
+        self.limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        app.extensions["capture.rate_limit"] = self
+
+    def allow(self, client: str) -> bool:
+        """Count one submission from `client`; False once it is past the limit."""
+        if self.rate is None or self.limiter is None:
+            return True
+        return self.limiter.hit(self.rate, "optin", client)
+
+
+def rate_limit() -> RateLimit:
+    """The app's rate limiter."""
+    return current_app.extensions["capture.rate_limit"]

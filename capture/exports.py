@@ -1,0 +1,77 @@
+"""CSV export of leads, safe to open in a spreadsheet."""
+
+import csv
+from decimal import Decimal
+from typing import TextIO
+
+from sqlalchemy import Float, func, select
+
+from capture.extensions import db
+from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Event, Lead, Page
+
+COLUMNS = (
+    "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
+    "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value: object) -> str:
+    """A cell's text, with a leading quote when it would start a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | None = None) -> int:
+    """Write the header and one row per lead matching the filters; return the count.
+
+    Raises ValueError for an unknown status or page."""
+    upgrades = (
+        select(
+            Event.lead_id,
+            func.count().label("count"),
+            func.sum(Event.data["amount"].as_float()).label("amount"),
+        )
+        .where(Event.kind == "upgrade")
+        .group_by(Event.lead_id)
+        .subquery()
+    )
+    query = (
+        select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount.cast(Float))
+        .outerjoin(Page, Lead.page_id == Page.id)
+        .outerjoin(upgrades, upgrades.c.lead_id == Lead.id)
+        .order_by(Lead.id)
+    )
+    if status:
+        if status in REVIEW_STATES:
+            query = query.where(Lead.review == status)
+        elif status in SUBSCRIPTION_STATES:
+            query = query.where(Lead.subscription == status)
+        else:
+            states = ", ".join(REVIEW_STATES + SUBSCRIPTION_STATES)
+            raise ValueError(f"unknown status {status!r}; use one of {states}")
+    if page_slug:
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == page_slug))
+        if page_id is None:
+            raise ValueError(f"no page with slug {page_slug!r}")
+        query = query.where(Lead.page_id == page_id)
+
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    count = 0
+    for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(
+        query.execution_options(yield_per=1000)
+    ):
+        revenue = Decimal(str(upgrade_amount or 0))
+        if lead.review == "approved" and payout:
+            revenue += payout
+        row = (
+            lead.email, lead.name, slug, lead.review, lead.subscription, lead.utm_source,
+            lead.utm_medium, lead.utm_campaign, lead.ref, lead.created_at.isoformat(),
+            lead.confirmed_at.isoformat() if lead.confirmed_at else "",
+            upgrade_count or 0, f"{revenue:.2f}",
+        )
+        writer.writerow([neutralize(value) for value in row])
+        count += 1
+    return count

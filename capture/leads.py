@@ -1,0 +1,220 @@
+"""Leads: address normalization, dedupe, review rules, confirmation and the timeline.
+
+Plain functions over the database session, no request objects: a view, a CLI
+command, the scheduler and a test call them alike.
+"""
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from capture import clock, mail, rendering, tokens
+from capture.attribution import attribution_of_visit
+from capture.extensions import db
+from capture.models import ATTRIBUTION_KEYS, Event, Lead, Page, Suppression, Visit
+
+log = logging.getLogger(__name__)
+
+
+def normalize_email(raw: str) -> str:
+    """The address as stored: checked by email-validator, then lower-cased so one
+    person is one lead (mail providers treat local parts case-insensitively).
+
+    Raises EmailNotValidError with a message fit to show the visitor."""
+    result = validate_email(
+        raw.strip(),
+        check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
+        allow_smtputf8=False,
+    )
+    return result.normalized.lower()
+
+
+@dataclass
+class OptIn:
+    """What a visitor submitted, already validated by the form."""
+
+    email: str
+    name: str = ""
+    country: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    client_ip: str | None = None
+    visit: Visit | None = None
+
+
+@dataclass
+class Outcome:
+    """What an opt-in led to: a new lead, a duplicate of one, or nothing (suppressed)."""
+
+    kind: str  # created | duplicate | suppressed
+    lead: Lead | None = None
+    send_confirmation: bool = False
+
+
+def record_event(lead: Lead, kind: str, page_id: int | None = None, **data: Any) -> Event:
+    """Add one entry to the lead's timeline (committed by the caller)."""
+    event = Event(lead_id=lead.id, page_id=page_id or lead.page_id, kind=kind, data=data)
+    db.session.add(event)
+    return event
+
+
+def review_verdict(page: Page, email: str, optin: OptIn) -> tuple[str, str]:
+    """Apply the page's rules: ('rejected', reason) on the first failed rule, else
+    'pending' for manual review or 'approved'."""
+    rules = page.rules or {}
+    domain = email.rsplit("@", 1)[-1]
+    countries = rules.get("countries") or []
+    if countries and optin.country not in countries:
+        reason = f"country {optin.country} not accepted" if optin.country else "country missing"
+        return "rejected", reason
+    labels = {f["name"]: f["label"] for f in page.fields}
+    values = {"email": email, "name": optin.name, **optin.fields}
+    if optin.country:
+        values.update({f["name"]: optin.country for f in page.fields if f["type"] == "country"})
+    for name in rules.get("required") or []:
+        if not values.get(name):
+            return "rejected", f"missing {labels.get(name, name)}"
+    for blocked in rules.get("block_domains") or []:
+        if domain == blocked or domain.endswith("." + blocked):
+            return "rejected", f"domain {domain} is blocked"
+    if rules.get("block_disposable") and _is_disposable(domain):
+        return "rejected", f"disposable address ({domain})"
+    return ("pending", "") if page.review == "manual" else ("approved", "")
+
+
+def _is_disposable(domain: str) -> bool:
+    """True when the domain or a parent domain is on the disposable list."""
+    labels = domain.split(".")
+    return any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1))
+
+
+def submit_optin(page: Page, optin: OptIn) -> Outcome:
+    """Store an opt-in: a new lead, or a `duplicate` event on the existing one."""
+    if db.session.scalar(select(Suppression.id).where(Suppression.email == optin.email)):
+        return Outcome("suppressed")
+    existing = db.session.scalar(select(Lead).where(Lead.email == optin.email))
+    if existing is not None:
+        return _duplicate(page, existing, optin)
+
+    lead = _new_lead(page, optin)
+    db.session.add(lead)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The same address arrived in a parallel request a moment earlier.
+        db.session.rollback()
+        existing = db.session.scalar(select(Lead).where(Lead.email == optin.email))
+        if existing is None:
+            raise
+        return _duplicate(page, existing, optin)
+    record_event(lead, "optin", **_attribution_data(lead))
+    if lead.review != "pending":
+        kind = "approve" if lead.review == "approved" else "reject"
+        record_event(lead, kind, by="rules", reason=lead.review_reason)
+    db.session.commit()
+    needs_confirmation = page.double_opt_in and lead.review != "rejected"
+    return Outcome("created", lead, send_confirmation=needs_confirmation)
+
+
+def _new_lead(page: Page, optin: OptIn) -> Lead:
+    now = clock.utcnow()
+    review, reason = review_verdict(page, optin.email, optin)
+    visit = optin.visit
+    attribution = attribution_of_visit(visit)
+    referrer_lead = None
+    if attribution.get("ref"):
+        referrer_lead = db.session.scalar(
+            select(Lead.id).where(Lead.public_ref == attribution["ref"])
+        )
+    return Lead(
+        email=optin.email,
+        name=optin.name,
+        country=optin.country,
+        fields=optin.fields,
+        public_ref=secrets.token_urlsafe(12),
+        page_id=page.id,
+        visit_id=visit.id if visit is not None else None,
+        referred_by_id=referrer_lead,
+        consent_text=page.consent,
+        consent_at=now,
+        consent_ip=optin.client_ip,
+        review=review,
+        review_reason=reason,
+        reviewed_at=now if review != "pending" else None,
+        subscription="unconfirmed" if page.double_opt_in else "subscribed",
+        created_at=now,
+        **attribution,
+    )
+
+
+def _attribution_data(source: Lead | Visit | None) -> dict[str, Any]:
+    """The non-empty attribution values of a lead or visit, for an event's data."""
+    if source is None:
+        return {}
+    keys = (*ATTRIBUTION_KEYS, "referrer")
+    return {key: getattr(source, key) for key in keys if getattr(source, key)}
+
+
+def _duplicate(page: Page, lead: Lead, optin: OptIn) -> Outcome:
+    record_event(lead, "duplicate", page_id=page.id, **_attribution_data(optin.visit))
+    db.session.commit()
+    resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
+    last_sent = lead.confirmation_sent_at
+    resend = (
+        lead.subscription == "unconfirmed"
+        and lead.review != "rejected"
+        and (last_sent is None or clock.utcnow() - last_sent >= resend_after)
+    )
+    return Outcome("duplicate", lead, send_confirmation=resend)
+
+
+def send_confirmation(lead: Lead) -> bool:
+    """Email the double opt-in link; record when. False (and logged) when the mail
+    backend failed: the lead is kept and a repeat opt-in sends it again."""
+    page = lead.page
+    if page is None:
+        return False
+    message = rendering.confirmation_message(lead, page, confirm_url(lead))
+    try:
+        mail.send(message)
+    except mail.MailError as error:
+        log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
+        return False
+    lead.confirmation_sent_at = clock.utcnow()
+    record_event(lead, "confirmation_sent")
+    db.session.commit()
+    return True
+
+
+def confirm_url(lead: Lead) -> str:
+    """The absolute double opt-in link for a lead."""
+    token = tokens.make("confirm", lead.public_ref)
+    return f"{current_app.config['BASE_URL']}/confirm/{token}"
+
+
+def lead_for_confirm_token(token: str) -> Lead | None:
+    """The lead a confirmation token belongs to, or None when it is not genuine."""
+    ref = tokens.read("confirm", token)
+    if ref is None:
+        return None
+    return db.session.scalar(select(Lead).where(Lead.public_ref == ref))
+
+
+def confirm(lead: Lead, client_ip: str | None) -> bool:
+    """Mark an unconfirmed lead subscribed. Idempotent: True only the first time."""
+    if lead.subscription != "unconfirmed":
+        return False
+    lead.subscription = "subscribed"
+    lead.confirmed_at = clock.utcnow()
+    lead.confirm_ip = client_ip
+    record_event(lead, "confirm", ip=client_ip)
+    db.session.commit()
+    return True
+

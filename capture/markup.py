@@ -1,0 +1,16 @@
+"""Owner-written Markdown (page body, thank-you text) to safe HTML."""
+
+from functools import lru_cache
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+# Raw HTML in the Markdown is shown as text, and markdown-it refuses javascript: and
+# data: links, so nothing the owner pastes can run script on a visitor's page.
+_markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
+
+
+@lru_cache(maxsize=256)
+def render_markdown(text: str) -> Markup:
+    """The HTML of a Markdown text (cached: page texts change rarely)."""
+    return Markup(_markdown.render(text or ""))

@@ -1,0 +1,191 @@
+"""The tables: pages, visits, leads, the per-lead event timeline and the suppression list.
+
+Timestamps are naive UTC (see `capture.clock`). Indexes follow the queries the dashboard
+and the scheduler run: by page and time, by state, by source.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from capture import clock
+from capture.extensions import db
+
+REVIEW_STATES = ("pending", "approved", "rejected")
+SUBSCRIPTION_STATES = ("unconfirmed", "subscribed", "unsubscribed", "bounced")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+ATTRIBUTION_KEYS = (*UTM_KEYS, "ref")
+
+
+class Page(db.Model):
+    """An opt-in page, defined by the owner (dashboard or `pages import`)."""
+
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    headline: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    button: Mapped[str] = mapped_column(String(80), default="Subscribe")
+    consent: Mapped[str] = mapped_column(Text, default="")
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    sequence: Mapped[str | None] = mapped_column(String(100))
+    thank_you: Mapped[str] = mapped_column(Text, default="")
+    redirect_url: Mapped[str | None] = mapped_column(String(2000))
+    review: Mapped[str] = mapped_column(String(10), default="auto")
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    template: Mapped[str] = mapped_column(String(100), default="default.html")
+    published: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, default=clock.utcnow, onupdate=clock.utcnow
+    )
+
+    def __repr__(self) -> str:
+        return f"<Page {self.slug}>"
+
+
+class Visit(db.Model):
+    """One view of an opt-in page, with the visitor's cookie id and attribution."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        Index("ix_visits_page_created", "page_id", "created_at"),
+        Index("ix_visits_created", "created_at"),
+        Index("ix_visits_source", "utm_source", "utm_campaign"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    visitor_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    utm_source: Mapped[str | None] = mapped_column(String(200))
+    utm_medium: Mapped[str | None] = mapped_column(String(200))
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    utm_content: Mapped[str | None] = mapped_column(String(200))
+    utm_term: Mapped[str | None] = mapped_column(String(200))
+    ref: Mapped[str | None] = mapped_column(String(200))
+    referrer: Mapped[str | None] = mapped_column(String(1000))
+    landing_url: Mapped[str | None] = mapped_column(String(2000))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Lead(db.Model):
+    """A visitor who opted in: one row per normalized address."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        Index("ix_leads_page_created", "page_id", "created_at"),
+        Index("ix_leads_created", "created_at"),
+        Index("ix_leads_review", "review", "created_at"),
+        Index("ix_leads_subscription", "subscription", "created_at"),
+        Index("ix_leads_source", "utm_source", "utm_campaign"),
+        Index("ix_leads_ref", "ref"),
+        Index("ix_leads_referred_by", "referred_by_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    country: Mapped[str | None] = mapped_column(String(2))
+    # The page's own fields, by field name.
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Random, public: used in links and postbacks instead of the row id.
+    public_ref: Mapped[str] = mapped_column(String(32), unique=True)
+
+    # First-touch attribution, copied from the visit that led to the opt-in.
+    page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pages.id", ondelete="SET NULL")
+    )
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visits.id", ondelete="SET NULL")
+    )
+    visitor_id: Mapped[str | None] = mapped_column(String(32))
+    utm_source: Mapped[str | None] = mapped_column(String(200))
+    utm_medium: Mapped[str | None] = mapped_column(String(200))
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    utm_content: Mapped[str | None] = mapped_column(String(200))
+    utm_term: Mapped[str | None] = mapped_column(String(200))
+    ref: Mapped[str | None] = mapped_column(String(200))
+    referrer: Mapped[str | None] = mapped_column(String(1000))
+    landing_url: Mapped[str | None] = mapped_column(String(2000))
+    # Set when `ref` was another lead's public ref.
+    referred_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("leads.id", ondelete="SET NULL")
+    )
+
+    # Consent evidence.
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    consent_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    consent_ip: Mapped[str | None] = mapped_column(String(45))
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirm_ip: Mapped[str | None] = mapped_column(String(45))
+
+    review: Mapped[str] = mapped_column(String(10), default="pending")
+    review_reason: Mapped[str] = mapped_column(String(300), default="")
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    subscription: Mapped[str] = mapped_column(String(12), default="unconfirmed")
+
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+
+    page: Mapped[Page | None] = relationship()
+    referred_by: Mapped["Lead | None"] = relationship(remote_side=[id])
+
+    @property
+    def first_name(self) -> str:
+        """The first word of the name, for greetings."""
+        return self.name.split()[0] if self.name.strip() else ""
+
+    def __repr__(self) -> str:
+        return f"<Lead {self.id} {self.review}/{self.subscription}>"
+
+
+class Event(db.Model):
+    """One entry of a lead's timeline: opt-in, duplicate, confirm, approve, reject …"""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_lead_created", "lead_id", "created_at"),
+        Index("ix_events_kind_created", "kind", "created_at"),
+        Index("ix_events_page_kind_created", "page_id", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pages.id", ondelete="SET NULL")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    # Details that depend on the kind: attribution of a duplicate, a reject reason …
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Suppression(db.Model):
+    """An address that must not be re-added or mailed (deleted leads, hard bounces)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+

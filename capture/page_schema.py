@@ -1,0 +1,249 @@
+"""The page definition format: validation of a page as JSON, and a page back to JSON.
+
+One function checks a definition for every way in (`pages import`, later the
+dashboard) and returns every problem at once, as `field: message` lines.
+"""
+
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pycountry
+
+from capture.models import Page
+
+FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
+# Names the opt-in form uses for itself.
+RESERVED_FIELD_NAMES = {"csrf_token", "started", "website", "consent"}
+EMAIL_FIELD = {"name": "email", "label": "Email", "type": "email", "required": True}
+RULE_KEYS = {"countries", "required", "block_domains", "block_disposable"}
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_SEQUENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,90}\.html$")
+_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+DEFAULTS: dict[str, Any] = {
+    "headline": "",
+    "body": "",
+    "fields": [],
+    "button": "Subscribe",
+    "consent": "",
+    "double_opt_in": True,
+    "sequence": None,
+    "thank_you": "",
+    "redirect_url": None,
+    "review": "auto",
+    "rules": {},
+    "payout": "0",
+    "currency": "USD",
+    "template": "default.html",
+    "published": True,
+}
+KEYS = ("slug", "title", *DEFAULTS)
+TEXT_LIMITS = {"title": 200, "headline": 300, "button": 80, "body": 20000,
+               "consent": 2000, "thank_you": 20000}
+
+
+class _Problems(list):
+    def add(self, field: str, message: str) -> None:
+        self.append(f"{field}: {message}")
+
+
+def validate_page(
+    data: Any, *, sequences_dir: str, templates_dir: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Check one page definition; return the cleaned values and every problem found."""
+    problems = _Problems()
+    if not isinstance(data, dict):
+        problems.add("page", "must be a JSON object")
+        return {}, problems
+    for key in sorted(set(data) - set(KEYS)):
+        problems.add(key, "unknown field")
+    clean: dict[str, Any] = {**DEFAULTS, **{k: v for k, v in data.items() if k in KEYS}}
+
+    slug = clean.get("slug")
+    if not isinstance(slug, str) or not _SLUG.match(slug):
+        problems.add("slug", "required: lowercase letters, digits and dashes (max 64)")
+    for key, limit in TEXT_LIMITS.items():
+        value = clean.get(key)
+        if not isinstance(value, str):
+            problems.add(key, "required text" if key == "title" else "must be text")
+        elif len(value) > limit:
+            problems.add(key, f"longer than {limit} characters")
+        elif key in ("title", "button") and not value.strip():
+            problems.add(key, "must not be empty")
+    for key in ("double_opt_in", "published"):
+        if not isinstance(clean[key], bool):
+            problems.add(key, "must be true or false")
+    if clean["review"] not in ("auto", "manual"):
+        problems.add("review", "must be auto or manual")
+
+    clean["fields"] = _check_fields(clean["fields"], problems)
+    clean["rules"] = _check_rules(clean["rules"], clean["fields"], problems)
+    clean["payout"] = _check_payout(clean["payout"], problems)
+    _check_currency(clean, problems)
+    _check_redirect(clean, problems)
+    _check_sequence(clean, sequences_dir, problems)
+    if not isinstance(clean["template"], str) or not _TEMPLATE.match(clean["template"]):
+        problems.add("template", "must be a file name like default.html")
+    elif not (Path(templates_dir) / clean["template"]).is_file():
+        problems.add("template", f"no file templates/pages/{clean['template']}")
+    return clean, list(problems)
+
+
+def _check_fields(fields: Any, problems: _Problems) -> list[dict[str, Any]]:
+    if not isinstance(fields, list):
+        problems.add("fields", "must be a list of {name, label, type, required}")
+        return [dict(EMAIL_FIELD)]
+    clean: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, field in enumerate(fields):
+        where = f"fields[{index}]"
+        if not isinstance(field, dict):
+            problems.add(where, "must be an object")
+            continue
+        for key in sorted(set(field) - {"name", "label", "type", "required", "options"}):
+            problems.add(f"{where}.{key}", "unknown key")
+        name = field.get("name")
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            problems.add(f"{where}.name", "required: lowercase letters, digits, _")
+            continue
+        where = f"fields[{index}] ({name})"
+        if name in RESERVED_FIELD_NAMES:
+            problems.add(where, "this name is used by the form itself")
+        if name in seen:
+            problems.add(where, "name used twice")
+        seen.add(name)
+        kind = field.get("type", "text")
+        if kind not in FIELD_TYPES:
+            problems.add(f"{where}.type", f"must be one of {', '.join(FIELD_TYPES)}")
+        label = field.get("label", name.replace("_", " ").capitalize())
+        if not isinstance(label, str) or not label.strip() or len(label) > 200:
+            problems.add(f"{where}.label", "must be text of at most 200 characters")
+        required = field.get("required", False)
+        if not isinstance(required, bool):
+            problems.add(f"{where}.required", "must be true or false")
+        item = {"name": name, "label": label, "type": kind, "required": required}
+        if kind == "select":
+            options = field.get("options")
+            if (
+                not isinstance(options, list)
+                or not options
+                or not all(isinstance(o, str) and o.strip() for o in options)
+            ):
+                problems.add(f"{where}.options", "a select needs a list of options")
+            item["options"] = options
+        elif "options" in field:
+            problems.add(f"{where}.options", "only a select has options")
+        if name == "email" and (kind != "email" or required is not True):
+            problems.add(where, "the email field must be of type email and required")
+        if name == "name" and kind != "text":
+            problems.add(where, "the name field must be of type text")
+        clean.append(item)
+    if "email" not in seen:
+        clean.insert(0, dict(EMAIL_FIELD))
+    return clean
+
+
+def _check_rules(rules: Any, fields: list[dict], problems: _Problems) -> dict[str, Any]:
+    if not isinstance(rules, dict):
+        problems.add("rules", "must be an object")
+        return {}
+    for key in sorted(set(rules) - RULE_KEYS):
+        problems.add(f"rules.{key}", "unknown rule")
+    clean: dict[str, Any] = {}
+    countries = rules.get("countries", [])
+    if not isinstance(countries, list):
+        problems.add("rules.countries", "must be a list of country codes")
+    else:
+        for code in countries:
+            if not isinstance(code, str) or not pycountry.countries.get(alpha_2=code.upper()):
+                problems.add("rules.countries", f"{code!r} is not an ISO country code")
+        if countries and not any(f["type"] == "country" for f in fields):
+            problems.add("rules.countries", "needs a field of type country on the page")
+        clean["countries"] = [c.upper() for c in countries if isinstance(c, str)]
+    required = rules.get("required", [])
+    names = {f["name"] for f in fields}
+    if not isinstance(required, list):
+        problems.add("rules.required", "must be a list of field names")
+    else:
+        for name in required:
+            if name not in names:
+                problems.add("rules.required", f"{name!r} is not a field of the page")
+        clean["required"] = list(required)
+    domains = rules.get("block_domains", [])
+    if not isinstance(domains, list):
+        problems.add("rules.block_domains", "must be a list of domains")
+    else:
+        for domain in domains:
+            if not isinstance(domain, str) or not _DOMAIN.match(domain.lower().strip()):
+                problems.add("rules.block_domains", f"{domain!r} is not a domain")
+        clean["block_domains"] = [d.lower().strip() for d in domains if isinstance(d, str)]
+    disposable = rules.get("block_disposable", False)
+    if not isinstance(disposable, bool):
+        problems.add("rules.block_disposable", "must be true or false")
+    clean["block_disposable"] = disposable is True
+    return clean
+
+
+def _check_payout(value: Any, problems: _Problems) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        problems.add("payout", "must be a decimal string like \"2.50\"")
+        return "0"
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        problems.add("payout", f"{value!r} is not a number")
+        return "0"
+    if not amount.is_finite() or amount < 0 or amount > Decimal("1000000"):
+        problems.add("payout", "must be between 0 and 1000000")
+    elif amount != amount.quantize(Decimal("0.01")):
+        problems.add("payout", "at most two decimals")
+    return str(amount)
+
+
+def _check_currency(clean: dict, problems: _Problems) -> None:
+    code = clean["currency"]
+    if not isinstance(code, str) or not pycountry.currencies.get(alpha_3=code.upper()):
+        problems.add("currency", f"{code!r} is not an ISO 4217 currency code")
+    else:
+        clean["currency"] = code.upper()
+
+
+def _check_redirect(clean: dict, problems: _Problems) -> None:
+    url = clean["redirect_url"]
+    if url in (None, ""):
+        clean["redirect_url"] = None
+        return
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.add("redirect_url", "must be an absolute http(s) URL")
+
+
+def _check_sequence(clean: dict, sequences_dir: str, problems: _Problems) -> None:
+    name = clean["sequence"]
+    if name in (None, ""):
+        clean["sequence"] = None
+        return
+    if not isinstance(name, str) or not _SEQUENCE.match(name):
+        problems.add("sequence", "must be a folder name: letters, digits, - and _")
+    elif not (Path(sequences_dir) / name).is_dir():
+        problems.add("sequence", f"no folder {name} in the sequences directory")
+
+
+def page_to_dict(page: Page) -> dict[str, Any]:
+    """A page in the JSON format that `validate_page` reads back."""
+    data = {key: getattr(page, key) for key in KEYS}
+    data["payout"] = str(page.payout)
+    return data
+
+
+def apply_page(page: Page, clean: dict[str, Any]) -> Page:
+    """Copy validated values onto a page row."""
+    for key in KEYS:
+        setattr(page, key, clean[key] if key != "payout" else Decimal(clean[key]))
+    return page

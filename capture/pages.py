@@ -1,0 +1,160 @@
+"""Blueprint for the visitor side: the opt-in page, its submission, thanks, confirm."""
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+
+from capture import bots, leads
+from capture.attribution import record_visit, set_visitor_cookie, visitor_id
+from capture.extensions import db
+from capture.markup import render_markdown
+from capture.models import Page, Visit
+from capture.optin_form import OptInForm, form_class
+
+bp = Blueprint("pages", __name__)
+
+
+def published_page(slug: str) -> Page:
+    """The published page with this slug, or 404."""
+    page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
+    if page is None:
+        abort(404)
+    return page
+
+
+def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""):
+    """The opt-in page through its template, never cached (it holds a CSRF token)."""
+    response = make_response(
+        render_template(
+            f"pages/{page.template}",
+            page=page,
+            form=form,
+            field_names=[spec["name"] for spec in page.fields],
+            body=render_markdown(page.body),
+            notice=notice,
+        ),
+        status,
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/p/<slug>")
+def show(slug: str):
+    """Render the page and record the visit with its attribution."""
+    page = published_page(slug)
+    vid, new_visitor = visitor_id(request)
+    visit = record_visit(page, request, vid)
+    db.session.commit()
+    form = form_class(page)(formdata=None)
+    form.started.data = bots.form_token(visit.id)
+    response = render_page(page, form)
+    if new_visitor:
+        set_visitor_cookie(response, vid)
+    return response
+
+
+@bp.post("/p/<slug>")
+def submit(slug: str):
+    """The opt-in: trap bots, validate, store the lead, send the confirmation."""
+    page = published_page(slug)
+    form = form_class(page)()
+    if not bots.rate_limit().allow(request.remote_addr or "unknown"):
+        notice = "Too many sign-ups from your network. Please wait a minute and try again."
+        return render_page(page, form, 429, notice)
+
+    started = bots.read_form_token(form.started.data)
+    if form.website.data or started is None or bots.filled_too_fast(started):
+        # Trapped: answer like a success so the bot learns nothing; store nothing.
+        return redirect(success_url(page), code=303)
+
+    if not form.validate():
+        return render_page(page, form, 422, "Please correct the highlighted fields.")
+
+    optin = leads.OptIn(
+        email=form.email.data,
+        name=_text(form.data.get("name")),
+        country=_country(page, form),
+        fields=_page_fields(page, form),
+        client_ip=request.remote_addr,
+        visit=db.session.get(Visit, started["v"]) if started.get("v") else None,
+    )
+    outcome = leads.submit_optin(page, optin)
+    if outcome.send_confirmation and outcome.lead is not None:
+        leads.send_confirmation(outcome.lead)
+    return redirect(success_url(page), code=303)
+
+
+def success_url(page: Page) -> str:
+    """Where a successful opt-in goes: the page's redirect URL or its thanks page."""
+    return page.redirect_url or url_for("pages.thanks", slug=page.slug)
+
+
+def _text(value) -> str:
+    """A single-line text value: printable characters only, trimmed."""
+    if not isinstance(value, str):
+        return ""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+def _country(page: Page, form: OptInForm) -> str | None:
+    for spec in page.fields:
+        if spec["type"] == "country":
+            return form[spec["name"]].data or None
+    return None
+
+
+def _page_fields(page: Page, form: OptInForm) -> dict:
+    values = {}
+    for spec in page.fields:
+        if spec["name"] in ("email", "name") or spec["type"] == "country":
+            continue
+        value = form[spec["name"]].data
+        values[spec["name"]] = bool(value) if spec["type"] == "checkbox" else _text(value)
+    return values
+
+
+@bp.get("/p/<slug>/thanks")
+def thanks(slug: str):
+    """The thank-you text; with double opt-in, the request to check the inbox."""
+    page = published_page(slug)
+    return render_template("thanks.html", page=page, text=render_markdown(page.thank_you))
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    """Double opt-in confirmation: idempotent, a bad token is 404."""
+    lead = leads.lead_for_confirm_token(token)
+    if lead is None:
+        abort(404)
+    leads.confirm(lead, request.remote_addr)
+    page = lead.page
+    text = render_markdown(page.thank_you) if page is not None else ""
+    return render_template("confirmed.html", page=page, lead=lead, text=text)
+
+
+def csrf_failed(error: CSRFError):
+    """An expired or missing CSRF token: on an opt-in page, show the page again with
+    the visitor's input and a fresh token; elsewhere, a plain 400 page."""
+    if request.endpoint == "pages.submit" and request.view_args:
+        page = db.session.scalar(
+            select(Page).where(Page.slug == request.view_args["slug"], Page.published)
+        )
+        if page is not None:
+            form = form_class(page)()
+            if bots.read_form_token(form.started.data) is None:
+                form.started.data = bots.form_token(None)
+            notice = "This form had expired. Please check your details and submit again."
+            return render_page(page, form, 400, notice)
+    current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
+    return render_template("error.html", title="Form expired",
+                           message="This form had expired. Go back, reload and try again."), 400

@@ -1,0 +1,166 @@
+"""Checks every setting at start-up and fills in the generated ones.
+
+A bad value stops start-up with one line naming the setting (`SettingError` is a
+`SystemExit`, so the process prints the line and exits 1 without a traceback).
+"""
+
+import os
+import secrets
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import limits
+from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MAIL_BACKENDS = ("outbox", "smtp", "console")
+SMTP_SECURITY = ("none", "starttls", "ssl")
+SCHEDULER_MODES = ("embedded", "off")
+
+
+class SettingError(SystemExit):
+    """A setting has a value Capture cannot run with."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"Bad setting CAPTURE_{name}: {message}")
+
+
+def init_app(app: Flask) -> None:
+    """Validate app.config in place; raise SettingError on the first bad value."""
+    config = app.config
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    for name in ("SECRET_KEY", "POSTBACK_SECRET"):
+        if config.get(name) in (None, ""):
+            config[name] = _instance_secret(app, name.lower())
+        config[name] = str(config[name])
+
+    config["BASE_URL"] = _base_url(str(config["BASE_URL"]))
+    config["SQLALCHEMY_DATABASE_URI"] = _database_url(app)
+    _choice(config, "MAIL_BACKEND", MAIL_BACKENDS)
+    _choice(config, "SMTP_SECURITY", SMTP_SECURITY)
+    _choice(config, "SCHEDULER", SCHEDULER_MODES)
+    _integer(config, "SMTP_PORT", 1, 65535)
+    _integer(config, "SMTP_TIMEOUT", 1)
+    _integer(config, "SEND_RATE_PER_MINUTE", 1)
+    _integer(config, "CONFIRM_RESEND_MINUTES", 0)
+    _integer(config, "PROXY_COUNT", 0)
+    _integer(config, "MAX_CONTENT_LENGTH", 1024)
+    _integer(config, "VISITOR_COOKIE_DAYS", 1)
+    _number(config, "MIN_FORM_SECONDS", 0)
+    _rate_limit(config)
+    _mail_from(config)
+    config["POSTAL_ADDRESS"] = str(config.get("POSTAL_ADDRESS") or "")
+    config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
+    config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
+
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")
+    # CSRF tokens live as long as the session: an opt-in page left open for an hour
+    # must still submit.
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+
+def _instance_secret(app: Flask, filename: str) -> str:
+    """Read a secret from the instance folder, creating it on first start."""
+    path = Path(app.instance_path) / filename
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingError("BASE_URL", f"{value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise SettingError("BASE_URL", "must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _database_url(app: Flask) -> str:
+    value = app.config.get("DATABASE_URL")
+    if not value:
+        return "sqlite:///" + str(Path(app.instance_path) / "capture.db")
+    try:
+        make_url(str(value))
+    except ArgumentError:
+        raise SettingError("DATABASE_URL", f"{value!r} is not a database URL") from None
+    return str(value)
+
+
+def _choice(config: dict, name: str, allowed: tuple[str, ...]) -> None:
+    value = str(config.get(name)).strip().lower()
+    if value not in allowed:
+        raise SettingError(
+            name, f"{config.get(name)!r} is not one of {', '.join(allowed)}"
+        )
+    config[name] = value
+
+
+def _integer(config: dict, name: str, minimum: int, maximum: int | None = None) -> None:
+    value = config.get(name)
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise SettingError(name, f"{value!r} is not a whole number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise SettingError(name, f"{number} must be at least {minimum}{upper}")
+    config[name] = number
+
+
+def _number(config: dict, name: str, minimum: float) -> None:
+    value = config.get(name)
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise SettingError(name, f"{value!r} is not a number") from None
+    if number < minimum:
+        raise SettingError(name, f"{number} must be at least {minimum}")
+    config[name] = number
+
+
+def _boolean(config: dict, name: str) -> bool:
+    value = config.get(name)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingError(name, f"{value!r} is not true or false")
+
+
+def _rate_limit(config: dict) -> None:
+    value = str(config.get("OPTIN_RATE_LIMIT")).strip()
+    if value in ("0", "off", ""):
+        config["OPTIN_RATE_LIMIT"] = None
+        return
+    try:
+        config["OPTIN_RATE_LIMIT"] = limits.parse(value)
+    except ValueError:
+        raise SettingError(
+            "OPTIN_RATE_LIMIT", f"{value!r} is not a rate like 20/minute (or 0 for off)"
+        ) from None
+    try:
+        limits.storage.storage_from_string(str(config["RATE_LIMIT_STORAGE"]))
+    except Exception as error:  # the library raises several types for a bad URI
+        raise SettingError("RATE_LIMIT_STORAGE", str(error)) from None
+
+
+def _mail_from(config: dict) -> None:
+    value = str(config.get("MAIL_FROM"))
+    name, address = parseaddr(value)
+    if "@" not in address or any(ch in value for ch in "\r\n"):
+        raise SettingError("MAIL_FROM", f"{value!r} is not an address like Name <a@b.c>")
+    username, domain = address.rsplit("@", 1)
+    config["MAIL_FROM_ADDRESS"] = Address(name, username, domain)

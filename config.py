@@ -1,0 +1,68 @@
+"""Capture's settings: the defaults, each overridable by a CAPTURE_-prefixed variable.
+
+`create_app()` loads `Config`, then `app.config.from_prefixed_env("CAPTURE")`, so
+`CAPTURE_BASE_URL=https://example.com` sets `BASE_URL`. Values that are `None` here are
+filled in at start-up (the SQLite file and the generated secrets live in the instance
+folder). `capture/settings.py` checks every value and stops start-up on a bad one.
+"""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Config:
+    """Defaults for a local install; production overrides them from the environment."""
+
+    # Any SQLAlchemy URL; None means instance/capture.db (SQLite).
+    DATABASE_URL: str | None = None
+    # None means: generated once and kept in instance/secret_key.
+    SECRET_KEY: str | None = None
+    # Absolute links in emails are built from this.
+    BASE_URL = "http://127.0.0.1:5000"
+
+    MAIL_BACKEND = "outbox"  # outbox | smtp | console
+    MAIL_FROM = "Capture <no-reply@localhost>"
+    SMTP_HOST = "localhost"
+    SMTP_PORT = 25
+    SMTP_USERNAME = ""
+    SMTP_PASSWORD = ""
+    SMTP_SECURITY = "none"  # none | starttls | ssl
+    SMTP_TIMEOUT = 10
+    # Printed in every email footer (CAN-SPAM); empty shows a warning to the owner.
+    POSTAL_ADDRESS = ""
+
+    SEQUENCES_DIR = str(ROOT / "sequences")
+    SEND_RATE_PER_MINUTE = 600
+    # embedded: the scheduler job runs inside the web process (make run); off: a
+    # separate `flask --app wsgi scheduler` process does the sending.
+    SCHEDULER = "off"
+    # None means: generated once and kept in instance/postback_secret.
+    POSTBACK_SECRET: str | None = None
+
+    # Opt-in defences.
+    MIN_FORM_SECONDS = 2
+    OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off
+    RATE_LIMIT_STORAGE = "memory://"  # per process; redis://host:6379 to share
+    # A repeat opt-in of an unconfirmed address re-sends the confirmation email at
+    # most once in this many minutes, so a flood cannot mail-bomb anyone.
+    CONFIRM_RESEND_MINUTES = 10
+    # Checking that the domain accepts mail needs DNS, so it is opt-in.
+    CHECK_DELIVERABILITY = False
+    # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
+    PROXY_COUNT = 0
+    # Largest request body accepted, in bytes.
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    # Visitor cookie lifetime (first-party, random id).
+    VISITOR_COOKIE_DAYS = 365
+
+
+class TestConfig(Config):
+    """What the test suite starts from; each test's fixture adds its own database."""
+
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    POSTBACK_SECRET = "test-postback-secret"
+    MIN_FORM_SECONDS = 0
+    OPTIN_RATE_LIMIT = "0"

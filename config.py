@@ -37,6 +37,18 @@ class Config:
     # embedded: the scheduler job runs inside the web process (make run); off: a
     # separate `flask --app wsgi scheduler` process does the sending.
     SCHEDULER = "off"
+    # How often the scheduler job runs.
+    SCHEDULER_INTERVAL_SECONDS = 10
+    # Most messages one tick sends (the rate cap may allow fewer).
+    SEND_BATCH_SIZE = 200
+    # A delivery claimed this long ago without an outcome is marked unknown.
+    SENDING_TIMEOUT_MINUTES = 10
+    # A lead whose next step file is broken is looked at again after this long.
+    HOLD_MINUTES = 5
+    # SMTP 4xx and connection errors are retried with back-off for this long.
+    RETRY_HOURS = 24
+    # Optional address for List-Unsubscribe's mailto: form.
+    UNSUBSCRIBE_MAILTO = ""
     # None means: generated once and kept in instance/postback_secret.
     POSTBACK_SECRET: str | None = None
 

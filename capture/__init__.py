@@ -28,7 +28,19 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.from_prefixed_env("CAPTURE")
     app.config.update(overrides)
 
-    from capture import bots, cli, errors, extensions, health, pages, settings
+    from capture import (
+        bots,
+        cli,
+        errors,
+        extensions,
+        health,
+        pages,
+        scheduler,
+        sending,
+        sequence_commands,
+        settings,
+        tracking,
+    )
 
     settings.init_app(app)
     _init_database(app)
@@ -37,10 +49,14 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     )
     extensions.csrf.init_app(app)
     bots.RateLimit().init_app(app)
+    sending.init_app(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(tracking.bp)
     app.register_blueprint(health.bp)
     errors.init_app(app)
     cli.init_app(app)
+    sequence_commands.init_app(app)
+    scheduler.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

@@ -5,7 +5,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("init")
+@with_appcontext
 def init_command() -> None:
     """Create or upgrade the schema, and add the demo page and sequence if missing."""
     from capture import MIGRATIONS_DIR
@@ -92,9 +93,10 @@ def pages_import(file) -> None:
         )
         slug = item.get("slug") if isinstance(item, dict) else None
         where = f"{name}: page {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")
-        if isinstance(slug, str) and slug in seen:
-            errors.append("slug: used by another page in this file")
-        seen.add(slug)
+        if isinstance(slug, str):
+            if slug in seen:
+                errors.append("slug: used by another page in this file")
+            seen.add(slug)
         problems.extend(f"{where}: {error}" for error in errors)
         cleaned.append(clean)
     if problems:

@@ -11,15 +11,16 @@ from datetime import timedelta
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from email_validator import EmailNotValidError, validate_email
+from email_validator import validate_email
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, mail, rendering, tokens
+from capture import clock, mail, rendering, sending, tokens
 from capture.attribution import attribution_of_visit
 from capture.extensions import db
-from capture.models import ATTRIBUTION_KEYS, Event, Lead, Page, Suppression, Visit
+from capture.models import ATTRIBUTION_KEYS, Lead, Page, Suppression, Visit
+from capture.timeline import record_event
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ class Outcome:
     kind: str  # created | duplicate | suppressed
     lead: Lead | None = None
     send_confirmation: bool = False
-
-
-def record_event(lead: Lead, kind: str, page_id: int | None = None, **data: Any) -> Event:
-    """Add one entry to the lead's timeline (committed by the caller)."""
-    event = Event(lead_id=lead.id, page_id=page_id or lead.page_id, kind=kind, data=data)
-    db.session.add(event)
-    return event
 
 
 def review_verdict(page: Page, email: str, optin: OptIn) -> tuple[str, str]:
@@ -118,6 +112,7 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     if lead.review != "pending":
         kind = "approve" if lead.review == "approved" else "reject"
         record_event(lead, kind, by="rules", reason=lead.review_reason)
+    sending.enroll(lead)
     db.session.commit()
     needs_confirmation = page.double_opt_in and lead.review != "rejected"
     return Outcome("created", lead, send_confirmation=needs_confirmation)
@@ -215,6 +210,18 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
     lead.confirmed_at = clock.utcnow()
     lead.confirm_ip = client_ip
     record_event(lead, "confirm", ip=client_ip)
+    sending.enroll(lead)
+    db.session.commit()
+    return True
+
+
+def unsubscribe(lead: Lead, source: str) -> bool:
+    """Unsubscribe a lead and stop its sequences. Idempotent: True the first time."""
+    if lead.subscription == "unsubscribed":
+        return False
+    lead.subscription = "unsubscribed"
+    record_event(lead, "unsubscribe", source=source)
+    sending.stop(lead, "unsubscribed")
     db.session.commit()
     return True
 

@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 class MailError(Exception):
     """A message could not be handed over. `temporary` says whether to retry."""
 
-    def __init__(self, message: str, *, temporary: bool, code: int | None = None) -> None:
+    def __init__(self, message: str, *, temporary: bool, code: int | None = None,
+                 recipient: bool = False) -> None:
         super().__init__(message)
         self.temporary = temporary
         self.code = code
+        # True when the server refused the address itself (a bounce).
+        self.recipient = recipient
 
 
 class OutboxBackend:
@@ -92,7 +95,8 @@ class SmtpBackend:
             self.connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
             code = next(iter(error.recipients.values()))[0]
-            raise MailError(f"recipient refused: {code}", temporary=code < 500, code=code) from error
+            raise MailError(f"recipient refused: {code}", temporary=code < 500, code=code,
+                            recipient=code >= 500) from error
         except smtplib.SMTPResponseException as error:
             self.close()
             raise MailError(

@@ -14,3 +14,8 @@ _markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
 def render_markdown(text: str) -> Markup:
     """The HTML of a Markdown text (cached: page texts change rarely)."""
     return Markup(_markdown.render(text or ""))
+
+
+def email_markdown(text: str) -> str:
+    """The HTML of a step's Markdown body (already rendered with the lead's values)."""
+    return _markdown.render(text)

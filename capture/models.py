@@ -17,11 +17,18 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from capture import clock
 from capture.extensions import db
+
+
+def _now():
+    """Column default: read the clock at insert time (tests move it)."""
+    return clock.utcnow()
+
 
 REVIEW_STATES = ("pending", "approved", "rejected")
 SUBSCRIPTION_STATES = ("unconfirmed", "subscribed", "unsubscribed", "bounced")
@@ -52,9 +59,9 @@ class Page(db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     template: Mapped[str] = mapped_column(String(100), default="default.html")
     published: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime, default=clock.utcnow, onupdate=clock.utcnow
+        DateTime, default=_now, onupdate=_now
     )
 
     def __repr__(self) -> str:
@@ -74,7 +81,7 @@ class Visit(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
     visitor_id: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     utm_source: Mapped[str | None] = mapped_column(String(200))
     utm_medium: Mapped[str | None] = mapped_column(String(200))
     utm_campaign: Mapped[str | None] = mapped_column(String(200))
@@ -133,7 +140,7 @@ class Lead(db.Model):
 
     # Consent evidence.
     consent_text: Mapped[str] = mapped_column(Text, default="")
-    consent_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    consent_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     consent_ip: Mapped[str | None] = mapped_column(String(45))
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -144,7 +151,7 @@ class Lead(db.Model):
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
     subscription: Mapped[str] = mapped_column(String(12), default="unconfirmed")
 
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
     page: Mapped[Page | None] = relationship()
     referred_by: Mapped["Lead | None"] = relationship(remote_side=[id])
@@ -174,7 +181,7 @@ class Event(db.Model):
         ForeignKey("pages.id", ondelete="SET NULL")
     )
     kind: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     # Details that depend on the kind: attribution of a duplicate, a reject reason …
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -187,5 +194,79 @@ class Suppression(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     reason: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
+
+
+class Enrollment(db.Model):
+    """A lead's place in a sequence. `next_due_at` is what the scheduler looks at, so
+    a tick costs what is due, not how many leads exist."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "sequence", name="uq_enrollments_lead_sequence"),
+        Index("ix_enrollments_due", "state", "next_due_at"),
+        Index("ix_enrollments_sequence_state", "sequence", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    sequence: Mapped[str] = mapped_column(String(100))
+    # active: a next step is due at next_due_at; waiting: no step left (woken when
+    # the folder changes); sending: a delivery of it is in flight or needs the
+    # owner; stopped: unsubscribed, bounced, rejected or a stop_on condition.
+    state: Mapped[str] = mapped_column(String(10), default="active")
+    next_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the lead became approved and subscribed: the first step counts from here.
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    last_step: Mapped[str | None] = mapped_column(String(100))
+    last_filename: Mapped[str | None] = mapped_column(String(200))
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stop_reason: Mapped[str] = mapped_column(String(100), default="")
+
+    lead: Mapped[Lead] = relationship()
+
+
+class Delivery(db.Model):
+    """One (lead, sequence, step) email. The row is claimed before the SMTP call and
+    its outcome written after it, so nothing is ever sent twice."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "sequence", "step", name="uq_deliveries_lead_step"),
+        Index("ix_deliveries_status_retry", "status", "retry_at"),
+        Index("ix_deliveries_sent", "sent_at"),
+        Index("ix_deliveries_sequence_step", "sequence", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    sequence: Mapped[str] = mapped_column(String(100))
+    step: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(200))
+    # sending (claimed) → sent | retry | failed; sending too long → unknown.
+    status: Mapped[str] = mapped_column(String(10), default="sending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    error: Mapped[str] = mapped_column(String(500), default="")
+
+    lead: Mapped[Lead] = relationship()
+
+
+class SequenceVersion(db.Model):
+    """The last seen state of each sequence folder, to wake leads that finished it
+    when steps are added."""
+
+    __tablename__ = "sequence_versions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)

@@ -8,14 +8,16 @@ import pycountry
 from email_validator import EmailNotValidError
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, SelectField, StringField, TelField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from capture.leads import normalize_email
 from capture.models import Page
 
 TEXT_MAX = 200
-COUNTRY_CHOICES = [("", "Choose your country")] + sorted(
-    ((c.alpha_2, c.name) for c in pycountry.countries), key=lambda item: item[1]
+COUNTRY_CHOICES = [SelectChoice("", "Choose your country")] + sorted(
+    (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
+    key=lambda choice: choice.label,
 )
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
 
@@ -64,7 +66,7 @@ def _field(spec: dict[str, Any]):
             validate_choice=True, render_kw={"autocomplete": "country"},
         )
     if kind == "select":
-        choices = [("", "Choose…")] + [(option, option) for option in spec["options"]]
+        choices = [SelectChoice("", "Choose…")] + [SelectChoice(o) for o in spec["options"]]
         return SelectField(label, choices=choices, validators=presence)
     if kind == "checkbox":
         message = f"Please tick: {label}"

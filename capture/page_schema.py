@@ -172,7 +172,7 @@ def _check_rules(rules: Any, fields: list[dict], problems: _Problems) -> dict[st
         problems.add("rules.required", "must be a list of field names")
     else:
         for name in required:
-            if name not in names:
+            if not isinstance(name, str) or name not in names:
                 problems.add("rules.required", f"{name!r} is not a field of the page")
         clean["required"] = list(required)
     domains = rules.get("block_domains", [])
@@ -219,7 +219,10 @@ def _check_redirect(clean: dict, problems: _Problems) -> None:
     if url in (None, ""):
         clean["redirect_url"] = None
         return
-    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:  # e.g. a malformed IPv6 host
+        parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         problems.add("redirect_url", "must be an absolute http(s) URL")
 

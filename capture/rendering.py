@@ -1,12 +1,15 @@
 """Email messages: headers that cannot be injected into, text and HTML parts."""
 
+import html as html_lib
 import re
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
+from urllib.parse import urlsplit
 
 from flask import current_app, render_template
+from markupsafe import Markup
 
 from capture.models import Lead, Page
 
@@ -55,3 +58,121 @@ def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> EmailMessa
     text = render_template("email/confirm.txt", **context)
     html = render_template("email/confirm.html", **context)
     return new_message(lead, subject, text, html)
+
+
+# Inline styles for the HTML that Markdown produces: many mail clients drop <style>.
+_INLINE_STYLES = {
+    "p": "margin:0 0 16px;font-size:16px;line-height:1.6;",
+    "h1": "margin:0 0 16px;font-size:24px;line-height:1.3;",
+    "h2": "margin:24px 0 12px;font-size:20px;line-height:1.3;",
+    "h3": "margin:20px 0 10px;font-size:17px;line-height:1.3;",
+    "ul": "margin:0 0 16px;padding-left:22px;font-size:16px;line-height:1.6;",
+    "ol": "margin:0 0 16px;padding-left:22px;font-size:16px;line-height:1.6;",
+    "li": "margin:0 0 6px;",
+    "a": "color:#4f46e5;text-decoration:underline;",
+    "blockquote": "margin:0 0 16px;padding:4px 16px;border-left:3px solid #d6d8e0;color:#5b6170;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f1f2f6;padding:1px 4px;border-radius:4px;",
+    "hr": "border:0;border-top:1px solid #e3e5ea;margin:24px 0;",
+}
+_TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")
+_HREF = re.compile(r'href="(https?://[^"]*)"')
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _markdown_literal(value: str) -> str:
+    """A lead's value made literal inside Markdown: no links, emphasis or HTML."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _variables(lead: Lead, page: Page | None, unsubscribe_url: str, literal) -> dict:
+    """What a step template sees: plain values, never the model objects."""
+    return {
+        "lead": {
+            "name": literal(lead.name),
+            "first_name": literal(lead.first_name),
+            "email": literal(lead.email),
+            "ref": lead.public_ref,
+        },
+        "page": {"title": literal(page.title if page else "")},
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+class RenderError(Exception):
+    """A step could not be rendered for a lead; nothing is sent."""
+
+
+def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
+                track_link=None, pixel_url: str | None = None) -> dict[str, str]:
+    """Subject, preheader, text and HTML of one step for one lead.
+
+    `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
+    link of the HTML part is passed through `track_link`, the pixel is appended."""
+    from capture.markup import email_markdown
+    from capture.sequences import template_env
+
+    plain = _variables(lead, page, unsubscribe_url, lambda value: value)
+    escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
+    try:
+        subject = template_env.from_string(step.subject).render(plain)
+        preheader = template_env.from_string(step.preheader).render(plain)
+        text_body = template_env.from_string(step.body).render(plain)
+        markdown_body = template_env.from_string(step.body).render(escaped)
+    except Exception as error:  # the sandbox raises several kinds; none may escape
+        raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
+                       email_markdown(markdown_body))
+    if track_link is not None:
+        content = _HREF.sub(lambda m: _tracked_href(m.group(1), track_link, unsubscribe_url),
+                            content)
+    postal_address = current_app.config["POSTAL_ADDRESS"]
+    html = render_template(
+        "email/layout.html", content=Markup(content), preheader=header_text(preheader, 200),
+        postal_address=postal_address, unsubscribe_url=unsubscribe_url, pixel_url=pixel_url,
+        page=page,
+    )
+    text = render_template(
+        "email/layout.txt", content=text_body, postal_address=postal_address,
+        unsubscribe_url=unsubscribe_url,
+    )
+    return {"subject": header_text(subject, 300), "preheader": preheader, "text": text,
+            "html": html}
+
+
+def _tracked_href(escaped_url: str, track_link, unsubscribe_url: str) -> str:
+    """The href attribute for a link: through the tracking hook, except unsubscribe."""
+    url = html_lib.unescape(escaped_url)
+    if url == unsubscribe_url:
+        return f'href="{escaped_url}"'
+    return f'href="{html_lib.escape(track_link(url))}"'
+
+
+def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: int,
+                 unsubscribe_url: str, track_link=None, pixel_url=None) -> EmailMessage:
+    """The complete email of a sequence step, with the list headers of RFC 2369/8058."""
+    config = current_app.config
+    rendered = render_step(sequence, step, lead, page, unsubscribe_url=unsubscribe_url,
+                           track_link=track_link, pixel_url=pixel_url)
+    message = new_message(lead, rendered["subject"], rendered["text"], rendered["html"])
+    if sequence.sender:
+        message.replace_header("From", parse_address(sequence.sender))
+    if sequence.reply_to:
+        message["Reply-To"] = parse_address(sequence.reply_to)
+    domain = config["MAIL_FROM_ADDRESS"].domain or "localhost"
+    message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
+    host = urlsplit(config["BASE_URL"]).hostname or "localhost"
+    list_name = re.sub(r"[^A-Za-z0-9-]", "-", sequence.name)
+    message["List-Id"] = f"{list_name} <{list_name}.{host}>"
+    unsubscribe = f"<{unsubscribe_url}>"
+    if config.get("UNSUBSCRIBE_MAILTO"):
+        unsubscribe += f", <mailto:{config['UNSUBSCRIBE_MAILTO']}?subject=unsubscribe>"
+    message["List-Unsubscribe"] = unsubscribe
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return message
+
+
+def parse_address(value: str) -> Address:
+    """`Name <user@domain>` as a header Address, its name made header-safe."""
+    name, address = parseaddr(value)
+    username, _, domain = address.rpartition("@")
+    return Address(header_text(name, 100), username, domain)

@@ -5,6 +5,7 @@ A bad value stops start-up with one line naming the setting (`SettingError` is a
 """
 
 import os
+import re
 import secrets
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -50,6 +51,12 @@ def init_app(app: Flask) -> None:
     _integer(config, "PROXY_COUNT", 0)
     _integer(config, "MAX_CONTENT_LENGTH", 1024)
     _integer(config, "VISITOR_COOKIE_DAYS", 1)
+    _integer(config, "SCHEDULER_INTERVAL_SECONDS", 1)
+    _integer(config, "SEND_BATCH_SIZE", 1)
+    _integer(config, "SENDING_TIMEOUT_MINUTES", 1)
+    _integer(config, "HOLD_MINUTES", 1)
+    _integer(config, "RETRY_HOURS", 0)
+    _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit(config)
     _mail_from(config)
@@ -164,3 +171,10 @@ def _mail_from(config: dict) -> None:
         raise SettingError("MAIL_FROM", f"{value!r} is not an address like Name <a@b.c>")
     username, domain = address.rsplit("@", 1)
     config["MAIL_FROM_ADDRESS"] = Address(name, username, domain)
+
+
+def _unsubscribe_mailto(config: dict) -> None:
+    value = str(config.get("UNSUBSCRIBE_MAILTO") or "").strip()
+    if value and (not re.fullmatch(r"[^@\s<>,?]+@[^@\s<>,?]+\.[^@\s<>,?]+", value)):
+        raise SettingError("UNSUBSCRIBE_MAILTO", f"{value!r} is not an email address")
+    config["UNSUBSCRIBE_MAILTO"] = value

@@ -22,3 +22,8 @@ def read(purpose: str, token: str) -> str | None:
     except BadSignature:
         return None
     return value if isinstance(value, str) else None
+
+
+def unsubscribe_url(public_ref: str) -> str:
+    """A lead's permanent one-click unsubscribe link (works in mail of any age)."""
+    return f"{current_app.config['BASE_URL']}/u/{make('unsubscribe', public_ref)}"

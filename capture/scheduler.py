@@ -1,0 +1,78 @@
+"""The scheduler: one APScheduler interval job that runs `sending.tick`.
+
+`flask --app wsgi scheduler` runs it in its own process (production, any number of
+them); CAPTURE_SCHEDULER=embedded runs it inside the web process, started on the first
+request so that only a serving process runs it (never a CLI command, never the
+debug reloader's watcher process).
+"""
+
+import logging
+import os
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from capture import sending
+
+log = logging.getLogger(__name__)
+JOB_ID = "capture-send-due"
+
+
+def run_tick(app: Flask) -> sending.Summary | None:
+    """One tick inside an app context; errors are logged, the scheduler goes on."""
+    with app.app_context():
+        try:
+            summary = sending.tick()
+        except Exception:  # a bad tick must not kill the scheduler thread
+            log.exception("scheduler tick failed")
+            from capture.extensions import db
+
+            db.session.rollback()
+            return None
+        if summary.sent or summary.failed or summary.retried or summary.unknown:
+            log.info("scheduler: %s", summary.line())
+        return summary
+
+
+def _add_job(scheduler, app: Flask) -> None:
+    scheduler.add_job(
+        run_tick, "interval", args=[app], id=JOB_ID,
+        seconds=app.config["SCHEDULER_INTERVAL_SECONDS"],
+        max_instances=1, coalesce=True, replace_existing=True,
+    )
+
+
+def run_foreground(app: Flask) -> None:
+    """Run the job in this process until interrupted (the `scheduler` command)."""
+    scheduler = BlockingScheduler(timezone="UTC")
+    _add_job(scheduler, app)
+    run_tick(app)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+def init_app(app: Flask) -> None:
+    """With CAPTURE_SCHEDULER=embedded, start the job in the first serving request."""
+    if app.config["SCHEDULER"] != "embedded" or app.testing:
+        return
+    if app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+        return  # the reloader's watcher process serves nothing
+    lock = threading.Lock()
+    state: dict[str, BackgroundScheduler | None] = {"scheduler": None}
+
+    @app.before_request
+    def _start_embedded_scheduler() -> None:
+        if state["scheduler"] is not None:
+            return
+        with lock:
+            if state["scheduler"] is None:
+                scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
+                _add_job(scheduler, app)
+                scheduler.start()
+                state["scheduler"] = scheduler
+                log.info("embedded scheduler started (every %ss)",
+                         app.config["SCHEDULER_INTERVAL_SECONDS"])

@@ -1,0 +1,128 @@
+"""The flask commands for sequences and sending: check, preview, plan, send-due,
+scheduler."""
+
+import sys
+from datetime import timedelta
+from types import SimpleNamespace
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from capture import clock, rendering, scheduler, sending
+from capture.extensions import db
+from capture.models import Enrollment, Lead
+
+sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequences.")
+
+
+def init_app(app) -> None:
+    """Register the commands."""
+    app.cli.add_command(sequences_cli)
+    app.cli.add_command(send_due)
+    app.cli.add_command(scheduler_command)
+
+
+@sequences_cli.command("check")
+def check() -> None:
+    """Validate every sequence file; print file:line: message for each problem."""
+    library = sending.library()
+    problems = [str(p) for sequence in library.all() for p in sequence.all_problems()]
+    for line in problems:
+        click.echo(line)
+    count = len(library.names())
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {count} sequence(s).", err=True)
+        sys.exit(1)
+    click.echo(f"{count} sequence(s), no problems.")
+
+
+def _sample_lead() -> SimpleNamespace:
+    return SimpleNamespace(name="Jane Doe", first_name="Jane", email="jane@example.com",
+                           public_ref="sample-ref", page=None, id=0)
+
+
+@sequences_cli.command("preview")
+@click.argument("name")
+@click.argument("step")
+@click.option("--lead", "email", help="Render for this lead instead of a sample one.")
+def preview(name: str, step: str, email: str | None) -> None:
+    """Print the rendered subject, text and HTML of step STEP of sequence NAME."""
+    sequence = sending.library().get(name)
+    if sequence is None:
+        raise click.ClickException(f"no sequence folder {name!r}")
+    found = sequence.step(step) or next(
+        (s for s in sequence.steps if s.filename in (step, f"{step}.md")), None)
+    if found is None:
+        keys = ", ".join(s.key for s in sequence.steps) or "none"
+        raise click.ClickException(f"no step {step!r} in {name} (steps: {keys})")
+    if found.problems:
+        raise click.ClickException("; ".join(str(p) for p in found.problems))
+    lead = _sample_lead()
+    if email:
+        lead = db.session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
+        if lead is None:
+            raise click.ClickException(f"no lead with email {email!r}")
+    unsubscribe = f"{current_app.config['BASE_URL']}/u/preview"
+    try:
+        rendered = rendering.render_step(sequence, found, lead, getattr(lead, "page", None),
+                                         unsubscribe_url=unsubscribe)
+    except rendering.RenderError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Subject: {rendered['subject']}")
+    click.echo(f"Preheader: {rendered['preheader']}")
+    click.echo("\n----- text -----")
+    click.echo(rendered["text"])
+    click.echo("----- html -----")
+    click.echo(rendered["html"])
+
+
+@sequences_cli.command("plan")
+@click.argument("name", required=False)
+@click.option("--days", default=7, show_default=True, help="How far ahead to look.")
+@click.option("--limit", default=200, show_default=True, help="Most rows to print.")
+def plan(name: str | None, days: int, limit: int) -> None:
+    """Dry run: who gets which step when over the coming days. Sends nothing."""
+    now = clock.utcnow()
+    horizon = now + timedelta(days=days)
+    query = (select(Enrollment).where(Enrollment.state == "active",
+                                      Enrollment.next_due_at <= horizon)
+             .order_by(Enrollment.next_due_at))
+    if name:
+        query = query.where(Enrollment.sequence == name)
+    rows = []
+    for enrollment in db.session.scalars(query.limit(limit)):
+        sequence = sending.library().get(enrollment.sequence)
+        if sequence is None:
+            continue
+        after = enrollment.last_sent_at or enrollment.started_at
+        for step in sequence.steps_after(enrollment.last_step, enrollment.last_filename):
+            due = max(sending.due_time(sequence, step, after), now)
+            if due > horizon or not step.ok:
+                break
+            rows.append((due, enrollment.lead.email, sequence.name, step.key))
+            after = due
+    rows.sort()
+    if not rows:
+        click.echo(f"Nothing due in the next {days} day(s).")
+        return
+    click.echo(f"{'when (UTC)':<17} {'lead':<32} {'sequence':<16} step")
+    for due, email, sequence_name, step_key in rows[:limit]:
+        click.echo(f"{due:%Y-%m-%d %H:%M} {email:<32} {sequence_name:<16} {step_key}")
+
+
+@click.command("send-due")
+def send_due() -> None:
+    """One scheduler tick, now: enrol, render and send what is due; print a summary."""
+    summary = sending.tick()
+    click.echo(summary.line())
+
+
+@click.command("scheduler")
+def scheduler_command() -> None:
+    """Run the sending job in the foreground until interrupted (Ctrl-C)."""
+    app = current_app._get_current_object()
+    click.echo(f"Scheduler running every {app.config['SCHEDULER_INTERVAL_SECONDS']}s; "
+               "Ctrl-C stops it.")
+    scheduler.run_foreground(app)

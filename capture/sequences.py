@@ -1,0 +1,363 @@
+"""Sequences: loading and checking the Markdown step files the owner edits.
+
+A sequence is a folder `sequences/<name>/` with an optional `sequence.yml` and step
+files `NN-<step>.md`. A step's identity is its file name without the order prefix
+(`02-guide.md` is step `guide`), so renumbering files never makes a step new.
+Folders are re-read when a file in them changes; every problem is kept as
+`file:line: message`, and a broken step stays in its place, marked, so it is held
+rather than skipped over.
+"""
+
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
+STEP_KEYS = {"subject", "delay", "at", "preheader"}
+STOP_CONDITIONS = ("upgrade", "unsubscribe")
+# What a step may use: {{ lead.<attr> }}, {{ page.<attr> }}, {{ unsubscribe_url }}.
+VARIABLES = {
+    "lead": {"name", "first_name", "email", "ref"},
+    "page": {"title"},
+    "unsubscribe_url": set(),
+}
+_ORDER_PREFIX = re.compile(r"^\d+[-_. ]*")
+_DELAY = re.compile(r"^(\d+)\s*(m|min|h|d|w)?$")
+_DELAY_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# The template environment for step files: no access to anything but the variables
+# passed in; lead values are data passed as variables, never template source.
+template_env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without the 1.1 surprises: `09:00` stays text, not 540 minutes."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a sequence file."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class Step:
+    """One email of a sequence."""
+
+    key: str
+    filename: str
+    subject: str = ""
+    delay: timedelta = timedelta(0)
+    at: time | None = None
+    preheader: str = ""
+    body: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False when the file has a problem: the step is held, never half-sent."""
+        return not self.problems
+
+
+@dataclass
+class Sequence:
+    """A folder of steps with its settings."""
+
+    name: str
+    folder: Path
+    sender: str | None = None
+    reply_to: str | None = None
+    stop_on: tuple[str, ...] = ("unsubscribe",)
+    send_window: tuple[time, time] | None = None
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    steps: list[Step] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    signature: tuple = ()
+
+    def all_problems(self) -> list[Problem]:
+        """Problems of the folder and of every step, in file order."""
+        problems = self.problems + [p for step in self.steps for p in step.problems]
+        return sorted(problems, key=lambda p: (p.file, p.line))
+
+    def step(self, key: str) -> Step | None:
+        """The step with this identity, if the folder has it."""
+        return next((step for step in self.steps if step.key == key), None)
+
+    def steps_after(self, key: str | None, filename: str | None = None) -> list[Step]:
+        """The steps after the one a lead had last (all when it had none).
+
+        The step is found by its identity, so renumbered files keep their place; if
+        it was removed since, its old file name tells where it stood."""
+        if key is None:
+            return list(self.steps)
+        for index, step in enumerate(self.steps):
+            if step.key == key:
+                return self.steps[index + 1:]
+        return [step for step in self.steps if filename and step.filename > filename]
+
+
+def step_key(filename: str) -> str:
+    """The identity of a step file: its name without order prefix and extension."""
+    return _ORDER_PREFIX.sub("", Path(filename).stem).lower()
+
+
+def parse_delay(value: Any) -> timedelta | None:
+    """`0`, `30m`, `2h`, `3d`, `1w` as a timedelta; None when unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return timedelta(0) if value == 0 else None
+    match = _DELAY.match(str(value).strip().lower())
+    if not match:
+        return None
+    amount, unit = int(match.group(1)), match.group(2)
+    if unit is None:
+        return timedelta(0) if amount == 0 else None
+    return timedelta(**{_DELAY_UNITS[unit]: amount})
+
+
+def parse_clock(value: Any) -> time | None:
+    """`09:00` as a time of day; None when unreadable."""
+    match = _CLOCK.match(str(value).strip())
+    return time(int(match.group(1)), int(match.group(2))) if match else None
+
+
+class Library:
+    """Every sequence under one folder, re-read when its files change."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._cache: dict[str, Sequence] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """The sequence folders, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
+
+    def get(self, name: str) -> Sequence | None:
+        """The sequence in folder `name`, loaded fresh if its files changed."""
+        folder = self.root / name
+        if not folder.is_dir() or name.startswith("."):
+            return None
+        signature = _signature(folder)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached.signature == signature:
+                return cached
+            sequence = load_sequence(folder)
+            sequence.signature = signature
+            self._cache[name] = sequence
+            return sequence
+
+    def all(self) -> list[Sequence]:
+        """Every sequence, loaded."""
+        return [s for name in self.names() if (s := self.get(name)) is not None]
+
+
+def _signature(folder: Path) -> tuple:
+    """What changes when any file of the folder is added, removed or edited."""
+    entries = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            entries.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+def load_sequence(folder: Path) -> Sequence:
+    """Read one sequence folder, collecting every problem instead of stopping."""
+    sequence = Sequence(name=folder.name, folder=folder)
+    settings_file = folder / "sequence.yml"
+    if settings_file.exists():
+        _read_settings(sequence, settings_file)
+    seen: dict[str, str] = {}
+    for path in sorted(folder.glob("*.md")):
+        step = _read_step(path, f"{folder.name}/{path.name}")
+        if step.key in seen:
+            step.problems.append(Problem(
+                f"{folder.name}/{path.name}", 1,
+                f"step name {step.key!r} is also used by {seen[step.key]}",
+            ))
+        seen.setdefault(step.key, path.name)
+        sequence.steps.append(step)
+    if not sequence.steps:
+        sequence.problems.append(Problem(folder.name, 0, "no step files (*.md)"))
+    return sequence
+
+
+def _key_line(lines: list[str], key: str, offset: int) -> int:
+    """The file line where `key:` is written (offset: lines before the YAML)."""
+    for number, line in enumerate(lines, start=1):
+        if re.match(rf"^{re.escape(key)}\s*:", line):
+            return number + offset
+    return offset + 1
+
+
+def _yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | None:
+    try:
+        data = yaml.load(text, Loader=_Loader) if text.strip() else {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = (mark.line + 1 + offset) if mark is not None else offset + 1
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problems.append(Problem(file, line, f"bad YAML: {reason}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(file, offset + 1, "expected key: value lines"))
+        return None
+    return data
+
+
+def _read_settings(sequence: Sequence, path: Path) -> None:
+    file = f"{sequence.name}/{path.name}"
+    problems = sequence.problems
+    text = path.read_text(encoding="utf-8", errors="replace")
+    data = _yaml(text, file, 0, problems)
+    if data is None:
+        return
+    lines = text.splitlines()
+    for key in sorted(set(map(str, data)) - SEQUENCE_KEYS):
+        problems.append(Problem(file, _key_line(lines, key, 0), f"unknown key {key!r}"))
+    for key in ("from", "reply_to"):
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or "@" not in value or re.search(r"[\r\n]", value):
+            problems.append(Problem(file, _key_line(lines, key, 0),
+                                    f"{key}: expected an address like Name <a@b.c>"))
+        elif key == "from":
+            sequence.sender = value
+        else:
+            sequence.reply_to = value
+    stop_on = data.get("stop_on")
+    if stop_on is not None:
+        values = stop_on if isinstance(stop_on, list) else [stop_on]
+        bad = [v for v in values if v not in STOP_CONDITIONS]
+        if bad:
+            problems.append(Problem(file, _key_line(lines, "stop_on", 0),
+                                    f"stop_on: {bad[0]!r} is not one of upgrade, unsubscribe"))
+        sequence.stop_on = tuple({"unsubscribe", *[v for v in values if v in STOP_CONDITIONS]})
+    window = data.get("send_window")
+    if window is not None:
+        parts = str(window).split("-")
+        start, end = (parse_clock(parts[0]), parse_clock(parts[1])) if len(parts) == 2 else (None, None)
+        if start is None or end is None or start == end:
+            problems.append(Problem(file, _key_line(lines, "send_window", 0),
+                                    'send_window: expected "HH:MM-HH:MM", like "09:00-18:00"'))
+        else:
+            sequence.send_window = (start, end)
+    zone = data.get("timezone")
+    if zone is not None:
+        try:
+            sequence.timezone = ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(Problem(file, _key_line(lines, "timezone", 0),
+                                    f"timezone: unknown zone {zone!r} (use e.g. Europe/Berlin)"))
+
+
+def _read_step(path: Path, file: str) -> Step:
+    step = Step(key=step_key(path.name), filename=path.name)
+    problems = step.problems
+    if not _STEP_KEY.match(step.key):
+        problems.append(Problem(file, 1, "file name must be like 01-welcome.md"))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        problems.append(Problem(file, 1, "must start with a --- front matter block"))
+        return step
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        problems.append(Problem(file, 1, "front matter is not closed with ---"))
+        return step
+    front = lines[1:end]
+    data = _yaml("\n".join(front), file, 1, problems)
+    body_first_line = end + 2
+    step.body = "\n".join(lines[end + 1:]).strip("\n") + "\n"
+    if data is None:
+        return step
+    for key in sorted(set(map(str, data)) - STEP_KEYS):
+        problems.append(Problem(file, _key_line(front, key, 1), f"unknown key {key!r}"))
+    subject = data.get("subject")
+    if not isinstance(subject, str) or not subject.strip():
+        problems.append(Problem(file, 1, "subject is missing"))
+    else:
+        step.subject = subject.strip()
+        _check_template(step.subject, file, _key_line(front, "subject", 1), problems, True)
+    delay = parse_delay(data.get("delay", 0))
+    if delay is None:
+        problems.append(Problem(file, _key_line(front, "delay", 1),
+                                f"delay {data.get('delay')!r}: use 0, 30m, 2h, 3d or 1w"))
+    else:
+        step.delay = delay
+    if data.get("at") is not None:
+        step.at = parse_clock(data["at"])
+        if step.at is None:
+            problems.append(Problem(file, _key_line(front, "at", 1),
+                                    f"at {data['at']!r}: use a time of day like \"09:30\""))
+    preheader = data.get("preheader", "")
+    if not isinstance(preheader, str):
+        problems.append(Problem(file, _key_line(front, "preheader", 1), "preheader must be text"))
+    else:
+        step.preheader = preheader.strip()
+        _check_template(step.preheader, file, _key_line(front, "preheader", 1), problems, True)
+    if not step.body.strip():
+        problems.append(Problem(file, body_first_line, "the email has no body"))
+    _check_template(step.body, file, body_first_line, problems, False)
+    return step
+
+
+def _check_template(source: str, file: str, first_line: int,
+                    problems: list[Problem], single_line: bool) -> None:
+    """Report Jinja syntax errors and variables a step may not use."""
+    try:
+        tree = template_env.parse(source)
+    except TemplateSyntaxError as error:
+        line = first_line if single_line else first_line + (error.lineno or 1) - 1
+        problems.append(Problem(file, line, f"template error: {error.message}"))
+        return
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx != "load" or node.name in assigned:
+            continue
+        line = first_line if single_line else first_line + node.lineno - 1
+        if node.name not in VARIABLES:
+            allowed = ", ".join(f"{{{{ {v} }}}}" for v in ("lead.name", "lead.first_name",
+                                "lead.email", "lead.ref", "page.title", "unsubscribe_url"))
+            problems.append(Problem(file, line,
+                                    f"unknown variable {node.name!r}; use {allowed}"))
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name in VARIABLES:
+            if node.attr not in VARIABLES[node.node.name]:
+                line = first_line if single_line else first_line + node.lineno - 1
+                problems.append(Problem(
+                    file, line, f"unknown variable {node.node.name}.{node.attr!r}"))

@@ -1,0 +1,281 @@
+"""Shared fixtures: a fresh app and database per test, the client, the CLI runner,
+an outbox reader and the opt-in helper.
+
+The database is a SQLite file per test, or, when CAPTURE_TEST_DATABASE_URL is set,
+a PostgreSQL schema made for this run (tables emptied between tests).
+"""
+
+import email
+import email.policy
+import os
+import re
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from capture import create_app
+from capture.extensions import db
+from config import ROOT, TestConfig
+
+POSTGRES_URL = os.environ.get("CAPTURE_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url():
+    """A schema of its own for this test run on the PostgreSQL server, dropped after."""
+    if not POSTGRES_URL:
+        yield None
+        return
+    schema = f"capture_test_{secrets.token_hex(4)}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path, postgres_schema_url):
+    """The database URL for one test."""
+    return postgres_schema_url or f"sqlite:///{tmp_path / 'capture.db'}"
+
+
+@pytest.fixture
+def make_app(tmp_path, database_url):
+    """Build an app on the test database with extra settings; tables created empty."""
+    apps = []
+
+    def factory(**settings):
+        config = {
+            **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": database_url,
+            "SEQUENCES_DIR": str(ROOT / "sequences"),
+            **settings,
+        }
+        app = create_app(config)
+        with app.app_context():
+            if not apps:
+                db.create_all()
+                _empty_tables()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _empty_tables():
+    """Remove rows left by an earlier test (PostgreSQL shares one schema per run)."""
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(table.name for table in db.metadata.sorted_tables)
+        db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+@pytest.fixture
+def app(make_app):
+    """The app with the test settings."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    """A test client (keeps cookies like a browser)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A runner for the app's flask commands."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def outbox(app):
+    """Reads the messages the outbox backend wrote, oldest first."""
+    return Outbox(Path(app.instance_path) / "outbox")
+
+
+class Outbox:
+    """The .eml files of the outbox backend, parsed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def messages(self):
+        if not self.folder.exists():
+            return []
+        return [
+            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            for path in sorted(self.folder.glob("*.eml"))
+        ]
+
+    def to(self, address: str):
+        return [m for m in self.messages() if address in str(m["To"])]
+
+
+def body_text(message) -> str:
+    """The plain-text part of a message."""
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def form_tokens(html: str) -> dict[str, str]:
+    """The hidden csrf_token and started values of a rendered opt-in form."""
+    values = {}
+    for name in ("csrf_token", "started"):
+        match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', html)
+        if match:
+            values[name] = match.group(1)
+    return values
+
+
+def optin(client, slug="demo", query="", headers=None, **fields):
+    """Open the page like a visitor (recording a visit), then submit the form."""
+    page = client.get(f"/p/{slug}{query}", headers=headers or {})
+    assert page.status_code == 200, page.status_code
+    data = {**form_tokens(page.get_data(as_text=True)), **fields}
+    return client.post(f"/p/{slug}", data=data, headers=headers or {})
+
+
+@pytest.fixture
+def demo_page(app):
+    """The demo page, installed as `init` does."""
+    from capture import demo
+
+    with app.app_context():
+        demo.install()
+    return "demo"
+
+
+def create_page(app, **values) -> str:
+    """Create a page in `app` from JSON-format values (the defaults make a valid page)."""
+    from capture.demo import page_templates_dir
+    from capture.models import Page
+    from capture.page_schema import apply_page, validate_page
+
+    data = {
+        "slug": "offer",
+        "title": "Free guide",
+        "fields": [
+            {"name": "name", "label": "Name", "type": "text", "required": False},
+            {"name": "email", "label": "Email", "type": "email", "required": True},
+        ],
+        "double_opt_in": True,
+        **values,
+    }
+    with app.app_context():
+        clean, problems = validate_page(
+            data, sequences_dir=app.config["SEQUENCES_DIR"], templates_dir=page_templates_dir()
+        )
+        assert not problems, problems
+        page = apply_page(Page(), clean)
+        db.session.add(page)
+        db.session.commit()
+        return page.slug
+
+
+@pytest.fixture
+def make_page(app):
+    """Create a page from JSON-format values in the `app` fixture's app."""
+    return lambda **values: create_page(app, **values)
+
+
+class SmtpCollector:
+    """An aiosmtpd handler that keeps every message and can be told to refuse."""
+
+    def __init__(self) -> None:
+        self.messages = []
+        self.lock = threading.Lock()
+        # Replies to give instead of accepting: one per DATA (e.g. "451 try later").
+        self.data_replies: list[str] = []
+        # Addresses to refuse at RCPT with "550 no such user".
+        self.refuse: set[str] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            if self.data_replies:
+                return self.data_replies.pop(0)
+            self.messages.append(
+                email.message_from_bytes(envelope.content, policy=email.policy.default)
+            )
+        return "250 Message accepted"
+
+    def to(self, address: str):
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd) that collects what it receives."""
+    from aiosmtpd.controller import Controller
+
+    handler = SmtpCollector()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    handler.port = controller.port
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_app(make_app, smtp, tmp_path):
+    """An app that sends through the test SMTP server, with its own sequences folder."""
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    return make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                    SEQUENCES_DIR=str(folder), POSTAL_ADDRESS="1 Main St, Springfield")
+
+
+class Clock:
+    """Time under the test's control: every module reads it through capture.clock."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 10, 0, 0)
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Freeze time at 2026-03-02 10:00 UTC; `clock.advance(hours=1)` moves it."""
+    from capture import clock as clock_module
+
+    frozen = Clock()
+    monkeypatch.setattr(clock_module, "utcnow", lambda: frozen.now)
+    return frozen
+
+
+def write_step(folder: Path, filename: str, subject: str, body: str, **front) -> Path:
+    """Write a step file with front matter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["---", f"subject: {subject!r}" if "'" not in subject else f'subject: "{subject}"']
+    lines += [f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}"
+              for key, value in front.items()]
+    path = folder / filename
+    path.write_text("\n".join([*lines, "---", body, ""]), encoding="utf-8")
+    return path

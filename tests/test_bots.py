@@ -1,0 +1,191 @@
+"""Bot defences: a trapped submission looks like a success to the bot and stores
+nothing; the rate limit answers 429 with a clear message."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from capture import bots, clock
+from capture.extensions import db
+from capture.models import Event, Lead, Visit
+from tests.conftest import form_tokens, optin
+
+
+def count(app, model):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def emails(app):
+    with app.app_context():
+        return db.session.scalars(select(Lead.email).order_by(Lead.id)).all()
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """capture.clock.utcnow stopped at the real time; `advance(seconds=…)` moves it."""
+
+    class FrozenClock:
+        def __init__(self):
+            self.now = clock.utcnow()
+
+        def advance(self, **delta):
+            self.now += timedelta(**delta)
+
+    frozen = FrozenClock()
+    monkeypatch.setattr(clock, "utcnow", lambda: frozen.now)
+    return frozen
+
+
+def assert_trapped(app, outbox, response):
+    """Answered like a success, but no lead, no event and no email."""
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/p/demo/thanks"
+    assert count(app, Lead) == 0
+    assert count(app, Event) == 0
+    assert outbox.messages() == []
+
+
+def test_filled_honeypot_gets_thanks_redirect_but_stores_nothing(app, client, demo_page, outbox):
+    response = optin(client, email="bot@example.com", consent="y", website="http://spam.example")
+    assert_trapped(app, outbox, response)
+
+
+def test_trapped_submission_response_matches_a_real_success(app, demo_page):
+    real = optin(app.test_client(), email="person@example.com", consent="y")
+    trapped = optin(app.test_client(), email="bot@example.com", consent="y", website="x")
+    assert (trapped.status_code, trapped.headers["Location"]) == (
+        real.status_code,
+        real.headers["Location"],
+    )
+    assert emails(app) == ["person@example.com"]
+
+
+def test_form_submitted_faster_than_min_form_seconds_is_trapped(
+    make_app, demo_page, outbox, frozen_clock
+):
+    app = make_app(MIN_FORM_SECONDS=2)
+    client = app.test_client()
+    page = client.get("/p/demo").get_data(as_text=True)
+    frozen_clock.advance(seconds=1)
+    response = client.post(
+        "/p/demo", data={**form_tokens(page), "email": "quick@example.com", "consent": "y"}
+    )
+    assert_trapped(app, outbox, response)
+
+
+def test_form_submitted_immediately_is_trapped(make_app, demo_page, outbox):
+    app = make_app(MIN_FORM_SECONDS=2)
+    response = optin(app.test_client(), email="quick@example.com", consent="y")
+    assert_trapped(app, outbox, response)
+
+
+def test_form_submitted_after_min_form_seconds_is_stored(
+    make_app, demo_page, outbox, frozen_clock
+):
+    app = make_app(MIN_FORM_SECONDS=2)
+    client = app.test_client()
+    page = client.get("/p/demo").get_data(as_text=True)
+    frozen_clock.advance(seconds=3)
+    response = client.post(
+        "/p/demo", data={**form_tokens(page), "email": "human@example.com", "consent": "y"}
+    )
+    assert response.status_code == 303
+    assert emails(app) == ["human@example.com"]
+    assert len(outbox.to("human@example.com")) == 1
+
+
+def test_missing_started_token_is_trapped(app, client, demo_page, outbox):
+    page = client.get("/p/demo").get_data(as_text=True)
+    csrf = form_tokens(page)["csrf_token"]
+    response = client.post(
+        "/p/demo", data={"csrf_token": csrf, "email": "bot@example.com", "consent": "y"}
+    )
+    assert_trapped(app, outbox, response)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda token: "x" + token[1:], id="payload-changed"),
+        pytest.param(lambda token: token[: len(token) // 2], id="truncated"),
+        pytest.param(lambda token: "not-a-token", id="garbage"),
+        pytest.param(lambda token: token.rsplit(".", 1)[0], id="signature-removed"),
+    ],
+)
+def test_tampered_started_token_is_trapped(app, client, demo_page, outbox, tamper):
+    page = client.get("/p/demo").get_data(as_text=True)
+    tokens = form_tokens(page)
+    tokens["started"] = tamper(tokens["started"])
+    response = client.post(
+        "/p/demo", data={**tokens, "email": "bot@example.com", "consent": "y"}
+    )
+    assert_trapped(app, outbox, response)
+
+
+def test_started_token_signed_with_another_secret_is_trapped(make_app, demo_page, outbox):
+    app = make_app()
+    other = make_app(SECRET_KEY="another-secret")
+    with other.test_request_context():
+        foreign = bots.form_token(None)
+    client = app.test_client()
+    tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
+    response = client.post(
+        "/p/demo",
+        data={**tokens, "started": foreign, "email": "bot@example.com", "consent": "y"},
+    )
+    assert_trapped(app, outbox, response)
+
+
+def test_rate_limit_refuses_fourth_submission_from_one_address_with_429(make_app, demo_page):
+    app = make_app(OPTIN_RATE_LIMIT="3/minute")
+    client = app.test_client()
+    for number in range(3):
+        response = optin(client, email=f"user{number}@example.com", consent="y")
+        assert response.status_code == 303
+
+    response = optin(client, email="fourth@example.com", consent="y")
+    assert response.status_code == 429
+    assert "Too many sign-ups from your network" in response.get_data(as_text=True)
+    assert emails(app) == ["user0@example.com", "user1@example.com", "user2@example.com"]
+
+
+def test_rate_limit_counts_per_client_address(make_app, demo_page):
+    app = make_app(OPTIN_RATE_LIMIT="3/minute")
+    busy = app.test_client()
+    for number in range(4):
+        optin(busy, email=f"user{number}@example.com", consent="y")
+
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    response = optin(other, email="elsewhere@example.com", consent="y")
+    assert response.status_code == 303
+    assert "elsewhere@example.com" in emails(app)
+
+
+def test_rate_limit_applies_to_trapped_submissions_too(make_app, demo_page):
+    app = make_app(OPTIN_RATE_LIMIT="3/minute")
+    client = app.test_client()
+    for _ in range(3):
+        optin(client, email="bot@example.com", consent="y", website="spam")
+    response = optin(client, email="bot@example.com", consent="y", website="spam")
+    assert response.status_code == 429
+    assert count(app, Lead) == 0
+
+
+def test_rate_limit_zero_turns_it_off(make_app, demo_page):
+    app = make_app(OPTIN_RATE_LIMIT="0")
+    client = app.test_client()
+    statuses = [
+        optin(client, email=f"user{number}@example.com", consent="y").status_code
+        for number in range(25)
+    ]
+    assert statuses == [303] * 25
+    assert count(app, Lead) == 25
+
+
+def test_trapped_submission_still_leaves_the_page_visit_recorded(app, client, demo_page):
+    optin(client, email="bot@example.com", consent="y", website="spam")
+    assert count(app, Visit) == 1
+    assert count(app, Lead) == 0

@@ -1,0 +1,164 @@
+"""`flask init` builds the schema through the migrations and installs the demo; /healthz."""
+
+import logging
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import OperationalError
+
+from capture import create_app
+from capture.extensions import db
+from capture.models import Page
+from config import ROOT, TestConfig
+from tests.conftest import optin
+
+
+@pytest.fixture
+def fresh_app(tmp_path):
+    """An app on a new, empty SQLite file: no tables until `init` runs."""
+    config = {
+        **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "SEQUENCES_DIR": str(tmp_path / "sequences"),
+    }
+    app = create_app(config)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def init(app):
+    result = app.test_cli_runner().invoke(args=["init"])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def tables(app):
+    with app.app_context():
+        return set(inspect(db.engine).get_table_names())
+
+
+def page_count(app):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Page))
+
+
+def test_new_database_starts_empty(fresh_app):
+    assert tables(fresh_app) == set()
+
+
+def test_init_creates_the_schema_through_the_migrations(fresh_app):
+    init(fresh_app)
+    created = tables(fresh_app)
+    assert {"pages", "visits", "leads", "events", "suppressions"} <= created
+    assert created == set(db.metadata.tables) | {"alembic_version"}
+    with fresh_app.app_context():
+        context = MigrationContext.configure(db.session.connection())
+        assert context.get_current_revision() is not None
+
+
+def test_init_installs_the_demo_page_and_sequence(fresh_app, tmp_path):
+    output = init(fresh_app)
+    assert "Database ready." in output
+    assert "page /p/demo" in output
+    assert page_count(fresh_app) == 1
+    assert (tmp_path / "sequences" / "welcome").is_dir()
+    copied = sorted(p.name for p in (tmp_path / "sequences" / "welcome").iterdir())
+    assert copied == sorted(p.name for p in (ROOT / "sequences" / "welcome").iterdir())
+
+
+def test_running_init_twice_is_safe_and_adds_nothing(fresh_app, tmp_path):
+    init(fresh_app)
+    with fresh_app.app_context():
+        revision = MigrationContext.configure(db.session.connection()).get_current_revision()
+    second = init(fresh_app)
+    assert second.strip() == "Database ready."
+    assert page_count(fresh_app) == 1
+    with fresh_app.app_context():
+        again = MigrationContext.configure(db.session.connection()).get_current_revision()
+    assert again == revision
+
+
+def test_init_keeps_an_edited_demo_page(fresh_app):
+    init(fresh_app)
+    with fresh_app.app_context():
+        page = db.session.scalar(select(Page).where(Page.slug == "demo"))
+        page.title = "My own title"
+        db.session.commit()
+    init(fresh_app)
+    with fresh_app.app_context():
+        assert db.session.scalar(select(Page.title).where(Page.slug == "demo")) == "My own title"
+
+
+def test_init_leaves_the_apps_loggers_working(fresh_app):
+    logger = logging.getLogger("capture.leads")  # exists before init, like in a server
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger.addHandler(handler)
+    try:
+        init(fresh_app)
+        logger.warning("still logged after init")
+    finally:
+        logger.removeHandler(handler)
+    assert [record.getMessage() for record in seen] == ["still logged after init"]
+
+
+def test_migrated_schema_matches_the_models(fresh_app):
+    init(fresh_app)
+    with fresh_app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "compare_server_default": True,
+                  "render_as_batch": True},
+        )
+        assert compare_metadata(context, db.metadata) == []
+
+
+def test_demo_page_renders_after_init(fresh_app):
+    init(fresh_app)
+    response = fresh_app.test_client().get("/p/demo")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "The One-Page Lead Magnet Checklist" in html
+    assert "Send me the checklist" in html
+
+
+def test_visitor_can_opt_in_on_the_demo_page_after_init(fresh_app):
+    init(fresh_app)
+    response = optin(fresh_app.test_client(), email="new@example.com", consent="y")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/p/demo/thanks"
+
+
+def test_healthz_is_200_with_status_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.is_json
+    assert response.get_json()["status"] == "ok"
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(app, client, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(db.session, "execute", unreachable)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] != "ok"
+    assert "could not connect" not in response.get_data(as_text=True)
+
+
+def test_healthz_recovers_when_the_database_is_back(app, client, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("down"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(db.session, "execute", unreachable)
+        assert client.get("/healthz").status_code == 503
+    assert client.get("/healthz").status_code == 200

@@ -1,0 +1,189 @@
+"""`flask leads export`: one CSV row per lead, safe to open in a spreadsheet."""
+
+import csv
+import io
+import secrets
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from capture.extensions import db
+from capture.models import Event, Lead, Page
+from tests.conftest import optin
+
+HEADER = [
+    "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
+    "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue",
+]
+
+
+def add_lead(app, slug, email, **values):
+    """Insert a lead on the page `slug` (None: no page) with the given columns."""
+    with app.app_context():
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == slug)) if slug else None
+        lead = Lead(email=email, public_ref=secrets.token_hex(8), page_id=page_id, **values)
+        db.session.add(lead)
+        db.session.commit()
+        return lead.id
+
+
+def add_upgrade(app, lead_id, amount):
+    with app.app_context():
+        db.session.add(Event(lead_id=lead_id, kind="upgrade", data={"amount": amount}))
+        db.session.commit()
+
+
+def export(runner, *args):
+    result = runner.invoke(args=["leads", "export", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def rows(runner, *args):
+    return list(csv.DictReader(io.StringIO(export(runner, *args))))
+
+
+def emails(runner, *args):
+    return [row["email"] for row in rows(runner, *args)]
+
+
+def test_header_is_exactly_the_spec_columns(runner):
+    output = export(runner)
+    assert next(csv.reader(io.StringIO(output))) == HEADER
+    assert output.count("\n") == 1
+
+
+def test_one_row_per_lead_with_its_values(app, runner, make_page):
+    make_page(slug="offer")
+    add_lead(
+        app, "offer", "jane@example.com", name="Jane Doe", review="approved",
+        subscription="subscribed", utm_source="newsletter", utm_medium="email",
+        utm_campaign="spring", ref="partner7",
+        created_at=datetime(2025, 3, 1, 9, 30), confirmed_at=datetime(2025, 3, 1, 9, 45),
+    )
+    assert rows(runner) == [{
+        "email": "jane@example.com", "name": "Jane Doe", "page": "offer",
+        "review": "approved", "subscription": "subscribed", "utm_source": "newsletter",
+        "utm_medium": "email", "utm_campaign": "spring", "ref": "partner7",
+        "created_at": "2025-03-01T09:30:00", "confirmed_at": "2025-03-01T09:45:00",
+        "upgrades": "0", "revenue": "0.00",
+    }]
+
+
+def test_lead_from_a_real_optin_carries_its_attribution(client, runner, make_page):
+    make_page(slug="offer", double_opt_in=False)
+    query = "?utm_source=fb&utm_medium=cpc&utm_campaign=launch&ref=alice"
+    response = optin(client, "offer", query=query, email="Bob@Example.com", name="Bob")
+    assert response.status_code == 303
+    [row] = rows(runner)
+    assert row["email"] == "bob@example.com"
+    assert row["name"] == "Bob"
+    assert row["page"] == "offer"
+    assert (row["review"], row["subscription"]) == ("approved", "subscribed")
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"], row["ref"]) == (
+        "fb", "cpc", "launch", "alice"
+    )
+    assert datetime.fromisoformat(row["created_at"])
+    assert row["confirmed_at"] == ""
+
+
+def test_revenue_is_the_page_payout_for_approved_leads_only(app, runner, make_page):
+    make_page(slug="offer", payout="2.50")
+    add_lead(app, "offer", "approved@example.com", review="approved")
+    add_lead(app, "offer", "pending@example.com", review="pending")
+    add_lead(app, "offer", "rejected@example.com", review="rejected")
+    revenue = {row["email"]: row["revenue"] for row in rows(runner)}
+    assert revenue == {
+        "approved@example.com": "2.50",
+        "pending@example.com": "0.00",
+        "rejected@example.com": "0.00",
+    }
+
+
+def test_upgrades_are_counted_and_added_to_revenue(app, runner, make_page):
+    make_page(slug="offer", payout="2.50")
+    lead_id = add_lead(app, "offer", "buyer@example.com", review="approved")
+    add_upgrade(app, lead_id, "10.00")
+    add_upgrade(app, lead_id, "5.25")
+    [row] = rows(runner)
+    assert row["upgrades"] == "2"
+    assert row["revenue"] == "17.75"
+
+
+def test_lead_whose_page_was_deleted_is_still_exported(app, runner):
+    add_lead(app, None, "orphan@example.com", review="approved")
+    [row] = rows(runner)
+    assert row["email"] == "orphan@example.com"
+    assert row["page"] == ""
+    assert row["revenue"] == "0.00"
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_cells_that_would_start_a_formula_are_prefixed_with_a_quote(
+    app, runner, make_page, start
+):
+    make_page(slug="offer")
+    add_lead(app, "offer", "x@example.com", name=f"{start}HYPERLINK(\"http://evil\")",
+             utm_source=f"{start}1+1", utm_campaign=f"{start}cmd|' /C calc'!A0")
+    [row] = rows(runner)
+    assert row["name"] == f"'{start}HYPERLINK(\"http://evil\")"
+    assert row["utm_source"] == f"'{start}1+1"
+    assert row["utm_campaign"] == f"'{start}cmd|' /C calc'!A0"
+
+
+def test_ordinary_cells_are_not_quoted(app, runner, make_page):
+    make_page(slug="offer")
+    add_lead(app, "offer", "x@example.com", name="Ann-Marie O'Neil", utm_source="a=b")
+    [row] = rows(runner)
+    assert row["name"] == "Ann-Marie O'Neil"
+    assert row["utm_source"] == "a=b"
+
+
+@pytest.fixture
+def mixed_leads(app, make_page):
+    make_page(slug="offer")
+    make_page(slug="other")
+    add_lead(app, "offer", "a@example.com", review="approved", subscription="subscribed")
+    add_lead(app, "offer", "b@example.com", review="pending", subscription="unconfirmed")
+    add_lead(app, "other", "c@example.com", review="rejected", subscription="unsubscribed")
+    add_lead(app, "other", "d@example.com", review="approved", subscription="bounced")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("approved", ["a@example.com", "d@example.com"]),
+        ("pending", ["b@example.com"]),
+        ("rejected", ["c@example.com"]),
+        ("subscribed", ["a@example.com"]),
+        ("unconfirmed", ["b@example.com"]),
+        ("unsubscribed", ["c@example.com"]),
+        ("bounced", ["d@example.com"]),
+    ],
+)
+def test_status_filters_by_review_or_subscription_state(runner, mixed_leads, status, expected):
+    assert emails(runner, "--status", status) == expected
+
+
+def test_page_filters_by_slug(runner, mixed_leads):
+    assert emails(runner, "--page", "other") == ["c@example.com", "d@example.com"]
+
+
+def test_status_and_page_filters_combine(runner, mixed_leads):
+    assert emails(runner, "--page", "offer", "--status", "approved") == ["a@example.com"]
+
+
+def test_unknown_status_is_a_clear_error(runner, mixed_leads):
+    result = runner.invoke(args=["leads", "export", "--status", "happy"])
+    assert result.exit_code != 0
+    assert "unknown status 'happy'" in result.stderr
+    assert "approved" in result.stderr and "subscribed" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_page_is_a_clear_error(runner, mixed_leads):
+    result = runner.invoke(args=["leads", "export", "--page", "nope"])
+    assert result.exit_code != 0
+    assert "no page with slug 'nope'" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,173 @@
+"""The opt-in: a valid submission stores one lead; every rejection stores nothing."""
+
+import pytest
+from sqlalchemy import func, select
+
+from capture.extensions import db
+from capture.models import Event, Lead
+from tests.conftest import optin
+
+
+def count(app, model):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def lead_of(app, email):
+    with app.app_context():
+        lead = db.session.scalar(select(Lead).where(Lead.email == email))
+        if lead is not None:
+            db.session.expunge(lead)
+        return lead
+
+
+def kinds(app, email):
+    with app.app_context():
+        return db.session.scalars(
+            select(Event.kind).join(Lead).where(Lead.email == email).order_by(Event.id)
+        ).all()
+
+
+def test_optin_stores_normalized_lead_and_redirects_to_thanks(app, client, demo_page):
+    response = optin(client, email="  Jane.Doe@Example.COM ", name="Jane", consent="y")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/p/demo/thanks"
+    lead = lead_of(app, "jane.doe@example.com")
+    assert lead.name == "Jane"
+    assert lead.review == "approved"
+    assert lead.subscription == "unconfirmed"
+    assert lead.consent_text.startswith("Email me the checklist")
+    assert lead.consent_ip == "127.0.0.1"
+    assert len(lead.public_ref) >= 16
+    assert kinds(app, "jane.doe@example.com") == ["optin", "approve", "confirmation_sent"]
+
+
+def test_thanks_page_asks_to_check_inbox_with_double_optin(client, demo_page):
+    optin(client, email="a@example.com", consent="y")
+    page = client.get("/p/demo/thanks")
+    assert page.status_code == 200
+    assert "Check your inbox" in page.get_data(as_text=True)
+
+
+def test_single_optin_lead_is_subscribed_and_sees_thank_you_text(app, client, make_page):
+    make_page(slug="direct", double_opt_in=False, thank_you="Here is **your guide**.")
+    response = optin(client, "direct", email="b@example.com")
+    assert response.status_code == 303
+    assert lead_of(app, "b@example.com").subscription == "subscribed"
+    text = client.get("/p/direct/thanks").get_data(as_text=True)
+    assert "<strong>your guide</strong>" in text
+    assert "Check your inbox" not in text
+
+
+def test_page_with_redirect_url_sends_visitor_there(client, make_page):
+    make_page(slug="away", redirect_url="https://shop.example.com/welcome")
+    response = optin(client, "away", email="c@example.com")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "https://shop.example.com/welcome"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"email": "not-an-address", "consent": "y"}, "An email address must have an @-sign"),
+        ({"email": "", "consent": "y"}, "Enter your email address."),
+        ({"email": "x@example.com"}, "Please tick the box to agree."),
+        ({"email": "x@example.com", "consent": "y", "name": "n" * 201}, "At most 200"),
+    ],
+)
+def test_invalid_input_rerenders_page_with_422_and_stores_nothing(
+    app, client, demo_page, fields, message
+):
+    response = optin(client, **fields)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert message in html
+    assert 'action="/p/demo"' in html
+    assert count(app, Lead) == 0
+    assert count(app, Event) == 0
+
+
+def test_invalid_input_keeps_what_the_visitor_typed(client, demo_page):
+    response = optin(client, email="jane@", name="Jane Doe", consent="y")
+    assert response.status_code == 422
+    assert 'value="Jane Doe"' in response.get_data(as_text=True)
+
+
+def test_required_page_fields_and_types_are_validated(app, client, make_page):
+    make_page(
+        slug="quote",
+        fields=[
+            {"name": "email", "label": "Email", "type": "email", "required": True},
+            {"name": "phone", "label": "Phone", "type": "tel", "required": True},
+            {"name": "plan", "label": "Plan", "type": "select", "required": True,
+             "options": ["Basic", "Pro"]},
+            {"name": "country", "label": "Country", "type": "country", "required": True},
+            {"name": "terms", "label": "I accept", "type": "checkbox", "required": True},
+        ],
+    )
+    response = optin(client, "quote", email="q@example.com", phone="call me", plan="Gold",
+                     country="XX")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Enter a phone number" in html
+    assert "Not a valid choice" in html
+    assert "Please tick: I accept" in html
+    assert count(app, Lead) == 0
+
+    response = optin(client, "quote", email="q@example.com", phone="+1 555 0100",
+                     plan="Pro", country="DE", terms="y")
+    assert response.status_code == 303
+    lead = lead_of(app, "q@example.com")
+    assert lead.country == "DE"
+    assert lead.fields == {"phone": "+1 555 0100", "plan": "Pro", "terms": True}
+
+
+def test_unknown_or_unpublished_page_is_404(client, make_page):
+    make_page(slug="draft", published=False)
+    assert client.get("/p/nothing").status_code == 404
+    assert client.get("/p/draft").status_code == 404
+
+
+def test_missing_csrf_token_is_400_and_stores_nothing(app, client, demo_page):
+    page = client.get("/p/demo").get_data(as_text=True)
+    from tests.conftest import form_tokens
+
+    started = form_tokens(page)["started"]
+    response = client.post(
+        "/p/demo", data={"email": "a@example.com", "consent": "y", "started": started}
+    )
+    assert response.status_code == 400
+    assert "expired" in response.get_data(as_text=True)
+    assert count(app, Lead) == 0
+
+
+def test_csrf_token_of_another_session_is_refused(app, demo_page):
+    from tests.conftest import form_tokens
+
+    first, second = app.test_client(), app.test_client()
+    tokens = form_tokens(first.get("/p/demo").get_data(as_text=True))
+    second.get("/p/demo")
+    response = second.post("/p/demo", data={**tokens, "email": "a@example.com", "consent": "y"})
+    assert response.status_code == 400
+    assert count(app, Lead) == 0
+
+
+def test_oversized_body_is_413_and_stores_nothing(app, client, demo_page):
+    response = optin(client, email="a@example.com", consent="y", name="x" * 100_000)
+    assert response.status_code == 413
+    assert "larger than this site accepts" in response.get_data(as_text=True)
+    assert count(app, Lead) == 0
+
+
+def test_no_traceback_reaches_a_visitor(app, client, demo_page, monkeypatch):
+    from capture import leads
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(leads, "submit_optin", broken)
+    response = optin(client, email="a@example.com", consent="y")
+    assert response.status_code == 500
+    text = response.get_data(as_text=True)
+    assert "Something went wrong" in text
+    assert "secret internals" not in text and "Traceback" not in text

@@ -1,0 +1,455 @@
+"""The sending engine against a real SMTP server: timing, headers, never twice."""
+
+import re
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+
+from capture import sending
+from capture.extensions import db
+from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
+from tests.conftest import write_step
+
+
+def sequence_folder(app, name="course") -> Path:
+    return Path(app.config["SEQUENCES_DIR"]) / name
+
+
+def three_steps(app, name="course") -> Path:
+    folder = sequence_folder(app, name)
+    write_step(folder, "01-welcome.md", "Welcome, {{ lead.first_name }}",
+               "Hi {{ lead.first_name }}, here is [your guide](https://example.com/guide).",
+               delay=0, preheader="Your guide inside")
+    write_step(folder, "02-tips.md", "Three tips", "Tip one.", delay="2d")
+    write_step(folder, "03-offer.md", "An offer",
+               "[Upgrade](https://shop.example.com/buy?ref={{ lead.ref }})", delay="3d")
+    return folder
+
+
+def add_lead(app, email="ann@example.com", name="Ann Lee", sequence="course", **values):
+    """An approved, subscribed lead on a page whose sequence is `sequence`, enrolled."""
+    with app.app_context():
+        page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
+        if page is None:
+            page = Page(slug="course-page", title="The Course", fields=[], rules={},
+                        sequence=sequence)
+            db.session.add(page)
+            db.session.flush()
+        lead = Lead(email=email, name=name, public_ref=f"ref-{email.split('@')[0]}",
+                    page_id=page.id, review="approved", subscription="subscribed", **values)
+        db.session.add(lead)
+        db.session.flush()
+        sending.enroll(lead)
+        db.session.commit()
+        return lead.id
+
+
+def tick(app):
+    with app.app_context():
+        return sending.tick()
+
+
+def deliveries(app, lead_id=None):
+    with app.app_context():
+        query = select(Delivery.step, Delivery.status).order_by(Delivery.id)
+        if lead_id:
+            query = query.where(Delivery.lead_id == lead_id)
+        return [tuple(row) for row in db.session.execute(query)]
+
+
+def subjects(smtp):
+    return [str(m["Subject"]) for m in smtp.messages]
+
+
+def test_first_step_goes_at_once_and_the_next_only_after_its_delay(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    add_lead(smtp_app)
+    assert tick(smtp_app).sent == 1
+    assert subjects(smtp) == ["Welcome, Ann"]
+
+    clock.advance(days=1, hours=23)
+    assert tick(smtp_app).sent == 0
+    clock.advance(hours=1)
+    assert tick(smtp_app).sent == 1
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips"]
+    clock.advance(days=3)
+    tick(smtp_app)
+    clock.advance(days=30)
+    tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips", "An offer"]
+
+
+def test_confirmed_lead_of_a_page_is_enrolled_and_mailed(smtp_app, smtp, clock):
+    from tests.conftest import create_page, optin
+
+    three_steps(smtp_app)
+    create_page(smtp_app, slug="guide", sequence="course")
+    client = smtp_app.test_client()
+    assert optin(client, "guide", email="bo@example.com", name="Bo").status_code == 303
+    confirmation = smtp.to("bo@example.com")[0]
+    link = re.search(r"http://127\.0\.0\.1:5000(/confirm/\S+)",
+                     confirmation.get_body(("plain",)).get_content()).group(1)
+    assert client.get(link).status_code == 200
+    tick(smtp_app)
+    assert [str(m["Subject"]) for m in smtp.to("bo@example.com")][-1] == "Welcome, Bo"
+
+
+def test_unconfirmed_or_unapproved_leads_are_not_enrolled(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    with smtp_app.app_context():
+        page = Page(slug="p", title="P", fields=[], rules={}, sequence="course")
+        db.session.add(page)
+        db.session.flush()
+        for email, review, subscription in [("u@example.com", "approved", "unconfirmed"),
+                                            ("r@example.com", "rejected", "subscribed"),
+                                            ("m@example.com", "pending", "subscribed")]:
+            lead = Lead(email=email, public_ref=email, page_id=page.id, review=review,
+                        subscription=subscription)
+            db.session.add(lead)
+            db.session.flush()
+            assert sending.enroll(lead) is None
+        db.session.commit()
+    tick(smtp_app)
+    assert smtp.messages == []
+
+
+def test_message_has_both_parts_footer_and_list_headers(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    add_lead(smtp_app)
+    tick(smtp_app)
+    message = smtp.messages[0]
+    assert message["To"].addresses[0].addr_spec == "ann@example.com"
+    assert message["To"].addresses[0].display_name == "Ann Lee"
+    assert message["From"] == "Capture <no-reply@localhost>"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Hi Ann, here is [your guide](https://example.com/guide)." in text
+    assert 'href="https://example.com/guide"' in html
+    assert "Your guide inside" in html  # the preheader
+    assert 'style="margin:0 0 16px' in html  # CSS inlined on the Markdown's tags
+    unsubscribe = re.match(r"<(http://127\.0\.0\.1:5000/u/\S+)>",
+                           message["List-Unsubscribe"].strip())
+    assert unsubscribe
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert unsubscribe.group(1) in text and unsubscribe.group(1) in html
+    assert "1 Main St, Springfield" in text and "1 Main St, Springfield" in html
+    assert message["List-Id"] == "course <course.127.0.0.1>"
+    with smtp_app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert message["Message-ID"] == f"<capture.{delivery.id}.ref-ann@localhost>"
+        assert delivery.message_id == message["Message-ID"]
+
+
+def test_sequence_yml_sets_sender_reply_to_and_mailto_unsubscribe(make_app, smtp, tmp_path,
+                                                                  clock):
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                   SEQUENCES_DIR=str(tmp_path / "seq"), UNSUBSCRIBE_MAILTO="unsub@example.com")
+    folder = three_steps(app)
+    (folder / "sequence.yml").write_text(
+        'from: "Sam at Shop <sam@shop.example>"\nreply_to: help@shop.example\n')
+    add_lead(app)
+    tick(app)
+    message = smtp.messages[0]
+    assert message["From"] == "Sam at Shop <sam@shop.example>"
+    assert message["Reply-To"] == "help@shop.example"
+    assert "<mailto:unsub@example.com?subject=unsubscribe>" in message["List-Unsubscribe"]
+
+
+def test_editing_renumbering_and_adding_steps_never_resends(smtp_app, smtp, clock):
+    folder = three_steps(smtp_app)
+    add_lead(smtp_app)
+    tick(smtp_app)
+    clock.advance(days=2)
+    tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips"]
+
+    (folder / "01-welcome.md").rename(folder / "10-welcome.md")
+    (folder / "02-tips.md").rename(folder / "20-tips.md")
+    (folder / "03-offer.md").rename(folder / "30-offer.md")
+    write_step(folder, "10-welcome.md", "Welcome (edited)", "New text.", delay=0)
+    write_step(folder, "15-extra.md", "Inserted before", "Too late for Ann.", delay=0)
+    for _ in range(3):
+        clock.advance(days=3)
+        tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips", "An offer"]
+
+
+def test_step_added_at_the_end_reaches_leads_who_finished(smtp_app, smtp, clock):
+    folder = three_steps(smtp_app)
+    add_lead(smtp_app)
+    for _ in range(4):
+        tick(smtp_app)
+        clock.advance(days=3)
+    assert len(smtp.messages) == 3
+    write_step(folder, "04-bonus.md", "A bonus", "More.", delay="1d")
+    tick(smtp_app)
+    assert subjects(smtp)[-1] == "A bonus"
+    clock.advance(days=10)
+    tick(smtp_app)
+    assert len(smtp.messages) == 4
+
+
+def test_crash_between_claim_and_send_leaves_unknown_and_never_resends(
+    smtp_app, smtp, clock, monkeypatch
+):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+
+    class Crash(BaseException):
+        """The process dies: nothing after the SMTP hand-over runs."""
+
+    from capture import mail
+
+    def die(self, message):
+        raise Crash()
+
+    monkeypatch.setattr(mail.SmtpBackend, "send", die)
+    try:
+        tick(smtp_app)
+    except Crash:
+        pass
+    monkeypatch.undo()
+    from capture import clock as clock_module
+
+    monkeypatch.setattr(clock_module, "utcnow", lambda: clock.now)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "sending")]
+
+    clock.advance(minutes=11)
+    assert tick(smtp_app).unknown == 1
+    for _ in range(3):
+        clock.advance(days=3)
+        tick(smtp_app)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "unknown")]
+    assert smtp.messages == []
+
+
+def test_temporary_smtp_failure_is_retried_then_delivered_once(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies = ["451 4.3.0 try again later"]
+    assert tick(smtp_app).retried == 1
+    assert deliveries(smtp_app, lead_id) == [("welcome", "retry")]
+    assert tick(smtp_app).sent == 0  # back-off: not yet
+    clock.advance(minutes=5)
+    assert tick(smtp_app).sent == 1
+    assert subjects(smtp) == ["Welcome, Ann"]
+    assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
+    clock.advance(days=2)
+    tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips"]
+
+
+def test_smtp_down_is_retried_with_back_off_until_it_is_back(make_app, clock, tmp_path, smtp):
+    from tests.conftest import _free_port
+
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=_free_port(),
+                   SEQUENCES_DIR=str(tmp_path / "seq"))
+    three_steps(app)
+    lead_id = add_lead(app)
+    assert tick(app).retried == 1
+    with app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert "connection" in delivery.error.lower()
+    app.config["SMTP_PORT"] = smtp.port
+    clock.advance(minutes=5)
+    tick(app)
+    assert deliveries(app, lead_id) == [("welcome", "sent")]
+    assert len(smtp.messages) == 1
+
+
+def test_retries_stop_after_retry_hours_and_the_delivery_fails(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies = ["451 busy"] * 100
+    for _ in range(40):
+        tick(smtp_app)
+        clock.advance(hours=1)
+    assert deliveries(smtp_app, lead_id)[0] == ("welcome", "failed")
+
+
+def test_permanent_recipient_failure_bounces_and_suppresses_the_lead(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app, email="gone@example.com")
+    smtp.refuse.add("gone@example.com")
+    summary = tick(smtp_app)
+    assert summary.bounced == 1
+    with smtp_app.app_context():
+        lead = db.session.get(Lead, lead_id)
+        assert lead.subscription == "bounced"
+        assert db.session.scalar(select(Suppression.email)) == "gone@example.com"
+        kinds = db.session.scalars(select(Event.kind).where(Event.lead_id == lead_id)).all()
+        assert "bounce" in kinds
+        assert db.session.scalar(select(Enrollment.state)) == "stopped"
+    assert deliveries(smtp_app, lead_id) == [("welcome", "failed")]
+    clock.advance(days=10)
+    tick(smtp_app)
+    assert smtp.messages == []
+
+
+def test_permanent_message_failure_fails_the_delivery_and_moves_on(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies = ["554 5.6.0 message rejected"]
+    assert tick(smtp_app).failed == 1
+    clock.advance(days=2)
+    tick(smtp_app)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "failed"), ("tips", "sent")]
+
+
+def test_two_ticks_at_once_send_each_delivery_once(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    for number in range(30):
+        add_lead(smtp_app, email=f"lead{number}@example.com", name=f"Lead {number}")
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def run():
+        try:
+            barrier.wait()
+            tick(smtp_app)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    tick(smtp_app)
+    recipients = [m["To"].addresses[0].addr_spec for m in smtp.messages]
+    assert len(recipients) == 30
+    assert len(set(recipients)) == 30
+
+
+def test_rate_cap_limits_messages_per_minute(make_app, smtp, tmp_path, clock):
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                   SEQUENCES_DIR=str(tmp_path / "seq"), SEND_RATE_PER_MINUTE=3)
+    three_steps(app)
+    for number in range(5):
+        add_lead(app, email=f"l{number}@example.com")
+    assert tick(app).sent == 3
+    assert tick(app).sent == 0
+    clock.advance(seconds=61)
+    assert tick(app).sent == 2
+
+
+def test_unsubscribed_lead_gets_no_further_step(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    tick(smtp_app)
+    link = re.match(r"<http://127\.0\.0\.1:5000(/u/\S+)>",
+                    smtp.messages[0]["List-Unsubscribe"].strip())
+    response = smtp_app.test_client().post(link.group(1),
+                                           data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    for _ in range(3):
+        clock.advance(days=3)
+        tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann"]
+    with smtp_app.app_context():
+        assert db.session.get(Lead, lead_id).subscription == "unsubscribed"
+
+
+def test_upgrade_stops_a_sequence_with_stop_on_upgrade(smtp_app, smtp, clock):
+    folder = three_steps(smtp_app)
+    (folder / "sequence.yml").write_text("stop_on: [upgrade]\n")
+    lead_id = add_lead(smtp_app)
+    tick(smtp_app)
+    with smtp_app.app_context():
+        db.session.add(Event(lead_id=lead_id, kind="upgrade", data={"amount": "49.00"}))
+        db.session.commit()
+    clock.advance(days=5)
+    tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann"]
+    with smtp_app.app_context():
+        enrollment = db.session.scalar(select(Enrollment))
+        assert (enrollment.state, enrollment.stop_reason) == ("stopped", "upgrade")
+
+
+def test_lead_data_with_template_syntax_and_crlf_is_sent_literally(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app)
+    write_step(folder, "01-hi.md", "Hello {{ lead.name }}",
+               "Dear {{ lead.name }}, your email is {{ lead.email }}.", delay=0)
+    add_lead(smtp_app, email="x@example.com",
+             name="{{ config }} {% print 7*7 %}\r\nBcc: victim@example.com")
+    tick(smtp_app)
+    message = smtp.messages[0]
+    assert message["Bcc"] is None
+    assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+    assert message["Subject"] == "Hello {{ config }} {% print 7*7 %} Bcc: victim@example.com"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Dear {{ config }} {% print 7*7 %}" in text
+    assert "{{ config }} {% print 7*7 %} Bcc: victim@example.com" in html
+    assert "SECRET" not in text and "49" not in text
+    assert [a.addr_spec for a in message["To"].addresses] == ["x@example.com"]
+
+
+def test_encoded_word_in_a_name_is_not_decoded_into_a_header(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app)
+    write_step(folder, "01-hi.md", "Hello {{ lead.first_name }}", "Hi.", delay=0)
+    add_lead(smtp_app, email="y@example.com",
+             name="=?utf-8?q?Boss=0D=0ABcc:_victim@example.com?=")
+    tick(smtp_app)
+    message = smtp.messages[0]
+    assert message["Bcc"] is None
+    assert "victim" not in message["To"].addresses[0].addr_spec
+    assert "Bcc:" not in str(message["To"]).replace("Bcc:_", "")
+
+
+def test_markdown_in_lead_values_is_not_turned_into_links(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app)
+    write_step(folder, "01-hi.md", "Hi", "Hello {{ lead.name }}!", delay=0)
+    add_lead(smtp_app, email="z@example.com",
+             name="[click me](https://evil.example) <script>alert(1)</script>")
+    tick(smtp_app)
+    html = smtp.messages[0].get_body(("html",)).get_content()
+    assert "https://evil.example" not in re.findall(r'href="([^"]+)"', html)
+    assert "<script>" not in html
+    assert "[click me](https://evil.example)" in html
+
+
+def test_broken_step_is_held_and_other_sequences_go_on(smtp_app, smtp, clock):
+    three_steps(smtp_app, "good")
+    broken = sequence_folder(smtp_app, "broken")
+    write_step(broken, "01-first.md", "First", "One.", delay=0)
+    (broken / "02-second.md").write_text("---\nsubject: [unclosed\n---\nBody\n")
+    add_lead(smtp_app, email="good@example.com", sequence="good")
+    with smtp_app.app_context():
+        page = Page(slug="broken-page", title="B", fields=[], rules={}, sequence="broken")
+        db.session.add(page)
+        db.session.flush()
+        lead = Lead(email="held@example.com", public_ref="held", page_id=page.id,
+                    review="approved", subscription="subscribed")
+        db.session.add(lead)
+        db.session.flush()
+        sending.enroll(lead)
+        db.session.commit()
+    tick(smtp_app)
+    clock.advance(days=2)
+    assert tick(smtp_app).held == 1
+    assert [str(m["Subject"]) for m in smtp.to("held@example.com")] == ["First"]
+    (broken / "02-second.md").write_text("---\nsubject: Second\n---\nBody\n")
+    clock.advance(minutes=10)
+    tick(smtp_app)
+    assert [str(m["Subject"]) for m in smtp.to("held@example.com")] == ["First", "Second"]
+    assert subjects(smtp).count("Welcome, Good") == 0
+    assert len(smtp.to("good@example.com")) == 2
+
+
+def test_lead_without_a_sequence_gets_nothing(smtp_app, smtp, clock):
+    with smtp_app.app_context():
+        page = Page(slug="none", title="No sequence", fields=[], rules={}, sequence=None)
+        db.session.add(page)
+        db.session.flush()
+        lead = Lead(email="n@example.com", public_ref="n", page_id=page.id,
+                    review="approved", subscription="subscribed")
+        db.session.add(lead)
+        db.session.flush()
+        assert sending.enroll(lead) is None
+        db.session.commit()
+    assert tick(smtp_app).sent == 0
+    assert smtp.messages == []

@@ -47,6 +47,8 @@ class Config:
     HOLD_MINUTES = 5
     # SMTP 4xx and connection errors are retried with back-off for this long.
     RETRY_HOURS = 24
+    # Opens and clicks sooner than this after sending are taken as machine-made.
+    MACHINE_SECONDS = 10
     # Optional address for List-Unsubscribe's mailto: form.
     UNSUBSCRIBE_MAILTO = ""
     # None means: generated once and kept in instance/postback_secret.

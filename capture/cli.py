@@ -1,7 +1,9 @@
 """The flask command groups: init, pages, leads."""
 
 import json
+import secrets
 import sys
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -9,7 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from capture import demo, exports
+from capture import clock, demo, engagement, exports, metrics
 from capture.extensions import db
 from capture.models import Lead, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
@@ -23,6 +25,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_command)
     app.cli.add_command(pages_cli)
     app.cli.add_command(leads_cli)
+    app.cli.add_command(report_command)
 
 
 @click.command("init")
@@ -133,3 +136,58 @@ def leads_export(status: str | None, slug: str | None) -> None:
         exports.write_leads_csv(sys.stdout, status=status, page_slug=slug)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+
+
+@leads_cli.command("upgrade")
+@click.argument("email")
+@click.argument("amount")
+@click.option("--currency", default="USD", show_default=True, help="ISO 4217 code.")
+@click.option("--txn", help="Transaction id (default: one is made up); a repeat changes nothing.")
+def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> None:
+    """Record an upgrade (a purchase) by hand for the lead with EMAIL."""
+    lead = db.session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
+    if lead is None:
+        raise click.ClickException(f"no lead with email {email!r}")
+    try:
+        value = engagement.parse_amount(amount)
+        code = engagement.parse_currency(currency)
+        upgrade, created = engagement.record_upgrade(
+            lead, value, code, txn or f"manual-{secrets.token_hex(8)}", source="manual")
+    except engagement.UpgradeError as error:
+        raise click.ClickException(str(error)) from None
+    if created:
+        click.echo(f"Recorded {upgrade.amount} {upgrade.currency} for {lead.email}.")
+    else:
+        click.echo(f"Transaction {upgrade.txn} was already recorded; nothing changed.")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+@click.command("report")
+@click.option("--page", "slug", help="Only this page.")
+@click.option("--by", type=click.Choice(metrics.DIMENSIONS), help="One row per group.")
+@click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
+def report_command(slug: str | None, by: str | None, days: int | None) -> None:
+    """Print the metrics (visitors, conversion, approval, opens, clicks, revenue …)."""
+    page_id = None
+    if slug:
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == slug))
+        if page_id is None:
+            raise click.ClickException(f"no page with slug {slug!r}")
+    start = clock.utcnow() - timedelta(days=days) if days else None
+    result = metrics.report(start=start, page_id=page_id, by=by)
+    columns = ("visitors", "leads", "conv", "approved", "rejected", "appr", "delivered",
+               "open", "click", "unsubs", "upgrades", "revenue", "per visitor")
+    click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
+    rows = [*result.rows.items(), ("total", result.total)]
+    for name, n in rows:
+        epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
+        cells = (n.visitors, n.leads, _percent(n.conversion_rate), n.approved, n.rejected,
+                 _percent(n.approval_rate), n.delivered, _percent(n.open_rate),
+                 _percent(n.click_rate), n.unsubscribes, n.upgrades, f"{n.revenue:.2f}", epv)
+        click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))
+    total = result.total
+    click.echo(f"Raw opens {total.opens_raw}, raw clicks {total.clicks_raw} (machine-made "
+               f"included); duplicates {total.duplicates}; payout {total.payout:.2f}.")

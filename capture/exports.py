@@ -4,10 +4,10 @@ import csv
 from decimal import Decimal
 from typing import TextIO
 
-from sqlalchemy import Float, func, select
+from sqlalchemy import func, select
 
 from capture.extensions import db
-from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Event, Lead, Page
+from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
 
 COLUMNS = (
     "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
@@ -29,16 +29,15 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
     Raises ValueError for an unknown status or page."""
     upgrades = (
         select(
-            Event.lead_id,
+            Upgrade.lead_id,
             func.count().label("count"),
-            func.sum(Event.data["amount"].as_float()).label("amount"),
+            func.sum(Upgrade.amount).label("amount"),
         )
-        .where(Event.kind == "upgrade")
-        .group_by(Event.lead_id)
+        .group_by(Upgrade.lead_id)
         .subquery()
     )
     query = (
-        select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount.cast(Float))
+        select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount)
         .outerjoin(Page, Lead.page_id == Page.id)
         .outerjoin(upgrades, upgrades.c.lead_id == Lead.id)
         .order_by(Lead.id)
@@ -63,7 +62,7 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
     for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(
         query.execution_options(yield_per=1000)
     ):
-        revenue = Decimal(str(upgrade_amount or 0))
+        revenue = Decimal(upgrade_amount or 0)
         if lead.review == "approved" and payout:
             revenue += payout
         row = (

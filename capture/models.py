@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -173,6 +174,7 @@ class Event(db.Model):
         Index("ix_events_lead_created", "lead_id", "created_at"),
         Index("ix_events_kind_created", "kind", "created_at"),
         Index("ix_events_page_kind_created", "page_id", "kind", "created_at"),
+        Index("ix_events_delivery_kind", "delivery_id", "kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -182,6 +184,12 @@ class Event(db.Model):
     )
     kind: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    # For send/open/click: the email it is about. Opens and clicks made by mail
+    # scanners and image proxies are kept but marked, and left out of the rates.
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    machine: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Details that depend on the kind: attribution of a duplicate, a reject reason …
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -270,3 +278,39 @@ class SequenceVersion(db.Model):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     signature: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class Link(db.Model):
+    """A link inside one sent email. The click URL carries only the random token; the
+    target is read from here, so /c/ can never be made to redirect anywhere else."""
+
+    __tablename__ = "links"
+    __table_args__ = (Index("ix_links_delivery", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+
+    delivery: Mapped[Delivery] = relationship()
+
+
+class Upgrade(db.Model):
+    """A purchase of a paid offer by a lead, from the postback or entered by hand."""
+
+    __tablename__ = "upgrades"
+    __table_args__ = (
+        Index("ix_upgrades_lead", "lead_id"),
+        Index("ix_upgrades_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    # The buyer's transaction id: a replayed postback finds it and changes nothing.
+    txn: Mapped[str] = mapped_column(String(200), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    source: Mapped[str] = mapped_column(String(20), default="postback")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+    lead: Mapped[Lead] = relationship()

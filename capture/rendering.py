@@ -76,6 +76,8 @@ _INLINE_STYLES = {
 }
 _TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")
 _HREF = re.compile(r'href="(https?://[^"]*)"')
+# A URL in the text part ends at white space or at the ) [ ] < > " of Markdown links.
+_TEXT_URL = re.compile(r"https?://[^\s()<>\[\]\"]+")
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
@@ -125,6 +127,10 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     if track_link is not None:
         content = _HREF.sub(lambda m: _tracked_href(m.group(1), track_link, unsubscribe_url),
                             content)
+        text_body = _TEXT_URL.sub(
+            lambda m: m.group(0) if m.group(0) == unsubscribe_url else track_link(m.group(0)),
+            text_body,
+        )
     postal_address = current_app.config["POSTAL_ADDRESS"]
     html = render_template(
         "email/layout.html", content=Markup(content), preheader=header_text(preheader, 200),

@@ -16,9 +16,16 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, mail, rendering, tokens
+from capture import clock, engagement, mail, rendering, tokens
 from capture.extensions import db
-from capture.models import Delivery, Enrollment, Event, Lead, SequenceVersion, Suppression
+from capture.models import (
+    Delivery,
+    Enrollment,
+    Lead,
+    SequenceVersion,
+    Suppression,
+    Upgrade,
+)
 from capture.sequences import Library, Sequence, Step
 from capture.timeline import record_event
 
@@ -240,7 +247,7 @@ def _should_stop(lead: Lead, sequence: Sequence) -> str:
         return lead.review
     if "upgrade" in sequence.stop_on:
         upgraded = db.session.scalar(
-            select(Event.id).where(Event.lead_id == lead.id, Event.kind == "upgrade").limit(1)
+            select(Upgrade.id).where(Upgrade.lead_id == lead.id).limit(1)
         )
         if upgraded:
             return "upgrade"
@@ -329,6 +336,8 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         message = rendering.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery.id,
             unsubscribe_url=tokens.unsubscribe_url(lead.public_ref),
+            track_link=engagement.link_tracker(delivery.id),
+            pixel_url=engagement.pixel_url(delivery.id),
         )
         delivery.subject = str(message["Subject"])[:300]
         delivery.message_id = str(message["Message-ID"])
@@ -340,8 +349,8 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         _mail_error(delivery, enrollment, sequence, step, error, summary)
         return
     delivery.status, delivery.sent_at, delivery.error, delivery.retry_at = "sent", now, "", None
-    record_event(lead, "send", sequence=sequence.name, step=step.key,
-                 delivery=delivery.id, subject=delivery.subject)
+    record_event(lead, "send", delivery_id=delivery.id, sequence=sequence.name,
+                 step=step.key, subject=delivery.subject)
     if enrollment is not None:
         _move_past(enrollment, step, now, sequence=sequence)
     summary.sent += 1
@@ -395,7 +404,7 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
         lead.subscription = "bounced"
         if not db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email)):
             db.session.add(Suppression(email=lead.email, reason=f"bounce: {error}"[:200]))
-        record_event(lead, "bounce", delivery=delivery.id, error=str(error)[:200])
+        record_event(lead, "bounce", delivery_id=delivery.id, error=str(error)[:200])
         stop(lead, "bounced")
         if enrollment is not None:
             enrollment.state, enrollment.stop_reason = "stopped", "bounced"

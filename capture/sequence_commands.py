@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from capture import clock, rendering, scheduler, sending
@@ -113,6 +113,7 @@ def plan(name: str | None, days: int, limit: int) -> None:
 
 
 @click.command("send-due")
+@with_appcontext
 def send_due() -> None:
     """One scheduler tick, now: enrol, render and send what is due; print a summary."""
     summary = sending.tick()
@@ -120,6 +121,7 @@ def send_due() -> None:
 
 
 @click.command("scheduler")
+@with_appcontext
 def scheduler_command() -> None:
     """Run the sending job in the foreground until interrupted (Ctrl-C)."""
     app = current_app._get_current_object()

@@ -200,7 +200,8 @@ def load_sequence(folder: Path) -> Sequence:
     if settings_file.exists():
         _read_settings(sequence, settings_file)
     seen: dict[str, str] = {}
-    for path in sorted(folder.glob("*.md")):
+    # Hidden files are editor locks (`.#01-welcome.md`) or macOS `._` copies, not steps.
+    for path in sorted(p for p in folder.glob("*.md") if not p.name.startswith(".")):
         step = _read_step(path, f"{folder.name}/{path.name}")
         if step.key in seen:
             step.problems.append(Problem(
@@ -228,6 +229,9 @@ def _yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | 
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = (mark.line + 1 + offset) if mark is not None else offset + 1
+        # An error found at the end of the text (an unclosed bracket) is marked just
+        # past its last line; point at a line the owner can see instead.
+        line = min(line, offset + max(len(text.splitlines()), 1))
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         problems.append(Problem(file, line, f"bad YAML: {reason}"))
         return None
@@ -289,7 +293,11 @@ def _read_step(path: Path, file: str) -> Step:
     problems = step.problems
     if not _STEP_KEY.match(step.key):
         problems.append(Problem(file, 1, "file name must be like 01-welcome.md"))
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:  # a dangling link, a folder: reported, never fatal
+        problems.append(Problem(file, 1, f"cannot read: {error.strerror or error}"))
+        return step
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
         problems.append(Problem(file, 1, "must start with a --- front matter block"))
@@ -360,4 +368,4 @@ def _check_template(source: str, file: str, first_line: int,
             if node.attr not in VARIABLES[node.node.name]:
                 line = first_line if single_line else first_line + node.lineno - 1
                 problems.append(Problem(
-                    file, line, f"unknown variable {node.node.name}.{node.attr!r}"))
+                    file, line, f"unknown variable {node.node.name + '.' + node.attr!r}"))

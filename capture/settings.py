@@ -56,6 +56,7 @@ def init_app(app: Flask) -> None:
     _integer(config, "SENDING_TIMEOUT_MINUTES", 1)
     _integer(config, "HOLD_MINUTES", 1)
     _integer(config, "RETRY_HOURS", 0)
+    _integer(config, "MACHINE_SECONDS", 0)
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit(config)

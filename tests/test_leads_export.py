@@ -4,12 +4,14 @@ import csv
 import io
 import secrets
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
+from capture import engagement
 from capture.extensions import db
-from capture.models import Event, Lead, Page
+from capture.models import Lead, Page
 from tests.conftest import optin
 
 HEADER = [
@@ -30,7 +32,8 @@ def add_lead(app, slug, email, **values):
 
 def add_upgrade(app, lead_id, amount):
     with app.app_context():
-        db.session.add(Event(lead_id=lead_id, kind="upgrade", data={"amount": amount}))
+        engagement.record_upgrade(db.session.get(Lead, lead_id), Decimal(amount), "USD",
+                                  f"txn-{lead_id}-{amount}", source="test")
         db.session.commit()
 
 

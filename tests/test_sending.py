@@ -125,8 +125,10 @@ def test_message_has_both_parts_footer_and_list_headers(smtp_app, smtp, clock):
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Hi Ann, here is [your guide](https://example.com/guide)." in text
-    assert 'href="https://example.com/guide"' in html
+    assert re.search(r"Hi Ann, here is \[your guide\]\(http://127\.0\.0\.1:5000/c/\S+\)\.",
+                     text)
+    assert re.search(r'href="http://127\.0\.0\.1:5000/c/[^"]+"', html)
+    assert "https://example.com/guide" not in text + html  # stored server-side only
     assert "Your guide inside" in html  # the preheader
     assert 'style="margin:0 0 16px' in html  # CSS inlined on the Markdown's tags
     unsubscribe = re.match(r"<(http://127\.0\.0\.1:5000/u/\S+)>",
@@ -359,8 +361,12 @@ def test_upgrade_stops_a_sequence_with_stop_on_upgrade(smtp_app, smtp, clock):
     lead_id = add_lead(smtp_app)
     tick(smtp_app)
     with smtp_app.app_context():
-        db.session.add(Event(lead_id=lead_id, kind="upgrade", data={"amount": "49.00"}))
-        db.session.commit()
+        from decimal import Decimal
+
+        from capture import engagement
+
+        engagement.record_upgrade(db.session.get(Lead, lead_id), Decimal("49.00"), "USD",
+                                  "txn-1", source="test")
     clock.advance(days=5)
     tick(smtp_app)
     assert subjects(smtp) == ["Welcome, Ann"]

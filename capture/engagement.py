@@ -1,0 +1,172 @@
+"""What leads do with the emails and offers: opens, clicks and upgrades.
+
+Plain functions over the session (the tracking blueprint, the CLI and the tests call
+them). Opens and clicks that mail scanners or image proxies make are recorded but
+marked `machine`, so the metrics can count people only.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+import pycountry
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from capture import clock, tokens
+from capture.extensions import db
+from capture.models import Delivery, Lead, Link, Upgrade
+from capture.timeline import record_event
+
+# Security gateways, link scanners and scripted clients that fetch links in mail
+# before (or instead of) the person. Image proxies that fetch when the person opens
+# the mail (Gmail's GoogleImageProxy) are not listed: those opens are real.
+SCANNER_USER_AGENT = re.compile(
+    r"bot\b|bot/|crawl|spider|scan|barracuda|mimecast|proofpoint|urldefense|symantec|"
+    r"messagelabs|trend ?micro|forcepoint|fortinet|sophos|ironport|cisco|zscaler|"
+    r"safelinks|microsoft office|ms-office|outlook-ios|skype|slack|preview|"
+    r"python|curl/|wget/|go-http-client|java/|okhttp|libwww|headlesschrome|phantomjs",
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def is_machine(user_agent: str | None, sent_at, now) -> bool:
+    """True for a known scanner, no user agent, or a request too soon after sending
+    for a person to have read the email."""
+    if not user_agent or SCANNER_USER_AGENT.search(user_agent):
+        return True
+    if sent_at is None:
+        return False
+    return now - sent_at < timedelta(seconds=current_app.config["MACHINE_SECONDS"])
+
+
+# --- links in emails -------------------------------------------------------------
+
+def pixel_url(delivery_id: int) -> str:
+    """The open pixel's URL for one email."""
+    return f"{current_app.config['BASE_URL']}/o/{tokens.make('open', str(delivery_id))}"
+
+
+def link_tracker(delivery_id: int) -> Callable[[str], str]:
+    """The rendering hook: store each link target of an email, return its /c/ URL.
+
+    The same target in the same email (a retry renders it again) keeps one token."""
+    base = current_app.config["BASE_URL"]
+    existing = {
+        link.url: link.token
+        for link in db.session.scalars(select(Link).where(Link.delivery_id == delivery_id))
+    }
+
+    def track(url: str) -> str:
+        token = existing.get(url)
+        if token is None:
+            token = secrets.token_urlsafe(16)
+            db.session.add(Link(token=token, delivery_id=delivery_id, url=url[:2000]))
+            existing[url] = token
+        return f"{base}/c/{token}"
+
+    return track
+
+
+def record_open(token: str, user_agent: str | None) -> bool:
+    """Log an open of the email behind a pixel token; False (nothing logged) when the
+    token is not genuine."""
+    value = tokens.read("open", token)
+    if value is None or not value.isdigit():
+        return False
+    delivery = db.session.get(Delivery, int(value))
+    if delivery is None:
+        return False
+    now = clock.utcnow()
+    record_event(delivery.lead, "open", delivery_id=delivery.id,
+                 machine=is_machine(user_agent, delivery.sent_at, now),
+                 user_agent=(user_agent or "")[:200])
+    db.session.commit()
+    return True
+
+
+def record_click(token: str, user_agent: str | None) -> str | None:
+    """Log a click and return the stored target URL; None for an unknown token."""
+    if not _TOKEN.match(token or ""):
+        return None
+    link = db.session.scalar(select(Link).where(Link.token == token))
+    if link is None:
+        return None
+    delivery = link.delivery
+    now = clock.utcnow()
+    record_event(delivery.lead, "click", delivery_id=delivery.id,
+                 machine=is_machine(user_agent, delivery.sent_at, now),
+                 url=link.url, user_agent=(user_agent or "")[:200])
+    db.session.commit()
+    return link.url
+
+
+# --- upgrades ---------------------------------------------------------------------
+
+class UpgradeError(ValueError):
+    """An upgrade with a missing or invalid value; the message names it."""
+
+
+def parse_amount(value: str) -> Decimal:
+    """A positive amount with at most two decimals."""
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise UpgradeError(f"amount: {value!r} is not a number") from None
+    if not amount.is_finite() or amount <= 0 or amount > Decimal("1000000000"):
+        raise UpgradeError("amount: must be more than 0 and at most 1000000000")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise UpgradeError("amount: at most two decimals")
+    return amount
+
+
+def parse_currency(value: str) -> str:
+    """An ISO 4217 currency code, upper-cased."""
+    code = str(value or "").strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code) or pycountry.currencies.get(alpha_3=code) is None:
+        raise UpgradeError(f"currency: {value!r} is not an ISO 4217 code")
+    return code
+
+
+def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
+                   source: str) -> tuple[Upgrade, bool]:
+    """Store an upgrade once per `txn`; return it and whether it is new. A replay
+    (same txn) changes nothing."""
+    txn = txn.strip()[:200]
+    if not txn:
+        raise UpgradeError("txn: required (the transaction id makes replays harmless)")
+    existing = db.session.scalar(select(Upgrade).where(Upgrade.txn == txn))
+    if existing is not None:
+        return existing, False
+    upgrade = Upgrade(lead_id=lead.id, amount=amount, currency=currency, txn=txn,
+                      source=source)
+    db.session.add(upgrade)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same txn in a parallel request
+        db.session.rollback()
+        return db.session.scalar(select(Upgrade).where(Upgrade.txn == txn)), False
+    record_event(lead, "upgrade", amount=str(amount), currency=currency, txn=txn,
+                 source=source)
+    db.session.commit()
+    return upgrade, True
+
+
+def postback_signature(params: dict[str, str], secret: str) -> str:
+    """Hex HMAC-SHA256 over the parameters except `sig`, sorted by name, joined as
+    k=v&… (decoded values), keyed by the postback secret."""
+    message = "&".join(f"{key}={params[key]}" for key in sorted(params) if key != "sig")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def signature_valid(params: dict[str, str], secret: str) -> bool:
+    """Compare the given `sig` with the expected one in constant time."""
+    given = params.get("sig", "")
+    expected = postback_signature(params, secret)
+    return hmac.compare_digest(given.encode(), expected.encode())

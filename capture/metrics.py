@@ -1,0 +1,206 @@
+"""Every number the reports and the dashboard show, with one definition each.
+
+- visitors: distinct visitor cookies that viewed a page (bots left out)
+- conversion rate = new leads / visitors (duplicates and trapped bots are not leads)
+- approval rate = approved / (approved + rejected)
+- open rate = leads with at least one human open / leads delivered; click rate likewise
+- payout = approved leads × page payout; revenue = payout + upgrade amounts
+- earnings per visitor = revenue / visitors
+
+Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
+in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
+upgrades) count what happened during the period. Everything is aggregated in SQL.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import case, distinct, func, select
+
+from capture.extensions import db
+from capture.models import Delivery, Event, Lead, Page, Upgrade, Visit
+
+DIMENSIONS = ("page", "source", "campaign", "ref", "day")
+_LEAD_KEYS = {"page": "page_id", "source": "utm_source", "campaign": "utm_campaign",
+              "ref": "ref"}
+
+
+@dataclass
+class Numbers:
+    """The metrics of one group (or of everything)."""
+
+    visitors: int = 0
+    leads: int = 0
+    duplicates: int = 0
+    approved: int = 0
+    rejected: int = 0
+    pending: int = 0
+    confirmed: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    opens_raw: int = 0
+    clicks_raw: int = 0
+    unsubscribes: int = 0
+    upgrades: int = 0
+    upgrade_revenue: Decimal = field(default_factory=Decimal)
+    payout: Decimal = field(default_factory=Decimal)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.leads / self.visitors if self.visitors else None
+
+    @property
+    def approval_rate(self) -> float | None:
+        decided = self.approved + self.rejected
+        return self.approved / decided if decided else None
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.delivered if self.delivered else None
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.clicked / self.delivered if self.delivered else None
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.payout + self.upgrade_revenue
+
+    @property
+    def earnings_per_visitor(self) -> Decimal | None:
+        return (self.revenue / self.visitors).quantize(Decimal("0.0001")) if self.visitors else None
+
+
+@dataclass
+class Report:
+    """The totals and, when grouped, one Numbers per group key."""
+
+    total: Numbers
+    rows: dict[str, Numbers]
+    by: str | None = None
+
+
+def _day(column):
+    return func.date(column)
+
+
+def _group_key(by: str | None, entity, time_column):
+    """The SQL expression to group on for a dimension."""
+    if by is None:
+        return None
+    if by == "day":
+        return _day(time_column)
+    return getattr(entity, _LEAD_KEYS[by])
+
+
+def _run(stmt, key) -> dict:
+    """Execute an aggregate; return {group: value} (group None when ungrouped)."""
+    if key is None:
+        return {None: db.session.execute(stmt).one()}
+    stmt = stmt.add_columns(key).group_by(key)
+    return {row[-1]: row[:-1] for row in db.session.execute(stmt)}
+
+
+def _period(stmt, column, start: datetime | None, end: datetime | None):
+    if start is not None:
+        stmt = stmt.where(column >= start)
+    if end is not None:
+        stmt = stmt.where(column < end)
+    return stmt
+
+
+def report(*, start: datetime | None = None, end: datetime | None = None,
+           page_id: int | None = None, by: str | None = None) -> Report:
+    """The metrics for a period, optionally for one page and grouped by a dimension."""
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    groups: dict = {}
+
+    def put(values: dict, *names: str) -> None:
+        for group, row in values.items():
+            numbers = groups.setdefault(group, Numbers())
+            for name, value in zip(names, row, strict=True):
+                setattr(numbers, name, value if value is not None else getattr(numbers, name))
+
+    def for_page(stmt, column):
+        return stmt.where(column == page_id) if page_id is not None else stmt
+
+    # Visitors: distinct cookies per group, bots left out.
+    key = _group_key(by, Visit, Visit.created_at)
+    stmt = select(func.count(distinct(Visit.visitor_id))).where(Visit.is_bot.is_(False))
+    stmt = for_page(_period(stmt, Visit.created_at, start, end), Visit.page_id)
+    put(_run(stmt, key), "visitors")
+
+    # Leads of the period and their review, confirmation and payout.
+    key = _group_key(by, Lead, Lead.created_at)
+    payout = func.coalesce(func.sum(case((Lead.review == "approved", Page.payout), else_=0)), 0)
+    stmt = (
+        select(
+            func.count(Lead.id),
+            func.count(case((Lead.review == "approved", 1))),
+            func.count(case((Lead.review == "rejected", 1))),
+            func.count(case((Lead.review == "pending", 1))),
+            func.count(Lead.confirmed_at),
+            payout,
+        )
+        .select_from(Lead)
+        .outerjoin(Page, Page.id == Lead.page_id)
+    )
+    stmt = for_page(_period(stmt, Lead.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "leads", "approved", "rejected", "pending", "confirmed", "payout")
+
+    # Duplicates, grouped by where the repeat opt-in came from.
+    if by in (None, "page", "day"):
+        key = None if by is None else (Event.page_id if by == "page" else _day(Event.created_at))
+    else:
+        key = Event.data[_LEAD_KEYS[by]].as_string()
+    stmt = select(func.count(Event.id)).where(Event.kind == "duplicate")
+    stmt = for_page(_period(stmt, Event.created_at, start, end), Event.page_id)
+    put(_run(stmt, key), "duplicates")
+
+    # Leads delivered in the period (at least one sequence email sent).
+    key = _group_key(by, Lead, Delivery.sent_at)
+    stmt = (select(func.count(distinct(Delivery.lead_id)))
+            .join(Lead, Lead.id == Delivery.lead_id).where(Delivery.status == "sent"))
+    stmt = for_page(_period(stmt, Delivery.sent_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "delivered")
+
+    # Opens, clicks, unsubscribes: distinct leads by people; raw counts alongside.
+    key = _group_key(by, Lead, Event.created_at)
+    human = Event.machine.is_(False)
+    stmt = (
+        select(
+            func.count(distinct(case((human & (Event.kind == "open"), Event.lead_id)))),
+            func.count(distinct(case((human & (Event.kind == "click"), Event.lead_id)))),
+            func.count(case((Event.kind == "open", 1))),
+            func.count(case((Event.kind == "click", 1))),
+            func.count(distinct(case((Event.kind == "unsubscribe", Event.lead_id)))),
+        )
+        .join(Lead, Lead.id == Event.lead_id)
+        .where(Event.kind.in_(("open", "click", "unsubscribe")))
+    )
+    stmt = for_page(_period(stmt, Event.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "opened", "clicked", "opens_raw", "clicks_raw", "unsubscribes")
+
+    # Upgrades in the period.
+    key = _group_key(by, Lead, Upgrade.created_at)
+    stmt = (select(func.count(Upgrade.id), func.coalesce(func.sum(Upgrade.amount), 0))
+            .join(Lead, Lead.id == Upgrade.lead_id))
+    stmt = for_page(_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "upgrades", "upgrade_revenue")
+
+    for numbers in groups.values():
+        numbers.payout = Decimal(str(numbers.payout or 0)).quantize(Decimal("0.01"))
+        numbers.upgrade_revenue = Decimal(str(numbers.upgrade_revenue or 0)).quantize(
+            Decimal("0.01"))
+    if by is None:
+        return Report(total=groups.get(None, Numbers()), rows={}, by=None)
+    rows = {("(none)" if group is None else str(group)): numbers
+            for group, numbers in groups.items()}
+    if by == "page":
+        slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
+        rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
+    total = report(start=start, end=end, page_id=page_id).total
+    return Report(total=total, rows=dict(sorted(rows.items())), by=by)

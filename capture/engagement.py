@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pycountry
 from flask import current_app
@@ -34,6 +34,7 @@ SCANNER_USER_AGENT = re.compile(
     re.IGNORECASE,
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 
 
 def is_machine(user_agent: str | None, sent_at, now) -> bool:
@@ -114,15 +115,13 @@ class UpgradeError(ValueError):
 
 
 def parse_amount(value: str) -> Decimal:
-    """A positive amount with at most two decimals."""
-    try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise UpgradeError(f"amount: {value!r} is not a number") from None
-    if not amount.is_finite() or amount <= 0 or amount > Decimal("1000000000"):
+    """A positive amount written like 19 or 19.90 (no exponent, at most two decimals)."""
+    text = str(value or "").strip()
+    if not _AMOUNT.match(text):
+        raise UpgradeError(f"amount: {value!r} is not an amount like 19.90")
+    amount = Decimal(text)
+    if amount <= 0 or amount > Decimal("1000000000"):
         raise UpgradeError("amount: must be more than 0 and at most 1000000000")
-    if amount != amount.quantize(Decimal("0.01")):
-        raise UpgradeError("amount: at most two decimals")
     return amount
 
 

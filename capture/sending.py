@@ -57,10 +57,15 @@ def due_time(sequence: Sequence, step: Step, after: datetime) -> datetime:
     then into the sequence's send window (both in the sequence's timezone)."""
     due = after + step.delay
     if step.at is not None:
-        local = _local(due, sequence)
-        candidate = datetime.combine(local.date(), step.at, tzinfo=sequence.timezone)
+        # A delay in whole days counts days of the local calendar: `delay: 1d, at: 09:00`
+        # after a step sent at 09:00:05 is the next day at 09:00, also across a clock
+        # change (not the day after, as "first 09:00 after 24 hours" would make it).
+        days, rest = divmod(step.delay, timedelta(days=1))
+        local = _local(due if rest else after, sequence)
+        day = local.date() + timedelta(days=0 if rest else days)
+        candidate = datetime.combine(day, step.at, tzinfo=sequence.timezone)
         if candidate < local:
-            candidate = datetime.combine(local.date() + timedelta(days=1), step.at,
+            candidate = datetime.combine(day + timedelta(days=1), step.at,
                                          tzinfo=sequence.timezone)
         due = _utc(candidate)
     return into_send_window(sequence, due)

@@ -696,3 +696,24 @@ def test_send_due_sends_what_is_due_and_prints_a_one_line_summary(smtp_app, smtp
     again = cli(smtp_app, "send-due")
     assert again.stdout.startswith("sent 0, ")
     assert len(smtp.messages) == 2
+
+
+def test_daily_steps_at_a_time_of_day_go_out_on_consecutive_days(smtp_app, smtp, clock):
+    from capture.models import Delivery
+
+    folder = Path(smtp_app.config["SEQUENCES_DIR"]) / "course"
+    write_step(folder, "01-one.md", "One", "1", delay=0, at="09:00")
+    write_step(folder, "02-two.md", "Two", "2", delay="1d", at="09:00")
+    write_step(folder, "03-three.md", "Three", "3", delay="1d", at="09:00")
+    add_lead(smtp_app)  # Monday 10:00
+    clock.advance(seconds=7)  # the scheduler's ticks never land on the minute
+    for _ in range(5 * 24):
+        clock.advance(hours=1)
+        with smtp_app.app_context():
+            sending.tick()
+    with smtp_app.app_context():
+        sent = db.session.execute(select(Delivery.step, Delivery.sent_at)
+                                  .order_by(Delivery.id)).all()
+    assert [(key, f"{when:%a %H:%M}") for key, when in sent] == [
+        ("one", "Tue 09:00"), ("two", "Wed 09:00"), ("three", "Thu 09:00")]
+    assert [str(m["Subject"]) for m in smtp.messages] == ["One", "Two", "Three"]

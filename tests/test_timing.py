@@ -62,11 +62,23 @@ def test_at_exactly_now_is_due_now():
     assert due_time(sequence(), step(at="10:00"), MONDAY_10_UTC) == MONDAY_10_UTC
 
 
-def test_at_is_the_first_such_time_after_the_delay():
-    tips = step(timedelta(days=2), at="15:00")
-    assert due_time(sequence(), tips, MONDAY_10_UTC) == datetime(2026, 3, 4, 15, 0)
-    early = step(timedelta(days=2), at="09:00")
-    assert due_time(sequence(), early, MONDAY_10_UTC) == datetime(2026, 3, 5, 9, 0)
+def test_at_with_a_delay_in_days_is_that_many_days_later_at_that_time():
+    assert due_time(sequence(), step(timedelta(days=2), at="15:00"),
+                    MONDAY_10_UTC) == datetime(2026, 3, 4, 15, 0)
+    assert due_time(sequence(), step(timedelta(days=2), at="09:00"),
+                    MONDAY_10_UTC) == datetime(2026, 3, 4, 9, 0)
+
+
+def test_a_daily_step_sent_just_after_its_at_time_is_due_the_next_day_not_the_one_after():
+    sent_at = datetime(2026, 3, 3, 9, 0, 7)  # the tick ran a few seconds after 09:00
+    assert due_time(sequence(), step(timedelta(days=1), at="09:00"),
+                    sent_at) == datetime(2026, 3, 4, 9, 0)
+
+
+def test_at_with_a_delay_in_hours_is_the_first_such_time_after_the_delay():
+    two_hours = step(timedelta(hours=2), at="09:00")
+    assert due_time(sequence(), two_hours, datetime(2026, 3, 2, 6, 0)) == datetime(2026, 3, 2, 9, 0)
+    assert due_time(sequence(), two_hours, datetime(2026, 3, 2, 8, 0)) == datetime(2026, 3, 3, 9, 0)
 
 
 def test_at_is_a_time_of_day_in_the_sequences_timezone():
@@ -104,6 +116,13 @@ def test_at_with_a_delay_across_the_clock_change_keeps_the_local_time():
     weekly = step(timedelta(weeks=1), at="09:00")
     assert due_time(sequence("America/New_York"), weekly,
                     datetime(2026, 3, 2, 14, 0)) == datetime(2026, 3, 9, 13, 0)
+
+
+def test_a_daily_step_at_a_time_of_day_keeps_its_day_across_the_clock_change():
+    # Sent Saturday 09:00 EST (14:00 UTC); the clocks spring forward that night.
+    daily = step(timedelta(days=1), at="09:00")
+    assert due_time(sequence("America/New_York"), daily,
+                    datetime(2026, 3, 7, 14, 0, 5)) == datetime(2026, 3, 8, 13, 0)
 
 
 # --- send window ------------------------------------------------------------------

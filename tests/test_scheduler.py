@@ -1,0 +1,170 @@
+"""The scheduler: embedded in the web process (started by the first request, once),
+never in CLI commands, tests or the debug reloader's watcher; a failing tick is logged
+and the next one runs."""
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
+
+from capture import scheduler, sending
+from capture.extensions import db
+
+EMBEDDED = {"SCHEDULER": "embedded", "TESTING": False, "SCHEDULER_INTERVAL_SECONDS": 3600}
+
+
+@pytest.fixture
+def started(make_app, monkeypatch):
+    """Every BackgroundScheduler the app creates, real ones, shut down after the test
+    (set up after make_app, so torn down before its database is disposed)."""
+    schedulers: list[BackgroundScheduler] = []
+
+    class Recorded(BackgroundScheduler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            schedulers.append(self)
+
+    monkeypatch.setattr(scheduler, "BackgroundScheduler", Recorded)
+    yield schedulers
+    for instance in schedulers:
+        if instance.running:
+            thread = instance._thread
+            instance.shutdown(wait=True)
+            assert not thread.is_alive()
+
+
+def get(app, path="/healthz", times=1):
+    client = app.test_client()
+    for _ in range(times):
+        assert client.get(path).status_code == 200
+
+
+def test_embedded_scheduler_is_not_started_by_creating_the_app(make_app, started):
+    make_app(**EMBEDDED)
+    assert started == []
+
+
+def test_embedded_scheduler_starts_on_the_first_request(make_app, started):
+    app = make_app(**EMBEDDED)
+    get(app)
+    assert len(started) == 1
+    running = started[0]
+    assert running.running
+    jobs = running.get_jobs()
+    assert [job.id for job in jobs] == [scheduler.JOB_ID]
+    assert jobs[0].trigger.interval.total_seconds() == 3600
+    assert jobs[0].args == (app,)
+
+
+def test_several_requests_start_one_scheduler_with_one_job(make_app, started):
+    app = make_app(**EMBEDDED)
+    get(app, times=5)
+    assert app.test_client().get("/no-such-page").status_code == 404
+    assert len(started) == 1
+    assert len(started[0].get_jobs()) == 1
+
+
+def test_simultaneous_first_requests_start_one_scheduler(make_app, started):
+    app = make_app(**EMBEDDED)
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def first_request():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.get("/healthz").status_code)
+
+    threads = [threading.Thread(target=first_request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 8
+    assert len(started) == 1
+
+
+def test_the_embedded_job_runs_a_send_tick_in_the_app(make_app, started, monkeypatch):
+    app = make_app(**EMBEDDED)
+    ran = threading.Event()
+    seen = {}
+
+    def fake_tick():
+        from flask import current_app
+
+        seen["app"] = current_app._get_current_object()
+        ran.set()
+        return sending.Summary()
+
+    monkeypatch.setattr(sending, "tick", fake_tick)
+    get(app)
+    started[0].modify_job(scheduler.JOB_ID, next_run_time=datetime.now(UTC))
+    assert ran.wait(timeout=10), "the job did not run"
+    assert seen["app"] is app
+
+
+def test_scheduler_off_starts_nothing(make_app, started):
+    app = make_app(SCHEDULER="off", TESTING=False)
+    get(app, times=3)
+    assert started == []
+
+
+def test_a_testing_app_never_starts_the_embedded_scheduler(make_app, started):
+    app = make_app(SCHEDULER="embedded", TESTING=True)
+    get(app, times=2)
+    assert started == []
+
+
+def test_debug_reloader_watcher_process_does_not_start_it(make_app, started, monkeypatch):
+    monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
+    app = make_app(**EMBEDDED, DEBUG=True)
+    get(app, times=2)
+    assert started == []
+
+
+def test_debug_serving_process_starts_it(make_app, started, monkeypatch):
+    monkeypatch.setenv("WERKZEUG_RUN_MAIN", "true")
+    app = make_app(**EMBEDDED, DEBUG=True)
+    get(app)
+    assert len(started) == 1
+
+
+def test_cli_commands_never_start_the_embedded_scheduler(make_app, started, tmp_path):
+    app = make_app(**EMBEDDED, SEQUENCES_DIR=str(tmp_path / "none"))
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["sequences", "check"]).exit_code == 0
+    assert runner.invoke(args=["send-due"]).exit_code == 0
+    assert started == []
+
+
+# --- run_tick ---------------------------------------------------------------------
+
+def test_a_failing_tick_is_logged_and_the_next_one_runs(app, monkeypatch, caplog):
+    def broken_tick():
+        raise RuntimeError("SMTP configuration exploded")
+
+    monkeypatch.setattr(sending, "tick", broken_tick)
+    with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
+        assert scheduler.run_tick(app) is None
+    [record] = [r for r in caplog.records if r.name == "capture.scheduler"]
+    assert record.getMessage() == "scheduler tick failed"
+    assert "SMTP configuration exploded" in caplog.text  # with the traceback
+    monkeypatch.undo()
+    assert isinstance(scheduler.run_tick(app), sending.Summary)
+
+
+def test_a_tick_failing_inside_a_transaction_leaves_the_database_usable(app, monkeypatch,
+                                                                       caplog):
+    real_tick = sending.tick
+
+    def tick_with_bad_query():
+        db.session.execute(text("SELECT * FROM no_such_table"))
+
+    monkeypatch.setattr(sending, "tick", tick_with_bad_query)
+    with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
+        assert scheduler.run_tick(app) is None
+    assert "no_such_table" in caplog.text
+    monkeypatch.setattr(sending, "tick", real_tick)
+    assert scheduler.run_tick(app).line().startswith("sent 0, ")

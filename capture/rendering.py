@@ -71,7 +71,8 @@ _INLINE_STYLES = {
     "li": "margin:0 0 6px;",
     "a": "color:#4f46e5;text-decoration:underline;",
     "blockquote": "margin:0 0 16px;padding:4px 16px;border-left:3px solid #d6d8e0;color:#5b6170;",
-    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f1f2f6;padding:1px 4px;border-radius:4px;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f1f2f6;"
+            "padding:1px 4px;border-radius:4px;",
     "hr": "border:0;border-top:1px solid #e3e5ea;margin:24px 0;",
 }
 _TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")

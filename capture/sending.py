@@ -312,7 +312,8 @@ def _resolve_existing(enrollment: Enrollment, step: Step, summary: Summary) -> N
 def _resend(delivery: Delivery, backend, summary: Summary) -> None:
     """Try a delivery again after a temporary failure."""
     lead = delivery.lead
-    enrollment = db.session.get(Enrollment, delivery.enrollment_id) if delivery.enrollment_id else None
+    enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                  if delivery.enrollment_id else None)
     sequence = library().get(delivery.sequence)
     step = sequence.step(delivery.step) if sequence is not None else None
     reason = "" if sequence is None else _should_stop(lead, sequence)
@@ -370,7 +371,8 @@ def _move_past(enrollment: Enrollment, step: Step | None, sent_at: datetime, *,
     enrollment.last_filename = step.filename if step else filename
     enrollment.last_sent_at = sent_at
     sequence = sequence or library().get(enrollment.sequence)
-    remaining = sequence.steps_after(enrollment.last_step, enrollment.last_filename) if sequence else []
+    remaining = (sequence.steps_after(enrollment.last_step, enrollment.last_filename)
+                 if sequence else [])
     if remaining:
         enrollment.state = "active"
         enrollment.next_due_at = due_time(sequence, remaining[0], sent_at)

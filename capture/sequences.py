@@ -211,7 +211,7 @@ def load_sequence(folder: Path) -> Sequence:
         seen.setdefault(step.key, path.name)
         sequence.steps.append(step)
     if not sequence.steps:
-        sequence.problems.append(Problem(folder.name, 0, "no step files (*.md)"))
+        sequence.problems.append(Problem(f"{folder.name}/", 1, "no step files (*.md)"))
     return sequence
 
 
@@ -273,7 +273,9 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
     window = data.get("send_window")
     if window is not None:
         parts = str(window).split("-")
-        start, end = (parse_clock(parts[0]), parse_clock(parts[1])) if len(parts) == 2 else (None, None)
+        start, end = (None, None)
+        if len(parts) == 2:
+            start, end = parse_clock(parts[0]), parse_clock(parts[1])
         if start is None or end is None or start == end:
             problems.append(Problem(file, _key_line(lines, "send_window", 0),
                                     'send_window: expected "HH:MM-HH:MM", like "09:00-18:00"'))
@@ -317,7 +319,8 @@ def _read_step(path: Path, file: str) -> Step:
         problems.append(Problem(file, _key_line(front, key, 1), f"unknown key {key!r}"))
     subject = data.get("subject")
     if not isinstance(subject, str) or not subject.strip():
-        problems.append(Problem(file, 1, "subject is missing"))
+        line = _key_line(front, "subject", 1) if "subject" in data else 1
+        problems.append(Problem(file, line, "subject is missing"))
     else:
         step.subject = subject.strip()
         _check_template(step.subject, file, _key_line(front, "subject", 1), problems, True)

@@ -169,6 +169,7 @@ def _percent(value: float | None) -> str:
 @click.option("--page", "slug", help="Only this page.")
 @click.option("--by", type=click.Choice(metrics.DIMENSIONS), help="One row per group.")
 @click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
+@with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     """Print the metrics (visitors, conversion, approval, opens, clicks, revenue …)."""
     page_id = None

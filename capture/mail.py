@@ -6,6 +6,7 @@ a backend to reuse across a batch (one SMTP connection for many messages).
 
 import logging
 import os
+import re
 import secrets
 import smtplib
 import ssl
@@ -24,12 +25,36 @@ class MailError(Exception):
     """A message could not be handed over. `temporary` says whether to retry."""
 
     def __init__(self, message: str, *, temporary: bool, code: int | None = None,
-                 recipient: bool = False) -> None:
+                 recipient: bool = False, transport: bool = False) -> None:
         super().__init__(message)
         self.temporary = temporary
         self.code = code
         # True when the server refused the address itself (a bounce).
         self.recipient = recipient
+        # True when the server or our account is the problem, not this message: the
+        # rest of the batch would fail the same way.
+        self.transport = transport
+
+
+_ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _refused(code: int, reply: bytes) -> MailError:
+    """Classify a refused recipient (RFC 3463 enhanced status codes): a bad mailbox
+    (5.1.x, 5.2.1, or a bare 550/551/553) is a bounce; a policy refusal such as
+    "554 5.7.1 relay access denied" is our problem, not the lead's."""
+    text = f"recipient refused: SMTP {code} {reply.decode(errors='replace')[:200]}"
+    if code < 500:
+        return MailError(text, temporary=True, code=code)
+    status = _ENHANCED_STATUS.search(reply or b"")
+    if status is None:
+        bounce = code in (550, 551, 553)
+    else:
+        subject, detail = status.group(2), status.group(3)
+        bounce = subject == b"1" or (subject == b"2" and detail == b"1")
+        if subject == b"7":
+            return MailError(text, temporary=True, code=code, transport=True)
+    return MailError(text, temporary=False, code=code, recipient=bounce)
 
 
 class OutboxBackend:
@@ -88,15 +113,25 @@ class SmtpBackend:
         return connection
 
     def send(self, message: EmailMessage) -> None:
-        """Send one message; SMTP 4xx and network errors are temporary, 5xx are not."""
-        try:
-            if self.connection is None:
+        """Send one message. 4xx and network trouble are temporary; a problem with the
+        server or our account (connect, login, sender, relay refused) is a `transport`
+        error for every message; only a refused mailbox is a bounce."""
+        if self.connection is None:
+            try:
                 self.connection = self._connect()
+            except (smtplib.SMTPException, OSError) as error:
+                self.connection = None
+                raise MailError(f"SMTP connection: {error}", temporary=True,
+                                transport=True) from error
+        try:
             self.connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
-            code = next(iter(error.recipients.values()))[0]
-            raise MailError(f"recipient refused: {code}", temporary=code < 500, code=code,
-                            recipient=code >= 500) from error
+            code, reply = next(iter(error.recipients.values()))
+            raise _refused(code, reply) from error
+        except smtplib.SMTPSenderRefused as error:
+            self.close()
+            raise MailError(f"sender refused: SMTP {error.smtp_code} {error.smtp_error!r}",
+                            temporary=True, code=error.smtp_code, transport=True) from error
         except smtplib.SMTPResponseException as error:
             self.close()
             raise MailError(
@@ -106,7 +141,8 @@ class SmtpBackend:
             ) from error
         except (smtplib.SMTPException, OSError) as error:
             self.close()
-            raise MailError(f"SMTP connection: {error}", temporary=True) from error
+            raise MailError(f"SMTP connection: {error}", temporary=True,
+                            transport=True) from error
 
     def close(self) -> None:
         """Say QUIT if the connection is still open."""

@@ -230,6 +230,8 @@ class Enrollment(db.Model):
     last_step: Mapped[str | None] = mapped_column(String(100))
     last_filename: Mapped[str | None] = mapped_column(String(200))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When a scheduler tick took it (state sending); a stale claim is given back.
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     stop_reason: Mapped[str] = mapped_column(String(100), default="")
 
     lead: Mapped[Lead] = relationship()
@@ -255,7 +257,8 @@ class Delivery(db.Model):
     sequence: Mapped[str] = mapped_column(String(100))
     step: Mapped[str] = mapped_column(String(100))
     filename: Mapped[str] = mapped_column(String(200))
-    # sending (claimed) → sent | retry | failed; sending too long → unknown.
+    # sending (handed to SMTP) → sent | retry | failed; sending too long → unknown.
+    # A retry taken by a tick is `claimed` until its attempt starts.
     status: Mapped[str] = mapped_column(String(10), default="sending")
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)

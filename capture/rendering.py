@@ -79,6 +79,7 @@ _TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")
 _HREF = re.compile(r'href="(https?://[^"]*)"')
 # A URL in the text part ends at white space or at the ) [ ] < > " of Markdown links.
 _TEXT_URL = re.compile(r"https?://[^\s()<>\[\]\"]+")
+_TRAILING = ".,;:!?'"
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
@@ -126,12 +127,22 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
                        email_markdown(markdown_body))
     if track_link is not None:
-        content = _HREF.sub(lambda m: _tracked_href(m.group(1), track_link, unsubscribe_url),
+        tracked: dict[str, str] = {}
+
+        def remember(url: str) -> str:
+            if url not in tracked:
+                tracked[url] = track_link(url)
+            return tracked[url]
+
+        content = _HREF.sub(lambda m: _tracked_href(m.group(1), remember, unsubscribe_url),
                             content)
-        text_body = _TEXT_URL.sub(
-            lambda m: m.group(0) if m.group(0) == unsubscribe_url else track_link(m.group(0)),
-            text_body,
-        )
+        # The text part: only URLs the owner wrote (the links of the HTML part, and
+        # bare URLs in the step file) are tracked, so a lead who types a URL as their
+        # name cannot turn our /c/ links into a redirect to it.
+        for url in _urls(step.body):
+            if url != unsubscribe_url and "{" not in url:
+                remember(url)
+        text_body = _TEXT_URL.sub(lambda m: _tracked_text_url(m.group(0), tracked), text_body)
     postal_address = current_app.config["POSTAL_ADDRESS"]
     html = render_template(
         "email/layout.html", content=Markup(content), preheader=header_text(preheader, 200),
@@ -144,6 +155,17 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     )
     return {"subject": header_text(subject, 300), "preheader": preheader, "text": text,
             "html": html}
+
+
+def _urls(text: str) -> list[str]:
+    """The http(s) URLs in a text, without trailing sentence punctuation."""
+    return [m.group(0).rstrip(_TRAILING) for m in _TEXT_URL.finditer(text)]
+
+
+def _tracked_text_url(found: str, tracked: dict[str, str]) -> str:
+    """A URL of the text part, replaced by its /c/ link when the owner wrote it."""
+    url = found.rstrip(_TRAILING)
+    return tracked[url] + found[len(url):] if url in tracked else found
 
 
 def _tracked_href(escaped_url: str, track_link, unsubscribe_url: str) -> str:

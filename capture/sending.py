@@ -119,7 +119,8 @@ def stop(lead: Lead, reason: str) -> None:
     """Stop every sequence of a lead (unsubscribed, bounced, rejected …)."""
     db.session.execute(
         update(Enrollment)
-        .where(Enrollment.lead_id == lead.id, Enrollment.state.in_(("active", "waiting")))
+        .where(Enrollment.lead_id == lead.id,
+               Enrollment.state.in_(("active", "waiting", "sending")))
         .values(state="stopped", stop_reason=reason, next_due_at=None)
     )
 
@@ -141,47 +142,113 @@ class Summary:
 
     def line(self) -> str:
         """The one-line summary `send-due` prints."""
-        return (f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, "
+        text = (f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, "
                 f"bounced {self.bounced}, held {self.held}, stopped {self.stopped}, "
                 f"unknown {self.unknown}")
+        return text + (f"; stopped early: {self.errors[-1]}" if self.errors else "")
+
+
+class _StopBatch(Exception):
+    """The mail server or our account failed: the rest of the batch would too."""
 
 
 def tick() -> Summary:
-    """One scheduler run: wake, claim, render and send what is due, record outcomes."""
+    """One scheduler run: wake, reap, claim, render and send what is due, record
+    outcomes. One item's trouble never stops the others; a mail-server problem
+    stops the batch and gives the unsent claims back."""
     summary = Summary()
     now = clock.utcnow()
     _wake_changed_sequences(now)
-    summary.unknown = _mark_unknown(now)
+    summary.unknown = _reap(now)
     budget = min(_budget(now), current_app.config["SEND_BATCH_SIZE"])
     if budget <= 0:
         return summary
+    retries = _claim_retries(now, budget)
+    enrollments = _claim_enrollments(now, budget - len(retries)) if budget > len(retries) else []
+    work = [(_resend, Delivery, i) for i in retries] + [(_advance, Enrollment, i)
+                                                         for i in enrollments]
     backend = mail.open_backend()
     try:
-        for delivery_id in _claim_retries(now, budget):
-            _resend(db.session.get(Delivery, delivery_id), backend, summary)
-            budget -= 1
-        if budget > 0:
-            for enrollment_id in _claim_enrollments(now, budget):
-                _advance(db.session.get(Enrollment, enrollment_id), backend, summary)
+        for index, (handle, model, item_id) in enumerate(work):
+            try:
+                handle(db.session.get(model, item_id), backend, summary)
+            except _StopBatch as error:
+                summary.errors.append(str(error))
+                _give_back(work[index + 1:])
+                break
+            except Exception:  # one bad item must not strand the rest of the batch
+                log.exception("sending %s %s failed", model.__name__, item_id)
+                db.session.rollback()
+                _give_back([(handle, model, item_id)], hold=True)
     finally:
         backend.close()
     return summary
 
 
 def _budget(now: datetime) -> int:
-    """How many messages the rate cap still allows in the current minute."""
-    sent = db.session.scalar(
+    """How many attempts the rate cap still allows in the current minute (every
+    attempt counts, failed ones too)."""
+    attempted = db.session.scalar(
         select(func.count()).select_from(Delivery)
-        .where(Delivery.sent_at > now - timedelta(minutes=1))
+        .where(Delivery.claimed_at > now - timedelta(minutes=1))
     )
-    return current_app.config["SEND_RATE_PER_MINUTE"] - (sent or 0)
+    return current_app.config["SEND_RATE_PER_MINUTE"] - (attempted or 0)
+
+
+def _give_back(work: list, hold: bool = False) -> None:
+    """Return claimed but unprocessed items to the queue (`hold`: not before
+    HOLD_MINUTES, for an item that just failed unexpectedly)."""
+    now = clock.utcnow()
+    later = now + timedelta(minutes=current_app.config["HOLD_MINUTES"]) if hold else now
+    retry_ids = [item_id for _, model, item_id in work if model is Delivery]
+    enrollment_ids = [item_id for _, model, item_id in work if model is Enrollment]
+    try:
+        if retry_ids:
+            db.session.execute(
+                update(Delivery).where(Delivery.id.in_(retry_ids), Delivery.status == "claimed")
+                .values(status="retry", retry_at=later)
+            )
+        if enrollment_ids:
+            _release_enrollments(Enrollment.id.in_(enrollment_ids), later)
+        db.session.commit()
+    except Exception:  # the reaper puts them back later
+        log.exception("could not give back claimed work")
+        db.session.rollback()
+
+
+def _in_flight():
+    """Deliveries of an enrollment that are still being worked on."""
+    return (select(Delivery.id)
+            .where(Delivery.enrollment_id == Enrollment.id,
+                   Delivery.status.in_(("claimed", "sending", "retry")))
+            .exists())
+
+
+def _release_enrollments(condition, due: datetime) -> int:
+    """Put claimed enrollments that have no delivery in flight back to active."""
+    result = db.session.execute(
+        update(Enrollment)
+        .where(condition, Enrollment.state == "sending", ~_in_flight())
+        .values(state="active", next_due_at=due)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def _wake_signature(sequence: Sequence) -> str:
+    """What must change for waiting leads to look again: the steps (added, removed,
+    reordered, broken or fixed) and whether the settings file is broken. Editing
+    the text of a healthy step wakes nobody."""
+    shape = ([(step.key, step.ok) for step in sequence.steps], bool(sequence.problems))
+    return hashlib.sha256(repr(shape).encode()).hexdigest()
 
 
 def _wake_changed_sequences(now: datetime) -> None:
-    """When a folder changed, leads that had every step so far look again: a step
-    added at the end reaches them, one added before their position does not."""
+    """When a folder's steps changed, waiting leads (who had every step, or wait on
+    a broken file) look again: a step added after their position reaches them, one
+    added before it does not."""
     for sequence in library().all():
-        signature = hashlib.sha256(repr(sequence.signature).encode()).hexdigest()
+        signature = _wake_signature(sequence)
         row = db.session.get(SequenceVersion, sequence.name)
         if row is not None and row.signature == signature:
             continue
@@ -200,16 +267,30 @@ def _wake_changed_sequences(now: datetime) -> None:
             db.session.rollback()
 
 
-def _mark_unknown(now: datetime) -> int:
-    """Deliveries claimed long ago with no outcome: the process died mid-send."""
-    timeout = timedelta(minutes=current_app.config["SENDING_TIMEOUT_MINUTES"])
-    result = db.session.execute(
-        update(Delivery)
-        .where(Delivery.status == "sending", Delivery.claimed_at < now - timeout)
-        .values(status="unknown", error="no outcome recorded: the sender stopped mid-send")
+def _reap(now: datetime) -> int:
+    """Clean up after a sender that died: a delivery handed to SMTP with no outcome
+    becomes `unknown` (never resent; the lead moves on to its next step), a claimed
+    retry that was never tried goes back to `retry`, a claimed lead with nothing in
+    flight goes back to the queue. Returns how many became unknown."""
+    cutoff = now - timedelta(minutes=current_app.config["SENDING_TIMEOUT_MINUTES"])
+    stale = db.session.scalars(
+        select(Delivery).where(Delivery.status == "sending", Delivery.claimed_at < cutoff)
+    ).all()
+    for delivery in stale:
+        delivery.status = "unknown"
+        delivery.error = "no outcome recorded: the sender stopped while sending"
+        enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                      if delivery.enrollment_id else None)
+        if enrollment is not None and enrollment.state == "sending":
+            _move_past(enrollment, None, delivery.claimed_at, key=delivery.step,
+                       filename=delivery.filename)
+    db.session.execute(
+        update(Delivery).where(Delivery.status == "claimed", Delivery.claimed_at < cutoff)
+        .values(status="retry", retry_at=now)
     )
+    _release_enrollments(Enrollment.claimed_at < cutoff, now)
     db.session.commit()
-    return result.rowcount or 0
+    return len(stale)
 
 
 def _claim(model, ids_query, state_column, from_state: str, values: dict) -> list[int]:
@@ -234,14 +315,15 @@ def _claim_retries(now: datetime, limit: int) -> list[int]:
              .where(Delivery.status == "retry", Delivery.retry_at <= now)
              .order_by(Delivery.retry_at).limit(limit))
     return _claim(Delivery, query, Delivery.status, "retry",
-                  {"status": "sending", "claimed_at": now})
+                  {"status": "claimed", "claimed_at": now})
 
 
 def _claim_enrollments(now: datetime, limit: int) -> list[int]:
     query = (select(Enrollment.id)
              .where(Enrollment.state == "active", Enrollment.next_due_at <= now)
              .order_by(Enrollment.next_due_at).limit(limit))
-    return _claim(Enrollment, query, Enrollment.state, "active", {"state": "sending"})
+    return _claim(Enrollment, query, Enrollment.state, "active",
+                  {"state": "sending", "claimed_at": now})
 
 
 def _should_stop(lead: Lead, sequence: Sequence) -> str:
@@ -259,6 +341,14 @@ def _should_stop(lead: Lead, sequence: Sequence) -> str:
     return ""
 
 
+def _hold(enrollment: Enrollment, summary: Summary) -> None:
+    """Park a lead whose next step (or the settings file) is broken: it waits, and
+    is woken when the folder's steps change, so a fix reaches it."""
+    enrollment.state, enrollment.next_due_at = "waiting", None
+    summary.held += 1
+    db.session.commit()
+
+
 def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
     """Send the lead its next step if it is due, else put it back in the queue."""
     now = clock.utcnow()
@@ -270,17 +360,24 @@ def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
         summary.stopped += 1
         db.session.commit()
         return
+    if sequence.problems:
+        _hold(enrollment, summary)
+        return
     remaining = sequence.steps_after(enrollment.last_step, enrollment.last_filename)
     if not remaining:
         enrollment.state, enrollment.next_due_at = "waiting", None
         db.session.commit()
         return
     step = remaining[0]
+    if not step.ok:
+        _hold(enrollment, summary)
+        return
     due = due_time(sequence, step, enrollment.last_sent_at or enrollment.started_at)
-    if not step.ok or due > now:
-        if not step.ok:
-            summary.held += 1
-            due = now + timedelta(minutes=current_app.config["HOLD_MINUTES"])
+    if due <= now:
+        # Overdue (the scheduler was down, or a step was added): still only inside
+        # the send window.
+        due = into_send_window(sequence, now)
+    if due > now:
         enrollment.state, enrollment.next_due_at = "active", due
         db.session.commit()
         return
@@ -292,41 +389,51 @@ def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
         db.session.commit()  # the claim: committed before any SMTP traffic
     except IntegrityError:
         db.session.rollback()
-        _resolve_existing(enrollment, step, summary)
+        _resolve_existing(enrollment, step)
         return
     _deliver(delivery, enrollment, sequence, step, backend, summary)
 
 
-def _resolve_existing(enrollment: Enrollment, step: Step, summary: Summary) -> None:
-    """The step already has a delivery row: move on if it was sent, else wait on it."""
+def _resolve_existing(enrollment: Enrollment, step: Step) -> None:
+    """The step already has a delivery row: move on if it is settled, else leave
+    the lead with it (the delivery's own outcome moves it on)."""
     existing = db.session.scalar(
         select(Delivery).where(Delivery.lead_id == enrollment.lead_id,
                                Delivery.sequence == enrollment.sequence,
                                Delivery.step == step.key)
     )
-    if existing is not None and existing.status in ("sent", "failed"):
+    if existing is not None and existing.status in ("sent", "failed", "unknown"):
         _move_past(enrollment, step, existing.sent_at or clock.utcnow())
     db.session.commit()
 
 
 def _resend(delivery: Delivery, backend, summary: Summary) -> None:
-    """Try a delivery again after a temporary failure."""
+    """Try a delivery again after a temporary failure (inside the send window)."""
+    now = clock.utcnow()
     lead = delivery.lead
     enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
                   if delivery.enrollment_id else None)
     sequence = library().get(delivery.sequence)
     step = sequence.step(delivery.step) if sequence is not None else None
-    reason = "" if sequence is None else _should_stop(lead, sequence)
-    if step is None or not step.ok or reason:
-        delivery.status = "failed"
-        delivery.error = reason and f"lead {reason}" or "the step is missing or broken"
+    reason = "sequence folder missing" if sequence is None else _should_stop(lead, sequence)
+    if reason:
+        delivery.status, delivery.error = "failed", f"not sent: {reason}"
         if enrollment is not None:
-            if reason:
-                enrollment.state, enrollment.stop_reason = "stopped", reason
-            elif sequence is not None:
-                _move_past(enrollment, None, clock.utcnow(), filename=delivery.filename,
-                           key=delivery.step, sequence=sequence)
+            enrollment.state, enrollment.stop_reason = "stopped", reason
+            enrollment.next_due_at = None
         summary.failed += 1
+        db.session.commit()
+        return
+    if step is None or not step.ok or sequence.problems:
+        # Wait for the file to be fixed; the attempt is not used up.
+        delivery.status = "retry"
+        delivery.retry_at = now + timedelta(minutes=current_app.config["HOLD_MINUTES"])
+        summary.held += 1
+        db.session.commit()
+        return
+    opens = into_send_window(sequence, now)
+    if opens > now:
+        delivery.status, delivery.retry_at = "retry", opens
         db.session.commit()
         return
     _deliver(delivery, enrollment, sequence, step, backend, summary)
@@ -334,10 +441,10 @@ def _resend(delivery: Delivery, backend, summary: Summary) -> None:
 
 def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequence,
              step: Step, backend, summary: Summary) -> None:
-    """Render and hand over one message, then record what happened."""
+    """Render, commit the claim with the email's links, hand the message over with
+    no transaction open (an SMTP wait never holds a database lock), then record
+    what happened."""
     lead = delivery.lead
-    now = clock.utcnow()
-    delivery.attempts += 1
     try:
         message = rendering.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery.id,
@@ -345,15 +452,27 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
             track_link=engagement.link_tracker(delivery.id),
             pixel_url=engagement.pixel_url(delivery.id),
         )
-        delivery.subject = str(message["Subject"])[:300]
-        delivery.message_id = str(message["Message-ID"])
-        backend.send(message)
     except rendering.RenderError as error:
         _fail(delivery, enrollment, sequence, step, str(error), summary)
         return
+    except Exception:
+        # A bug before anything reached SMTP: nothing was sent, so undo the claim.
+        db.session.rollback()
+        _not_attempted(delivery)
+        raise
+    delivery.status, delivery.claimed_at = "sending", clock.utcnow()
+    delivery.attempts += 1
+    delivery.subject = str(message["Subject"])[:300]
+    delivery.message_id = str(message["Message-ID"])
+    db.session.commit()
+    try:
+        backend.send(message)
     except mail.MailError as error:
         _mail_error(delivery, enrollment, sequence, step, error, summary)
+        if error.transport:
+            raise _StopBatch(str(error)) from error
         return
+    now = clock.utcnow()
     delivery.status, delivery.sent_at, delivery.error, delivery.retry_at = "sent", now, "", None
     record_event(lead, "send", delivery_id=delivery.id, sequence=sequence.name,
                  step=step.key, subject=delivery.subject)
@@ -363,13 +482,27 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
     db.session.commit()
 
 
+def _not_attempted(delivery: Delivery) -> None:
+    """Undo the claim of a delivery that never reached the mail server: a first
+    attempt's row goes (the step is simply due again), a retry waits HOLD_MINUTES."""
+    if delivery.attempts == 0:
+        db.session.delete(delivery)
+    else:
+        delivery.status = "retry"
+        delivery.retry_at = clock.utcnow() + timedelta(minutes=current_app.config["HOLD_MINUTES"])
+    db.session.commit()
+
+
 def _move_past(enrollment: Enrollment, step: Step | None, sent_at: datetime, *,
                sequence: Sequence | None = None, key: str | None = None,
                filename: str | None = None) -> None:
-    """Record the step as done and schedule the next one (or wait for new steps)."""
+    """Record the step as done and schedule the next one (or wait for new steps).
+    A stopped enrollment stays stopped."""
     enrollment.last_step = step.key if step else key
     enrollment.last_filename = step.filename if step else filename
     enrollment.last_sent_at = sent_at
+    if enrollment.state == "stopped":
+        return
     sequence = sequence or library().get(enrollment.sequence)
     remaining = (sequence.steps_after(enrollment.last_step, enrollment.last_filename)
                  if sequence else [])
@@ -413,9 +546,6 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
             db.session.add(Suppression(email=lead.email, reason=f"bounce: {error}"[:200]))
         record_event(lead, "bounce", delivery_id=delivery.id, error=str(error)[:200])
         stop(lead, "bounced")
-        if enrollment is not None:
-            enrollment.state, enrollment.stop_reason = "stopped", "bounced"
-            enrollment.next_due_at = None
         summary.bounced += 1
         summary.failed += 1
         db.session.commit()

@@ -29,7 +29,8 @@ VARIABLES = {
     "page": {"title"},
     "unsubscribe_url": set(),
 }
-_ORDER_PREFIX = re.compile(r"^\d+[-_. ]*")
+# The order prefix of a step file: `01-`, `2_`, `01.5-` …
+_ORDER_PREFIX = re.compile(r"^(\d+(?:\.\d+)*)[-_. ]*")
 _DELAY = re.compile(r"^(\d+)\s*(m|min|h|d|w)?$")
 _DELAY_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -119,7 +120,17 @@ class Sequence:
         for index, step in enumerate(self.steps):
             if step.key == key:
                 return self.steps[index + 1:]
-        return [step for step in self.steps if filename and step.filename > filename]
+        if not filename:
+            return []
+        return [step for step in self.steps
+                if step_order(step.filename) > step_order(filename)]
+
+
+def step_order(filename: str) -> tuple:
+    """Sort key for step files: by the number in the prefix (2 before 10), then name."""
+    match = _ORDER_PREFIX.match(filename)
+    numbers = tuple(int(n) for n in match.group(1).split(".")) if match else ()
+    return (numbers, filename)
 
 
 def step_key(filename: str) -> str:
@@ -201,7 +212,8 @@ def load_sequence(folder: Path) -> Sequence:
         _read_settings(sequence, settings_file)
     seen: dict[str, str] = {}
     # Hidden files are editor locks (`.#01-welcome.md`) or macOS `._` copies, not steps.
-    for path in sorted(p for p in folder.glob("*.md") if not p.name.startswith(".")):
+    files = [p for p in folder.glob("*.md") if not p.name.startswith(".")]
+    for path in sorted(files, key=lambda p: step_order(p.name)):
         step = _read_step(path, f"{folder.name}/{path.name}")
         if step.key in seen:
             step.problems.append(Problem(

@@ -202,8 +202,21 @@ class SmtpCollector:
         self.data_replies: list[str] = []
         # Addresses to refuse at RCPT with "550 no such user".
         self.refuse: set[str] = set()
+        # A reply for every RCPT (e.g. "554 5.7.1 relay access denied") or MAIL FROM.
+        self.rcpt_reply: str | None = None
+        self.mail_reply: str | None = None
+        self.attempts = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.attempts += 1
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_reply:
+            return self.rcpt_reply
         if address in self.refuse:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)

@@ -223,8 +223,10 @@ def test_crash_between_claim_and_send_leaves_unknown_and_never_resends(
     for _ in range(3):
         clock.advance(days=3)
         tick(smtp_app)
-    assert deliveries(smtp_app, lead_id) == [("welcome", "unknown")]
-    assert smtp.messages == []
+    # The unknown step is never resent; the lead goes on with the steps after it.
+    assert deliveries(smtp_app, lead_id) == [
+        ("welcome", "unknown"), ("tips", "sent"), ("offer", "sent")]
+    assert subjects(smtp) == ["Three tips", "An offer"]
 
 
 def test_temporary_smtp_failure_is_retried_then_delivered_once(smtp_app, smtp, clock):

@@ -1,0 +1,175 @@
+"""The sending engine when things go wrong: crashes, server trouble, the window."""
+
+from sqlalchemy import select
+
+from capture import mail, rendering, sending
+from capture.extensions import db
+from capture.models import Delivery, Enrollment, Lead, Suppression
+from tests.conftest import write_step
+from tests.test_sending import (
+    add_lead,
+    deliveries,
+    sequence_folder,
+    subjects,
+    three_steps,
+    tick,
+)
+
+
+def states(app):
+    with app.app_context():
+        return sorted(db.session.scalars(select(Enrollment.state)).all())
+
+
+def test_one_failing_item_does_not_strand_the_rest_of_the_batch(smtp_app, smtp, clock,
+                                                               monkeypatch):
+    three_steps(smtp_app)
+    for number in range(4):
+        add_lead(smtp_app, email=f"l{number}@example.com", name=f"L{number}")
+    original = rendering.step_message
+
+    def broken_for_one(sequence, step, lead, *args, **kwargs):
+        if lead.email == "l1@example.com":
+            raise RuntimeError("a template bug")
+        return original(sequence, step, lead, *args, **kwargs)
+
+    monkeypatch.setattr(rendering, "step_message", broken_for_one)
+    summary = tick(smtp_app)
+    assert summary.sent == 3
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.messages) == [
+        "l0@example.com", "l2@example.com", "l3@example.com"]
+    monkeypatch.setattr(rendering, "step_message", original)
+    clock.advance(minutes=10)
+    tick(smtp_app)
+    assert len(smtp.to("l1@example.com")) == 1
+
+
+def test_claims_of_a_killed_tick_are_given_back_and_sent_once(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    for number in range(3):
+        add_lead(smtp_app, email=f"k{number}@example.com")
+    with smtp_app.app_context():
+        # A tick claimed these and was killed before it sent anything.
+        assert len(sending._claim_enrollments(clock.now, 10)) == 3
+    assert tick(smtp_app).sent == 0
+    clock.advance(minutes=11)
+    assert tick(smtp_app).sent == 3
+    clock.advance(minutes=11)
+    tick(smtp_app)
+    assert len(smtp.messages) == 3
+
+
+def test_policy_refusal_of_every_recipient_bounces_nobody_and_stops_the_batch(
+    smtp_app, smtp, clock
+):
+    three_steps(smtp_app)
+    for number in range(3):
+        add_lead(smtp_app, email=f"r{number}@example.com")
+    smtp.rcpt_reply = "554 5.7.1 Relay access denied"
+    summary = tick(smtp_app)
+    assert summary.bounced == 0 and summary.sent == 0
+    assert "relay" in summary.line().lower()
+    assert smtp.attempts == 1  # the first refusal stops the batch
+    with smtp_app.app_context():
+        assert db.session.scalar(select(Suppression.id)) is None
+        assert {lead.subscription for lead in db.session.scalars(select(Lead))} == {"subscribed"}
+    smtp.rcpt_reply = None
+    clock.advance(minutes=5)
+    tick(smtp_app)
+    assert len(smtp.messages) == 3
+
+
+def test_sender_refused_is_retried_not_failed(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.mail_reply = "530 5.7.0 Authentication required"
+    assert tick(smtp_app).retried == 1
+    smtp.mail_reply = None
+    clock.advance(minutes=5)
+    tick(smtp_app)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
+
+
+def test_no_database_transaction_is_open_while_talking_to_smtp(smtp_app, smtp, clock,
+                                                              monkeypatch):
+    three_steps(smtp_app)
+    add_lead(smtp_app)
+    seen = []
+    original = mail.SmtpBackend.send
+
+    def watching(self, message):
+        seen.append(db.session().in_transaction())
+        return original(self, message)
+
+    monkeypatch.setattr(mail.SmtpBackend, "send", watching)
+    tick(smtp_app)
+    assert seen == [False]
+    with smtp_app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert delivery.status == "sent"
+
+
+def test_overdue_step_waits_for_the_send_window(smtp_app, smtp, clock):
+    folder = three_steps(smtp_app)
+    (folder / "sequence.yml").write_text('send_window: "08:00-20:00"\n')
+    add_lead(smtp_app)
+    tick(smtp_app)  # 10:00: welcome goes out
+    clock.advance(days=2, hours=13)  # 23:00, two days later: tips is overdue
+    assert tick(smtp_app).sent == 0
+    clock.advance(hours=8, minutes=59)  # 07:59
+    assert tick(smtp_app).sent == 0
+    clock.advance(minutes=1)  # 08:00
+    assert tick(smtp_app).sent == 1
+    assert subjects(smtp) == ["Welcome, Ann", "Three tips"]
+
+
+def test_broken_settings_file_holds_the_sequence_until_fixed(smtp_app, smtp, clock):
+    folder = three_steps(smtp_app)
+    (folder / "sequence.yml").write_text("stop_on: [upgrade\nfrom: x\n")
+    add_lead(smtp_app)
+    assert tick(smtp_app).held == 1
+    assert smtp.messages == []
+    (folder / "sequence.yml").write_text("stop_on: [upgrade]\n")
+    tick(smtp_app)
+    assert subjects(smtp) == ["Welcome, Ann"]
+
+
+def test_lead_typed_url_is_not_made_a_tracked_link(smtp_app, smtp, clock):
+    write_step(sequence_folder(smtp_app), "01-hi.md", "Hi",
+               "Hello {{ lead.name }}, see https://example.com/guide.", delay=0)
+    add_lead(smtp_app, email="p@example.com", name="https://phish.example/login")
+    tick(smtp_app)
+    text = smtp.messages[0].get_body(("plain",)).get_content()
+    assert "Hello https://phish.example/login, see http://127.0.0.1:5000/c/" in text
+    assert text.count("/c/") == 1
+    with smtp_app.app_context():
+        from capture.models import Link
+
+        assert db.session.scalars(select(Link.url)).all() == ["https://example.com/guide"]
+
+
+def test_steps_are_ordered_by_the_number_in_their_name(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app)
+    write_step(folder, "1-first.md", "First", "One.", delay=0)
+    write_step(folder, "2-second.md", "Second", "Two.", delay=0)
+    write_step(folder, "10-tenth.md", "Tenth", "Ten.", delay=0)
+    add_lead(smtp_app)
+    for _ in range(3):
+        tick(smtp_app)
+    assert subjects(smtp) == ["First", "Second", "Tenth"]
+
+
+def test_unsubscribe_while_a_retry_is_pending_cancels_it(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies = ["451 later"]
+    tick(smtp_app)
+    with smtp_app.app_context():
+        from capture import leads
+
+        leads.unsubscribe(db.session.get(Lead, lead_id), source="test")
+    clock.advance(hours=2)
+    tick(smtp_app)
+    assert smtp.messages == []
+    assert deliveries(smtp_app, lead_id) == [("welcome", "failed")]
+    assert states(smtp_app) == ["stopped"]

@@ -72,13 +72,14 @@ def submit(slug: str):
         notice = "Too many sign-ups from your network. Please wait a minute and try again."
         return render_page(page, form, 429, notice)
 
+    # Field errors first: a person who clicks the button at once on an empty form
+    # must see what is missing, not a fake success.
+    if not form.validate():
+        return render_page(page, form, 422, "Please correct the highlighted fields.")
     started = bots.read_form_token(form.started.data)
     if form.website.data or started is None or bots.filled_too_fast(started):
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
-
-    if not form.validate():
-        return render_page(page, form, 422, "Please correct the highlighted fields.")
 
     optin = leads.OptIn(
         email=form.email.data,

@@ -171,3 +171,14 @@ def test_no_traceback_reaches_a_visitor(app, client, demo_page, monkeypatch):
     text = response.get_data(as_text=True)
     assert "Something went wrong" in text
     assert "secret internals" not in text and "Traceback" not in text
+
+
+def test_quick_empty_submission_shows_field_errors_not_a_fake_success(make_app):
+    from capture import demo
+
+    app = make_app(MIN_FORM_SECONDS=2)
+    with app.app_context():
+        demo.install()
+    response = optin(app.test_client(), email="", consent="")
+    assert response.status_code == 422
+    assert "Enter your email address." in response.get_data(as_text=True)

@@ -167,7 +167,8 @@ def _percent(value: float | None) -> str:
 
 @click.command("report")
 @click.option("--page", "slug", help="Only this page.")
-@click.option("--by", type=click.Choice(metrics.DIMENSIONS), help="One row per group.")
+@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step")),
+              help="One row per group; 'step' gives one row per sequence step.")
 @click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
@@ -178,6 +179,9 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         if page_id is None:
             raise click.ClickException(f"no page with slug {slug!r}")
     start = clock.utcnow() - timedelta(days=days) if days else None
+    if by == "step":
+        _print_steps(metrics.steps(start=start))
+        return
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "conv", "approved", "rejected", "appr", "delivered",
                "open", "click", "unsubs", "upgrades", "revenue", "per visitor")
@@ -192,3 +196,17 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     total = result.total
     click.echo(f"Raw opens {total.opens_raw}, raw clicks {total.clicks_raw} (machine-made "
                f"included); duplicates {total.duplicates}; payout {total.payout:.2f}.")
+
+
+def _print_steps(rows: list) -> None:
+    """The per-step table of `report --by step`."""
+    if not rows:
+        click.echo("No sequence email sent yet.")
+        return
+    click.echo(f"{'sequence':<20}{'step':<20}" + "".join(
+        f"{c:>12}" for c in ("sent", "opened", "open", "clicked", "click", "unsubs")))
+    for row in rows:
+        cells = (row.sent, row.opened, _percent(row.open_rate), row.clicked,
+                 _percent(row.click_rate), row.unsubscribed)
+        click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
+                   + "".join(f"{str(c):>12}" for c in cells))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from capture import clock, mail, rendering, sending, tokens
 from capture.attribution import attribution_of_visit
 from capture.extensions import db
-from capture.models import ATTRIBUTION_KEYS, Lead, Page, Suppression, Visit
+from capture.models import ATTRIBUTION_KEYS, Delivery, Lead, Page, Suppression, Visit
 from capture.timeline import record_event
 
 log = logging.getLogger(__name__)
@@ -215,12 +215,15 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
     return True
 
 
-def unsubscribe(lead: Lead, source: str) -> bool:
-    """Unsubscribe a lead and stop its sequences. Idempotent: True the first time."""
+def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool:
+    """Unsubscribe a lead and stop its sequences. Idempotent: True the first time.
+    `delivery_id`: the email whose link was used, when known."""
     if lead.subscription == "unsubscribed":
         return False
     lead.subscription = "unsubscribed"
-    record_event(lead, "unsubscribe", source=source)
+    if delivery_id is not None and db.session.get(Delivery, delivery_id) is None:
+        delivery_id = None
+    record_event(lead, "unsubscribe", delivery_id=delivery_id, source=source)
     sending.stop(lead, "unsubscribed")
     db.session.commit()
     return True

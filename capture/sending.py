@@ -448,7 +448,7 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
     try:
         message = rendering.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery.id,
-            unsubscribe_url=tokens.unsubscribe_url(lead.public_ref),
+            unsubscribe_url=tokens.unsubscribe_url(lead.public_ref, delivery.id),
             track_link=engagement.link_tracker(delivery.id),
             pixel_url=engagement.pixel_url(delivery.id),
         )

@@ -24,6 +24,17 @@ def read(purpose: str, token: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def unsubscribe_url(public_ref: str) -> str:
-    """A lead's permanent one-click unsubscribe link (works in mail of any age)."""
-    return f"{current_app.config['BASE_URL']}/u/{make('unsubscribe', public_ref)}"
+def unsubscribe_url(public_ref: str, delivery_id: int | None = None) -> str:
+    """A lead's permanent one-click unsubscribe link (works in mail of any age). With
+    `delivery_id` it also says which email it came from, for per-step numbers."""
+    value = public_ref if delivery_id is None else f"{public_ref}:{delivery_id}"
+    return f"{current_app.config['BASE_URL']}/u/{make('unsubscribe', value)}"
+
+
+def read_unsubscribe(token: str) -> tuple[str, int | None] | None:
+    """The lead's public ref and the email's delivery id inside an unsubscribe token."""
+    value = read("unsubscribe", token)
+    if value is None:
+        return None
+    ref, _, delivery = value.partition(":")
+    return ref, int(delivery) if delivery.isdigit() else None

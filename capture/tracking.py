@@ -41,18 +41,20 @@ def click(token: str):
     return redirect(url, code=302)
 
 
-def _lead_for(token: str) -> Lead:
-    ref = tokens.read("unsubscribe", token)
-    lead = db.session.scalar(select(Lead).where(Lead.public_ref == ref)) if ref else None
+def _lead_for(token: str) -> tuple[Lead, int | None]:
+    """The lead (and the email) an unsubscribe token names, or 404."""
+    found = tokens.read_unsubscribe(token)
+    lead = (db.session.scalar(select(Lead).where(Lead.public_ref == found[0]))
+            if found else None)
     if lead is None:
         abort(404)
-    return lead
+    return lead, found[1]
 
 
 @bp.get("/u/<token>")
 def unsubscribe_page(token: str):
     """A page with one button. Never unsubscribes by itself: mail scanners open links."""
-    lead = _lead_for(token)
+    lead, _ = _lead_for(token)
     return render_template("unsubscribe.html", lead=lead, done=False)
 
 
@@ -60,8 +62,9 @@ def unsubscribe_page(token: str):
 @csrf.exempt
 def unsubscribe(token: str):
     """RFC 8058 one-click: no cookie, login or CSRF token; 200, idempotent."""
-    lead = _lead_for(token)
-    leads.unsubscribe(lead, source="one-click" if "List-Unsubscribe" in request.form else "page")
+    lead, delivery_id = _lead_for(token)
+    source = "one-click" if "List-Unsubscribe" in request.form else "page"
+    leads.unsubscribe(lead, source=source, delivery_id=delivery_id)
     return render_template("unsubscribe.html", lead=lead, done=True)
 
 

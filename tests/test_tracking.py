@@ -262,4 +262,36 @@ def test_timeline_records_send_open_click_and_unsubscribe(smtp_app, sent):
         with_delivery = db.session.scalar(
             select(func.count()).select_from(Event).where(Event.delivery_id.is_not(None))
         )
-        assert with_delivery == 3
+        assert with_delivery == 4  # send, open, click and the unsubscribe from that email
+
+
+def test_per_step_numbers_count_people_once_and_unsubscribes_by_email(smtp_app, smtp, clock):
+    from capture import metrics
+
+    three_steps_folder = sequence_folder(smtp_app)
+    write_step(three_steps_folder, "01-hi.md", "Hi", "[Go](https://example.com/go)", delay=0)
+    write_step(three_steps_folder, "02-more.md", "More", "More.", delay="1d")
+    add_lead(smtp_app, email="a@example.com")
+    add_lead(smtp_app, email="b@example.com")
+    tick(smtp_app)
+    clock.advance(minutes=5)
+    client = smtp_app.test_client(use_cookies=False)
+    first, second = smtp.to("a@example.com")[0], smtp.to("b@example.com")[0]
+    for message, agent in ((first, HUMAN), (first, HUMAN), (second, "Mimecast scanner")):
+        html = message.get_body(("html",)).get_content()
+        client.get(re.search(rf'<img src="{BASE}(/o/[^"]+)"', html).group(1),
+                   headers={"User-Agent": agent})
+        client.get(re.search(rf'href="{BASE}(/c/[^"]+)"', html).group(1),
+                   headers={"User-Agent": agent})
+    path = re.search(rf"<{BASE}(/u/\S+)>", second["List-Unsubscribe"]).group(1)
+    client.post(path, data={"List-Unsubscribe": "One-Click"})
+    clock.advance(days=1)
+    tick(smtp_app)
+    with smtp_app.app_context():
+        rows = {(r.sequence, r.step): r for r in metrics.steps()}
+    hi, more = rows[("course", "hi")], rows[("course", "more")]
+    assert (hi.sent, hi.opened, hi.clicked, hi.unsubscribed) == (2, 1, 1, 1)
+    assert hi.open_rate == 0.5
+    assert (more.sent, more.opened, more.unsubscribed) == (1, 0, 0)
+    output = smtp_app.test_cli_runner().invoke(args=["report", "--by", "step"]).output
+    assert re.search(r"course\s+hi\s+2\s+1\s+50\.0%\s+1\s+50\.0%\s+1", output), output

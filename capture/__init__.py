@@ -29,6 +29,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.update(overrides)
 
     from capture import (
+        admin,
         bots,
         cli,
         errors,
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(health.bp)
+    admin.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     sequence_commands.init_app(app)

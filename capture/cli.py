@@ -17,7 +17,8 @@ from capture.models import Lead, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
-leads_cli = AppGroup("leads", help="Export leads.")
+leads_cli = AppGroup("leads", help="Export leads and record upgrades.")
+owner_cli = AppGroup("owner", help="Dashboard logins.")
 
 
 def init_app(app: Flask) -> None:
@@ -26,6 +27,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(pages_cli)
     app.cli.add_command(leads_cli)
     app.cli.add_command(report_command)
+    app.cli.add_command(owner_cli)
 
 
 @click.command("init")
@@ -210,3 +212,19 @@ def _print_steps(rows: list) -> None:
                  _percent(row.click_rate), row.unsubscribed)
         click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
                    + "".join(f"{str(c):>12}" for c in cells))
+
+
+@owner_cli.command("create")
+@click.argument("email")
+@click.option("--password", help="The password (prompted for, hidden, when left out).")
+def owner_create(email: str, password: str | None) -> None:
+    """Create a dashboard login for EMAIL."""
+    from capture.admin.auth import create_owner
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        owner = create_owner(email, password)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Owner {owner.email} created. Log in at {current_app.config['BASE_URL']}/admin/login")

@@ -2,6 +2,7 @@
 
 import sqlite3
 
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -17,6 +18,10 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "admin.login"
+login_manager.login_message = "Please log in to see that page."
+login_manager.session_protection = "strong"
 
 
 @event.listens_for(Engine, "connect")

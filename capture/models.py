@@ -317,3 +317,23 @@ class Upgrade(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
     lead: Mapped[Lead] = relationship()
+
+
+class Owner(db.Model):
+    """A dashboard login (`flask --app wsgi owner create`)."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # Flask-Login's user interface.
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)

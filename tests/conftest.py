@@ -292,3 +292,34 @@ def write_step(folder: Path, filename: str, subject: str, body: str, **front) ->
     path = folder / filename
     path.write_text("\n".join([*lines, "---", body, ""]), encoding="utf-8")
     return path
+
+
+OWNER_EMAIL = "owner@example.com"
+OWNER_PASSWORD = "correct horse battery staple"
+
+
+def login(client, email=OWNER_EMAIL, password=OWNER_PASSWORD):
+    """Log in through the real form (CSRF token and all); return the response."""
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]*)"', page).group(1)
+    return client.post("/admin/login", data={"csrf_token": token, "email": email,
+                                             "password": password})
+
+
+def csrf_of(client, path: str) -> str:
+    """The CSRF token of a dashboard page, for posting its forms."""
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]*)"', html).group(1)
+
+
+@pytest.fixture
+def owner(app):
+    """A client logged in to the dashboard as an owner."""
+    from capture.admin.auth import create_owner
+
+    with app.app_context():
+        create_owner(OWNER_EMAIL, OWNER_PASSWORD)
+    client = app.test_client()
+    response = login(client)
+    assert response.status_code == 302, response.status_code
+    return client

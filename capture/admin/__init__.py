@@ -1,0 +1,73 @@
+"""The owner dashboard under /admin: one blueprint, one module per area.
+
+Every view needs a logged-in owner (checked once, before every request of the
+blueprint); every form carries a CSRF token (CSRFProtect), and a POST from another
+site's origin is refused outright.
+"""
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, abort, current_app, request
+from flask_login import current_user
+
+from capture.extensions import db, login_manager
+from capture.models import Owner
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+PUBLIC_ENDPOINTS = {"admin.login"}
+NAVIGATION = (
+    ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
+    ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
+    ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
+)
+
+
+@login_manager.user_loader
+def load_owner(owner_id: str) -> Owner | None:
+    """The owner of a session, or None (logged out)."""
+    return db.session.get(Owner, int(owner_id)) if owner_id.isdigit() else None
+
+
+@bp.before_request
+def require_owner():
+    """Log-in for every dashboard page; no cross-site form posts."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and not _same_origin(origin):
+            abort(403)
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def _same_origin(origin: str) -> bool:
+    """True when the Origin header names this site (the request's host or BASE_URL)."""
+    host = urlsplit(origin).netloc
+    return host in (request.host, urlsplit(current_app.config["BASE_URL"]).netloc)
+
+
+@bp.context_processor
+def navigation() -> dict:
+    """The sidebar: the dashboard areas this app has."""
+    views = current_app.view_functions
+    return {"admin_nav": [(e, label) for e, label in NAVIGATION if e in views],
+            "current_user": current_user}
+
+
+@bp.after_request
+def no_caching(response):
+    """Dashboard pages hold private data: never stored by browsers or proxies."""
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the dashboard and its log-in."""
+    from capture.admin import auth, overview  # noqa: F401  (views register on bp)
+
+    # No global context processor: visitor pages never look at the login state.
+    login_manager.init_app(app, add_context_processor=False)
+    app.register_blueprint(bp)

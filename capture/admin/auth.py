@@ -1,0 +1,99 @@
+"""Dashboard log-in: owners, passwords, throttled attempts, log-out."""
+
+import limits
+import limits.storage
+import limits.strategies
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from capture import clock
+from capture.admin import bp
+from capture.extensions import db
+from capture.models import Owner
+
+# Failed log-ins allowed per client address and per account before a pause.
+LOGIN_FAILURES = limits.parse("5/15minutes")
+MIN_PASSWORD_LENGTH = 10
+
+
+class LoginForm(FlaskForm):
+    """Email and password."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+def create_owner(email: str, password: str) -> Owner:
+    """Add a dashboard login; ValueError with a clear message when it cannot be."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise ValueError(f"{email!r} is not an email address")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if db.session.scalar(select(Owner.id).where(Owner.email == email)):
+        raise ValueError(f"an owner {email} exists already")
+    owner = Owner(email=email, password_hash=generate_password_hash(password))
+    db.session.add(owner)
+    db.session.commit()
+    return owner
+
+
+def _limiter() -> limits.strategies.MovingWindowRateLimiter:
+    limiter = current_app.extensions.get("capture.login_limiter")
+    if limiter is None:
+        storage = limits.storage.storage_from_string(current_app.config["RATE_LIMIT_STORAGE"])
+        limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        current_app.extensions["capture.login_limiter"] = limiter
+    return limiter
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect after log-in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The log-in form; five failures per address or account pause attempts."""
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        keys = (("ip", request.remote_addr or "unknown"), ("email", email))
+        limiter = _limiter()
+        if not all(limiter.test(LOGIN_FAILURES, "login", *key) for key in keys):
+            flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
+            return render_template("admin/login.html", form=form), 429
+        owner = db.session.scalar(select(Owner).where(Owner.email == email))
+        if owner is not None and check_password_hash(owner.password_hash, form.password.data):
+            # A new session on log-in: nothing set before (a planted session or CSRF
+            # token) survives into the logged-in one.
+            target = _safe_next(request.args.get("next"))
+            session.clear()
+            login_user(owner)
+            owner.last_login_at = clock.utcnow()
+            db.session.commit()
+            return redirect(target)
+        for key in keys:
+            limiter.hit(LOGIN_FAILURES, "login", *key)
+        flash("Wrong email or password.", "error")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("admin.login"))

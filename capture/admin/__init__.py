@@ -66,7 +66,16 @@ def no_caching(response):
 
 def init_app(app: Flask) -> None:
     """Register the dashboard and its log-in."""
-    from capture.admin import auth, overview  # noqa: F401  (views register on bp)
+    from capture.admin import (  # noqa: F401  (each module registers its views on bp)
+        auth,
+        deliveries,
+        leads,
+        outbox,
+        overview,
+        pages,
+        sequences,
+        sources,
+    )
 
     # No global context processor: visitor pages never look at the login state.
     login_manager.init_app(app, add_context_processor=False)

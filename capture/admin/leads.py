@@ -1,0 +1,3 @@
+"""Dashboard area: leads (being written)."""
+
+from capture.admin import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Dashboard area: sequences (being written)."""
+
+from capture.admin import bp  # noqa: F401

@@ -1,179 +1,22 @@
 """End-to-end set-up: the app as a real gunicorn server with a scheduler process, a
-real SMTP server (aiosmtpd) as its mail peer, and Debian's chromium driven by
-Playwright. Each journey saves a screenshot in its temporary folder on failure.
+real SMTP server (aiosmtpd) as its mail peer (see tests/live.py), and Debian's
+chromium driven by Playwright. Each journey saves a screenshot in its temporary
+folder on failure.
 """
 
-import csv
-import io
-import json
-import os
 import re
-import secrets
-import subprocess
-import sys
-import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import SmtpCollector, _free_port
+from tests.live import OWNER_EMAIL, OWNER_PASSWORD, start_stack  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update"]
-OWNER_EMAIL = "owner@example.com"
-OWNER_PASSWORD = "e2e owner password"
 
 if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (.ci/run installs it)", allow_module_level=True)
-
-
-@dataclass
-class Stack:
-    """A running Capture: its URL, its SMTP peer and how to run its commands."""
-
-    base_url: str
-    smtp: SmtpCollector
-    env: dict
-    processes: list = field(default_factory=list)
-
-    def flask(self, *args: str, check: bool = True) -> str:
-        """Run `flask --app wsgi ARGS` against this stack; return its output."""
-        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT,
-                                env=self.env, capture_output=True, text=True, timeout=60)
-        if check and result.returncode != 0:
-            raise AssertionError(f"flask {' '.join(args)} failed: {result.stderr}")
-        return result.stdout
-
-    def leads(self, page: str | None = None) -> list[dict]:
-        """The leads as `leads export` writes them."""
-        output = self.flask("leads", "export", *(["--page", page] if page else []))
-        return list(csv.DictReader(io.StringIO(output)))
-
-    def wait_for_mail(self, address: str, count: int = 1, timeout: float = 20.0):
-        """The messages to `address`, once at least `count` arrived."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.smtp.to(address)
-            if len(found) >= count:
-                return found
-            time.sleep(0.1)
-        raise AssertionError(f"{count} message(s) to {address} did not arrive in {timeout}s; "
-                             f"got {[str(m['Subject']) for m in self.smtp.to(address)]}")
-
-
-def _database_url(tmp: Path) -> tuple[str, callable]:
-    """A database of its own for this stack: a SQLite file, or a PostgreSQL schema."""
-    base = os.environ.get("CAPTURE_TEST_DATABASE_URL")
-    if not base:
-        return f"sqlite:///{tmp / 'capture.db'}", lambda: None
-    schema = f"capture_e2e_{secrets.token_hex(4)}"
-    engine = sa.create_engine(base)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-
-    def drop():
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-
-    return f"{base}{separator}options=-csearch_path%3D{schema}", drop
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-def start_stack(tmp: Path, *, workers: int = 2, scheduler: bool = True,
-                extra_env: dict | None = None):
-    """Start SMTP, migrate and seed the database, then gunicorn (and the scheduler)."""
-    from aiosmtpd.controller import Controller
-
-    smtp = SmtpCollector()
-    controller = Controller(smtp, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    database_url, drop_database = _database_url(tmp)
-    sequences = tmp / "sequences"
-    (sequences / "launch").mkdir(parents=True)
-    (sequences / "launch" / "01-welcome.md").write_text(
-        "---\nsubject: Welcome aboard, {{ lead.first_name }}\ndelay: 0\n---\n"
-        f"Hi {{{{ lead.first_name }}}}, [read the guide]({base_url}/p/launch?utm_source=email&from=welcome).\n"
-    )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CAPTURE_")}
-    env.update({
-        "CAPTURE_INSTANCE_PATH": str(tmp / "instance"),
-        "CAPTURE_DATABASE_URL": database_url,
-        "CAPTURE_BASE_URL": base_url,
-        "CAPTURE_MAIL_BACKEND": "smtp",
-        "CAPTURE_SMTP_HOST": "127.0.0.1",
-        "CAPTURE_SMTP_PORT": str(controller.port),
-        "CAPTURE_SEQUENCES_DIR": str(sequences),
-        "CAPTURE_SCHEDULER": "off",
-        "CAPTURE_SCHEDULER_INTERVAL_SECONDS": "1",
-        "CAPTURE_MACHINE_SECONDS": "0",
-        "CAPTURE_POSTAL_ADDRESS": "1 Test Street, Testville",
-        **(extra_env or {}),
-    })
-    stack = Stack(base_url, smtp, env)
-    stack.flask("init")
-    pages = tmp / "pages.json"
-    pages.write_text(json.dumps([
-        {"slug": "launch", "title": "Launch Guide", "headline": "Get the launch guide",
-         "fields": [{"name": "name", "label": "First name", "type": "text", "required": True},
-                    {"name": "email", "label": "Email", "type": "email", "required": True}],
-         "consent": "Send me the guide and follow-up emails.", "sequence": "launch",
-         "thank_you": "The guide is yours.", "payout": "2.00"},
-        {"slug": "vetted", "title": "Vetted Offer", "review": "manual", "double_opt_in": False,
-         "fields": [{"name": "name", "label": "Name", "type": "text", "required": True},
-                    {"name": "email", "label": "Email", "type": "email", "required": True}],
-         "sequence": "launch", "payout": "5.00"},
-    ]))
-    stack.flask("pages", "import", str(pages))
-    stack.flask("owner", "create", OWNER_EMAIL, "--password", OWNER_PASSWORD)
-    server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    stack.processes.append(server)
-    if scheduler:
-        stack.processes.append(subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "scheduler"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-    _wait_until_up(f"{base_url}/healthz", server)
-
-    def stop():
-        for process in stack.processes:
-            process.terminate()
-        for process in stack.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if server.stderr:
-            server.stderr.close()
-        controller.stop()
-        drop_database()
-
-    return stack, stop
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,96 @@
+"""Real processes under concurrent load: several gunicorn workers on SQLite (or
+PostgreSQL), several scheduler processes on one database."""
+
+import http.cookiejar
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.live import BIN, ROOT, start_stack
+
+VISITORS = 300
+
+
+def visit_and_opt_in(base_url: str, number: int) -> int:
+    """One visitor with its own cookies: view the page, submit the form."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    headers = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"}
+    with opener.open(urllib.request.Request(f"{base_url}/p/launch?utm_source=load",
+                                            headers=headers), timeout=30) as response:
+        html = response.read().decode()
+    tokens = dict(re.findall(r'name="(csrf_token|started)" type="hidden" value="([^"]*)"', html))
+    form = urllib.parse.urlencode({**tokens, "name": f"Visitor {number}",
+                                   "email": f"visitor{number}@example.com",
+                                   "consent": "y"}).encode()
+    request = urllib.request.Request(f"{base_url}/p/launch", data=form, headers=headers)
+    with opener.open(request, timeout=30) as response:  # follows the 303 to thanks
+        return response.status
+
+
+@pytest.fixture(scope="module")
+def busy_stack(tmp_path_factory):
+    """Four gunicorn workers, no scheduler, bot timing and rate limit off for load."""
+    running, stop = start_stack(
+        tmp_path_factory.mktemp("busy"), workers=4, scheduler=False,
+        extra_env={"CAPTURE_MIN_FORM_SECONDS": "0", "CAPTURE_OPTIN_RATE_LIMIT": "0"},
+    )
+    yield running
+    stop()
+
+
+def test_hundreds_of_concurrent_opt_ins_are_each_stored_once(busy_stack):
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(lambda n: visit_and_opt_in(busy_stack.base_url, n),
+                                 range(VISITORS)))
+    assert statuses == [200] * VISITORS
+    emails = [row["email"] for row in busy_stack.leads("launch")]
+    assert sorted(emails) == sorted(f"visitor{n}@example.com" for n in range(VISITORS))
+    confirmations = [m for m in busy_stack.smtp.messages if "confirm" in str(m["Subject"])]
+    assert len(confirmations) == VISITORS
+
+
+def test_three_scheduler_processes_send_every_delivery_exactly_once(tmp_path):
+    stack, stop = start_stack(tmp_path, workers=1, scheduler=False,
+                              extra_env={"CAPTURE_SEND_RATE_PER_MINUTE": "100000",
+                                         "CAPTURE_SEND_BATCH_SIZE": "100"})
+    try:
+        count = 2000
+        script = f"""
+from sqlalchemy import select
+from capture import create_app, sending
+from capture.extensions import db
+from capture.models import Lead, Page
+with create_app().app_context():
+    page = db.session.scalar(select(Page).where(Page.slug == "launch"))
+    leads = [Lead(email=f"bulk{{n}}@example.com", name="Bulk", public_ref=f"bulk{{n}}",
+                  page_id=page.id, review="approved", subscription="subscribed")
+             for n in range({count})]
+    db.session.add_all(leads)
+    db.session.flush()
+    for lead in leads:
+        sending.enroll(lead)
+    db.session.commit()
+"""
+        seeded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=stack.env,
+                                capture_output=True, text=True, timeout=120)
+        assert seeded.returncode == 0, seeded.stderr
+        schedulers = [subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "scheduler"],
+                                       cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL) for _ in range(3)]
+        stack.processes.extend(schedulers)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(stack.smtp.messages) < count:
+            time.sleep(0.5)
+        time.sleep(3)  # anything sent twice would arrive now
+        recipients = [m["To"].addresses[0].addr_spec for m in stack.smtp.messages]
+        assert len(recipients) == count
+        assert len(set(recipients)) == count
+    finally:
+        stop()

@@ -4,6 +4,7 @@ import secrets
 from collections.abc import Mapping
 
 from flask import Request, Response, current_app
+from sqlalchemy import select
 
 from capture.bots import is_bot_user_agent
 from capture.extensions import db
@@ -60,8 +61,20 @@ def record_visit(page: Page, request: Request, vid: str) -> Visit:
     return visit
 
 
+def first_touch(visit: Visit | None) -> Visit | None:
+    """The visitor's first recorded visit (first-touch attribution): a person who came
+    from an ad, left, and came back directly is still credited to the ad."""
+    if visit is None:
+        return None
+    first = db.session.scalar(
+        select(Visit).where(Visit.visitor_id == visit.visitor_id).order_by(Visit.id).limit(1)
+    )
+    return first or visit
+
+
 def attribution_of_visit(visit: Visit | None) -> dict[str, str | None]:
-    """The first-touch attribution a lead inherits from the visit it opted in from."""
+    """The first-touch attribution a lead inherits from the visitor it opted in as."""
+    visit = first_touch(visit)
     if visit is None:
         return {}
     values = {key: getattr(visit, key) for key in ATTRIBUTION_KEYS}

@@ -77,6 +77,7 @@ class Visit(db.Model):
         Index("ix_visits_page_created", "page_id", "created_at"),
         Index("ix_visits_created", "created_at"),
         Index("ix_visits_source", "utm_source", "utm_campaign"),
+        Index("ix_visits_visitor", "visitor_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

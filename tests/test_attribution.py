@@ -189,3 +189,16 @@ def test_overlong_referer_is_trimmed(app, client, demo_page):
     long_referer = "https://example.net/" + "a" * 2000
     assert client.get("/p/demo", headers={"Referer": long_referer}).status_code == 200
     assert visits(app)[0].referrer == long_referer[:1000]
+
+
+def test_visitor_returning_directly_keeps_the_attribution_of_the_first_visit(app, client,
+                                                                              demo_page):
+    client.get("/p/demo?" + urlencode(QUERY), headers={"Referer": REFERER, "User-Agent": CHROME})
+    response = optin(client, email="back@example.com", consent="y",
+                     headers={"User-Agent": CHROME})  # second view: no query, no referer
+    assert response.status_code == 303
+    lead = lead_of(app, "back@example.com")
+    assert (lead.utm_source, lead.utm_campaign, lead.ref) == (
+        "newsletter", "spring-launch", "partner42")
+    assert lead.referrer == REFERER
+    assert len(visits(app)) == 2

@@ -11,6 +11,7 @@ MESSAGES = {
     404: ("Not found", "There is nothing at this address. Check the link and try again."),
     405: ("Not allowed", "This address does not accept that kind of request."),
     413: ("Too large", "What you sent is larger than this site accepts."),
+    415: ("Not a form", "This address only accepts a submitted form."),
     429: ("Slow down", "Too many requests. Please wait a minute and try again."),
     500: ("Something went wrong", "Please try again in a moment."),
 }

@@ -21,6 +21,8 @@ from capture.models import Page, Visit
 from capture.optin_form import OptInForm, form_class
 
 bp = Blueprint("pages", __name__)
+# What a browser's form submits; anything else (JSON, XML …) is not an opt-in.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def published_page(slug: str) -> Page:
@@ -67,6 +69,8 @@ def show(slug: str):
 def submit(slug: str):
     """The opt-in: trap bots, validate, store the lead, send the confirmation."""
     page = published_page(slug)
+    if request.mimetype not in FORM_TYPES:
+        abort(415)
     form = form_class(page)()
     if not bots.rate_limit().allow(request.remote_addr or "unknown"):
         notice = "Too many sign-ups from your network. Please wait a minute and try again."

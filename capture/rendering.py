@@ -25,10 +25,18 @@ def header_text(value: str, limit: int = 200) -> str:
     return " ".join(text.split())[:limit]
 
 
+# What a display name in To: may keep: letters and digits of any script, spaces and
+# . ' - (O'Brien, Jean-Luc, J. Doe). Everything else (quotes, brackets, commas,
+# semicolons …) could make a mail parser read the name as another address.
+_DISPLAY_NAME_DROP = re.compile(r"[^\w .'-]+")
+
+
 def recipient(lead: Lead) -> Address:
-    """The lead as a To: address; its name is display text only."""
+    """The lead as a To: address; its name is display text only, reduced to
+    characters that no mail parser can mistake for address syntax."""
     username, domain = lead.email.rsplit("@", 1)
-    return Address(header_text(lead.name, 100), username, domain)
+    name = " ".join(_DISPLAY_NAME_DROP.sub(" ", header_text(lead.name, 200)).split())[:64]
+    return Address(name.strip(" .'-"), username, domain)
 
 
 def new_message(lead: Lead, subject: str, text: str, html: str) -> EmailMessage:

@@ -35,8 +35,13 @@ def recipient(lead: Lead) -> Address:
     """The lead as a To: address; its name is display text only, reduced to
     characters that no mail parser can mistake for address syntax."""
     username, domain = lead.email.rsplit("@", 1)
-    name = " ".join(_DISPLAY_NAME_DROP.sub(" ", header_text(lead.name, 200)).split())[:64]
-    return Address(name.strip(" .'-"), username, domain)
+    return Address(display_name(lead.name), username, domain)
+
+
+def display_name(text: str) -> str:
+    """A name fit for an address header (see _DISPLAY_NAME_DROP), at most 64 long."""
+    name = " ".join(_DISPLAY_NAME_DROP.sub(" ", header_text(text, 200)).split())[:64]
+    return name.strip(" .'-")
 
 
 def new_message(lead: Lead, subject: str, text: str, html: str) -> EmailMessage:
@@ -212,4 +217,4 @@ def parse_address(value: str) -> Address:
     """`Name <user@domain>` as a header Address, its name made header-safe."""
     name, address = parseaddr(value)
     username, _, domain = address.rpartition("@")
-    return Address(header_text(name, 100), username, domain)
+    return Address(display_name(name), username, domain)

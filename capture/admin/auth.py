@@ -53,8 +53,13 @@ def _limiter() -> limits.strategies.MovingWindowRateLimiter:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect after log-in."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path on this site: never an open redirect after log-in. Control
+    characters and spaces are refused too: browsers drop tabs and newlines from a URL,
+    so "/\\t/evil.example" would become "//evil.example" (and a newline cannot go in
+    a header at all)."""
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127
+                                               for ch in target)):
         return target
     return url_for("admin.overview")
 

@@ -1,3 +1,44 @@
-"""Dashboard area: sources (being written)."""
+"""Dashboard area: sources — the numbers per utm_source, utm_campaign and ref."""
 
-from capture.admin import bp  # noqa: F401
+from flask import render_template, request
+
+from capture import metrics
+from capture.admin import bp
+
+# The groupings offered, as metrics dimensions: ?by= -> (tab label, column heading).
+GROUPINGS = {"source": ("Sources", "Source"), "campaign": ("Campaigns", "Campaign"),
+             "ref": ("Referrers", "Ref (partner or lead)")}
+# The table's columns: metrics sort key, heading, how the value is shown.
+COLUMNS = (
+    ("visitors", "Visitors", "count"), ("leads", "Leads", "count"),
+    ("conversion_rate", "Conversion", "percent"), ("approval_rate", "Approval", "percent"),
+    ("payout", "Payout", "money"), ("upgrade_revenue", "Upgrade revenue", "money"),
+    ("revenue", "Revenue", "money"), ("earnings_per_visitor", "Earnings per visitor", "money"),
+)
+DEFAULT_SORT = "visitors"
+
+
+@bp.get("/sources")
+def sources():
+    """One row per source, campaign or ref for the period, sortable by any column."""
+    by = request.args.get("by")
+    by = by if by in GROUPINGS else "source"
+    period = metrics.period(request.args.get("period"))
+    sort = request.args.get("sort")
+    sort = sort if sort in metrics.SORT_COLUMNS else DEFAULT_SORT
+    direction = request.args.get("dir")
+    if direction not in ("asc", "desc"):
+        direction = default_direction(sort)
+    report = metrics.report(start=period.start, end=period.end, by=by)
+    return render_template(
+        "admin/sources.html",
+        by=by, groupings=GROUPINGS, columns=COLUMNS, period=period, periods=metrics.PERIODS,
+        sort=sort, direction=direction, default_direction=default_direction,
+        rows=metrics.sorted_rows(report.rows, sort, descending=direction == "desc"),
+        total=report.total, currency=metrics.currency_label(),
+    )
+
+
+def default_direction(column: str) -> str:
+    """Names sort A to Z first; numbers biggest first."""
+    return "asc" if column == "name" else "desc"

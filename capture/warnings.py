@@ -1,0 +1,120 @@
+"""What needs the owner's attention: the warnings the dashboard's overview shows.
+
+Each check is a plain function over the app's settings and database (no request),
+returning an `OwnerWarning` when its condition holds, else None.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, or_, select
+
+from capture import clock
+from capture.extensions import db
+from capture.models import Delivery
+from capture.sending import library
+
+# A mail-server failure older than this no longer counts as "SMTP is failing".
+SMTP_FAILURE_HOURS = 24
+# How mail.py words errors that concern the server or our account, not one message
+# (connection and login trouble, a refused sender, a relay refusal 5.7.x).
+_TRANSPORT_ERRORS = ("%SMTP connection:%", "%sender refused:%",
+                     "%recipient refused: SMTP 5%5.7.%")
+
+
+@dataclass(frozen=True)
+class OwnerWarning:
+    """One thing the owner should act on: a sentence, and where to act on it."""
+
+    kind: str
+    message: str
+    count: int = 1
+    # The dashboard area to go to (an endpoint name), and the link's words.
+    endpoint: str | None = None
+    action: str = ""
+
+
+def missing_postal_address() -> OwnerWarning | None:
+    """CAN-SPAM wants a postal address in every email footer."""
+    if current_app.config["POSTAL_ADDRESS"].strip():
+        return None
+    return OwnerWarning(
+        "postal_address",
+        "Your emails have no postal address: set CAPTURE_POSTAL_ADDRESS to your "
+        "business address (the law requires it in every marketing email) and restart.",
+    )
+
+
+def sequence_problems() -> OwnerWarning | None:
+    """Broken sequence files: their steps are held until fixed."""
+    broken = {sequence.name: len(sequence.all_problems()) for sequence in library().all()}
+    broken = {name: count for name, count in broken.items() if count}
+    if not broken:
+        return None
+    count = sum(broken.values())
+    problems = "problem" if count == 1 else "problems"
+    return OwnerWarning(
+        "sequence_problems",
+        f"{count} {problems} in your sequence files ({', '.join(sorted(broken))}): "
+        "the emails they affect are held, so fix the files listed under Sequences.",
+        count=count, endpoint="admin.sequences", action="See the problems",
+    )
+
+
+def unknown_deliveries() -> OwnerWarning | None:
+    """Emails whose sender stopped mid-send: they may or may not have gone out."""
+    count = db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.status == "unknown")
+    ) or 0
+    if not count:
+        return None
+    emails = "email is" if count == 1 else "emails are"
+    return OwnerWarning(
+        "unknown_deliveries",
+        f"{count} {emails} in state unknown (the sender stopped while sending, so they "
+        "may not have arrived): check them under Deliveries and resend on purpose if needed.",
+        count=count, endpoint="admin.deliveries", action="Review deliveries",
+    )
+
+
+def smtp_failing(now: datetime | None = None) -> OwnerWarning | None:
+    """The mail server refused us recently (connection, login, sender, relay) and no
+    email has gone out since."""
+    now = now or clock.utcnow()
+    failed_recently = (
+        or_(*(Delivery.error.like(pattern) for pattern in _TRANSPORT_ERRORS)),
+        Delivery.status.in_(("retry", "claimed", "failed")),
+        Delivery.claimed_at >= now - timedelta(hours=SMTP_FAILURE_HOURS),
+    )
+    latest = db.session.scalars(
+        select(Delivery).where(*failed_recently).order_by(Delivery.claimed_at.desc()).limit(1)
+    ).first()
+    if latest is None:
+        return None
+    last_sent = db.session.scalar(
+        select(func.max(Delivery.sent_at)).where(Delivery.status == "sent")
+    )
+    if last_sent is not None and last_sent > latest.claimed_at:
+        return None
+    waiting = db.session.scalar(
+        select(func.count()).select_from(Delivery)
+        .where(*failed_recently, Delivery.status.in_(("retry", "claimed")))
+    ) or 0
+    retried = (f"; {waiting} waiting {'email is' if waiting == 1 else 'emails are'} "
+               "retried automatically" if waiting else "")
+    return OwnerWarning(
+        "smtp_failing",
+        f"Emails are not going out because the mail server refused us "
+        f"({latest.error[:160]}): check the CAPTURE_SMTP_* settings and your mail "
+        f"account{retried}.",
+        count=waiting, endpoint="admin.deliveries", action="See deliveries",
+    )
+
+
+CHECKS = (missing_postal_address, smtp_failing, unknown_deliveries, sequence_problems)
+
+
+def for_owner() -> list[OwnerWarning]:
+    """Every warning that holds now, most urgent first."""
+    return [warning for check in CHECKS if (warning := check()) is not None]

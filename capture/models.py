@@ -4,6 +4,7 @@ Timestamps are naive UTC (see `capture.clock`). Indexes follow the queries the d
 and the scheduler run: by page and time, by state, by source.
 """
 
+import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,11 @@ from capture.extensions import db
 def _now():
     """Column default: read the clock at insert time (tests move it)."""
     return clock.utcnow()
+
+
+def new_session_token() -> str:
+    """A random session token for an owner."""
+    return secrets.token_urlsafe(32)
 
 
 REVIEW_STATES = ("pending", "approved", "rejected")
@@ -330,6 +336,9 @@ class Owner(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Part of every session cookie; a new one on log-out ends every session of the
+    # owner, even a copied cookie (sessions are signed cookies, not server rows).
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
 
     # Flask-Login's user interface.
     is_active = True
@@ -337,4 +346,4 @@ class Owner(db.Model):
     is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}.{self.session_token}"

@@ -5,6 +5,7 @@ blueprint); every form carries a CSRF token (CSRFProtect), and a POST from anoth
 site's origin is refused outright.
 """
 
+import hmac
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, request
@@ -23,9 +24,13 @@ NAVIGATION = (
 
 
 @login_manager.user_loader
-def load_owner(owner_id: str) -> Owner | None:
-    """The owner of a session, or None (logged out)."""
-    return db.session.get(Owner, int(owner_id)) if owner_id.isdigit() else None
+def load_owner(session_id: str) -> Owner | None:
+    """The owner of a session, or None (logged out, or the owner logged out since)."""
+    owner_id, _, token = session_id.partition(".")
+    owner = db.session.get(Owner, int(owner_id)) if owner_id.isdigit() else None
+    if owner is None or not token or not hmac.compare_digest(token, owner.session_token):
+        return None
+    return owner
 
 
 @bp.before_request

@@ -4,7 +4,7 @@ import limits
 import limits.storage
 import limits.strategies
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -14,7 +14,8 @@ from wtforms.validators import DataRequired, Length
 from capture import clock
 from capture.admin import bp
 from capture.extensions import db
-from capture.models import Owner
+from capture.models import Owner, new_session_token
+
 
 # Failed log-ins allowed per client address and per account before a pause.
 LOGIN_FAILURES = limits.parse("5/15minutes")
@@ -97,7 +98,10 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End this session and every other one of the owner (a new session token)."""
+    if current_user.is_authenticated:
+        current_user.session_token = new_session_token()
+        db.session.commit()
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

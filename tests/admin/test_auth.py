@@ -317,3 +317,14 @@ def test_owner_create_refuses_something_that_is_not_an_address(app, runner):
     assert result.exit_code == 1
     assert "is not an email address" in result.output
     assert owners(app) == []
+
+
+def test_logout_ends_every_session_of_the_owner_even_a_copied_cookie(app, owner):
+    """Sessions are signed cookies; log-out rotates the owner's session token."""
+    copy = app.test_client()
+    cookie = owner.get_cookie("session")
+    copy.set_cookie("session", cookie.value)
+    assert copy.get("/admin/").status_code == 200
+    token = csrf_of(owner, "/admin/")
+    assert owner.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+    assert copy.get("/admin/").status_code == 302

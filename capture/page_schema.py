@@ -4,14 +4,18 @@ One function checks a definition for every way in (`pages import`, later the
 dashboard) and returns every problem at once, as `field: message` lines.
 """
 
+import html
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pycountry
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from capture.extensions import db
 from capture.models import Page
 
 FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
@@ -250,3 +254,122 @@ def apply_page(page: Page, clean: dict[str, Any]) -> Page:
     for key in KEYS:
         setattr(page, key, clean[key] if key != "payout" else Decimal(clean[key]))
     return page
+
+
+# --- helpers for the dashboard's page editor (validation stays in validate_page) ------
+
+COPY_SUFFIX = "-copy"
+
+
+def template_names(templates_dir: str) -> list[str]:
+    """The page templates an owner can choose: the .html files of the folder."""
+    folder = Path(templates_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.glob("*.html") if _TEMPLATE.match(p.name))
+
+
+def unique_slug(base: str, taken: set[str]) -> str:
+    """`base`, or `base-2`, `base-3`… : the first that is not taken and is a valid slug."""
+    for number in range(1, 10_000):
+        suffix = "" if number == 1 else f"-{number}"
+        candidate = base[: 64 - len(suffix)].rstrip("-") + suffix
+        if candidate not in taken:
+            return candidate
+    raise ValueError(f"no free slug left for {base!r}")
+
+
+def copy_values(page: Page, taken: set[str]) -> dict[str, Any]:
+    """The definition of a copy of `page`: a free `<slug>-copy` slug, "(copy)" in the
+    title, and unpublished, so the copy goes live only when the owner says so."""
+    data = page_to_dict(page)
+    data["fields"] = [dict(field) for field in page.fields]
+    data["rules"] = dict(page.rules or {})
+    data["slug"] = unique_slug(page.slug + COPY_SUFFIX, taken)
+    data["title"] = f"{page.title} (copy)"[: TEXT_LIMITS["title"]]
+    data["published"] = False
+    return data
+
+
+def preview_values(clean: dict[str, Any], templates_dir: str) -> dict[str, Any]:
+    """Validated values made safe to render, even when problems were found: what the
+    renderer cannot show (a bad slug or template, a select without options) gets a
+    harmless stand-in, so the preview shows everything else as typed."""
+    values = dict(clean)
+    if not isinstance(values.get("slug"), str) or not _SLUG.match(values["slug"]):
+        values["slug"] = "preview"
+    for key in TEXT_LIMITS:
+        if not isinstance(values.get(key), str):
+            values[key] = ""
+    fields = []
+    for field in values.get("fields") or []:
+        item = dict(field)
+        if item.get("type") not in FIELD_TYPES:
+            item["type"] = "text"
+        if not isinstance(item.get("label"), str):
+            item["label"] = item["name"]
+        item["required"] = item.get("required") is True
+        if item["type"] == "select":
+            options = item.get("options")
+            item["options"] = [o for o in options if isinstance(o, str) and o.strip()] \
+                if isinstance(options, list) else []
+        else:
+            item.pop("options", None)
+        fields.append(item)
+    values["fields"] = fields
+    template = values.get("template")
+    if template not in template_names(templates_dir):
+        values["template"] = DEFAULTS["template"]
+    return values
+
+
+def share_link(base_url: str, slug: str, params: dict[str, str]) -> str:
+    """The public address of a page, with the non-empty tracking parameters added."""
+    url = f"{base_url.rstrip('/')}/p/{slug}"
+    query = urlencode([(key, value.strip()) for key, value in params.items()
+                       if isinstance(value, str) and value.strip()])
+    return f"{url}?{query}" if query else url
+
+
+def embed_snippet(link: str, label: str) -> str:
+    """A copy-paste HTML button linking to the page (a link, not a form: a form posted
+    from another site cannot carry this site's CSRF cookie)."""
+    style = ("display:inline-block;padding:12px 22px;border-radius:8px;background:#4f46e5;"
+             "color:#fff;font:600 16px/1.2 sans-serif;text-decoration:none")
+    return (f'<a href="{html.escape(link)}" target="_blank" rel="noopener" '
+            f'style="{style}">{html.escape(label)}</a>')
+
+
+def save_page(page: Page | None, data: Any, *, sequences_dir: str,
+              templates_dir: str) -> tuple[Page | None, list[str]]:
+    """Validate `data` and store it: onto `page`, or as a new page when None.
+
+    Returns the stored page and no problems, or the page untouched (None for a new
+    one) and every problem; nothing is written when there is one."""
+    clean, problems = validate_page(data, sequences_dir=sequences_dir,
+                                    templates_dir=templates_dir)
+    slug = clean.get("slug")
+    if isinstance(slug, str):
+        other = db.session.scalar(select(Page.id).where(Page.slug == slug))
+        if other is not None and (page is None or other != page.id):
+            problems.append("slug: another page uses this address already")
+    if problems:
+        return page, problems
+    target = apply_page(page or Page(), clean)
+    db.session.add(target)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same slug saved by someone else a moment ago
+        db.session.rollback()
+        return page, ["slug: another page uses this address already"]
+    return target, []
+
+
+def copy_page(page: Page) -> Page:
+    """Store an unpublished copy of `page` under a free slug and return it."""
+    base = (page.slug + COPY_SUFFIX)[:56]
+    taken = set(db.session.scalars(select(Page.slug).where(Page.slug.startswith(base))))
+    copy = apply_page(Page(), copy_values(page, taken))
+    db.session.add(copy)
+    db.session.commit()
+    return copy

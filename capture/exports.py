@@ -1,12 +1,14 @@
 """CSV export of leads, safe to open in a spreadsheet."""
 
 import csv
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TextIO
 
 from sqlalchemy import func, select
 
 from capture.extensions import db
+from capture.leads import LeadFilters, filter_leads, table_order
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
 
 COLUMNS = (
@@ -23,10 +25,30 @@ def neutralize(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | None = None) -> int:
+def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | None = None,
+                    filters: LeadFilters | None = None) -> int:
     """Write the header and one row per lead matching the filters; return the count.
 
+    `status` and `page_slug` are the CLI's filters; `filters` are the dashboard table's
+    (search, review, subscription, page, source, dates), whose order the rows follow.
     Raises ValueError for an unknown status or page."""
+    count = -1
+    for line in csv_lines(status=status, page_slug=page_slug, filters=filters):
+        out.write(line)
+        count += 1
+    return count
+
+
+def csv_lines(*, status: str | None = None, page_slug: str | None = None,
+              filters: LeadFilters | None = None) -> Iterator[str]:
+    """The CSV text line by line (header first), for streaming a large export.
+
+    Raises ValueError at once (before any line) for an unknown status or page."""
+    query = _leads_query(status, page_slug, filters)
+    return _lines(query)
+
+
+def _leads_query(status: str | None, page_slug: str | None, filters: LeadFilters | None):
     upgrades = (
         select(
             Upgrade.lead_id,
@@ -40,8 +62,11 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
         select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount)
         .outerjoin(Page, Lead.page_id == Page.id)
         .outerjoin(upgrades, upgrades.c.lead_id == Lead.id)
-        .order_by(Lead.id)
     )
+    if filters is not None:
+        query = filter_leads(query, filters).order_by(*table_order(filters))
+    else:
+        query = query.order_by(Lead.id)
     if status:
         if status in REVIEW_STATES:
             query = query.where(Lead.review == status)
@@ -55,10 +80,23 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
         if page_id is None:
             raise ValueError(f"no page with slug {page_slug!r}")
         query = query.where(Lead.page_id == page_id)
+    return query
 
-    writer = csv.writer(out)
+
+class _Line:
+    """A file-like object that keeps the last line the csv writer wrote."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+def _lines(query) -> Iterator[str]:
+    line = _Line()
+    writer = csv.writer(line)
     writer.writerow(COLUMNS)
-    count = 0
+    yield line.text
     for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(
         query.execution_options(yield_per=1000)
     ):
@@ -72,5 +110,4 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
             upgrade_count or 0, f"{revenue:.2f}",
         )
         writer.writerow([neutralize(value) for value in row])
-        count += 1
-    return count
+        yield line.text

@@ -11,10 +11,15 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import make_msgid
+from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from capture import clock, engagement, mail, rendering, tokens
 from capture.extensions import db
@@ -26,7 +31,7 @@ from capture.models import (
     Suppression,
     Upgrade,
 )
-from capture.sequences import Library, Sequence, Step
+from capture.sequences import Library, Sequence, Step, step_order
 from capture.timeline import record_event
 
 log = logging.getLogger(__name__)
@@ -497,13 +502,16 @@ def _move_past(enrollment: Enrollment, step: Step | None, sent_at: datetime, *,
                sequence: Sequence | None = None, key: str | None = None,
                filename: str | None = None) -> None:
     """Record the step as done and schedule the next one (or wait for new steps).
-    A stopped enrollment stays stopped."""
-    enrollment.last_step = step.key if step else key
-    enrollment.last_filename = step.filename if step else filename
+    A stopped enrollment stays stopped; an enrollment already at or past the step
+    (the owner resent an earlier email) is left where it is, never moved back."""
+    sequence = sequence or library().get(enrollment.sequence)
+    key, filename = (step.key, step.filename) if step else (key, filename)
+    if _is_past(enrollment, key, filename, sequence):
+        return
+    enrollment.last_step, enrollment.last_filename = key, filename
     enrollment.last_sent_at = sent_at
     if enrollment.state == "stopped":
         return
-    sequence = sequence or library().get(enrollment.sequence)
     remaining = (sequence.steps_after(enrollment.last_step, enrollment.last_filename)
                  if sequence else [])
     if remaining:
@@ -511,6 +519,24 @@ def _move_past(enrollment: Enrollment, step: Step | None, sent_at: datetime, *,
         enrollment.next_due_at = due_time(sequence, remaining[0], sent_at)
     else:
         enrollment.state, enrollment.next_due_at = "waiting", None
+
+
+def _is_past(enrollment: Enrollment, key: str | None, filename: str | None,
+             sequence: Sequence | None) -> bool:
+    """True when the enrollment already stands at or after this step."""
+    if enrollment.last_step is None or key is None:
+        return False
+    if key == enrollment.last_step:
+        return True
+    if sequence is not None:
+        ahead = sequence.steps_after(enrollment.last_step, enrollment.last_filename)
+        if any(step.key == key for step in ahead):
+            return False
+        if sequence.step(key) is not None:
+            return True
+    # The step is gone from the folder: its file name tells where it stood.
+    return bool(filename and enrollment.last_filename
+                and step_order(filename) <= step_order(enrollment.last_filename))
 
 
 def _fail(delivery, enrollment, sequence, step, error: str, summary: Summary) -> None:
@@ -551,3 +577,109 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
         db.session.commit()
         return
     _fail(delivery, enrollment, sequence, step, str(error), summary)
+
+
+# --- the owner's own actions: resend on purpose, previews, test emails ---------------
+
+# Deliveries the owner is shown, and may resend: may or may not have gone out, gave
+# up, waiting for the next try.
+NEEDS_OWNER = ("unknown", "failed", "retry")
+_WHY_NOT = {
+    "unsubscribed": "{email} unsubscribed: nothing more is sent to them",
+    "bounced": "{email} bounced (their mail server refused the address): it is not mailed again",
+    "unconfirmed": "{email} has not confirmed their address yet",
+    "rejected": "{email} was rejected in review: approve them first",
+    "pending": "{email} is waiting for review: approve them first",
+    "upgrade": "{email} bought an upgrade, and sequence {sequence} stops on upgrade",
+}
+
+
+def resend(delivery: Delivery) -> None:
+    """Send an email again on purpose (the owner's button): the row goes back to
+    `retry`, due now, so the next tick sends it once. The lead's place in its
+    sequence stays where it is. Each resend is kept on the lead's timeline; the
+    attempts count goes on from the earlier tries.
+
+    ValueError with a sentence for the owner when it must not be sent."""
+    lead = delivery.lead
+    if delivery.status == "sent":
+        raise ValueError(f"This email was already sent to {lead.email}: it is never sent twice.")
+    if delivery.status not in NEEDS_OWNER:
+        raise ValueError("This email is being sent right now: wait a minute for the outcome.")
+    sequence = library().get(delivery.sequence)
+    if sequence is None:
+        raise ValueError(f"The sequence folder {delivery.sequence!r} no longer exists.")
+    suppressed = db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email))
+    reason = _should_stop(lead, sequence) or ("bounced" if suppressed else "")
+    if reason:
+        why = _WHY_NOT.get(reason, "{email} cannot be mailed (" + reason + ")")
+        raise ValueError(why.format(email=lead.email, sequence=sequence.name) + ".")
+    step = sequence.step(delivery.step)
+    if step is None:
+        raise ValueError(f"The step {delivery.step!r} is no longer in sequence {sequence.name}.")
+    problems = sequence.problems + step.problems
+    if problems:
+        raise ValueError(f"Fix the sequence file first: {problems[0]}")
+    now = clock.utcnow()
+    note = f"resent by the owner after: {delivery.status}"
+    if delivery.error:
+        note += f" ({delivery.error})"
+    # Only if nobody changed it since it was read: a tick that took the retry in
+    # between keeps it, so it still goes out once.
+    changed = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.status == delivery.status)
+        .values(status="retry", retry_at=now, error=note[:500])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        db.session.rollback()
+        raise ValueError("This email changed state meanwhile: reload the page and look again.")
+    record_event(lead, "resend", delivery_id=delivery.id, sequence=delivery.sequence,
+                 step=delivery.step, previous=delivery.status, error=delivery.error[:200],
+                 attempts=delivery.attempts)
+    db.session.commit()
+
+
+def needing_owner(status: str | None = None, *, offset: int = 0,
+                  limit: int = 50) -> tuple[list[Delivery], int]:
+    """Deliveries in `unknown`, `failed` or `retry` (or just `status`): unknown
+    first, then failed, then retry, newest first; and how many there are."""
+    statuses = (status,) if status in NEEDS_OWNER else NEEDS_OWNER
+    condition = Delivery.status.in_(statuses)
+    total = db.session.scalar(select(func.count()).select_from(Delivery).where(condition))
+    rank = case({"unknown": 0, "failed": 1}, value=Delivery.status, else_=2)
+    rows = db.session.scalars(
+        select(Delivery).where(condition).options(joinedload(Delivery.lead))
+        .order_by(rank, Delivery.created_at.desc(), Delivery.id.desc())
+        .offset(offset).limit(limit)
+    ).all()
+    return list(rows), total or 0
+
+
+def sample_lead(page=None, email: str = "jane@example.com") -> SimpleNamespace:
+    """The made-up lead a preview is rendered for."""
+    return SimpleNamespace(name="Jane Doe", first_name="Jane", email=email,
+                           public_ref="sample-ref", page=page, id=0)
+
+
+def preview_unsubscribe_url() -> str:
+    """The unsubscribe link of previews and test emails (unsubscribes nobody)."""
+    return f"{current_app.config['BASE_URL']}/u/preview"
+
+
+def send_test(sequence: Sequence, step: Step, to: str, lead=None) -> EmailMessage:
+    """Send one step to `to` (the owner), rendered for `lead` (the sample lead when
+    None), with "[Test] " before the subject. No delivery, enrolment, link or event
+    is recorded, and the links are not tracked. Raises rendering.RenderError and
+    mail.MailError."""
+    lead = lead or sample_lead()
+    message = rendering.step_message(sequence, step, lead, getattr(lead, "page", None),
+                                     delivery_id=0, unsubscribe_url=preview_unsubscribe_url())
+    username, _, domain = to.rpartition("@")
+    message.replace_header("To", Address(username=username, domain=domain))
+    message.replace_header("Subject", rendering.header_text(f"[Test] {message['Subject']}", 300))
+    sender = current_app.config["MAIL_FROM_ADDRESS"]
+    message.replace_header("Message-ID", make_msgid(domain=sender.domain or "localhost"))
+    mail.send(message)
+    return message

@@ -1,3 +1,42 @@
-"""Dashboard area: outbox (being written)."""
+"""Dashboard area: the outbox, the messages the outbox mail backend wrote to
+instance/outbox/, newest first, each shown with its headers and both parts."""
 
-from capture.admin import bp  # noqa: F401
+import re
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+
+from capture import mail
+from capture.admin import bp
+
+PER_PAGE = 50
+# The message frame loads no images: the open pixel of a sequence email must not
+# count the owner reading it here as the lead opening it.
+MESSAGE_POLICY = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src data:; "
+                  "frame-src 'self'; form-action 'self'; base-uri 'none'")
+
+
+@bp.get("/outbox")
+def outbox():
+    """The outbox files, newest first, 50 a page."""
+    names = mail.outbox_names()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    pages = max((len(names) + PER_PAGE - 1) // PER_PAGE, 1)
+    if page > pages:
+        return redirect(url_for("admin.outbox", page=pages))
+    shown = mail.read_outbox(names[(page - 1) * PER_PAGE:page * PER_PAGE])
+    return render_template("admin/outbox/index.html", messages=shown, total=len(names),
+                           page=page, pages=pages, folder=mail.outbox_folder(),
+                           backend=current_app.config["MAIL_BACKEND"])
+
+
+@bp.get("/outbox/<name>")
+def outbox_message(name: str):
+    """One message: headers, text part, HTML part in a sandboxed frame."""
+    message = mail.outbox_message(name)
+    if message is None:
+        abort(404)
+    html = message.html
+    images = bool(html and re.search(r"<img\b", html, re.IGNORECASE))
+    response = render_template("admin/outbox/message.html", message=message, html=html,
+                               images=images)
+    return response, 200, {"Content-Security-Policy": MESSAGE_POLICY}

@@ -1,3 +1,139 @@
-"""Dashboard area: sequences (being written)."""
+"""Dashboard area: sequences. Each folder's settings, steps and problems, the numbers
+of each step, a sandboxed preview of a step and a test email of it to the owner."""
 
-from capture.admin import bp  # noqa: F401
+from datetime import timedelta
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from capture import mail, metrics, rendering, sending
+from capture.admin import bp
+from capture.extensions import db
+from capture.models import Lead, Page
+from capture.sequences import Sequence, Step
+
+# What the preview frame may load: the email's own inline styles and its images,
+# nothing that runs (the frame is sandboxed too, and inherits this policy).
+PREVIEW_POLICY = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src * data:; "
+                  "frame-src 'self'; form-action 'self'; base-uri 'none'")
+
+
+@bp.get("/sequences")
+def sequences():
+    """Every sequence folder: settings, steps with timing, problems, step numbers."""
+    period = metrics.period(request.args.get("period") or "all")
+    numbers = {(row.sequence, row.step): row
+               for row in metrics.steps(start=period.start, end=period.end)}
+    pages: dict[str, list[str]] = {}
+    for name, slug in db.session.execute(
+        select(Page.sequence, Page.slug).where(Page.sequence.is_not(None)).order_by(Page.slug)
+    ):
+        pages.setdefault(name, []).append(slug)
+    folders = []
+    for sequence in sending.library().all():
+        keys = {step.key for step in sequence.steps}
+        removed = [row for (name, key), row in numbers.items()
+                   if name == sequence.name and key not in keys]
+        folders.append({
+            "sequence": sequence,
+            "problems": sequence.all_problems(),
+            "steps": [(step, _timing(sequence, step, index),
+                       numbers.get((sequence.name, step.key))
+                       or metrics.StepNumbers(sequence.name, step.key))
+                      for index, step in enumerate(sequence.steps)],
+            "removed": removed,
+            "pages": pages.get(sequence.name, []),
+        })
+    problem_count = sum(len(folder["problems"]) for folder in folders)
+    return render_template("admin/sequences/index.html", folders=folders, period=period,
+                           periods=metrics.PERIODS, problem_count=problem_count,
+                           root=sending.library().root)
+
+
+@bp.get("/sequences/<name>/<step_key>")
+def sequences_step(name: str, step_key: str):
+    """One step rendered for the sample lead (or ?lead=<email>) in a sandboxed frame."""
+    sequence, step = _find(name, step_key)
+    lead, lead_note = _preview_lead(sequence, request.args.get("lead", ""))
+    rendered, error = None, None
+    if step.ok:
+        try:
+            rendered = rendering.render_step(
+                sequence, step, lead, getattr(lead, "page", None),
+                unsubscribe_url=sending.preview_unsubscribe_url())
+        except rendering.RenderError as failure:
+            error = str(failure)
+    index = sequence.steps.index(step)
+    response = render_template(
+        "admin/sequences/step.html", sequence=sequence, step=step, rendered=rendered,
+        error=error, lead=lead, lead_email=request.args.get("lead", "").strip(),
+        lead_note=lead_note, timing=_timing(sequence, step, index),
+        previous=sequence.steps[index - 1] if index else None,
+        next=sequence.steps[index + 1] if index + 1 < len(sequence.steps) else None,
+        owner_email=current_user.email,
+    )
+    return response, 200, {"Content-Security-Policy": PREVIEW_POLICY}
+
+
+@bp.post("/sequences/<name>/<step_key>/test")
+def sequences_test(name: str, step_key: str):
+    """Send this step to the logged-in owner, subject prefixed "[Test] "."""
+    sequence, step = _find(name, step_key)
+    lead_email = request.form.get("lead", "").strip()
+    back = url_for("admin.sequences_step", name=name, step_key=step_key,
+                   **({"lead": lead_email} if lead_email else {}))
+    if not step.ok or sequence.problems:
+        flash("Fix the problems of this sequence before sending a test.", "error")
+        return redirect(back)
+    lead, _ = _preview_lead(sequence, lead_email)
+    try:
+        sending.send_test(sequence, step, current_user.email, lead)
+    except (rendering.RenderError, mail.MailError) as error:
+        flash(f"The test email was not sent: {error}", "error")
+    else:
+        flash(f"Test email sent to {current_user.email}.", "success")
+    return redirect(back)
+
+
+def _find(name: str, step_key: str) -> tuple[Sequence, Step]:
+    """The sequence folder and step the URL names, or 404."""
+    library = sending.library()
+    sequence = library.get(name) if name in library.names() else None
+    step = sequence.step(step_key) if sequence is not None else None
+    if step is None:
+        abort(404)
+    return sequence, step
+
+
+def _preview_lead(sequence: Sequence, email: str):
+    """The lead to render for: the one with this email, else the sample lead on a
+    page that uses the sequence. Also a note when the email matched nobody."""
+    email = email.strip().lower()
+    if email:
+        lead = db.session.scalar(select(Lead).where(Lead.email == email))
+        if lead is not None:
+            return lead, ""
+    page = db.session.scalar(
+        select(Page).where(Page.sequence == sequence.name).order_by(Page.id).limit(1))
+    note = f"No lead with the email {email}: showing the sample lead." if email else ""
+    return sending.sample_lead(page), note
+
+
+def _duration(delay: timedelta) -> str:
+    """`2 days`, `1 week`, `3 hours`, `90 minutes`."""
+    minutes = int(delay.total_seconds() // 60)
+    for size, unit in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            count = minutes // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{minutes} minutes"
+
+
+def _timing(sequence: Sequence, step: Step, index: int) -> str:
+    """When a step goes out, in words."""
+    after = "the lead is enrolled" if index == 0 else "the previous email"
+    text = ("Right after " + after) if not step.delay else f"{_duration(step.delay)} after {after}"
+    if step.at is not None:
+        text += f", at {step.at:%H:%M} ({sequence.timezone.key})"
+    return text

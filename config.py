@@ -68,6 +68,10 @@ class Config:
     # Largest request body accepted, in bytes.
     MAX_CONTENT_LENGTH = 64 * 1024
 
+    # The dashboard's leads table: rows per page, most leads one bulk action takes.
+    LEADS_PER_PAGE = 50
+    LEADS_BULK_LIMIT = 500
+
     # Visitor cookie lifetime (first-party, random id).
     VISITOR_COOKIE_DAYS = 365
 

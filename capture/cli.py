@@ -227,4 +227,5 @@ def owner_create(email: str, password: str | None) -> None:
         owner = create_owner(email, password)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Owner {owner.email} created. Log in at {current_app.config['BASE_URL']}/admin/login")
+    login_url = f"{current_app.config['BASE_URL']}/admin/login"
+    click.echo(f"Owner {owner.email} created. Log in at {login_url}")

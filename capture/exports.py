@@ -8,7 +8,7 @@ from typing import TextIO
 from sqlalchemy import func, select
 
 from capture.extensions import db
-from capture.leads import LeadFilters, filter_leads, table_order
+from capture.lead_queries import LeadFilters, filter_leads, table_order
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
 
 COLUMNS = (

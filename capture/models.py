@@ -114,6 +114,7 @@ class Lead(db.Model):
         Index("ix_leads_source", "utm_source", "utm_campaign"),
         Index("ix_leads_ref", "ref"),
         Index("ix_leads_referred_by", "referred_by_id"),
+        Index("ix_leads_name", "name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -57,6 +57,8 @@ def init_app(app: Flask) -> None:
     _integer(config, "HOLD_MINUTES", 1)
     _integer(config, "RETRY_HOURS", 0)
     _integer(config, "MACHINE_SECONDS", 0)
+    _integer(config, "LEADS_PER_PAGE", 1, 1000)
+    _integer(config, "LEADS_BULK_LIMIT", 1)
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit(config)

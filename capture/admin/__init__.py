@@ -58,7 +58,17 @@ def navigation() -> dict:
     """The sidebar: the dashboard areas this app has."""
     views = current_app.view_functions
     return {"admin_nav": [(e, label) for e, label in NAVIGATION if e in views],
-            "current_user": current_user}
+            "admin_area": _area(request.endpoint or ""), "current_user": current_user}
+
+
+def _area(endpoint: str) -> str:
+    """The sidebar entry a view belongs to: admin.lead and admin.leads_export are
+    Leads, admin.pages_edit is Pages …"""
+    for area, _ in NAVIGATION:
+        singular = area.removesuffix("s")
+        if endpoint in (area, singular) or endpoint.startswith((area + "_", singular + "_")):
+            return area
+    return ""
 
 
 @bp.after_request

@@ -16,7 +16,6 @@ from capture.admin import bp
 from capture.extensions import db
 from capture.models import Owner, new_session_token
 
-
 # Failed log-ins allowed per client address and per account before a pause.
 LOGIN_FAILURES = limits.parse("5/15minutes")
 MIN_PASSWORD_LENGTH = 10

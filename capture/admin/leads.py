@@ -7,6 +7,7 @@ import pycountry
 from flask import (
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -18,13 +19,12 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from capture import clock, engagement, exports, leads
+from capture import clock, engagement, exports, lead_queries, leads
 from capture.admin import bp
 from capture.extensions import db
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page
 
 # Most leads one bulk action changes (a page of the table is far fewer).
-BULK_LIMIT = 500
 
 
 class RejectForm(FlaskForm):
@@ -71,14 +71,14 @@ def _without_field_name(error: Exception) -> str:
 @bp.get("/leads", endpoint="leads")
 def leads_table():
     """Leads matching the search and filters, a page at a time."""
-    filters, problems = leads.parse_filters(request.args)
-    table = leads.lead_table(filters, after=_cursor("after"), before=_cursor("before"),
-                             per_page=leads.LEADS_PER_PAGE)
+    filters, problems = lead_queries.parse_filters(request.args)
+    table = lead_queries.lead_table(filters, after=_cursor("after"), before=_cursor("before"),
+                                    per_page=current_app.config["LEADS_PER_PAGE"])
     return render_template(
         "admin/leads/index.html", filters=filters, problems=problems, table=table,
-        pages=leads.pages_for_filter(), sources=leads.known_sources(),
+        pages=lead_queries.pages_for_filter(), sources=lead_queries.known_sources(),
         review_states=REVIEW_STATES, subscription_states=SUBSCRIPTION_STATES,
-        no_source=leads.NO_SOURCE, back=request.full_path.rstrip("?"),
+        no_source=lead_queries.NO_SOURCE, back=request.full_path.rstrip("?"),
     )
 
 
@@ -90,7 +90,7 @@ def _cursor(name: str) -> int | None:
 @bp.get("/leads/export.csv")
 def leads_export():
     """The CSV of every lead the table's current filters match (not just one page)."""
-    filters, _ = leads.parse_filters(request.args)
+    filters, _ = lead_queries.parse_filters(request.args)
     lines = exports.csv_lines(filters=filters)
     name = f"leads-{clock.utcnow():%Y-%m-%d}.csv"
     return Response(stream_with_context(lines), mimetype="text/csv",
@@ -101,7 +101,8 @@ def leads_export():
 def leads_bulk():
     """Approve or reject the ticked leads."""
     back = _back_to_table(request.form.get("back"))
-    ids = [int(value) for value in request.form.getlist("lead") if value.isdigit()][:BULK_LIMIT]
+    limit = current_app.config["LEADS_BULK_LIMIT"]
+    ids = [int(value) for value in request.form.getlist("lead") if value.isdigit()][:limit]
     action = request.form.get("action", "")
     if not ids:
         flash("Tick at least one lead first.", "error")
@@ -152,7 +153,7 @@ def _render_lead(lead: Lead, reject_form: RejectForm | None = None,
     if upgrade_form is None:
         upgrade_form = UpgradeForm(formdata=None, currency=page.currency if page else "USD")
     return render_template(
-        "admin/leads/detail.html", lead=lead, page=page, history=leads.history(lead),
+        "admin/leads/detail.html", lead=lead, page=page, history=lead_queries.history(lead),
         fields=_field_values(lead, page), country=_country_name(lead.country),
         reject_form=reject_form or RejectForm(formdata=None), upgrade_form=upgrade_form,
     ), status

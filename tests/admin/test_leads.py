@@ -242,7 +242,7 @@ def test_sort_headers_link_to_the_other_direction_keeping_filters(owner, seeded)
 ])
 def test_pages_walk_every_matching_lead_once_forwards_and_back(
         owner, app, make_page, monkeypatch, sort, key, descending):
-    monkeypatch.setattr(leads_module, "LEADS_PER_PAGE", 3)
+    app.config["LEADS_PER_PAGE"] = 3
     make_page(slug="offer")
     made = []
     for number in range(11):

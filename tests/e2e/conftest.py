@@ -12,6 +12,10 @@ import pytest
 from tests.live import OWNER_EMAIL, OWNER_PASSWORD, start_stack  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
+# A person's browser: headless Chromium names itself HeadlessChrome, which mail-scanner
+# detection would rightly treat as a machine.
+DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/156.0.0.0 Safari/537.36")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update"]
 
@@ -46,15 +50,16 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-def _page(browser, request, tmp_path, **context_options):
-    context = browser.new_context(**context_options)
+def _page(browser, request, tmp_path, name="page", **context_options):
+    context = browser.new_context(user_agent=DESKTOP_CHROME, **context_options)
     context.set_default_timeout(15000)
     page = context.new_page()
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        print(f"screenshot: {tmp_path / 'failure.png'}")
+        path = tmp_path / f"failure-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
     context.close()
 
 
@@ -67,7 +72,7 @@ def page(browser, request, tmp_path):
 @pytest.fixture
 def phone(browser, request, tmp_path):
     """A fresh phone-sized tab (390×844, touch, mobile)."""
-    yield from _page(browser, request, tmp_path, viewport={"width": 390, "height": 844},
+    yield from _page(browser, request, tmp_path, "phone", viewport={"width": 390, "height": 844},
                      is_mobile=True, has_touch=True, device_scale_factor=2)
 
 
@@ -77,3 +82,16 @@ def link_in(message, pattern: str) -> str:
     match = re.search(pattern, text)
     assert match, f"no {pattern} in: {text}"
     return match.group(0)
+
+
+@pytest.fixture
+def owner_page(browser, request, tmp_path, stack):
+    """A tab where the owner has logged in through the log-in form."""
+    for page in _page(browser, request, tmp_path, "owner",
+                      viewport={"width": 1400, "height": 1000}):
+        page.goto(f"{stack.base_url}/admin/login")
+        page.get_by_label("Email").fill(OWNER_EMAIL)
+        page.get_by_label("Password").fill(OWNER_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("heading", name="Overview").wait_for()
+        yield page

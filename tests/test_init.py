@@ -1,8 +1,10 @@
 """`flask init` builds the schema through the migrations and installs the demo; /healthz."""
 
 import logging
+import secrets
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
@@ -12,16 +14,33 @@ from capture import create_app
 from capture.extensions import db
 from capture.models import Page
 from config import ROOT, TestConfig
-from tests.conftest import optin
+from tests.conftest import POSTGRES_URL, optin
 
 
 @pytest.fixture
-def fresh_app(tmp_path):
-    """An app on a new, empty SQLite file: no tables until `init` runs."""
+def fresh_database(tmp_path):
+    """A new, empty database: a SQLite file, or a new PostgreSQL schema."""
+    if not POSTGRES_URL:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    schema = f"capture_fresh_{secrets.token_hex(4)}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def fresh_app(tmp_path, fresh_database):
+    """An app on a new, empty database: no tables until `init` runs."""
     config = {
         **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "DATABASE_URL": fresh_database,
         "SEQUENCES_DIR": str(tmp_path / "sequences"),
     }
     app = create_app(config)

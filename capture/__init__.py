@@ -35,6 +35,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         errors,
         extensions,
         health,
+        hygiene,
         pages,
         scheduler,
         sending,
@@ -48,6 +49,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     extensions.migrate.init_app(
         app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True
     )
+    hygiene.init_app(app)
     extensions.csrf.init_app(app)
     bots.RateLimit().init_app(app)
     sending.init_app(app)

@@ -122,3 +122,20 @@ def test_odd_paths_get_a_clean_answer(app, demo_page, path):
     response = app.test_client().get(path)
     no_traceback(response)
     assert not re.search(r"SECRET|secret_key", response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize(("method", "path", "data"), [
+    ("get", "/p/%00", None),
+    ("get", "/p/demo?utm_source=a%00b", None),
+    ("get", "/c/abc%00def", None),
+    ("post", "/postback/upgrade", {"lead": "x\x00", "amount": "1", "currency": "USD",
+                                    "txn": "t", "sig": "0"}),
+    ("post", "/p/demo", {"email": "a@example.com", "name": "A\x00B", "consent": "y"}),
+    ("get", "/admin/leads?q=%00", None),
+])
+def test_nul_bytes_are_refused_before_any_query(csrf_off_app, method, path, data):
+    client = csrf_off_app.test_client()
+    response = getattr(client, method)(path, data=data)
+    assert response.status_code == 400
+    no_traceback(response)
+    assert count(csrf_off_app, Lead) == 0

@@ -65,8 +65,9 @@ class Config:
     CHECK_DELIVERABILITY = False
     # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
     PROXY_COUNT = 0
-    # Largest request body accepted, in bytes.
+    # Largest request body accepted, in bytes (visitors; the dashboard's own limit).
     MAX_CONTENT_LENGTH = 64 * 1024
+    ADMIN_MAX_CONTENT_LENGTH = 1024 * 1024
 
     # The dashboard's leads table: rows per page, most leads one bulk action takes.
     LEADS_PER_PAGE = 50

@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import ROOT, Config
 
@@ -24,6 +25,8 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    # Ids in URLs fit a database integer; a longer number is simply not found.
+    app.url_map.converters["int"] = DatabaseIdConverter
     app.config.from_object(Config)
     app.config.from_prefixed_env("CAPTURE")
     app.config.update(overrides)
@@ -65,6 +68,14 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     return app
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:…>` in routes, capped at the largest id a database column holds."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _as_mapping(config: dict[str, Any] | type | None) -> dict[str, Any]:

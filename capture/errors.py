@@ -1,6 +1,6 @@
 """Error pages: a visitor sees one clear sentence, never a traceback."""
 
-from flask import Flask, current_app, render_template
+from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -24,11 +24,17 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, unexpected_error)
 
 
+# Machine-facing URLs: their errors are JSON with a stable shape.
+JSON_PREFIXES = ("/postback/",)
+
+
 def http_error(error: HTTPException):
-    """An HTTP error as a short page with its status."""
+    """An HTTP error as a short page with its status (JSON for machine URLs)."""
     if error.code is None or error.code < 400:
         return error
     title, message = MESSAGES.get(error.code, (error.name, error.description))
+    if request.path.startswith(JSON_PREFIXES):
+        return {"ok": False, "error": message}, error.code
     return render_template("error.html", title=title, message=message), error.code
 
 

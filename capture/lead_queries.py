@@ -128,7 +128,7 @@ def filter_leads(stmt: Select, filters: LeadFilters) -> Select:
         stmt = stmt.where(Lead.utm_source == filters.source)
     if filters.created_from:
         stmt = stmt.where(Lead.created_at >= datetime.combine(filters.created_from, time()))
-    if filters.created_to:
+    if filters.created_to and filters.created_to < date.max:
         end = datetime.combine(filters.created_to + timedelta(days=1), time())
         stmt = stmt.where(Lead.created_at < end)
     return stmt

@@ -225,7 +225,7 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
 def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool:
     """Unsubscribe a lead and stop its sequences. Idempotent: True the first time.
     `delivery_id`: the email whose link was used, when known."""
-    if lead.subscription == "unsubscribed":
+    if lead.subscription in ("unsubscribed", "bounced"):
         return False
     lead.subscription = "unsubscribed"
     if delivery_id is not None and db.session.get(Delivery, delivery_id) is None:

@@ -272,6 +272,8 @@ class Delivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     retry_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set by the owner's resend: retries are bounded from here instead of created_at.
+    retry_since: Mapped[datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     message_id: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(String(300), default="")

@@ -99,6 +99,16 @@ def validate_page(
     return clean, list(problems)
 
 
+def _clashes_with_form(name: str) -> bool:
+    """True for a name the opt-in form class already uses (validate, data, meta …)
+    or would take as a validator (validate_<field>)."""
+    from capture.optin_form import OptInForm
+
+    # meta, data and errors are set on each form instance, not on the class.
+    return (name.startswith("validate") or hasattr(OptInForm, name)
+            or name in {"meta", "data", "errors", "form_errors"})
+
+
 def _check_fields(fields: Any, problems: _Problems) -> list[dict[str, Any]]:
     if not isinstance(fields, list):
         problems.add("fields", "must be a list of {name, label, type, required}")
@@ -117,7 +127,7 @@ def _check_fields(fields: Any, problems: _Problems) -> list[dict[str, Any]]:
             problems.add(f"{where}.name", "required: lowercase letters, digits, _")
             continue
         where = f"fields[{index}] ({name})"
-        if name in RESERVED_FIELD_NAMES:
+        if name in RESERVED_FIELD_NAMES or _clashes_with_form(name):
             problems.add(where, "this name is used by the form itself")
         if name in seen:
             problems.add(where, "name used twice")

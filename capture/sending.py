@@ -108,6 +108,10 @@ def enroll(lead: Lead) -> Enrollment | None:
                                  Enrollment.sequence == page.sequence)
     )
     if existing is not None:
+        if existing.state == "stopped" and existing.stop_reason in ("rejected", "pending"):
+            # Approved after all: the lead goes on from where it stood.
+            existing.state, existing.stop_reason = "active", ""
+            existing.next_due_at = clock.utcnow()
         return existing
     now = clock.utcnow()
     enrollment = Enrollment(lead_id=lead.id, sequence=page.sequence, started_at=now,
@@ -553,7 +557,9 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
     now = clock.utcnow()
     config = current_app.config
     if error.temporary:
-        give_up_at = delivery.created_at + timedelta(hours=config["RETRY_HOURS"])
+        # The retry window starts with the delivery, or again with an owner's resend.
+        since = delivery.retry_since or delivery.created_at
+        give_up_at = since + timedelta(hours=config["RETRY_HOURS"])
         if now < give_up_at:
             # Exponential back-off with jitter so many retries do not come back at once.
             backoff = min(60 * 2 ** (delivery.attempts - 1), 3600) * random.uniform(0.8, 1.2)
@@ -629,7 +635,7 @@ def resend(delivery: Delivery) -> None:
     changed = db.session.execute(
         update(Delivery)
         .where(Delivery.id == delivery.id, Delivery.status == delivery.status)
-        .values(status="retry", retry_at=now, error=note[:500])
+        .values(status="retry", retry_at=now, retry_since=now, error=note[:500])
         .execution_options(synchronize_session=False)
     ).rowcount
     if not changed:

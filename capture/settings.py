@@ -50,6 +50,7 @@ def init_app(app: Flask) -> None:
     _integer(config, "CONFIRM_RESEND_MINUTES", 0)
     _integer(config, "PROXY_COUNT", 0)
     _integer(config, "MAX_CONTENT_LENGTH", 1024)
+    _integer(config, "ADMIN_MAX_CONTENT_LENGTH", 1024)
     _integer(config, "VISITOR_COOKIE_DAYS", 1)
     _integer(config, "SCHEDULER_INTERVAL_SECONDS", 1)
     _integer(config, "SEND_BATCH_SIZE", 1)

@@ -6,6 +6,7 @@ returning an `OwnerWarning` when its condition holds, else None.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func, or_, select
@@ -112,7 +113,31 @@ def smtp_failing(now: datetime | None = None) -> OwnerWarning | None:
     )
 
 
-CHECKS = (missing_postal_address, smtp_failing, unknown_deliveries, sequence_problems)
+def broken_pages() -> OwnerWarning | None:
+    """Published pages whose design file or sequence folder is gone: the page
+    fails for visitors, or its leads get no emails."""
+    from capture.demo import page_templates_dir
+    from capture.models import Page
+
+    templates = Path(page_templates_dir())
+    problems = []
+    for page in db.session.scalars(select(Page).where(Page.published)):
+        if not (templates / page.template).is_file():
+            problems.append(f"/p/{page.slug} uses the missing design {page.template}")
+        if page.sequence and library().get(page.sequence) is None:
+            problems.append(f"/p/{page.slug} sends to the missing sequence {page.sequence}")
+    if not problems:
+        return None
+    return OwnerWarning(
+        "broken_pages",
+        "Fix these pages: " + "; ".join(problems[:3])
+        + (f" and {len(problems) - 3} more" if len(problems) > 3 else "") + ".",
+        count=len(problems), endpoint="admin.pages", action="See pages",
+    )
+
+
+CHECKS = (missing_postal_address, smtp_failing, broken_pages, unknown_deliveries,
+          sequence_problems)
 
 
 def for_owner() -> list[OwnerWarning]:

@@ -42,6 +42,9 @@ def require_owner():
             abort(403)
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    # A page's texts may be long (and multi-byte): the editor gets more room than
+    # the visitors' forms.
+    request.max_content_length = current_app.config["ADMIN_MAX_CONTENT_LENGTH"]
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     return None

@@ -16,8 +16,9 @@ from capture.admin import bp
 from capture.extensions import db
 from capture.models import Owner, new_session_token
 
-# Failed log-ins allowed per client address and per account before a pause.
-LOGIN_FAILURES = limits.parse("5/15minutes")
+# Failed log-ins allowed before a pause: per client address, and (higher, so that a
+# stranger cannot lock the owner out as easily) per account.
+LOGIN_FAILURES = {"ip": limits.parse("5/15minutes"), "email": limits.parse("20/15minutes")}
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -73,7 +74,8 @@ def login():
         email = form.email.data.strip().lower()
         keys = (("ip", request.remote_addr or "unknown"), ("email", email))
         limiter = _limiter()
-        if not all(limiter.test(LOGIN_FAILURES, "login", *key) for key in keys):
+        if not all(limiter.test(LOGIN_FAILURES[kind], "login", kind, value)
+                   for kind, value in keys):
             flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
             return render_template("admin/login.html", form=form), 429
         owner = db.session.scalar(select(Owner).where(Owner.email == email))
@@ -86,8 +88,8 @@ def login():
             owner.last_login_at = clock.utcnow()
             db.session.commit()
             return redirect(target)
-        for key in keys:
-            limiter.hit(LOGIN_FAILURES, "login", *key)
+        for kind, value in keys:
+            limiter.hit(LOGIN_FAILURES[kind], "login", kind, value)
         flash("Wrong email or password.", "error")
         status = 401
     elif request.method == "POST":

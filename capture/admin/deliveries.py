@@ -18,7 +18,7 @@ def deliveries():
     """Emails that may not have arrived, failed or wait for their next try."""
     status = request.args.get("status", "")
     status = status if status in FILTERS else ""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**9)
     rows, total = sending.needing_owner(status or None, offset=(page - 1) * PER_PAGE,
                                         limit=PER_PAGE)
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)

@@ -24,8 +24,6 @@ from capture.admin import bp
 from capture.extensions import db
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page
 
-# Most leads one bulk action changes (a page of the table is far fewer).
-
 
 class RejectForm(FlaskForm):
     """Reject with a reason (kept on the lead and in its timeline)."""
@@ -82,9 +80,14 @@ def leads_table():
     )
 
 
+def _is_id(value: str) -> bool:
+    """A row id as the table writes it: ASCII digits that fit a database integer."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 def _cursor(name: str) -> int | None:
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if _is_id(value) else None
 
 
 @bp.get("/leads/export.csv")
@@ -102,7 +105,7 @@ def leads_bulk():
     """Approve or reject the ticked leads."""
     back = _back_to_table(request.form.get("back"))
     limit = current_app.config["LEADS_BULK_LIMIT"]
-    ids = [int(value) for value in request.form.getlist("lead") if value.isdigit()][:limit]
+    ids = [int(value) for value in request.form.getlist("lead") if _is_id(value)][:limit]
     action = request.form.get("action", "")
     if not ids:
         flash("Tick at least one lead first.", "error")

@@ -126,7 +126,7 @@ def test_odd_paths_get_a_clean_answer(app, demo_page, path):
 
 @pytest.mark.parametrize(("method", "path", "data"), [
     ("get", "/p/%00", None),
-    ("get", "/p/demo?utm_source=a%00b", None),
+    ("get", "/p/demo/thanks?utm_source=a%00b", None),
     ("get", "/c/abc%00def", None),
     ("post", "/postback/upgrade", {"lead": "x\x00", "amount": "1", "currency": "USD",
                                     "txn": "t", "sig": "0"}),

@@ -68,7 +68,13 @@ def init_app(app: Flask) -> None:
     config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
     config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
 
-    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    options: dict = {"pool_pre_ping": True}
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # The driver opens a transaction right before the first write; IMMEDIATE
+        # makes that BEGIN take the write lock at once (waiting up to the busy
+        # timeout), so two writers never deadlock upgrading a read lock.
+        options["connect_args"] = {"isolation_level": "IMMEDIATE", "timeout": 10}
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from capture import clock, demo, engagement, exports, metrics
 from capture.extensions import db
-from capture.models import Lead, Page
+from capture.models import Lead, Owner, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
@@ -39,6 +39,8 @@ def init_command() -> None:
     upgrade(directory=MIGRATIONS_DIR)
     created = demo.install()
     click.echo("Database ready." + (f" Added: {', '.join(created)}." if created else ""))
+    if db.session.scalar(select(func.count()).select_from(Owner)) == 0:
+        click.echo("No dashboard login yet: flask --app wsgi owner create YOU@EXAMPLE.COM")
 
 
 @pages_cli.command("list")

@@ -21,3 +21,8 @@ test: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# make bench: the performance benchmark (bench/run.py; BENCH_ARGS="--quick", "--only optin" …)
+.PHONY: bench
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -254,6 +254,8 @@ class Delivery(db.Model):
         UniqueConstraint("lead_id", "sequence", "step", name="uq_deliveries_lead_step"),
         Index("ix_deliveries_status_retry", "status", "retry_at"),
         Index("ix_deliveries_sent", "sent_at"),
+        # The rate cap counts attempts of the last minute on every tick.
+        Index("ix_deliveries_claimed", "claimed_at"),
         Index("ix_deliveries_sequence_step", "sequence", "step"),
     )
 

@@ -1,0 +1,374 @@
+"""In-process measurements. bench/run.py runs each as a process of its own, with the
+stack's CAPTURE_* environment, so that its peak RSS is its own; each prints one JSON
+line on standard output.
+
+    python bench/tasks.py send                # one sending.tick(), timed
+    python bench/tasks.py scheduler --reps 5  # idle ticks, claims, one full tick
+    python bench/tasks.py metrics --reps 3    # capture.metrics.report() variants
+    python bench/tasks.py tokens --limit 2000 # pixel and click paths of sent emails
+    python bench/tasks.py counts --prefix P --since ISO  # what a load run stored
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _maxrss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+LAST_CPU = {"s": 0.0}
+
+
+def _timed(function):
+    """Wall seconds and the result; the CPU seconds this process used go to LAST_CPU."""
+    cpu = time.process_time()
+    started = time.perf_counter()
+    result = function()
+    elapsed = time.perf_counter() - started
+    LAST_CPU["s"] = time.process_time() - cpu
+    return elapsed, result
+
+
+class SqlTrace:
+    """Time every SQL statement the engine runs (summed per statement text), and give
+    SQLite's query plan of the slowest ones."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.statements: dict[str, dict] = {}
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        elapsed = time.perf_counter() - conn.info["bench_started"].pop()
+        entry = self.statements.setdefault(statement, {"count": 0, "seconds": 0.0,
+                                                       "parameters": parameters})
+        entry["count"] += 1
+        entry["seconds"] += elapsed
+
+    def __enter__(self):
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+    def top(self, n: int = 6, plans: bool = True) -> list[dict]:
+        """The slowest statements. A SELECT is run once more here with all its rows
+        fetched, since a grouped query does much of its work while rows are fetched,
+        after the cursor event fired: `seconds` is that complete run."""
+        result = []
+        for statement, entry in self.statements.items():
+            item = {"sql": " ".join(statement.split()), "count": entry["count"],
+                    "seconds": round(entry["seconds"], 4)}
+            if statement.lstrip().upper().startswith("SELECT"):
+                with self.engine.connect() as connection:
+                    started = time.perf_counter()
+                    connection.exec_driver_sql(statement, entry["parameters"]).all()
+                    item["seconds"] = round((time.perf_counter() - started) * entry["count"], 4)
+                    if plans and self.engine.dialect.name == "sqlite":
+                        rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                          entry["parameters"]).all()
+                        item["plan"] = [row[-1] for row in rows]
+            result.append(item)
+        return sorted(result, key=lambda item: -item["seconds"])[:n]
+
+
+def _stats(seconds: list[float]) -> dict:
+    return {"runs": len(seconds), "median_s": statistics.median(seconds),
+            "min_s": min(seconds), "max_s": max(seconds), "all_s": seconds}
+
+
+def _warm_up() -> None:
+    """What a running scheduler process has already done before the measured tick:
+    the sequence files read and the version row written."""
+    from capture import clock, sending
+
+    sending.library().all()
+    sending._wake_changed_sequences(clock.utcnow())
+
+
+def task_send(args) -> dict:
+    """One tick with a batch as big as what is due: emails per second."""
+    from capture import sending
+
+    _warm_up()
+    seconds, summary = _timed(sending.tick)
+    return {"seconds": seconds, "cpu_s": LAST_CPU["s"], "sent": summary.sent,
+            "failed": summary.failed,
+            "retried": summary.retried, "summary": summary.line(),
+            "emails_per_s": summary.sent / seconds if seconds else None}
+
+
+def task_scheduler(args) -> dict:
+    """Scale of the scheduler: an idle tick (its parts timed too), claiming the due
+    batch, and one full tick that sends it."""
+    from sqlalchemy import func, select, update
+
+    from capture import clock, sending
+    from capture.extensions import db
+    from capture.models import Delivery, Enrollment, Lead
+
+    _warm_up()
+    counts = {
+        "leads": db.session.scalar(select(func.count()).select_from(Lead)),
+        "enrollments": db.session.scalar(select(func.count()).select_from(Enrollment)),
+        "deliveries": db.session.scalar(select(func.count()).select_from(Delivery)),
+    }
+    now = clock.utcnow()
+    due_ids = list(db.session.scalars(
+        select(Enrollment.id).where(Enrollment.state == "active", Enrollment.next_due_at <= now)))
+    # Enrolments that fall due while this runs would make the "idle" ticks send: they
+    # are moved out of the way too, and put back as they were.
+    soon = db.session.execute(
+        select(Enrollment.id, Enrollment.next_due_at)
+        .where(Enrollment.state == "active", Enrollment.next_due_at > now,
+               Enrollment.next_due_at <= now + timedelta(hours=2))).all()
+    db.session.commit()
+
+    def set_due(ids, when):
+        for start in range(0, len(ids), 5000):
+            db.session.execute(update(Enrollment).where(Enrollment.id.in_(ids[start:start + 5000]))
+                               .values(next_due_at=when, state="active", claimed_at=None))
+        db.session.commit()
+
+    # 1. Nothing due: the whole tick, and each of its steps.
+    set_due(due_ids + [row.id for row in soon], now + timedelta(days=30))
+    idle = []
+    for _ in range(args.reps):
+        seconds, summary = _timed(sending.tick)
+        if summary.sent:
+            raise SystemExit(f"an idle tick sent {summary.sent}")
+        idle.append(seconds)
+    with SqlTrace(db.engine) as trace:
+        sending.tick()
+    idle_sql = trace.top(6)
+    parts = {}
+    for name, step in (
+        ("wake_changed_sequences", lambda: sending._wake_changed_sequences(clock.utcnow())),
+        ("reap", lambda: sending._reap(clock.utcnow())),
+        ("budget", lambda: sending._budget(clock.utcnow())),
+        ("claim_retries", lambda: sending._claim_retries(clock.utcnow(), args.batch)),
+        ("claim_enrollments", lambda: sending._claim_enrollments(clock.utcnow(), args.batch)),
+    ):
+        times = []
+        for _ in range(args.reps):
+            seconds, _ = _timed(step)
+            db.session.rollback()
+            times.append(seconds)
+        parts[name] = statistics.median(times)
+    set_due(due_ids, now - timedelta(seconds=1))
+    if soon:
+        from sqlalchemy import bindparam
+
+        db.session.execute(
+            update(Enrollment.__table__).where(Enrollment.__table__.c.id == bindparam("key"))
+            .values(next_due_at=bindparam("due")),
+            [{"key": row.id, "due": row.next_due_at} for row in soon])
+        db.session.commit()
+
+    # 2. Claiming the due batch (given back after each run, untimed).
+    claims = []
+    claimed = 0
+    for _ in range(args.reps):
+        seconds, ids = _timed(lambda: sending._claim_enrollments(clock.utcnow(), args.batch))
+        claims.append(seconds)
+        claimed = len(ids)
+        set_due(ids, now - timedelta(seconds=1))
+
+    # 3. One full tick that sends the due batch to the SMTP sink.
+    seconds, summary = _timed(sending.tick)
+    return {
+        "counts": counts, "due": len(due_ids), "batch": args.batch, "due_soon": len(soon),
+        "idle_tick": _stats(idle), "idle_parts_median_s": parts, "idle_sql": idle_sql,
+        "claim": {**_stats(claims), "claimed": claimed},
+        "full_tick": {"seconds": seconds, "cpu_s": LAST_CPU["s"], "sent": summary.sent,
+                      "summary": summary.line(),
+                      "emails_per_s": summary.sent / seconds if seconds else None},
+    }
+
+
+def task_metrics(args) -> dict:
+    """The reports the dashboard runs, at the size of this database."""
+    from sqlalchemy import func, select
+
+    from capture import metrics
+    from capture.extensions import db
+    from capture.models import Event, Lead, Visit
+
+    counts = {
+        "events": db.session.scalar(select(func.count()).select_from(Event)),
+        "leads": db.session.scalar(select(func.count()).select_from(Lead)),
+        "visits": db.session.scalar(select(func.count()).select_from(Visit)),
+    }
+    period = metrics.period("30d")
+    cases = {
+        "report": lambda: metrics.report(),
+        "report_by_source": lambda: metrics.report(by="source"),
+        "overview_30d_by_day": lambda: metrics.report(start=period.start, end=period.end,
+                                                      by="day"),
+        "sources_30d": lambda: metrics.report(start=period.start, end=period.end,
+                                              by="source"),
+    }
+    results = {}
+    for name, case in cases.items():
+        if args.only and name not in args.only:
+            continue
+        times, cpu = [], []
+        for _ in range(args.reps):
+            seconds, report = _timed(case)
+            db.session.rollback()
+            times.append(seconds)
+            cpu.append(LAST_CPU["s"])
+        with SqlTrace(db.engine) as trace:
+            case()
+            db.session.rollback()
+        results[name] = {**_stats(times), "cpu_median_s": statistics.median(cpu),
+                         "slowest_sql": trace.top(8), "rows": len(report.rows),
+                         "leads": report.total.leads}
+    return {"counts": counts, "cases": results}
+
+
+def task_tokens(args) -> dict:
+    """Real pixel and click paths from emails that were sent."""
+    from sqlalchemy import select
+
+    from capture import engagement
+    from capture.extensions import db
+    from capture.models import Delivery, Link
+
+    ids = list(db.session.scalars(select(Delivery.id).where(Delivery.status == "sent")
+                                  .order_by(Delivery.id.desc()).limit(args.limit)))
+    tokens = list(db.session.scalars(
+        select(Link.token).join(Delivery, Delivery.id == Link.delivery_id)
+        .where(Delivery.status == "sent").order_by(Link.id.desc()).limit(args.limit)))
+    return {"pixels": [urlsplit(engagement.pixel_url(i)).path for i in ids],
+            "clicks": [f"/c/{token}" for token in tokens]}
+
+
+def task_statements(args) -> dict:
+    """The SQL statements one request of each kind runs (Flask's test client, so
+    the server is out of the picture): how many, which, and how long they took."""
+    import re as re_module
+
+    from flask import current_app
+
+    from capture.extensions import db
+
+    app = current_app._get_current_object()
+    client = app.test_client()
+    headers = {"User-Agent": common_ua()}
+    page = client.get("/p/bench?utm_source=google", headers=headers)
+    fields = dict(re_module.findall(r'name="(csrf_token|started)" type="hidden" value="([^"]*)"',
+                                    page.get_data(as_text=True)))
+    tokens = task_tokens(argparse.Namespace(limit=1))
+    requests = {
+        "GET /p/<slug>": lambda: client.get("/p/bench?utm_source=google", headers=headers),
+        "POST /p/<slug>": lambda: client.post("/p/bench", headers=headers, data={
+            **fields, "name": "Stat Lead", "email": f"stat{time.time_ns()}@example.com",
+            "consent": "y", "website": ""}),
+    }
+    if tokens["pixels"]:
+        requests["GET /o/<token>"] = lambda: client.get(tokens["pixels"][0], headers=headers)
+    if tokens["clicks"]:
+        requests["GET /c/<token>"] = lambda: client.get(tokens["clicks"][0], headers=headers)
+    result = {}
+    for name, call in requests.items():
+        call()  # warm
+        with SqlTrace(db.engine) as trace:
+            started = time.perf_counter()
+            response = call()
+            elapsed = time.perf_counter() - started
+        statements = [{"sql": " ".join(sql.split())[:160], "count": entry["count"],
+                       "ms": round(entry["seconds"] * 1000, 3)}
+                      for sql, entry in trace.statements.items()]
+        result[name] = {"status": response.status_code, "ms": round(elapsed * 1000, 2),
+                        "statements": sum(item["count"] for item in statements),
+                        "sql_ms": round(sum(item["ms"] for item in statements), 2),
+                        "list": statements}
+    return result
+
+
+def common_ua() -> str:
+    from bench.common import BROWSER_UA
+
+    return BROWSER_UA
+
+
+def task_counts(args) -> dict:
+    """What a load run stored: leads with the run's email prefix (each once, with one
+    opt-in event), and events of each kind since a moment."""
+    from sqlalchemy import distinct, func, select
+
+    from capture.extensions import db
+    from capture.models import Enrollment, Event, Lead
+
+    result: dict = {}
+    if args.prefix:
+        mine = Lead.email.like(f"{args.prefix}%")
+        result["leads"] = db.session.scalar(select(func.count(Lead.id)).where(mine))
+        result["distinct_emails"] = db.session.scalar(
+            select(func.count(distinct(Lead.email))).where(mine))
+        per_lead = (select(Event.lead_id, func.count().label("n"))
+                    .join(Lead, Lead.id == Event.lead_id)
+                    .where(mine, Event.kind == "optin").group_by(Event.lead_id).subquery())
+        result["optin_events"] = db.session.scalar(select(func.coalesce(func.sum(per_lead.c.n), 0)))
+        result["leads_with_several_optins"] = db.session.scalar(
+            select(func.count()).select_from(per_lead).where(per_lead.c.n > 1))
+        result["duplicate_events"] = db.session.scalar(
+            select(func.count(Event.id)).join(Lead, Lead.id == Event.lead_id)
+            .where(mine, Event.kind == "duplicate"))
+        result["enrollments"] = db.session.scalar(
+            select(func.count(Enrollment.id)).join(Lead, Lead.id == Enrollment.lead_id)
+            .where(mine))
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        result["events_since"] = dict(db.session.execute(
+            select(Event.kind, func.count()).where(Event.created_at >= since)
+            .group_by(Event.kind)).all())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("task", choices=["send", "scheduler", "metrics", "tokens", "counts",
+                                           "statements"])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--prefix")
+    parser.add_argument("--since")
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args()
+
+    from capture import create_app
+
+    started = time.perf_counter()
+    app = create_app()
+    startup = time.perf_counter() - started
+    with app.app_context():
+        result = globals()[f"task_{args.task}"](args)
+    result["app_startup_s"] = startup
+    result["maxrss_kb"] = _maxrss_kb()
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()

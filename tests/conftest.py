@@ -25,21 +25,32 @@ from config import ROOT, TestConfig
 POSTGRES_URL = os.environ.get("CAPTURE_TEST_DATABASE_URL")
 
 
+def new_postgres_schema(prefix: str) -> tuple[str, callable]:
+    """A new, empty schema on the test PostgreSQL server: its URL (search_path set)
+    and a function that drops it."""
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", drop
+
+
 @pytest.fixture(scope="session")
 def postgres_schema_url():
     """A schema of its own for this test run on the PostgreSQL server, dropped after."""
     if not POSTGRES_URL:
         yield None
         return
-    schema = f"capture_test_{secrets.token_hex(4)}"
-    engine = sa.create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    url, drop = new_postgres_schema("capture_test")
+    yield url
+    drop()
 
 
 @pytest.fixture

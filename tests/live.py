@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -15,9 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from tests.conftest import SmtpCollector, _free_port
+from tests.conftest import POSTGRES_URL, SmtpCollector, _free_port, new_postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,21 +58,9 @@ class Stack:
 
 def _database_url(tmp: Path) -> tuple[str, callable]:
     """A database of its own for this stack: a SQLite file, or a PostgreSQL schema."""
-    base = os.environ.get("CAPTURE_TEST_DATABASE_URL")
-    if not base:
+    if not POSTGRES_URL:
         return f"sqlite:///{tmp / 'capture.db'}", lambda: None
-    schema = f"capture_e2e_{secrets.token_hex(4)}"
-    engine = sa.create_engine(base)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-
-    def drop():
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-
-    return f"{base}{separator}options=-csearch_path%3D{schema}", drop
+    return new_postgres_schema("capture_e2e")
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -1,10 +1,8 @@
 """`flask init` builds the schema through the migrations and installs the demo; /healthz."""
 
 import logging
-import secrets
 
 import pytest
-import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
@@ -14,7 +12,7 @@ from capture import create_app
 from capture.extensions import db
 from capture.models import Page
 from config import ROOT, TestConfig
-from tests.conftest import POSTGRES_URL, optin
+from tests.conftest import POSTGRES_URL, new_postgres_schema, optin
 
 
 @pytest.fixture
@@ -23,15 +21,9 @@ def fresh_database(tmp_path):
     if not POSTGRES_URL:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    schema = f"capture_fresh_{secrets.token_hex(4)}"
-    engine = sa.create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    url, drop = new_postgres_schema("capture_fresh")
+    yield url
+    drop()
 
 
 @pytest.fixture

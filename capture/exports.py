@@ -2,11 +2,11 @@
 
 import csv
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import TextIO
 
 from sqlalchemy import func, select
 
+from capture import metrics
 from capture.extensions import db
 from capture.lead_queries import LeadFilters, filter_leads, table_order
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
@@ -100,9 +100,7 @@ def _lines(query) -> Iterator[str]:
     for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(
         query.execution_options(yield_per=1000)
     ):
-        revenue = Decimal(upgrade_amount or 0)
-        if lead.review == "approved" and payout:
-            revenue += payout
+        revenue = metrics.lead_revenue(lead.review, payout, upgrade_amount)
         row = (
             lead.email, lead.name, slug, lead.review, lead.subscription, lead.utm_source,
             lead.utm_medium, lead.utm_campaign, lead.ref, lead.created_at.isoformat(),

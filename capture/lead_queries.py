@@ -106,6 +106,8 @@ def parse_filters(args: Mapping[str, str]) -> tuple[LeadFilters, list[str]]:
         sort=sort,
         direction=direction if direction in ("asc", "desc") else _default_direction(sort),
     )
+    if filters.created_from and filters.created_to and filters.created_from > filters.created_to:
+        problems.append("“From” is after “To”: no lead can match; swap the dates.")
     return filters, problems
 
 

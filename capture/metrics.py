@@ -74,6 +74,15 @@ class Numbers:
         return (self.revenue / self.visitors).quantize(Decimal("0.0001")) if self.visitors else None
 
 
+def lead_revenue(review: str, payout, upgrade_amount) -> Decimal:
+    """One lead's revenue, by the same definition: its page's payout if approved,
+    plus its upgrades."""
+    revenue = Decimal(upgrade_amount or 0)
+    if review == "approved" and payout:
+        revenue += Decimal(payout)
+    return revenue
+
+
 @dataclass
 class Report:
     """The totals and, when grouped, one Numbers per group key."""

@@ -98,3 +98,8 @@ def test_a_published_page_with_a_missing_design_is_a_warning(app):
         db.session.commit()
         found = [w for w in warnings.for_owner() if w.kind == "broken_pages"]
         assert found and "/p/gone uses the missing design renamed.html" in found[0].message
+
+
+def test_a_from_date_after_the_to_date_is_explained(owner):
+    html = owner.get("/admin/leads?from=2026-03-10&to=2026-03-01").get_data(as_text=True)
+    assert "is after" in html

@@ -334,3 +334,20 @@ def owner(app):
     response = login(client)
     assert response.status_code == 302, response.status_code
     return client
+
+
+def count(app, model) -> int:
+    """How many rows of `model` exist."""
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """capture.clock.utcnow stopped at the real time; `advance(minutes=…)` moves it."""
+    from capture import clock as clock_module
+
+    frozen = Clock()
+    frozen.now = clock_module.utcnow()
+    monkeypatch.setattr(clock_module, "utcnow", lambda: frozen.now)
+    return frozen

@@ -1,41 +1,19 @@
 """Bot defences: a trapped submission looks like a success to the bot and stores
 nothing; the rate limit answers 429 with a clear message."""
 
-from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from capture import bots, clock
+from capture import bots
 from capture.extensions import db
 from capture.models import Event, Lead, Visit
-from tests.conftest import form_tokens, optin
-
-
-def count(app, model):
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
+from tests.conftest import count, form_tokens, optin
 
 
 def emails(app):
     with app.app_context():
         return db.session.scalars(select(Lead.email).order_by(Lead.id)).all()
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch):
-    """capture.clock.utcnow stopped at the real time; `advance(seconds=…)` moves it."""
-
-    class FrozenClock:
-        def __init__(self):
-            self.now = clock.utcnow()
-
-        def advance(self, **delta):
-            self.now += timedelta(**delta)
-
-    frozen = FrozenClock()
-    monkeypatch.setattr(clock, "utcnow", lambda: frozen.now)
-    return frozen
 
 
 def assert_trapped(app, outbox, response):

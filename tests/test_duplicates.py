@@ -1,20 +1,12 @@
 """A repeat opt-in: no second lead, a `duplicate` event on the first, the same answer
 as a first opt-in, and no mail-bombing through the confirmation email."""
 
-from datetime import timedelta
 
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from capture import clock
 from capture.extensions import db
 from capture.models import Event, Lead, Page, Suppression
-from tests.conftest import optin
-
-
-def count(app, model):
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
+from tests.conftest import count, optin
 
 
 def events_of(app, email, kind):
@@ -36,22 +28,6 @@ def confirmations(outbox, email):
 def page_id(app, slug):
     with app.app_context():
         return db.session.scalar(select(Page.id).where(Page.slug == slug))
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch):
-    """capture.clock.utcnow stopped at the real time; `advance(minutes=…)` moves it."""
-
-    class FrozenClock:
-        def __init__(self):
-            self.now = clock.utcnow()
-
-        def advance(self, **delta):
-            self.now += timedelta(**delta)
-
-    frozen = FrozenClock()
-    monkeypatch.setattr(clock, "utcnow", lambda: frozen.now)
-    return frozen
 
 
 def test_second_optin_with_other_case_and_spaces_creates_no_lead(app, client, demo_page):

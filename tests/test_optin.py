@@ -1,16 +1,11 @@
 """The opt-in: a valid submission stores one lead; every rejection stores nothing."""
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from capture.extensions import db
 from capture.models import Event, Lead
-from tests.conftest import optin
-
-
-def count(app, model):
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model))
+from tests.conftest import count, optin
 
 
 def lead_of(app, email):

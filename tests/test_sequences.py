@@ -16,6 +16,7 @@ from capture.models import Lead, Page
 from capture.sequences import Library
 from config import ROOT, Config
 from tests.conftest import write_step
+from tests.test_sending import add_lead
 
 
 def write(folder: Path, filename: str, text: str) -> Path:
@@ -71,24 +72,6 @@ def good_step(folder: Path, filename: str = "01-welcome.md") -> Path:
         ---
         Hi {{ lead.first_name }}.
         """)
-
-
-def add_lead(app, email="ann@example.com", name="Ann Lee", sequence="course", **values):
-    """An approved, subscribed lead on a page whose sequence is `sequence`, enrolled."""
-    with app.app_context():
-        page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
-        if page is None:
-            page = Page(slug="course-page", title="The Course", fields=[], rules={},
-                        sequence=sequence)
-            db.session.add(page)
-            db.session.flush()
-        lead = Lead(email=email, name=name, public_ref=f"ref-{email.split('@')[0]}",
-                    page_id=page.id, review="approved", subscription="subscribed", **values)
-        db.session.add(lead)
-        db.session.flush()
-        sending.enroll(lead)
-        db.session.commit()
-        return lead.id
 
 
 def three_steps(root: Path, name="course") -> Path:

@@ -135,6 +135,9 @@ def test_list_is_paginated(app, owner):
     assert len(re.findall(r"<tr data-delivery=", first)) == 50
     assert len(re.findall(r"<tr data-delivery=", second)) == 3
     assert "Page 2 of 2" in second
+    assert 'href="/admin/deliveries?page=2"' in first
+    failed = owner.get("/admin/deliveries?status=failed").get_data(as_text=True)
+    assert 'href="/admin/deliveries?page=2&amp;status=failed"' in failed
     assert owner.get("/admin/deliveries?page=9").status_code == 302
 
 

@@ -72,6 +72,7 @@ def test_the_list_is_paginated_by_fifty(app, owner, clock):
     assert len(first) == 50 and first[0] == "Message 52"
     assert listed_subjects(second) == ["Message 2", "Message 1", "Message 0"]
     assert "Page 2 of 2" in second
+    assert 'href="/admin/outbox?page=1"' in second and "Older" not in second
 
 
 def test_a_message_shows_headers_text_and_sandboxed_html(app, owner):

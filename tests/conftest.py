@@ -351,3 +351,14 @@ def frozen_clock(monkeypatch):
     frozen.now = clock_module.utcnow()
     monkeypatch.setattr(clock_module, "utcnow", lambda: frozen.now)
     return frozen
+
+
+def lead_of(app, email: str):
+    """The lead with this address (detached, readable after the context), or None."""
+    from capture.models import Lead
+
+    with app.app_context():
+        lead = db.session.scalar(sa.select(Lead).where(Lead.email == email))
+        if lead is not None:
+            db.session.expunge(lead)
+        return lead

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from capture.extensions import db
-from capture.models import Lead, Visit
-from tests.conftest import optin
+from capture.models import Visit
+from tests.conftest import lead_of, optin
 
 QUERY = {
     "utm_source": "newsletter",
@@ -32,14 +32,6 @@ def visits(app):
         for row in rows:
             db.session.expunge(row)
         return rows
-
-
-def lead_of(app, email):
-    with app.app_context():
-        lead = db.session.scalar(select(Lead).where(Lead.email == email))
-        if lead is not None:
-            db.session.expunge(lead)
-        return lead
 
 
 def visitor_cookie_header(response):

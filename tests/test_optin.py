@@ -5,15 +5,7 @@ from sqlalchemy import select
 
 from capture.extensions import db
 from capture.models import Event, Lead
-from tests.conftest import count, optin
-
-
-def lead_of(app, email):
-    with app.app_context():
-        lead = db.session.scalar(select(Lead).where(Lead.email == email))
-        if lead is not None:
-            db.session.expunge(lead)
-        return lead
+from tests.conftest import count, lead_of, optin
 
 
 def kinds(app, email):

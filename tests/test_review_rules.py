@@ -6,20 +6,12 @@ from sqlalchemy import select
 
 from capture.extensions import db
 from capture.models import Event, Lead
-from tests.conftest import optin
+from tests.conftest import lead_of, optin
 
 EMAIL_AND_COUNTRY = [
     {"name": "email", "label": "Email", "type": "email", "required": True},
     {"name": "country", "label": "Country", "type": "country", "required": False},
 ]
-
-
-def lead_of(app, email):
-    with app.app_context():
-        lead = db.session.scalar(select(Lead).where(Lead.email == email))
-        if lead is not None:
-            db.session.expunge(lead)
-        return lead
 
 
 def events(app, email):

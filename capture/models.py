@@ -66,6 +66,8 @@ class Page(db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     template: Mapped[str] = mapped_column(String(100), default="default.html")
     published: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Other sites allowed to post the embedded form ("https://blog.example.com").
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, default=_now, onupdate=_now
@@ -352,3 +354,65 @@ class Owner(db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}.{self.session_token}"
+
+
+class ApiToken(db.Model):
+    """A token for /api/v1/. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to tell tokens apart in lists.
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Webhook(db.Model):
+    """An endpoint that receives lead events as signed JSON POSTs."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    # Event names (lead.created, lead.approved …) this endpoint receives.
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Only events of this page, when set.
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+    page: Mapped[Page | None] = relationship()
+
+
+class WebhookDelivery(db.Model):
+    """One event for one webhook: written in the transaction of the change it reports,
+    posted later by the scheduler, retried with back-off for a bounded time."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    # The exact JSON body that is signed and posted.
+    body: Mapped[str] = mapped_column(Text)
+    # pending → sending → delivered | pending (retry) | failed.
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, default=_now)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status_code: Mapped[int | None] = mapped_column()
+    response_ms: Mapped[int | None] = mapped_column()
+    error: Mapped[str] = mapped_column(String(500), default="")
+
+    webhook: Mapped[Webhook] = relationship()

@@ -1,17 +1,23 @@
 """Blueprint for the visitor side: the opt-in page, its submission, thanks, confirm."""
 
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import (
     Blueprint,
     abort,
     current_app,
+    has_app_context,
     make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_wtf.csrf import CSRFError
-from sqlalchemy import select
+from flask_wtf.csrf import CSRFError, generate_csrf
+from sqlalchemy import event, select
 
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
@@ -53,16 +59,79 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
 @bp.get("/p/<slug>")
 def show(slug: str):
     """Render the page and record the visit with its attribution."""
-    page = published_page(slug)
+    row = db.session.execute(
+        select(Page.id, Page.updated_at).where(Page.slug == slug, Page.published)
+    ).first()
+    if row is None:
+        abort(404)
+    shown = _shown_page(row.id, row.updated_at)
     vid, new_visitor = visitor_id(request)
-    visit = record_visit(page, request, vid)
+    visit = record_visit(shown.page, request, vid)
+    db.session.flush()
+    visit_id = visit.id  # read before the commit expires it
     db.session.commit()
-    form = form_class(page)(formdata=None)
-    form.started.data = bots.form_token(visit.id)
-    response = render_page(page, form)
+    html = shown.html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
+    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(visit_id)))
+    response = make_response(html)
+    response.headers["Cache-Control"] = "private, no-store"
     if new_visitor:
         set_visitor_cookie(response, vid)
     return response
+
+
+# The opt-in page as shown on a first view is the same for every visitor but for two
+# tokens, so each process renders it once per saved version of the page and puts the
+# visitor's tokens into the slots left for them. A version is (id, updated_at); a page
+# changed in this process also empties the cache at once (see `_page_changed`).
+_CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
+_STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
+_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
+_SHOWN_MAX = 256
+_SHOWN_KEY = "capture.shown_pages"
+
+
+@dataclass(frozen=True)
+class _Shown:
+    page: Page  # detached from any session, fully loaded: read it, never change it
+    html: str
+
+
+def _shown_page(page_id: int, updated_at: datetime) -> _Shown:
+    """The rendered first view of a page version, from this app's cache."""
+    cache: dict[tuple[int, datetime], _Shown] = current_app.extensions.setdefault(
+        _SHOWN_KEY, {}
+    )
+    key = (page_id, updated_at)
+    shown = cache.get(key)
+    if shown is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
+        page = db.session.get(Page, page_id)
+        if page is None:
+            abort(404)
+        form = form_class(page)(formdata=None)
+        form.csrf_token.current_token = _CSRF_SLOT
+        form.started.data = _STARTED_SLOT
+        html = render_page(page, form).get_data(as_text=True)
+        db.session.expunge(page)
+        shown = _Shown(page, html)
+        if len(cache) >= _SHOWN_MAX:
+            cache.clear()
+        cache[key] = shown
+    return shown
+
+
+@event.listens_for(Page, "after_update")
+@event.listens_for(Page, "after_delete")
+def _page_changed(mapper, connection, target: Page) -> None:
+    """A page saved or deleted here is shown as it now is from the next view on."""
+    if has_app_context():
+        current_app.extensions.get(_SHOWN_KEY, {}).clear()
+
+
+def _slot_value(token: str) -> str:
+    """A token as it may go into a slot: the tokens are URL-safe, so never escaped."""
+    if not _TOKEN.fullmatch(token):
+        raise ValueError("unexpected characters in a form token")
+    return token
 
 
 @bp.post("/p/<slug>")

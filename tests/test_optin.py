@@ -169,3 +169,54 @@ def test_quick_empty_submission_shows_field_errors_not_a_fake_success(make_app):
     response = optin(app.test_client(), email="", consent="")
     assert response.status_code == 422
     assert "Enter your email address." in response.get_data(as_text=True)
+
+
+def _hidden(html: str, name: str) -> str:
+    import re
+
+    return re.search(rf'name="{name}" type="hidden" value="([^"]+)"', html).group(1)
+
+
+def test_each_view_of_a_page_gets_its_own_form_tokens(app, demo_page):
+    first = app.test_client().get("/p/demo").get_data(as_text=True)
+    second = app.test_client().get("/p/demo").get_data(as_text=True)
+    assert _hidden(first, "csrf_token") != _hidden(second, "csrf_token")
+    assert _hidden(first, "started") != _hidden(second, "started")
+    assert "slot" not in first
+
+
+def test_a_saved_page_shows_its_new_text_on_the_next_view(app, client, make_page, clock):
+    from capture.models import Page
+
+    make_page(slug="fresh", title="Old title")
+    assert "Old title" in client.get("/p/fresh").get_data(as_text=True)
+    with app.app_context():
+        page = db.session.scalar(select(Page).where(Page.slug == "fresh"))
+        page.title = "New title"
+        db.session.commit()
+    text = client.get("/p/fresh").get_data(as_text=True)
+    assert "New title" in text and "Old title" not in text
+
+
+def test_an_unpublished_page_is_404_on_the_next_view(app, client, make_page):
+    from capture.models import Page
+
+    make_page(slug="gone")
+    assert client.get("/p/gone").status_code == 200
+    with app.app_context():
+        db.session.scalar(select(Page).where(Page.slug == "gone")).published = False
+        db.session.commit()
+    assert client.get("/p/gone").status_code == 404
+
+
+def test_a_page_changed_by_another_process_shows_on_the_next_view(app, client, make_page):
+    from sqlalchemy import update
+
+    from capture.models import Page
+
+    make_page(slug="shared", headline="Before")
+    assert "Before" in client.get("/p/shared").get_data(as_text=True)
+    with app.app_context():  # a plain UPDATE, as another worker's save looks from here
+        db.session.execute(update(Page).where(Page.slug == "shared").values(headline="After"))
+        db.session.commit()
+    assert "After" in client.get("/p/shared").get_data(as_text=True)

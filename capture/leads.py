@@ -55,6 +55,8 @@ class OptIn:
     fields: dict[str, Any] = field(default_factory=dict)
     client_ip: str | None = None
     visit: Visit | None = None
+    # utm_*, ref, referrer given directly (the API) when there is no visit to inherit.
+    attribution: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +131,7 @@ def _new_lead(page: Page, optin: OptIn) -> Lead:
     now = clock.utcnow()
     review, reason = review_verdict(page, optin.email, optin)
     visit = optin.visit
-    attribution = attribution_of_visit(visit)
+    attribution = attribution_of_visit(visit) or dict(optin.attribution)
     referrer_lead = None
     if attribution.get("ref"):
         referrer_lead = db.session.scalar(
@@ -165,7 +167,8 @@ def _attribution_data(source: Lead | Visit | None) -> dict[str, Any]:
 
 
 def _duplicate(page: Page, lead: Lead, optin: OptIn) -> Outcome:
-    record_event(lead, "duplicate", page_id=page.id, **_attribution_data(optin.visit))
+    data = _attribution_data(optin.visit) or {k: v for k, v in optin.attribution.items() if v}
+    record_event(lead, "duplicate", page_id=page.id, **data)
     db.session.commit()
     resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
     last_sent = lead.confirmation_sent_at

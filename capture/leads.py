@@ -13,7 +13,7 @@ from typing import Any
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import validate_email
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, mail, rendering, sending, tokens
@@ -121,9 +121,10 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     if lead.review != "pending":
         kind = "approve" if lead.review == "approved" else "reject"
         record_event(lead, kind, by="rules", reason=lead.review_reason)
-    sending.enroll(lead)
-    db.session.commit()
+    sending.enroll(lead, page, new=True)
+    # Read before the commit: `page` may be a cached copy, and nothing needs reloading.
     needs_confirmation = page.double_opt_in and lead.review != "rejected"
+    db.session.commit()
     return Outcome("created", lead, send_confirmation=needs_confirmation)
 
 
@@ -181,21 +182,47 @@ def _duplicate(page: Page, lead: Lead, optin: OptIn) -> Outcome:
 
 
 def send_confirmation(lead: Lead) -> bool:
-    """Email the double opt-in link; record when. False (and logged) when the mail
-    backend failed: the lead is kept and a repeat opt-in sends it again."""
+    """Email the double opt-in link; record when. False when it went out less than
+    CONFIRM_RESEND_MINUTES ago (also from a parallel request: a flood of one address
+    sends one email), or (logged) when the mail backend failed: the lead is kept and
+    a repeat opt-in sends it again."""
     page = lead.page
     if page is None:
+        return False
+    previous = lead.confirmation_sent_at
+    claimed_at = _claim_confirmation(lead)
+    if claimed_at is None:
         return False
     message = rendering.confirmation_message(lead, page, confirm_url(lead))
     try:
         mail.send(message)
     except mail.MailError as error:
         log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
+        db.session.execute(
+            update(Lead).where(Lead.id == lead.id, Lead.confirmation_sent_at == claimed_at)
+            .values(confirmation_sent_at=previous)
+            .execution_options(synchronize_session=False))
+        db.session.commit()
         return False
-    lead.confirmation_sent_at = clock.utcnow()
     record_event(lead, "confirmation_sent")
     db.session.commit()
     return True
+
+
+def _claim_confirmation(lead: Lead):
+    """Take the sending of the confirmation (the time taken), or None when it went out
+    within CONFIRM_RESEND_MINUTES: a conditional update only one request can win."""
+    now = clock.utcnow()
+    since = now - timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
+    won = db.session.execute(
+        update(Lead)
+        .where(Lead.id == lead.id,
+               or_(Lead.confirmation_sent_at.is_(None), Lead.confirmation_sent_at <= since))
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return now if won else None
 
 
 def confirm_url(lead: Lead) -> str:

@@ -5,6 +5,7 @@ import http.cookiejar
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -15,23 +16,45 @@ import pytest
 from tests.live import BIN, ROOT, start_stack
 
 VISITORS = 300
+FLOOD = 30
+
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"}
+
+
+class Visitor:
+    """A browser of its own (cookies kept) on the opt-in page."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        self.tokens: dict[str, str] = {}
+
+    def open_page(self) -> None:
+        """View the page (a visit is recorded) and keep the form's hidden tokens."""
+        request = urllib.request.Request(f"{self.base_url}/p/launch?utm_source=load",
+                                         headers=BROWSER)
+        with self.opener.open(request, timeout=30) as response:
+            html = response.read().decode()
+        self.tokens = dict(re.findall(
+            r'name="(csrf_token|started)" type="hidden" value="([^"]*)"', html))
+
+    def submit(self, name: str, email: str) -> int:
+        """Submit the form; the status after following the 303 to the thanks page."""
+        form = urllib.parse.urlencode({**self.tokens, "name": name, "email": email,
+                                       "consent": "y"}).encode()
+        request = urllib.request.Request(f"{self.base_url}/p/launch", data=form,
+                                         headers=BROWSER)
+        with self.opener.open(request, timeout=30) as response:
+            return response.status
 
 
 def visit_and_opt_in(base_url: str, number: int) -> int:
     """One visitor with its own cookies: view the page, submit the form."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    headers = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"}
-    with opener.open(urllib.request.Request(f"{base_url}/p/launch?utm_source=load",
-                                            headers=headers), timeout=30) as response:
-        html = response.read().decode()
-    tokens = dict(re.findall(r'name="(csrf_token|started)" type="hidden" value="([^"]*)"', html))
-    form = urllib.parse.urlencode({**tokens, "name": f"Visitor {number}",
-                                   "email": f"visitor{number}@example.com",
-                                   "consent": "y"}).encode()
-    request = urllib.request.Request(f"{base_url}/p/launch", data=form, headers=headers)
-    with opener.open(request, timeout=30) as response:  # follows the 303 to thanks
-        return response.status
+    visitor = Visitor(base_url)
+    visitor.open_page()
+    return visitor.submit(f"Visitor {number}", f"visitor{number}@example.com")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +77,24 @@ def test_hundreds_of_concurrent_opt_ins_are_each_stored_once(busy_stack):
     assert sorted(emails) == sorted(f"visitor{n}@example.com" for n in range(VISITORS))
     confirmations = [m for m in busy_stack.smtp.messages if "confirm" in str(m["Subject"])]
     assert len(confirmations) == VISITORS
+
+
+def test_flood_of_one_address_from_many_browsers_sends_one_confirmation(busy_stack):
+    address = "flooded@example.com"
+    visitors = [Visitor(busy_stack.base_url) for _ in range(FLOOD)]
+    with ThreadPoolExecutor(max_workers=FLOOD) as pool:
+        list(pool.map(Visitor.open_page, visitors))
+        start = threading.Barrier(FLOOD)
+
+        def submit(visitor: Visitor) -> int:
+            start.wait(timeout=30)  # every copy of the form is posted at once
+            return visitor.submit("Flood", address)
+
+        statuses = list(pool.map(submit, visitors))
+    assert statuses == [200] * FLOOD
+    time.sleep(1)  # a second confirmation would arrive now
+    assert len(busy_stack.smtp.to(address)) == 1
+    assert [row["email"] for row in busy_stack.leads("launch")].count(address) == 1
 
 
 def test_three_scheduler_processes_send_every_delivery_exactly_once(tmp_path):

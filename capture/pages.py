@@ -59,12 +59,7 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
 @bp.get("/p/<slug>")
 def show(slug: str):
     """Render the page and record the visit with its attribution."""
-    row = db.session.execute(
-        select(Page.id, Page.updated_at).where(Page.slug == slug, Page.published)
-    ).first()
-    if row is None:
-        abort(404)
-    shown = _shown_page(row.id, row.updated_at)
+    shown = _shown_page(slug)
     vid, new_visitor = visitor_id(request)
     visit = record_visit(shown.page, request, vid)
     db.session.flush()
@@ -96,15 +91,20 @@ class _Shown:
     html: str
 
 
-def _shown_page(page_id: int, updated_at: datetime) -> _Shown:
-    """The rendered first view of a page version, from this app's cache."""
+def _shown_page(slug: str) -> _Shown:
+    """The published page with this slug and its rendered first view, from this app's
+    cache (one small query checks the version), or 404."""
+    key = db.session.execute(
+        select(Page.id, Page.updated_at).where(Page.slug == slug, Page.published)
+    ).first()
+    if key is None:
+        abort(404)
     cache: dict[tuple[int, datetime], _Shown] = current_app.extensions.setdefault(
         _SHOWN_KEY, {}
     )
-    key = (page_id, updated_at)
-    shown = cache.get(key)
+    shown = cache.get(tuple(key))
     if shown is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
-        page = db.session.get(Page, page_id)
+        page = db.session.get(Page, key.id)
         if page is None:
             abort(404)
         form = form_class(page)(formdata=None)
@@ -115,7 +115,7 @@ def _shown_page(page_id: int, updated_at: datetime) -> _Shown:
         shown = _Shown(page, html)
         if len(cache) >= _SHOWN_MAX:
             cache.clear()
-        cache[key] = shown
+        cache[tuple(key)] = shown
     return shown
 
 
@@ -137,7 +137,7 @@ def _slot_value(token: str) -> str:
 @bp.post("/p/<slug>")
 def submit(slug: str):
     """The opt-in: trap bots, validate, store the lead, send the confirmation."""
-    page = published_page(slug)
+    page = _shown_page(slug).page
     if request.mimetype not in FORM_TYPES:
         abort(415)
     form = form_class(page)()

@@ -27,6 +27,7 @@ from capture.models import (
     Delivery,
     Enrollment,
     Lead,
+    Page,
     SequenceVersion,
     Suppression,
     Upgrade,
@@ -94,16 +95,18 @@ def into_send_window(sequence: Sequence, due: datetime) -> datetime:
 
 # --- enrolment --------------------------------------------------------------------
 
-def enroll(lead: Lead) -> Enrollment | None:
+def enroll(lead: Lead, page: Page | None = None, *, new: bool = False) -> Enrollment | None:
     """Put an approved, subscribed lead into its page's sequence (once).
 
-    Called whenever a lead's state changes; the caller commits."""
+    Called whenever a lead's state changes, with the lead's page when the caller has
+    it and `new` for a lead just created (it cannot be enrolled yet); the caller
+    commits."""
     if lead.review != "approved" or lead.subscription != "subscribed":
         return None
-    page = lead.page
+    page = page or lead.page
     if page is None or not page.sequence:
         return None
-    existing = db.session.scalar(
+    existing = None if new else db.session.scalar(
         select(Enrollment).where(Enrollment.lead_id == lead.id,
                                  Enrollment.sequence == page.sequence)
     )

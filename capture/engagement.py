@@ -15,13 +15,13 @@ from decimal import Decimal
 
 import pycountry
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, tokens
+from capture import clock, tokens, webhooks
 from capture.extensions import db
 from capture.models import Delivery, Lead, Link, Upgrade
-from capture.timeline import record_event
+from capture.timeline import insert_event, record_event
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
 # before (or instead of) the person. Image proxies that fetch when the person opens
@@ -34,6 +34,8 @@ SCANNER_USER_AGENT = re.compile(
     re.IGNORECASE,
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# The largest row id a database integer column holds.
+_MAX_ID = 2**31 - 1
 _AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 
 
@@ -75,19 +77,32 @@ def link_tracker(delivery_id: int) -> Callable[[str], str]:
     return track
 
 
+# One query each for the pixel and the click: the email, its lead's page, the link.
+_OPENED_EMAIL = (
+    select(Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    .join(Lead, Lead.id == Delivery.lead_id)
+    .where(Delivery.id == bindparam("id"))
+)
+_CLICKED_LINK = (
+    select(Link.url, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    .join(Delivery, Delivery.id == Link.delivery_id)
+    .join(Lead, Lead.id == Delivery.lead_id)
+    .where(Link.token == bindparam("token"))
+)
+
+
 def record_open(token: str, user_agent: str | None) -> bool:
     """Log an open of the email behind a pixel token; False (nothing logged) when the
     token is not genuine."""
     value = tokens.read("open", token)
-    if value is None or not value.isdigit():
+    if value is None or not value.isdigit() or int(value) > _MAX_ID:
         return False
-    delivery = db.session.get(Delivery, int(value))
-    if delivery is None:
+    email = db.session.execute(_OPENED_EMAIL, {"id": int(value)}).first()
+    if email is None:
         return False
-    now = clock.utcnow()
-    record_event(delivery.lead, "open", delivery_id=delivery.id,
-                 machine=is_machine(user_agent, delivery.sent_at, now),
-                 user_agent=(user_agent or "")[:200])
+    insert_event(email.lead_id, email.page_id, "open", delivery_id=email.id,
+              machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
+              user_agent=(user_agent or "")[:200])
     db.session.commit()
     return True
 
@@ -96,14 +111,12 @@ def record_click(token: str, user_agent: str | None) -> str | None:
     """Log a click and return the stored target URL; None for an unknown token."""
     if not _TOKEN.match(token or ""):
         return None
-    link = db.session.scalar(select(Link).where(Link.token == token))
+    link = db.session.execute(_CLICKED_LINK, {"token": token}).first()
     if link is None:
         return None
-    delivery = link.delivery
-    now = clock.utcnow()
-    record_event(delivery.lead, "click", delivery_id=delivery.id,
-                 machine=is_machine(user_agent, delivery.sent_at, now),
-                 url=link.url, user_agent=(user_agent or "")[:200])
+    insert_event(link.lead_id, link.page_id, "click", delivery_id=link.id,
+              machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
+              url=link.url, user_agent=(user_agent or "")[:200])
     db.session.commit()
     return link.url
 
@@ -153,6 +166,7 @@ def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
         return db.session.scalar(select(Upgrade).where(Upgrade.txn == txn)), False
     record_event(lead, "upgrade", amount=str(amount), currency=currency, txn=txn,
                  source=source)
+    webhooks.emit("upgrade.recorded", lead, extra=webhooks.upgrade_data(upgrade))
     db.session.commit()
     return upgrade, True
 

@@ -65,7 +65,9 @@ def show(slug: str):
     db.session.flush()
     visit_id = visit.id  # read before the commit expires it
     db.session.commit()
-    html = shown.html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
+    html = shown.html
+    if _CSRF_SLOT in html:
+        html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
     html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(visit_id)))
     response = make_response(html)
     response.headers["Cache-Control"] = "private, no-store"
@@ -108,7 +110,8 @@ def _shown_page(slug: str) -> _Shown:
         if page is None:
             abort(404)
         form = form_class(page)(formdata=None)
-        form.csrf_token.current_token = _CSRF_SLOT
+        if form.meta.csrf:
+            form.csrf_token.current_token = _CSRF_SLOT
         form.started.data = _STARTED_SLOT
         html = render_page(page, form).get_data(as_text=True)
         db.session.expunge(page)

@@ -56,12 +56,13 @@ def pixel_url(delivery_id: int) -> str:
     return f"{current_app.config['BASE_URL']}/o/{tokens.make('open', str(delivery_id))}"
 
 
-def link_tracker(delivery_id: int) -> Callable[[str], str]:
+def link_tracker(delivery_id: int, *, new: bool = False) -> Callable[[str], str]:
     """The rendering hook: store each link target of an email, return its /c/ URL.
 
-    The same target in the same email (a retry renders it again) keeps one token."""
+    The same target in the same email (a retry renders it again) keeps one token;
+    a `new` delivery has no links yet."""
     base = current_app.config["BASE_URL"]
-    existing = {
+    existing = {} if new else {
         link.url: link.token
         for link in db.session.scalars(select(Link).where(Link.delivery_id == delivery_id))
     }

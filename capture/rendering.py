@@ -126,15 +126,15 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
     link of the HTML part is passed through `track_link`, the pixel is appended."""
     from capture.markup import email_markdown
-    from capture.sequences import template_env
+    from capture.sequences import compiled
 
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
     try:
-        subject = template_env.from_string(step.subject).render(plain)
-        preheader = template_env.from_string(step.preheader).render(plain)
-        text_body = template_env.from_string(step.body).render(plain)
-        markdown_body = template_env.from_string(step.body).render(escaped)
+        subject = compiled(step.subject).render(plain)
+        preheader = compiled(step.preheader).render(plain)
+        text_body = compiled(step.body).render(plain)
+        markdown_body = compiled(step.body).render(escaped)
     except Exception as error:  # the sandbox raises several kinds; none may escape
         raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',

@@ -17,7 +17,7 @@ from email.utils import make_msgid
 from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -398,7 +398,9 @@ def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
                         claimed_at=now)
     db.session.add(delivery)
     try:
-        db.session.commit()  # the claim: committed before any SMTP traffic
+        # The claim; `_deliver` commits it with the email's links before any SMTP
+        # traffic, and nothing of it remains if rendering fails unexpectedly.
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         _resolve_existing(enrollment, step)
@@ -461,7 +463,7 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         message = rendering.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery.id,
             unsubscribe_url=tokens.unsubscribe_url(lead.public_ref, delivery.id),
-            track_link=engagement.link_tracker(delivery.id),
+            track_link=engagement.link_tracker(delivery.id, new=delivery.attempts == 0),
             pixel_url=engagement.pixel_url(delivery.id),
         )
     except rendering.RenderError as error:
@@ -497,6 +499,8 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
 def _not_attempted(delivery: Delivery) -> None:
     """Undo the claim of a delivery that never reached the mail server: a first
     attempt's row goes (the step is simply due again), a retry waits HOLD_MINUTES."""
+    if inspect(delivery).transient:
+        return  # a first attempt's row that was never committed: the rollback undid it
     if delivery.attempts == 0:
         db.session.delete(delivery)
     else:
@@ -559,6 +563,15 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
                 summary: Summary) -> None:
     now = clock.utcnow()
     config = current_app.config
+    if error.unknown:
+        # The server had the whole message and never answered: it may have arrived.
+        # Never resent by itself; the lead goes on; the owner sees it.
+        delivery.status, delivery.error, delivery.retry_at = "unknown", str(error)[:500], None
+        if enrollment is not None:
+            _move_past(enrollment, step, now, sequence=sequence)
+        summary.unknown += 1
+        db.session.commit()
+        return
     if error.temporary:
         # The retry window starts with the delivery, or again with an owner's resend.
         since = delivery.retry_since or delivery.created_at

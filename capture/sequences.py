@@ -11,13 +11,14 @@ rather than skipped over.
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
@@ -39,6 +40,13 @@ _STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # The template environment for step files: no access to anything but the variables
 # passed in; lead values are data passed as variables, never template source.
 template_env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=1024)
+def compiled(source: str) -> Template:
+    """A step template compiled once per process: the scheduler renders the same few
+    sources for every lead, and compiling costs more than rendering."""
+    return template_env.from_string(source)
 
 
 class _Loader(yaml.SafeLoader):

@@ -54,6 +54,14 @@ class Config:
     # None means: generated once and kept in instance/postback_secret.
     POSTBACK_SECRET: str | None = None
 
+    # Outgoing webhooks: seconds to wait for an endpoint's answer, hours to retry a
+    # failing delivery, most deliveries one scheduler run posts, and whether loopback
+    # and private-network addresses may be called (off: they are refused, see SSRF).
+    WEBHOOK_TIMEOUT_SECONDS = 5
+    WEBHOOK_RETRY_HOURS = 24
+    WEBHOOK_BATCH_SIZE = 100
+    WEBHOOK_ALLOW_PRIVATE = False
+
     # Opt-in defences.
     MIN_FORM_SECONDS = 2
     OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, mail, rendering, sending, tokens
+from capture import clock, mail, rendering, sending, tokens, webhooks
 from capture.attribution import attribution_of_visit
 from capture.extensions import db
 from capture.models import (
@@ -118,9 +118,11 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
             raise
         return _duplicate(page, existing, optin)
     record_event(lead, "optin", **_attribution_data(lead))
+    webhooks.emit("lead.created", lead)
     if lead.review != "pending":
         kind = "approve" if lead.review == "approved" else "reject"
         record_event(lead, kind, by="rules", reason=lead.review_reason)
+        webhooks.emit(f"lead.{lead.review}", lead)
     sending.enroll(lead, page, new=True)
     # Read before the commit: `page` may be a cached copy, and nothing needs reloading.
     needs_confirmation = page.double_opt_in and lead.review != "rejected"
@@ -247,6 +249,7 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
     lead.confirmed_at = clock.utcnow()
     lead.confirm_ip = client_ip
     record_event(lead, "confirm", ip=client_ip)
+    webhooks.emit("lead.confirmed", lead)
     sending.enroll(lead)
     db.session.commit()
     return True
@@ -262,6 +265,7 @@ def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool
         delivery_id = None
     record_event(lead, "unsubscribe", delivery_id=delivery_id, source=source)
     sending.stop(lead, "unsubscribed")
+    webhooks.emit("lead.unsubscribed", lead)
     db.session.commit()
     return True
 
@@ -282,6 +286,7 @@ def approve(lead: Lead, by: str = "owner") -> bool:
     lead.review_reason = ""
     lead.reviewed_at = clock.utcnow()
     record_event(lead, "approve", by=by, reason="")
+    webhooks.emit("lead.approved", lead)
     sending.enroll(lead)
     db.session.commit()
     page = lead.page
@@ -304,6 +309,7 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
     lead.review_reason = reason
     lead.reviewed_at = clock.utcnow()
     record_event(lead, "reject", by=by, reason=reason)
+    webhooks.emit("lead.rejected", lead)
     sending.stop(lead, "rejected")
     db.session.commit()
     return True

@@ -14,26 +14,40 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
-from capture import sending
+from capture import sending, webhooks
+from capture.extensions import db
 
 log = logging.getLogger(__name__)
 JOB_ID = "capture-send-due"
 
 
 def run_tick(app: Flask) -> sending.Summary | None:
-    """One tick inside an app context; errors are logged, the scheduler goes on."""
+    """One tick inside an app context: the emails, then the webhooks. Each part's
+    errors are logged and never stop the other part or the scheduler."""
     with app.app_context():
         try:
             summary = sending.tick()
         except Exception:  # a bad tick must not kill the scheduler thread
             log.exception("scheduler tick failed")
-            from capture.extensions import db
-
             db.session.rollback()
-            return None
-        if summary.sent or summary.failed or summary.retried or summary.unknown:
-            log.info("scheduler: %s", summary.line())
+            summary = None
+        else:
+            if summary.sent or summary.failed or summary.retried or summary.unknown:
+                log.info("scheduler: %s", summary.line())
+        _deliver_webhooks()
         return summary
+
+
+def _deliver_webhooks() -> None:
+    """Post the due webhook deliveries (inside the app context)."""
+    try:
+        result = webhooks.deliver_due()
+    except Exception:
+        log.exception("webhook delivery run failed")
+        db.session.rollback()
+        return
+    if result.busy():
+        log.info("scheduler: %s", result.line())
 
 
 def _add_job(scheduler, app: Flask) -> None:

@@ -60,6 +60,9 @@ def init_app(app: Flask) -> None:
     _integer(config, "MACHINE_SECONDS", 0)
     _integer(config, "LEADS_PER_PAGE", 1, 1000)
     _integer(config, "LEADS_BULK_LIMIT", 1)
+    _integer(config, "WEBHOOK_TIMEOUT_SECONDS", 1, 60)
+    _integer(config, "WEBHOOK_RETRY_HOURS", 0)
+    _integer(config, "WEBHOOK_BATCH_SIZE", 1)
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit(config)
@@ -67,6 +70,7 @@ def init_app(app: Flask) -> None:
     config["POSTAL_ADDRESS"] = str(config.get("POSTAL_ADDRESS") or "")
     config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
     config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
+    config["WEBHOOK_ALLOW_PRIVATE"] = _boolean(config, "WEBHOOK_ALLOW_PRIVATE")
 
     options: dict = {"pool_pre_ping": True}
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):

@@ -66,6 +66,8 @@ class Config:
     MIN_FORM_SECONDS = 2
     OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off
     RATE_LIMIT_STORAGE = "memory://"  # per process; redis://host:6379 to share
+    # API requests per token (moving window); 0 turns the limit off.
+    API_RATE_LIMIT = "600/minute"
     # A repeat opt-in of an unconfirmed address re-sends the confirmation email at
     # most once in this many minutes, so a flood cannot mail-bomb anyone.
     CONFIRM_RESEND_MINUTES = 10

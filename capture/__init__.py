@@ -33,6 +33,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
 
     from capture import (
         admin,
+        api,
         bots,
         cli,
         errors,
@@ -60,6 +61,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.register_blueprint(tracking.bp)
     app.register_blueprint(health.bp)
     admin.init_app(app)
+    api.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
     sequence_commands.init_app(app)

@@ -15,6 +15,7 @@ from capture import clock, demo, engagement, exports, metrics
 from capture.extensions import db
 from capture.models import Lead, Owner, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
+from capture.token_commands import tokens_cli
 from capture.webhook_commands import webhooks_cli
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
@@ -29,6 +30,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(leads_cli)
     app.cli.add_command(report_command)
     app.cli.add_command(owner_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(webhooks_cli)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from capture import api
 from capture.extensions import db
 from capture.pages import csrf_failed
 
@@ -51,6 +52,8 @@ def http_error(error: HTTPException):
     """An HTTP error as a short page with its status (JSON for machine URLs)."""
     if error.code is None or error.code < 400:
         return error
+    if request.path.startswith("/api/"):  # no API operation matched: JSON all the same
+        return api.errors.http_error(error)
     title, message = MESSAGES.get(error.code, (error.name, error.description))
     if request.path.startswith(JSON_PREFIXES):
         return {"ok": False, "error": message}, error.code

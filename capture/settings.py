@@ -66,6 +66,7 @@ def init_app(app: Flask) -> None:
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit(config)
+    _rate_limit(config, "API_RATE_LIMIT")
     _mail_from(config)
     config["POSTAL_ADDRESS"] = str(config.get("POSTAL_ADDRESS") or "")
     config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
@@ -161,16 +162,16 @@ def _boolean(config: dict, name: str) -> bool:
     raise SettingError(name, f"{value!r} is not true or false")
 
 
-def _rate_limit(config: dict) -> None:
-    value = str(config.get("OPTIN_RATE_LIMIT")).strip()
+def _rate_limit(config: dict, name: str = "OPTIN_RATE_LIMIT") -> None:
+    value = str(config.get(name)).strip()
     if value in ("0", "off", ""):
-        config["OPTIN_RATE_LIMIT"] = None
+        config[name] = None
         return
     try:
-        config["OPTIN_RATE_LIMIT"] = limits.parse(value)
+        config[name] = limits.parse(value)
     except ValueError:
         raise SettingError(
-            "OPTIN_RATE_LIMIT", f"{value!r} is not a rate like 20/minute (or 0 for off)"
+            name, f"{value!r} is not a rate like 20/minute (or 0 for off)"
         ) from None
     try:
         limits.storage.storage_from_string(str(config["RATE_LIMIT_STORAGE"]))

@@ -20,6 +20,7 @@ NAVIGATION = (
     ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
     ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
     ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
+    ("admin.tokens", "API tokens"),
 )
 
 
@@ -93,6 +94,7 @@ def init_app(app: Flask) -> None:
         pages,
         sequences,
         sources,
+        tokens,
     )
 
     # No global context processor: visitor pages never look at the login state.

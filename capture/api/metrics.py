@@ -1,0 +1,44 @@
+"""API operation: the metrics report of `capture.metrics`, as JSON."""
+
+from datetime import datetime, time, timedelta
+
+from flask import request
+from sqlalchemy import select
+
+from capture import metrics
+from capture.api import bp
+from capture.api.errors import bad_parameters
+from capture.api.inputs import query_choice, query_date, query_text, refuse_unknown
+from capture.api.shapes import numbers_json
+from capture.extensions import db
+from capture.models import Page
+
+
+@bp.get("/metrics")
+def read_metrics():
+    """Totals for a period (`from`/`to`, whole UTC days, both included), optionally
+    for one page and grouped `by` page, source, campaign, ref or day."""
+    refuse_unknown(request.args, {"from", "to", "page", "by"}, body=False)
+    first, last = query_date("from"), query_date("to")
+    if first and last and first > last:
+        raise bad_parameters({"from": "is after to: no day can match; swap the dates"})
+    by = query_choice("by", metrics.DIMENSIONS) or None
+    slug = query_text("page", 64)
+    page_id = None
+    if slug:
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == slug))
+        if page_id is None:
+            raise bad_parameters({"page": f"no page with slug {slug!r}"})
+    start = datetime.combine(first, time()) if first else None
+    end = datetime.combine(last + timedelta(days=1), time()) if last and last.year < 9999 else None
+    report = metrics.report(start=start, end=end, page_id=page_id, by=by)
+    return {
+        "from": first.isoformat() if first else None,
+        "to": last.isoformat() if last else None,
+        "page": slug or None,
+        "by": by,
+        "currency": metrics.currency_label() or None,
+        "total": numbers_json(report.total),
+        "rows": [{"group": group, **numbers_json(numbers)}
+                 for group, numbers in report.rows.items()],
+    }

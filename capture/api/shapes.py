@@ -1,0 +1,74 @@
+"""What the API answers with: leads, events, upgrades and metrics as JSON objects.
+
+Times are ISO 8601 in UTC with a Z; money is a decimal string ("19.90") so no client
+rounds it through a float; a lead is known by its public ref, never its row id.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from capture.metrics import Numbers
+from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
+
+# The Numbers values given as they are (counts) and as decimal strings (money).
+COUNTS = ("visitors", "leads", "duplicates", "approved", "rejected", "pending", "confirmed",
+          "delivered", "opened", "clicked", "opens_raw", "clicks_raw", "unsubscribes",
+          "upgrades")
+RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate")
+MONEY = ("payout", "upgrade_revenue", "revenue")
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with Z."""
+    return None if moment is None else moment.isoformat() + "Z"
+
+
+def lead_json(lead: Lead, page_slug: str | None, referred_by: str | None) -> dict[str, Any]:
+    """One lead. `page_slug` and `referred_by` (the referrer's public ref) are passed
+    in, so a list of leads costs one query, not three per lead."""
+    return {
+        "public_ref": lead.public_ref,
+        "email": lead.email,
+        "name": lead.name,
+        "country": lead.country,
+        "fields": lead.fields or {},
+        "page": page_slug,
+        "review": lead.review,
+        "review_reason": lead.review_reason,
+        "reviewed_at": iso(lead.reviewed_at),
+        "subscription": lead.subscription,
+        "consent_text": lead.consent_text,
+        "consent_at": iso(lead.consent_at),
+        "confirmed_at": iso(lead.confirmed_at),
+        "created_at": iso(lead.created_at),
+        "attribution": {
+            **{key: getattr(lead, key) for key in ATTRIBUTION_KEYS},
+            "referrer": lead.referrer,
+            "landing_url": lead.landing_url,
+        },
+        "referred_by": referred_by,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """One entry of a lead's timeline."""
+    return {"kind": event.kind, "created_at": iso(event.created_at),
+            "machine": event.machine, "data": event.data or {}}
+
+
+def upgrade_json(upgrade: Upgrade, lead_ref: str) -> dict[str, Any]:
+    """One recorded upgrade."""
+    return {"txn": upgrade.txn, "lead": lead_ref, "amount": f"{upgrade.amount:.2f}",
+            "currency": upgrade.currency, "source": upgrade.source,
+            "created_at": iso(upgrade.created_at)}
+
+
+def numbers_json(numbers: Numbers) -> dict[str, Any]:
+    """The metrics of one group: counts, rates (0–1, null without a denominator) and
+    money as decimal strings."""
+    values: dict[str, Any] = {name: int(getattr(numbers, name)) for name in COUNTS}
+    values.update({name: getattr(numbers, name) for name in RATES})
+    values.update({name: f"{getattr(numbers, name):.2f}" for name in MONEY})
+    per_visitor = numbers.earnings_per_visitor
+    values["earnings_per_visitor"] = None if per_visitor is None else f"{per_visitor:.4f}"
+    return values

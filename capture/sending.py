@@ -33,7 +33,7 @@ from capture.models import (
     Upgrade,
 )
 from capture.sequences import Library, Sequence, Step, step_order
-from capture.timeline import record_event
+from capture.timeline import insert_event, record_event
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,8 @@ def tick() -> Summary:
     try:
         for index, (handle, model, item_id) in enumerate(work):
             try:
-                handle(db.session.get(model, item_id), backend, summary)
+                handle(db.session.get(model, item_id, options=_WITH_LEAD[model]),
+                       backend, summary)
             except _StopBatch as error:
                 summary.errors.append(str(error))
                 _give_back(work[index + 1:])
@@ -195,6 +196,13 @@ def tick() -> Summary:
     finally:
         backend.close()
     return summary
+
+
+# A claimed item is loaded with its lead and the lead's page, in one query.
+_WITH_LEAD = {
+    Enrollment: [joinedload(Enrollment.lead).joinedload(Lead.page)],
+    Delivery: [joinedload(Delivery.lead).joinedload(Lead.page)],
+}
 
 
 def _budget(now: datetime) -> int:
@@ -476,8 +484,10 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         raise
     delivery.status, delivery.claimed_at = "sending", clock.utcnow()
     delivery.attempts += 1
-    delivery.subject = str(message["Subject"])[:300]
+    delivery.subject = subject = str(message["Subject"])[:300]
     delivery.message_id = str(message["Message-ID"])
+    # Kept for after the commit, which expires the rows (reloading them costs more).
+    delivery_id, lead_id, page_id = delivery.id, lead.id, lead.page_id
     db.session.commit()
     try:
         backend.send(message)
@@ -488,8 +498,8 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         return
     now = clock.utcnow()
     delivery.status, delivery.sent_at, delivery.error, delivery.retry_at = "sent", now, "", None
-    record_event(lead, "send", delivery_id=delivery.id, sequence=sequence.name,
-                 step=step.key, subject=delivery.subject)
+    insert_event(lead_id, page_id, "send", delivery_id=delivery_id, sequence=sequence.name,
+                 step=step.key, subject=subject)
     if enrollment is not None:
         _move_past(enrollment, step, now, sequence=sequence)
     summary.sent += 1

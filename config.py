@@ -83,6 +83,11 @@ class Config:
     LEADS_PER_PAGE = 50
     LEADS_BULK_LIMIT = 500
 
+    # List import (`leads import`, the dashboard's Import): rows written per
+    # transaction, and the largest file the dashboard accepts, in bytes.
+    IMPORT_BATCH_ROWS = 500
+    IMPORT_MAX_BYTES = 20 * 1024 * 1024
+
     # Visitor cookie lifetime (first-party, random id).
     VISITOR_COOKIE_DAYS = 365
 

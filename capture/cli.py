@@ -11,7 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from capture import clock, demo, engagement, exports, metrics
+from capture import clock, demo, engagement, exports, imports, metrics
 from capture.extensions import db
 from capture.models import Lead, Owner, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
@@ -19,7 +19,7 @@ from capture.token_commands import tokens_cli
 from capture.webhook_commands import webhooks_cli
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
-leads_cli = AppGroup("leads", help="Export leads and record upgrades.")
+leads_cli = AppGroup("leads", help="Import and export leads, record upgrades.")
 owner_cli = AppGroup("owner", help="Dashboard logins.")
 
 
@@ -144,6 +144,36 @@ def leads_export(status: str | None, slug: str | None) -> None:
         exports.write_leads_csv(sys.stdout, status=status, page_slug=slug)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+
+
+@leads_cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--page", "slug", required=True, help="The page the leads join.")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a column to a field (email, name, country, consent, consented_at, "
+              "utm_*, ref or a page field); COLUMN= ignores it. Repeatable.")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.option("--encoding", default="utf-8", show_default=True, help="The file's encoding.")
+@click.option("--delimiter", help="The column separator (default: guessed from the header).")
+def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
+                 encoding: str, delimiter: str | None) -> None:
+    """Import the people in the CSV FILE as leads of a page, and print the report:
+    every rejected row with its line and reason, then the counts."""
+    def rejected(result: imports.RowResult) -> None:
+        if result.outcome == "rejected":
+            click.echo(f"line {result.line}: {result.detail}")
+
+    try:
+        report = imports.import_file(
+            file, slug, overrides=imports.parse_map_options(mappings), dry_run=dry_run,
+            encoding=encoding, delimiter=delimiter, on_row=rejected)
+    except imports.UnusableFile as error:
+        raise click.ClickException(str(error)) from None
+    for line in report.lines():
+        click.echo(line)
+    if report.to_confirm and not dry_run:
+        click.echo(f"The scheduler sends the {report.to_confirm} confirmation emails "
+                   "within the sending rate cap.")
 
 
 @leads_cli.command("upgrade")

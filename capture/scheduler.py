@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
-from capture import sending, webhooks
+from capture import imports, sending, webhooks
 from capture.extensions import db
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,21 @@ def run_tick(app: Flask) -> sending.Summary | None:
         else:
             if summary.sent or summary.failed or summary.retried or summary.unknown:
                 log.info("scheduler: %s", summary.line())
+        _send_import_confirmations()
         _deliver_webhooks()
         return summary
+
+
+def _send_import_confirmations() -> None:
+    """Email imported leads their confirmation link, within the rate cap."""
+    try:
+        sent = imports.send_queued_confirmations()
+    except Exception:
+        log.exception("confirmation emails of imported leads failed")
+        db.session.rollback()
+        return
+    if sent:
+        log.info("scheduler: sent %s confirmation emails to imported leads", sent)
 
 
 def _deliver_webhooks() -> None:

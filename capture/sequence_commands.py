@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from capture import clock, rendering, scheduler, sending
+from capture import clock, imports, rendering, scheduler, sending
 from capture.extensions import db
 from capture.models import Enrollment, Lead
 
@@ -117,7 +117,9 @@ def plan(name: str | None, days: int, limit: int) -> None:
 def send_due() -> None:
     """One scheduler tick, now: enrol, render and send what is due; print a summary."""
     summary = sending.tick()
-    click.echo(summary.line())
+    confirmations = imports.send_queued_confirmations()
+    click.echo(summary.line() + (f"; confirmations to imported leads {confirmations}"
+                                 if confirmations else ""))
 
 
 @click.command("scheduler")

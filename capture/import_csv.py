@@ -1,0 +1,235 @@
+"""Reading an import file: its encoding, delimiter and header, its rows as a stream,
+and the mapping of its columns to lead fields (guessed from the headers, overridable).
+"""
+
+import codecs
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from capture.models import ATTRIBUTION_KEYS, Page
+
+# What a mapped column can fill, besides the page's own fields.
+FIXED_TARGETS = ("email", "name", "country", "consent", "consented_at", *ATTRIBUTION_KEYS)
+TARGET_LABELS = {"email": "Email", "name": "Name", "country": "Country",
+                 "consent": "Consent (yes/no)", "consented_at": "Consent date"}
+# Header spellings recognised without a mapping (compared lower-case, with every run
+# of other characters as one underscore).
+ALIASES = {
+    "email": ("email", "e_mail", "email_address", "e_mail_address", "mail", "emailaddress"),
+    "name": ("name", "full_name", "fullname", "contact_name", "your_name"),
+    "country": ("country", "country_code", "countrycode"),
+    "consent": ("consent", "consented", "opt_in", "optin", "opted_in", "gdpr_consent",
+                "marketing_consent", "accepts_marketing", "subscribed"),
+    "consented_at": ("consented_at", "consent_at", "consent_date", "consent_time",
+                     "opted_in_at", "optin_date", "subscribed_at", "signed_up_at"),
+    "utm_source": ("utm_source", "source"),
+    "utm_medium": ("utm_medium", "medium"),
+    "utm_campaign": ("utm_campaign", "campaign"),
+    "utm_content": ("utm_content",),
+    "utm_term": ("utm_term",),
+    "ref": ("ref", "referral", "referral_code", "partner"),
+}
+DELIMITERS = (",", ";", "\t", "|")
+# Enough of the file to check its encoding and find the delimiter.
+SAMPLE_BYTES = 64 * 1024
+# Marks a row the csv module could not parse (the text after it is the reason).
+UNREADABLE = "\x00csv: "
+_HEADER_NOISE = re.compile(r"[^a-z0-9]+")
+
+
+class UnusableFile(Exception):
+    """The file cannot be imported at all (unreadable, no email column, bad mapping,
+    unknown page). The message is one line for the owner."""
+
+
+def clean(value: str) -> str:
+    """One-line text: control characters become spaces, runs of space collapse."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+@dataclass
+class CsvFile:
+    """What the start of a file says: its columns, delimiter and encoding."""
+
+    path: Path
+    headers: list[str]
+    delimiter: str
+    encoding: str
+
+    def open(self):
+        """The file as text for the csv module; undecodable bytes are kept as
+        surrogates, so the row that holds them is rejected, not the whole file."""
+        encoding = "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        return open(self.path, encoding=encoding, errors="surrogateescape", newline="")
+
+    def reader(self, handle) -> Iterator[tuple[int, list[str]]]:
+        """(line number, cells) of each data row; blank lines are skipped. The line
+        number is where the row starts (a quoted value may span lines)."""
+        reader = csv.reader(handle, delimiter=self.delimiter)
+        start = 1
+        header_seen = False
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield start, [UNREADABLE + str(error)]
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            yield line, row
+
+
+def inspect(path: str | Path, *, encoding: str = "utf-8",
+            delimiter: str | None = None) -> CsvFile:
+    """Open a CSV file and read its header. Raises UnusableFile when it cannot be read,
+    is not text in `encoding`, or has no header row."""
+    path = Path(path)
+    name = path.name
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UnusableFile(f"unknown encoding {encoding!r}") from None
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(SAMPLE_BYTES)
+    except OSError as error:
+        raise UnusableFile(f"{name}: cannot read the file: {error.strerror or error}") from None
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
+    except UnicodeDecodeError:
+        raise UnusableFile(f"{name}: not {encoding} text; save it as \"CSV UTF-8\" or give "
+                           "its encoding (for example cp1252)") from None
+    text = text.lstrip("\ufeff")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    if not first_line:
+        raise UnusableFile(f"{name}: the file is empty")
+    if delimiter is None:
+        delimiter = max(DELIMITERS, key=first_line.count)
+    elif len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise UnusableFile(f"the delimiter must be one character, not {delimiter!r}")
+    shape = CsvFile(path, [], delimiter, encoding)
+    with shape.open() as handle:
+        for row in csv.reader(handle, delimiter=delimiter):
+            if any(cell.strip() for cell in row):
+                shape.headers = [clean(cell) or f"column {index + 1}"
+                                 for index, cell in enumerate(row)]
+                break
+    return shape
+
+
+def sample_rows(shape: CsvFile, count: int) -> list[tuple[int, list[str]]]:
+    """The first `count` data rows as they are in the file (for the preview)."""
+    rows = []
+    with shape.open() as handle:
+        for line, row in shape.reader(handle):
+            rows.append((line, [clean(cell) for cell in row]))
+            if len(rows) >= count:
+                break
+    return rows
+
+
+# --- the column mapping ------------------------------------------------------------------
+
+def targets(page: Page) -> list[tuple[str, str]]:
+    """(field, label) of everything a column can be mapped to on this page."""
+    choices = [(name, TARGET_LABELS.get(name, name)) for name in FIXED_TARGETS]
+    for spec in page_fields(page).values():
+        choices.append((spec["name"], f"{spec['label']} (page field)"))
+    return choices
+
+
+def page_fields(page: Page) -> dict[str, dict[str, Any]]:
+    """By name, the page's own fields that are stored in `lead.fields` (email, name and the
+    country field have columns of their own)."""
+    return {spec["name"]: spec for spec in page.fields
+            if spec["name"] not in ("email", "name") and spec["type"] != "country"}
+
+
+def _header_key(header: str) -> str:
+    return _HEADER_NOISE.sub("_", header.lower()).strip("_")
+
+
+def auto_mapping(headers: list[str], page: Page) -> list[str | None]:
+    """The field each column fills, guessed from its header (None: ignored). The first
+    column that matches a field takes it."""
+    known: dict[str, str] = {}
+    for target, spellings in ALIASES.items():
+        for spelling in spellings:
+            known.setdefault(spelling, target)
+    for spec in page.fields:
+        target = "country" if spec["type"] == "country" else spec["name"]
+        known.setdefault(_header_key(spec["name"]), target)
+        known.setdefault(_header_key(spec["label"]), target)
+    mapping: list[str | None] = []
+    for header in headers:
+        target = known.get(_header_key(header))
+        mapping.append(target if target not in mapping else None)
+    return mapping
+
+
+def parse_map_options(options: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`--map COLUMN=FIELD` options as {column: field}; FIELD empty ignores the column."""
+    overrides = {}
+    for option in options:
+        column, sign, target = option.partition("=")
+        if not sign or not column.strip():
+            raise UnusableFile(f"--map {option!r}: write it as COLUMN=FIELD")
+        overrides[column.strip()] = target.strip()
+    return overrides
+
+
+def mapping_with(headers: list[str], page: Page, overrides: dict[str, str]) -> list[str | None]:
+    """The automatic mapping with the owner's choices laid over it (by header name,
+    any case; field '' or 'ignore' leaves a column out). Raises UnusableFile for a
+    column or field that does not exist, or a mapping without an email column."""
+    allowed = {name for name, _ in targets(page)}
+    lowered = [header.lower() for header in headers]
+    chosen: dict[int, str | None] = {}
+    for column, target in overrides.items():
+        matches = [i for i, header in enumerate(lowered) if header == column.lower()]
+        if not matches:
+            raise UnusableFile(f"no column {column!r} in the file (columns: {', '.join(headers)})")
+        if len(matches) > 1:
+            raise UnusableFile(f"the file has more than one column {column!r}")
+        target = "" if target.lower() == "ignore" else target
+        if target and target not in allowed:
+            raise UnusableFile(f"{column}={target}: no field {target!r} on page {page.slug} "
+                               f"(fields: {', '.join(sorted(allowed))})")
+        chosen[matches[0]] = target or None
+    # The owner's choice wins over a guessed column for the same field.
+    taken = {target for target in chosen.values() if target}
+    mapping = [chosen[i] if i in chosen else (None if guess in taken else guess)
+               for i, guess in enumerate(auto_mapping(headers, page))]
+    check_mapping(headers, mapping, page)
+    return mapping
+
+
+def check_mapping(headers: list[str], mapping: list[str | None], page: Page) -> None:
+    """Raise UnusableFile unless one column is the email and no field has two columns."""
+    allowed = {name for name, _ in targets(page)}
+    owner: dict[str, str] = {}
+    for header, target in zip(headers, mapping, strict=True):
+        if target is None:
+            continue
+        if target not in allowed:
+            raise UnusableFile(f"column {header!r}: no field {target!r} on page {page.slug}")
+        if target in owner:
+            raise UnusableFile(f"columns {owner[target]!r} and {header!r} are both mapped "
+                               f"to {target}")
+        owner[target] = header
+    if "email" not in owner:
+        raise UnusableFile("no email column: map one of the columns to email "
+                           f"(columns: {', '.join(headers)})")
+
+

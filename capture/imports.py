@@ -1,0 +1,384 @@
+"""List import: the rows of a CSV file become leads of one page.
+
+The file is read as a stream (`import_csv`) and written in batches of
+IMPORT_BATCH_ROWS rows, one transaction each, so a file of any length needs the
+memory of one batch. Each row is checked like an opt-in (`import_rows`), then:
+an address that is already a lead is merged (its empty fields filled, nothing else
+changed), a suppressed one is skipped, a new one becomes a lead that the page's review
+rules judge as they judge opt-ins. A bad row is rejected with its line number and the
+reason; nothing else stops the import.
+
+Consent comes from the file: a row whose consent column says yes (or that has a
+consent date) is subscribed at once, and enrolled when approved; any other row is
+unconfirmed and must confirm by email. Those emails are sent by the scheduler within
+the sending rate cap (`send_queued_confirmations`), never by the import itself:
+100,000 emails at 600 a minute take almost three hours.
+"""
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from capture import clock, leads, sending
+from capture.extensions import db
+from capture.import_csv import (
+    CsvFile,
+    UnusableFile,
+    check_mapping,
+    clean,
+    inspect,
+    mapping_with,
+    page_fields,
+    parse_map_options,
+)
+from capture.import_rows import Rejected, Row, check_row
+from capture.models import Delivery, Event, Lead, Page, Suppression
+from capture.timeline import record_event
+
+log = logging.getLogger(__name__)
+
+# Rejected rows a report keeps for the dashboard (the command line prints every one).
+KEPT_REJECTIONS = 1000
+# Imported leads still waiting for their confirmation email this long after the import
+# are left alone: the scheduler stops looking for them.
+CONFIRM_WITHIN_DAYS = 7
+# Confirmation emails failing one after the other before a run stops (the mail
+# server is down; the next run tries again).
+CONFIRM_FAILURES_IN_A_ROW = 3
+# The same batch is tried again when a parallel opt-in took one of its addresses.
+BATCH_ATTEMPTS = 3
+
+__all__ = ["UnusableFile", "Report", "RowResult", "import_file", "parse_map_options",
+           "run", "send_queued_confirmations"]
+
+
+@dataclass
+class RowResult:
+    """What became of one row: created, merged (into a lead that existed before),
+    repeated (merged into an earlier row of the file), suppressed or rejected;
+    `detail` says how or why."""
+
+    line: int
+    email: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    """The counts of an import and its rejected rows (the first KEPT_REJECTIONS)."""
+
+    source: str
+    page: str
+    dry_run: bool = False
+    rows: int = 0
+    created: int = 0
+    merged: int = 0
+    repeated: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    subscribed: int = 0
+    to_confirm: int = 0
+    rules_rejected: int = 0
+    pending_review: int = 0
+    rejections: list[RowResult] = field(default_factory=list)
+
+    def add(self, result: RowResult, *, subscribed: bool = False, review: str = "") -> None:
+        """Count one row."""
+        self.rows += 1
+        setattr(self, result.outcome, getattr(self, result.outcome) + 1)
+        if result.outcome == "rejected" and len(self.rejections) < KEPT_REJECTIONS:
+            self.rejections.append(result)
+        if result.outcome == "created":
+            self.subscribed += subscribed
+            self.to_confirm += not subscribed and review != "rejected"
+            self.rules_rejected += review == "rejected"
+            self.pending_review += review == "pending"
+
+    def lines(self) -> list[str]:
+        """The summary, one count a line, as the command line prints it."""
+        would = "would be " if self.dry_run else ""
+        first = f"{self.source} → page {self.page}: {self.rows} rows"
+        return [
+            first + (" (dry run: nothing was written)" if self.dry_run else ""),
+            f"{would}created: {self.created} ({self.subscribed} subscribed, "
+            f"{self.to_confirm} asked to confirm by email, {self.rules_rejected} rejected "
+            f"by the page's rules, {self.pending_review} pending review)",
+            f"{would}merged into existing leads: {self.merged + self.repeated} "
+            f"({self.repeated} repeated in the file)",
+            f"skipped, suppressed: {self.suppressed}",
+            f"rejected: {self.rejected}",
+        ]
+
+
+def import_file(path: str | Path, page_slug: str, *, overrides: dict[str, str] | None = None,
+                dry_run: bool = False, encoding: str = "utf-8", delimiter: str | None = None,
+                on_row: Callable[[RowResult], None] | None = None) -> Report:
+    """The command line's import: find the page, read the header, map the columns
+    (guessed, then `overrides` by header name), import. Raises UnusableFile."""
+    page = db.session.scalar(select(Page).where(Page.slug == page_slug))
+    if page is None:
+        raise UnusableFile(f"no page with slug {page_slug!r}")
+    shape = inspect(path, encoding=encoding, delimiter=delimiter)
+    mapping = mapping_with(shape.headers, page, overrides or {})
+    return run(shape, page, mapping, source=Path(path).name, dry_run=dry_run, on_row=on_row)
+
+
+def run(shape: CsvFile, page: Page, mapping: list[str | None], *, source: str,
+        dry_run: bool = False, on_row: Callable[[RowResult], None] | None = None,
+        limit: int | None = None) -> Report:
+    """Import the rows of `shape` into `page`, `mapping` giving each column's field
+    (or None). `dry_run` checks everything and writes nothing; `limit` stops after
+    that many rows (the preview); `on_row` hears of each row once its batch is done.
+    Raises UnusableFile for a mapping without an email column."""
+    check_mapping(shape.headers, mapping, page)
+    job = _Import(shape, page, mapping, source=clean(source)[:100] or "upload", dry_run=dry_run)
+    report = Report(source=job.source, page=page.slug, dry_run=dry_run)
+    batch_size = current_app.config["IMPORT_BATCH_ROWS"]
+    batch: list[tuple[int, list[str]]] = []
+    with shape.open() as handle:
+        for line, cells in shape.reader(handle):
+            batch.append((line, cells))
+            if limit is not None and report.rows + len(batch) >= limit:
+                break
+            if len(batch) >= batch_size:
+                job.finish(batch, report, on_row)
+                batch = []
+    if batch:
+        job.finish(batch, report, on_row)
+    return report
+
+
+class _Import:
+    """One import under way: the page, the columns and the addresses seen so far."""
+
+    def __init__(self, shape: CsvFile, page: Page, mapping: list[str | None], *,
+                 source: str, dry_run: bool) -> None:
+        self.page = page
+        self.page_id = page.id
+        self.columns = [(index, target) for index, target in enumerate(mapping) if target]
+        self.consent_column = next((shape.headers[index] for index, target in self.columns
+                                    if target == "consent"), None)
+        self.page_fields = page_fields(page)
+        self.source = source
+        self.dry_run = dry_run
+        # The addresses of done batches, to tell a repeat in the file from a lead that
+        # was there before: 8-byte digests keep 100,000 of them small.
+        self.seen: set[bytes] = set()
+
+    def finish(self, batch: list[tuple[int, list[str]]], report: Report,
+               on_row: Callable[[RowResult], None] | None) -> None:
+        """Check, write and commit one batch, then count it. An opt-in of one of its
+        addresses in the meantime makes the commit fail: the batch is done again."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                done = self._batch(batch)
+                if not self.dry_run:
+                    db.session.commit()
+                break
+            except IntegrityError:
+                db.session.rollback()
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+        for result, digest, subscribed, review in done:
+            if digest is not None:
+                self.seen.add(digest)
+            report.add(result, subscribed=subscribed, review=review)
+            if on_row is not None:
+                on_row(result)
+
+    def _batch(self, batch: list[tuple[int, list[str]]]) -> list[tuple]:
+        """Decide every row of a batch and (unless a dry run) write it, uncommitted.
+        Returns (result, digest to remember, subscribed, review) per row."""
+        now = clock.utcnow()
+        rows: list[Row | RowResult] = []
+        for line, cells in batch:
+            try:
+                rows.append(check_row(line, cells, self.columns, self.page_fields, now))
+            except Rejected as reason:
+                rows.append(RowResult(line, self._email_cell(cells), "rejected", str(reason)))
+        found = _Lookups([row for row in rows if isinstance(row, Row)])
+        done: list[tuple] = []
+        timeline: list[tuple[str, Lead, Row, list[str]]] = []
+        new_here: dict[str, Lead | None] = {}
+        for row in rows:
+            if isinstance(row, RowResult):
+                done.append((row, None, False, ""))
+                continue
+            digest = _digest(row.email)
+            repeat = digest in self.seen or row.email in new_here or row.email in found.merged
+            if row.email in found.suppressed:
+                done.append((RowResult(row.line, row.email, "suppressed",
+                                       "on the suppression list"), None, False, ""))
+            elif repeat or row.email in found.existing:
+                lead = found.existing.get(row.email) or new_here.get(row.email)
+                filled = _fill(lead, row, apply=not self.dry_run) if lead is not None else []
+                if lead is not None and not self.dry_run:
+                    timeline.append(("import_merge", lead, row, filled))
+                found.merged.add(row.email)
+                into = "an earlier row" if repeat else "the existing lead"
+                outcome = "repeated" if repeat else "merged"
+                detail = f"merged into {into}" + (f", filled {', '.join(filled)}" if filled else "")
+                done.append((RowResult(row.line, row.email, outcome, detail), digest, False, ""))
+            else:
+                review, reason = leads.review_verdict(self.page, row.email, leads.OptIn(
+                    email=row.email, name=row.name, country=row.country, fields=row.fields))
+                lead = None
+                if not self.dry_run:
+                    lead = self._new_lead(row, review, reason, now,
+                                          found.referrers.get(row.attribution.get("ref")))
+                    db.session.add(lead)
+                    timeline.append(("import", lead, row, []))
+                new_here[row.email] = lead
+                done.append((RowResult(row.line, row.email, "created",
+                                       _created_text(row, review, reason)),
+                             digest, row.consented, review))
+        if timeline:
+            db.session.flush()  # one INSERT for the batch's new leads, and their ids
+            with db.session.no_autoflush:
+                for kind, lead, row, filled in timeline:
+                    self._record(kind, lead, row, filled)
+        return done
+
+    def _email_cell(self, cells: list[str]) -> str:
+        index = next(index for index, target in self.columns if target == "email")
+        return clean(cells[index])[:254] if index < len(cells) else ""
+
+    def _new_lead(self, row: Row, review: str, reason: str, now: datetime,
+                  referrer_id: int | None) -> Lead:
+        return Lead(
+            email=row.email, name=row.name, country=row.country, fields=row.fields,
+            public_ref=secrets.token_urlsafe(12), page_id=self.page_id,
+            referred_by_id=referrer_id,
+            consent_text=self._consent_evidence(row), consent_at=row.consented_at or now,
+            review=review, review_reason=reason,
+            reviewed_at=now if review != "pending" else None,
+            subscription="subscribed" if row.consented else "unconfirmed",
+            created_at=now, **row.attribution,
+        )
+
+    def _consent_evidence(self, row: Row) -> str:
+        """What the lead's consent rests on, kept with the lead."""
+        where = f"Imported from {self.source} (line {row.line})"
+        if self.consent_column is not None:
+            said = f"consent column {self.consent_column}={row.consent_value or '(empty)'}"
+            return f"{where}, {said}" + ("" if row.consented else "; asked to confirm by email")
+        if row.consented_at is not None:
+            return f"{where}, consent date {row.consented_at:%Y-%m-%d %H:%M} UTC"
+        return f"{where}, no consent column; asked to confirm by email"
+
+    def _record(self, kind: str, lead: Lead, row: Row, filled: list[str]) -> None:
+        """The timeline entries of a written row; a new lead joins its sequence when
+        it is approved and subscribed, as an opt-in does."""
+        if kind == "import_merge":
+            record_event(lead, kind, self.page_id, file=self.source, line=row.line,
+                         filled=filled)
+            return
+        record_event(lead, "import", file=self.source, line=row.line,
+                     consent=lead.consent_text)
+        if lead.review != "pending":
+            verdict = "approve" if lead.review == "approved" else "reject"
+            record_event(lead, verdict, by="rules", reason=lead.review_reason)
+        sending.enroll(lead, self.page, new=True)
+
+
+class _Lookups:
+    """What the database knows of a batch's addresses, in three queries."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        emails = {row.email for row in rows}
+        refs = {row.attribution["ref"] for row in rows if row.attribution.get("ref")}
+        self.suppressed = set(db.session.scalars(
+            select(Suppression.email).where(Suppression.email.in_(emails)))) if emails else set()
+        self.existing = {lead.email: lead for lead in db.session.scalars(
+            select(Lead).where(Lead.email.in_(emails)))} if emails else {}
+        self.referrers = dict(db.session.execute(
+            select(Lead.public_ref, Lead.id).where(Lead.public_ref.in_(refs))
+        ).all()) if refs else {}
+        # Addresses of this batch already merged once (a second row is a repeat).
+        self.merged: set[str] = set()
+
+
+def _digest(email: str) -> bytes:
+    return hashlib.blake2b(email.encode(), digest_size=8).digest()
+
+
+def _fill(lead: Lead, row: Row, *, apply: bool) -> list[str]:
+    """Fill the lead's empty values from the row; return the names filled. Nothing
+    else changes: not the page, the review, the subscription or the consent."""
+    filled = []
+    for name, value in (("name", row.name), ("country", row.country), *row.attribution.items()):
+        if value and not getattr(lead, name):
+            filled.append(name)
+            if apply:
+                setattr(lead, name, value)
+    current = dict(lead.fields or {})
+    for name, value in row.fields.items():
+        if current.get(name) in (None, ""):
+            filled.append(name)
+            current[name] = value
+    if apply and current != (lead.fields or {}):
+        lead.fields = current
+    return filled
+
+
+def _created_text(row: Row, review: str, reason: str) -> str:
+    if review == "rejected":
+        return f"rejected by the page's rules: {reason}"
+    state = "subscribed" if row.consented else "asked to confirm by email"
+    return f"{state}, {'pending review' if review == 'pending' else 'approved'}"
+
+
+# --- the confirmation emails -------------------------------------------------------------
+
+def send_queued_confirmations() -> int:
+    """Email the confirmation link to imported leads that wait for it, within what the
+    sending rate cap leaves this minute; return how many went out. Safe in several
+    schedulers at once: `leads.send_confirmation` claims each lead before sending."""
+    now = clock.utcnow()
+    budget = min(_budget(now), current_app.config["SEND_BATCH_SIZE"])
+    if budget <= 0:
+        return 0
+    waiting = db.session.scalars(
+        select(Lead.id)
+        .join(Event, Event.lead_id == Lead.id)
+        .where(Event.kind == "import",
+               Event.created_at >= now - timedelta(days=CONFIRM_WITHIN_DAYS),
+               Lead.subscription == "unconfirmed", Lead.confirmation_sent_at.is_(None),
+               Lead.review != "rejected", Lead.page_id.is_not(None))
+        .order_by(Lead.id).limit(budget)
+    ).all()
+    sent = failures = 0
+    for lead_id in waiting:
+        lead = db.session.get(Lead, lead_id)
+        if lead is None or lead.confirmation_sent_at is not None:
+            continue  # deleted, or sent by another scheduler meanwhile
+        if leads.send_confirmation(lead):
+            sent, failures = sent + 1, 0
+        elif db.session.get(Lead, lead_id).confirmation_sent_at is None:
+            failures += 1  # the mail backend failed; the lead stays queued
+            if failures >= CONFIRM_FAILURES_IN_A_ROW:
+                log.warning("confirmation emails of imported leads stopped after %s "
+                            "failures in a row; the next run tries again", failures)
+                break
+    return sent
+
+
+def _budget(now: datetime) -> int:
+    """What the rate cap leaves for this minute after the sequence emails and the
+    confirmations already sent in it."""
+    minute_ago = now - timedelta(minutes=1)
+    deliveries = db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.claimed_at > minute_ago))
+    confirmations = db.session.scalar(
+        select(func.count()).select_from(Event)
+        .where(Event.kind == "confirmation_sent", Event.created_at > minute_ago))
+    return current_app.config["SEND_RATE_PER_MINUTE"] - (deliveries or 0) - (confirmations or 0)

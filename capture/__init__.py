@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         api,
         bots,
         cli,
+        embed,
         errors,
         extensions,
         health,
@@ -58,6 +59,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     bots.RateLimit().init_app(app)
     sending.init_app(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(embed.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(health.bp)
     admin.init_app(app)

@@ -2,9 +2,11 @@
 
 import secrets
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Request, Response, current_app
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from capture.bots import is_bot_user_agent
 from capture.extensions import db
@@ -59,6 +61,44 @@ def record_visit(page: Page, request: Request, vid: str) -> Visit:
     )
     db.session.add(visit)
     return visit
+
+
+def record_embedded_visit(page: Page, request: Request, host_url: str | None,
+                          host_referrer: str | None) -> Visit:
+    """Store one view of a page's form embedded on another site (committed by the
+    caller). The host page's address is the landing URL and its query the attribution;
+    when it carries none, the snippet's own query (`?utm_source=…` on its action or
+    token URL) is used. The visitor cookie cannot travel across sites, so each view
+    gets a visitor id of its own."""
+    landing = _web_url(host_url)
+    attribution = attribution_from_query(MultiDict(parse_qsl(urlsplit(landing or "").query)))
+    if not any(attribution.values()):
+        attribution = attribution_from_query(request.args)
+    user_agent = request.headers.get("User-Agent", "")
+    visit = Visit(
+        page_id=page.id,
+        visitor_id=secrets.token_hex(16),
+        referrer=(_web_url(host_referrer) or "")[:1000] or None,
+        landing_url=(landing or "")[:2000] or None,
+        user_agent=user_agent[:500] or None,
+        is_bot=is_bot_user_agent(user_agent),
+        **attribution,
+    )
+    db.session.add(visit)
+    return visit
+
+
+def _web_url(value: str | None) -> str | None:
+    """An http(s) URL as sent by a browser script, without control characters; None for
+    anything else (a javascript: or data: URL is no place a visitor came from)."""
+    if not isinstance(value, str):
+        return None
+    value = "".join(ch for ch in value if ch.isprintable()).strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def first_touch(visit: Visit | None) -> Visit | None:

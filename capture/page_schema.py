@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from capture.extensions import db
 from capture.models import Page
+from capture.origins import EXAMPLE as EXAMPLE_ORIGIN
+from capture.origins import OriginError, parse_origin
 
 FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
 # Names the opt-in form uses for itself.
@@ -28,6 +30,7 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SEQUENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,90}\.html$")
+MAX_ORIGINS = 50
 _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 DEFAULTS: dict[str, Any] = {
@@ -46,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "currency": "USD",
     "template": "default.html",
     "published": True,
+    "allowed_origins": [],
 }
 KEYS = ("slug", "title", *DEFAULTS)
 TEXT_LIMITS = {"title": 200, "headline": 300, "button": 80, "body": 20000,
@@ -92,6 +96,7 @@ def validate_page(
     _check_currency(clean, problems)
     _check_redirect(clean, problems)
     _check_sequence(clean, sequences_dir, problems)
+    _check_origins(clean, problems)
     if not isinstance(clean["template"], str) or not _TEMPLATE.match(clean["template"]):
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():
@@ -241,6 +246,32 @@ def _check_redirect(clean: dict, problems: _Problems) -> None:
         problems.add("redirect_url", "must be an absolute http(s) URL")
 
 
+def _check_origins(clean: dict, problems: _Problems) -> None:
+    """The sites allowed to embed the form: origins, stored in canonical form. Embedded
+    sign-ups come from a form on someone else's site, so they always need double
+    opt-in: a page without it cannot be embedded."""
+    origins = clean["allowed_origins"]
+    if not isinstance(origins, list):
+        problems.add("allowed_origins", f"must be a list of origins like {EXAMPLE_ORIGIN}")
+        clean["allowed_origins"] = []
+        return
+    canonical: list[str] = []
+    for value in origins:
+        try:
+            origin = parse_origin(value)
+        except OriginError as error:
+            problems.add("allowed_origins", str(error))
+            continue
+        if origin not in canonical:
+            canonical.append(origin)
+    if len(canonical) > MAX_ORIGINS:
+        problems.add("allowed_origins", f"at most {MAX_ORIGINS} sites")
+    if canonical and clean["double_opt_in"] is False:
+        problems.add("allowed_origins", "a form embedded on other sites needs double opt-in: "
+                     "turn double opt-in on, or remove the sites")
+    clean["allowed_origins"] = canonical
+
+
 def _check_sequence(clean: dict, sequences_dir: str, problems: _Problems) -> None:
     name = clean["sequence"]
     if name in (None, ""):
@@ -256,6 +287,7 @@ def page_to_dict(page: Page) -> dict[str, Any]:
     """A page in the JSON format that `validate_page` reads back."""
     data = {key: getattr(page, key) for key in KEYS}
     data["payout"] = str(page.payout)
+    data["allowed_origins"] = list(page.allowed_origins or [])
     return data
 
 
@@ -295,6 +327,7 @@ def copy_values(page: Page, taken: set[str]) -> dict[str, Any]:
     data = page_to_dict(page)
     data["fields"] = [dict(field) for field in page.fields]
     data["rules"] = dict(page.rules or {})
+    data["allowed_origins"] = list(page.allowed_origins or [])
     data["slug"] = unique_slug(page.slug + COPY_SUFFIX, taken)
     data["title"] = f"{page.title} (copy)"[: TEXT_LIMITS["title"]]
     data["published"] = False

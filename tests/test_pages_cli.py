@@ -40,6 +40,7 @@ FULL_PAGE = {
     "currency": "EUR",
     "template": "default.html",
     "published": False,
+    "allowed_origins": [],
 }
 
 

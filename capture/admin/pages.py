@@ -32,7 +32,7 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 
-from capture import metrics, sending
+from capture import embed, metrics, sending
 from capture.admin import bp
 from capture.demo import page_templates_dir
 from capture.extensions import db
@@ -103,6 +103,7 @@ class PageForm(FlaskForm):
     currency = StringField("Currency")
     template = SelectField("Design", validate_choice=False)
     published = BooleanField("Published")
+    allowed_origins = TextAreaField("Sites allowed to embed the form")
 
     # Where validate_page's problem names are shown (the rest: next to the field
     # of the same name).
@@ -137,6 +138,7 @@ class PageForm(FlaskForm):
         self.required_fields.data = ", ".join(rules.get("required", []))
         self.block_domains.data = "\n".join(rules.get("block_domains", []))
         self.block_disposable.data = bool(rules.get("block_disposable"))
+        self.allowed_origins.data = "\n".join(data.get("allowed_origins") or [])
         while self.rows.entries:
             self.rows.pop_entry()
         for field in data.get("fields", []):
@@ -191,6 +193,8 @@ class PageForm(FlaskForm):
             "currency": _text(self.currency.data).upper(),
             "template": self.template.data or DEFAULTS["template"],
             "published": bool(self.published.data),
+            "allowed_origins": [line.strip() for line in
+                                (self.allowed_origins.data or "").splitlines() if line.strip()],
         }
         return data, positions
 
@@ -244,8 +248,11 @@ def _page_or_404(page_id: int) -> Page:
 
 
 def _editor(form: PageForm, page: Page | None, status: int = 200, problems=()):
+    snippets = None
+    if page is not None and page.allowed_origins and page.double_opt_in:
+        snippets = {"script": embed.snippet(page), "plain": embed.snippet(page, script=False)}
     return render_template("admin/pages/edit.html", form=form, page=page,
-                           problems=list(problems),
+                           problems=list(problems), snippets=snippets,
                            row_errors=getattr(form, "row_errors", {})), status
 
 

@@ -390,7 +390,7 @@ def test_share_panel_builds_links_and_the_embed_snippet(owner, app, demo_page):
     assert "&lt;a href=&#34;http://127.0.0.1:5000/p/demo?utm_source=embed&#34;" in body \
         or "&lt;a href=&quot;http://127.0.0.1:5000/p/demo?utm_source=embed&quot;" in body
     assert "Send me the checklist&lt;/a&gt;" in body
-    assert "integrations" in body
+    assert "Embed the form on other sites" in body
 
 
 def test_share_snippet_escapes_the_button_text(owner, app):

@@ -1,0 +1,238 @@
+"""Blueprint for the embeddable form: sign-ups posted from other sites, the form token
+their script fetches, and the copy-paste snippet an owner puts on their site.
+
+A form on another site cannot carry this site's CSRF cookie, so `POST /p/<slug>/embed`
+is exempt from CSRF and protected instead by the page's allowlist of origins, the
+honeypot, the fill-time token (when the snippet's script fetched one), the per-client
+rate limit and double opt-in: a page must have double opt-in to be embedded, so an
+address typed into someone else's site gets nothing but a confirmation email.
+"""
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+
+from capture import bots, leads
+from capture.attribution import record_embedded_visit
+from capture.extensions import csrf, db
+from capture.models import Page, Visit
+from capture.optin_form import COUNTRY_CHOICES, OptInForm, form_class
+from capture.origins import request_origin
+from capture.pages import FORM_TYPES, _country, _page_fields, _text, render_page
+
+bp = Blueprint("embed", __name__)
+# The snippet's script fills these with the host page's address and its referrer.
+# A dash keeps them apart from page fields, whose names are identifiers.
+HOST_URL_FIELD = "embed-url"
+HOST_REFERRER_FIELD = "embed-referrer"
+PREFLIGHT_MAX_AGE = 600
+FIX_FIELDS = "Please correct the highlighted fields."
+RATE_LIMITED = "Too many sign-ups from your network. Please wait a minute and try again."
+NOT_FOUND = "There is no sign-up form at this address."
+NOT_A_FORM = "This address only accepts a submitted form."
+
+
+def embeddable(page: Page, origin: str | None) -> bool:
+    """True when `origin` may post this page's form: it is on the page's allowlist,
+    and the page has double opt-in."""
+    return origin is not None and page.double_opt_in and origin in (page.allowed_origins or [])
+
+
+def _page(slug: str) -> Page | None:
+    return db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
+
+
+def _wants_json() -> bool:
+    """A script's `fetch` (Accept: application/json or X-Requested-With), not a
+    browser's own form post."""
+    if request.headers.get("X-Requested-With"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _answer(status: int, message: str, title: str = "", **headers: str) -> Response:
+    """An error as JSON `{"ok": false, "error": …}` for a script, else a short page."""
+    if _wants_json():
+        response = make_response(jsonify(ok=False, error=message), status)
+    else:
+        response = make_response(
+            render_template("error.html", title=title or "Sign-up not sent", message=message),
+            status)
+    response.headers.update(headers)
+    return response
+
+
+def _with_cors(response: Response, origin: str) -> Response:
+    """Let the allowed origin's script read the answer (no cookies: none are needed)."""
+    response.headers["Access-Control-Allow-Origin"] = origin
+    return response
+
+
+@bp.after_request
+def _vary_on_origin(response: Response) -> Response:
+    """Every answer here depends on the Origin header: caches must keep them apart."""
+    response.vary.add("Origin")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _checked(slug: str) -> tuple[Page | None, str | None, Response | None]:
+    """The page and the request's origin, or the refusal to send (404, 403)."""
+    page = _page(slug)
+    if page is None:
+        return None, None, _answer(404, NOT_FOUND, "Not found")
+    origin = request_origin(request)
+    if embeddable(page, origin):
+        return page, origin, None
+    if origin is None:
+        message = ("This sign-up form only accepts sign-ups from the sites its owner "
+                   "allowed, and this request did not say which site it came from.")
+    elif not page.allowed_origins or not page.double_opt_in:
+        message = "This page does not accept sign-ups from other sites."
+    else:
+        message = f"This page does not accept sign-ups from {origin}."
+    current_app.logger.info("embedded sign-up for %s refused from %s", slug, origin or "-")
+    return page, origin, _answer(403, message, "Not allowed here")
+
+
+@bp.route("/p/<slug>/embed", methods=["OPTIONS"])
+@bp.route("/p/<slug>/embed/token", methods=["OPTIONS"])
+def preflight(slug: str):
+    """CORS preflight: what an allowed site's script may send (for a fetch with a
+    header such as X-Requested-With)."""
+    page, origin, refusal = _checked(slug)
+    if refusal is not None:
+        return refusal
+    response = make_response("", 204)
+    response.headers.update({
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Accept, Content-Type, X-Requested-With",
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+    })
+    return _with_cors(response, origin)
+
+
+@bp.get("/p/<slug>/embed/token", provide_automatic_options=False)
+def token(slug: str):
+    """A fresh fill-time token for the snippet's script, recording the view of the
+    embedded form with the host page's attribution (`?url=…&referrer=…`)."""
+    page, origin, refusal = _checked(slug)
+    if refusal is not None:
+        return refusal
+    visit = record_embedded_visit(page, request, request.args.get("url"),
+                                  request.args.get("referrer"))
+    db.session.flush()
+    visit_id = visit.id
+    db.session.commit()
+    return _with_cors(jsonify(started=bots.form_token(visit_id)), origin)
+
+
+@bp.post("/p/<slug>/embed", provide_automatic_options=False)
+def submit(slug: str):
+    """An opt-in from a form on an allowed site: the same checks and outcome as the
+    page's own form; `303` to the thanks page, or JSON for a script."""
+    page, origin, refusal = _checked(slug)
+    if refusal is not None:
+        return refusal
+    if request.mimetype not in FORM_TYPES:
+        return _with_cors(_answer(415, NOT_A_FORM, "Not a form"), origin)
+    if not bots.rate_limit().allow(request.remote_addr or "unknown"):
+        return _with_cors(_answer(429, RATE_LIMITED, "Slow down", **{"Retry-After": "60"}),
+                          origin)
+
+    form = form_class(page)(meta={"csrf": False})
+    # A token is there when the snippet's script fetched one; the script-free snippet
+    # has none and relies on the honeypot, the rate limit and double opt-in.
+    started = bots.read_form_token(form.started.data) if form.started.data else {}
+    if not form.validate():
+        return _with_cors(_invalid(page, form, started), origin)
+    if form.website.data or started is None or (started and bots.filled_too_fast(started)):
+        # Trapped: answer like a success so the bot learns nothing; store nothing.
+        return _with_cors(_success(page), origin)
+
+    optin = leads.OptIn(
+        email=form.email.data,
+        name=_text(form.data.get("name")),
+        country=_country(page, form),
+        fields=_page_fields(page, form),
+        client_ip=request.remote_addr,
+        visit=_visit(page, started),
+    )
+    outcome = leads.submit_optin(page, optin)
+    if outcome.send_confirmation and outcome.lead is not None:
+        leads.send_confirmation(outcome.lead)
+    return _with_cors(_success(page), origin)
+
+
+# Exempt from CSRF by name: the origin allowlist above takes its place.
+csrf.exempt(submit)
+
+
+def _visit(page: Page, started: dict | None) -> Visit:
+    """The view the sign-up came from: the one recorded when the script fetched its
+    token, else one recorded now from the host page's address (the script's hidden
+    field, or the Referer of a script-free post). Committed, so it counts even when
+    the address turns out to be suppressed."""
+    if started and isinstance(started.get("v"), int):
+        visit = db.session.get(Visit, started["v"])
+        if visit is not None:
+            return visit
+    visit = record_embedded_visit(
+        page, request, request.form.get(HOST_URL_FIELD) or request.referrer,
+        request.form.get(HOST_REFERRER_FIELD))
+    db.session.commit()
+    return visit
+
+
+def _success(page: Page) -> Response:
+    """The page's redirect URL or its thanks page: a `303` for a browser's post, and
+    for a script `{"ok": true, "redirect": url}` (absolute: it runs on another site)."""
+    if _wants_json():
+        url = page.redirect_url or url_for("pages.thanks", slug=page.slug, _external=True)
+        return jsonify(ok=True, redirect=url)
+    return redirect(page.redirect_url or url_for("pages.thanks", slug=page.slug), code=303)
+
+
+def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:
+    """Invalid input: for a script, `422` with one message per field; for a browser's
+    own post, the page's form on this site with what the visitor typed and the
+    messages, ready to send again from here (with this site's CSRF token)."""
+    errors = {name: messages[0] for name, messages in form.errors.items()
+              if name is not None and messages}
+    if _wants_json():
+        return make_response(jsonify(ok=False, errors=errors, error=FIX_FIELDS), 422)
+    shown = form_class(page)()
+    for name, field in form._fields.items():
+        shown[name].errors = list(field.errors)
+    shown.started.data = bots.form_token(_visit(page, started).id)
+    return render_page(page, shown, 422, FIX_FIELDS)
+
+
+# --- the snippet ------------------------------------------------------------------------
+
+def snippet(page: Page, script: bool = True) -> str:
+    """The HTML an owner pastes into another site: the page's form posting to
+    `/p/<slug>/embed`, with the honeypot; with `script`, also the hidden fields and
+    the small script that fetches a fill-time token, sends the form with `fetch`,
+    shows each field's error in place and follows the redirect. Without `script` it
+    is a plain form (errors are shown on this site's page). Autoescaped."""
+    base = current_app.config["BASE_URL"].rstrip("/")
+    fields = list(page.fields)
+    if page.consent:
+        fields.append({"name": "consent", "label": page.consent, "type": "checkbox",
+                       "required": True})
+    return render_template(
+        "embed/snippet.html", page=page, fields=fields, script=script,
+        action=f"{base}/p/{page.slug}/embed", countries=COUNTRY_CHOICES[1:],
+        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD,
+    ).strip() + "\n"

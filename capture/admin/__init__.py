@@ -20,6 +20,7 @@ NAVIGATION = (
     ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
     ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
     ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
+    ("admin.webhooks", "Webhooks"),
     ("admin.tokens", "API tokens"),
 )
 
@@ -95,6 +96,7 @@ def init_app(app: Flask) -> None:
         sequences,
         sources,
         tokens,
+        webhooks,
     )
 
     # No global context processor: visitor pages never look at the login state.

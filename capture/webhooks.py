@@ -357,7 +357,7 @@ def send_test(webhook: Webhook) -> WebhookDelivery:
     sample = SimpleNamespace(
         public_ref="sample-ref", email="jane@example.com", name="Jane Doe", country=None,
         page=webhook.page or SimpleNamespace(slug="sample-page"), review="approved",
-        review_reason="", subscription="subscribed", fields={"name": "Jane Doe"},
+        review_reason="", subscription="subscribed", fields={"company": "Example Ltd"},
         consent_text="Send me the guide and occasional emails.", consent_at=now,
         created_at=now, confirmed_at=now, **{**attribution, "utm_source": "test"})
     body = encode(payload(TEST_EVENT, sample, now))

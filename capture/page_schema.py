@@ -17,8 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from capture.extensions import db
 from capture.models import Page
-from capture.origins import EXAMPLE as EXAMPLE_ORIGIN
-from capture.origins import OriginError, parse_origin
+from capture.origins import EXAMPLE, OriginError, parse_origin
 
 FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
 # Names the opt-in form uses for itself.
@@ -252,7 +251,7 @@ def _check_origins(clean: dict, problems: _Problems) -> None:
     opt-in: a page without it cannot be embedded."""
     origins = clean["allowed_origins"]
     if not isinstance(origins, list):
-        problems.add("allowed_origins", f"must be a list of origins like {EXAMPLE_ORIGIN}")
+        problems.add("allowed_origins", f"must be a list of origins like {EXAMPLE}")
         clean["allowed_origins"] = []
         return
     canonical: list[str] = []
@@ -375,8 +374,8 @@ def share_link(base_url: str, slug: str, params: dict[str, str]) -> str:
 
 
 def embed_snippet(link: str, label: str) -> str:
-    """A copy-paste HTML button linking to the page (a link, not a form: a form posted
-    from another site cannot carry this site's CSRF cookie)."""
+    """A copy-paste HTML button linking to the page (the form itself, for sites the
+    page allows, is `capture.embed.snippet`)."""
     style = ("display:inline-block;padding:12px 22px;border-radius:8px;background:#4f46e5;"
              "color:#fff;font:600 16px/1.2 sans-serif;text-decoration:none")
     return (f'<a href="{html.escape(link)}" target="_blank" rel="noopener" '

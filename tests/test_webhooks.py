@@ -7,16 +7,18 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 
-from capture import engagement, leads, outbound, scheduler, sending, tokens, webhooks
+from capture import engagement, outbound, scheduler, sending, tokens, webhooks
 from capture.extensions import db
 from capture.models import Lead, Page, Webhook, WebhookDelivery
 from capture.settings import SettingError
@@ -158,6 +160,24 @@ def test_delivery_is_signed_so_that_an_independent_hmac_verifies_it(app, client,
     [row] = rows(app)
     assert request["headers"]["Capture-Delivery"] == str(row.id)
     assert request["body"].decode() == row.body
+
+
+def test_the_readme_verification_example_accepts_a_real_delivery_only(app, client, receiver):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"```python\n(import hashlib, hmac, time\n.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own docs)
+    check = namespace["capture_signature_ok"]
+    create_page(app, review="manual")
+    hook = add_webhook(app, receiver.url, events=["lead.created"])
+    sign_up(app, client)
+    deliver(app)
+    [request] = receiver.requests
+    header, body = request["headers"]["Capture-Signature"], request["body"]
+    assert check(secret_of(app, hook), body, header)
+    assert not check(secret_of(app, hook), body.replace(b"ann@", b"eve@"), header)
+    assert not check("whsec_someone-else", body, header)
+    assert not check(secret_of(app, hook), body, header, tolerance=-1)
 
 
 def test_each_attempt_is_signed_afresh_with_its_own_timestamp(app, client, receiver, clock):

@@ -11,10 +11,18 @@ from sqlalchemy import select
 from capture.extensions import db
 from capture.models import Page, Webhook, WebhookDelivery
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, create_page, csrf_of, login
-from tests.test_webhooks import add_webhook, deliver, receiver, rows, sign_up  # noqa: F401
+from tests.test_webhooks import Receiver, add_webhook, deliver, rows, sign_up
 
 ALL_EVENTS = ["lead.created", "lead.confirmed", "lead.approved", "lead.rejected",
               "lead.unsubscribed", "upgrade.recorded"]
+
+
+@pytest.fixture
+def receiver():
+    """The real HTTP server the endpoints point at (see tests/test_webhooks.py)."""
+    server = Receiver()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -201,3 +201,12 @@ def test_the_leads_page_links_to_the_import(owner, page):
     html = owner.get("/admin/leads").get_data(as_text=True)
 
     assert 'href="/admin/leads/import"' in html
+
+
+def test_the_lead_page_shows_the_import_on_the_timeline(app, owner, page):
+    post_mapping(owner, uploaded(owner), "import")
+
+    html = owner.get(f"/admin/leads/{lead_of(app, 'ann@example.com').id}").get_data(as_text=True)
+
+    assert "Imported from <strong>people.csv</strong> (line 2)" in html
+    assert "consent column Consent=yes" in html

@@ -3,7 +3,7 @@ checked, with a clear error naming the bad value (never a 500)."""
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from flask import request
@@ -124,7 +124,7 @@ def query_time(name: str) -> datetime | None:
             return datetime.combine(date.fromisoformat(value), time())
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise bad_parameters(
             {name: "must be a date (2026-03-01) or a date and time (2026-03-01T09:30:00Z)"}

@@ -170,10 +170,16 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
     stmt = for_page(_period(stmt, Event.created_at, start, end), Event.page_id)
     put(_run(stmt, key), "duplicates")
 
+    # The activity numbers below need the lead's row only to group or filter by it.
+    needs_lead = page_id is not None or by not in (None, "day")
+
+    def with_lead(stmt, column):
+        return stmt.join(Lead, Lead.id == column) if needs_lead else stmt
+
     # Leads delivered in the period (at least one sequence email sent).
     key = _group_key(by, Lead, Delivery.sent_at)
-    stmt = (select(func.count(distinct(Delivery.lead_id)))
-            .join(Lead, Lead.id == Delivery.lead_id).where(Delivery.status == "sent"))
+    stmt = with_lead(select(func.count(distinct(Delivery.lead_id))), Delivery.lead_id)
+    stmt = stmt.where(Delivery.status == "sent")
     stmt = for_page(_period(stmt, Delivery.sent_at, start, end), Lead.page_id)
     put(_run(stmt, key), "delivered")
 
@@ -188,9 +194,9 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
             func.count(case((Event.kind == "click", 1))),
             func.count(distinct(case((Event.kind == "unsubscribe", Event.lead_id)))),
         )
-        .join(Lead, Lead.id == Event.lead_id)
         .where(Event.kind.in_(("open", "click", "unsubscribe")))
     )
+    stmt = with_lead(stmt, Event.lead_id)
     stmt = for_page(_period(stmt, Event.created_at, start, end), Lead.page_id)
     put(_run(stmt, key), "opened", "clicked", "opens_raw", "clicks_raw", "unsubscribes")
 

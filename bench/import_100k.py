@@ -32,11 +32,12 @@ def write_csv(path: Path, rows: int) -> dict[str, int]:
         writer.writerow(["Email", "Name", "Country", "Consent", "utm_source"])
         for i in range(rows):
             if i % 100 == 99:
-                email, expected["rejected"] = f"broken-{i}", expected["rejected"] + 1
+                email, kind = f"broken-{i}", "rejected"
             elif i % 50 == 49:
-                email, expected["repeated"] = f"person{i - 25}@example.com", expected["repeated"] + 1
+                email, kind = f"person{i - 25}@example.com", "repeated"
             else:
-                email, expected["created"] = f"person{i}@example.com", expected["created"] + 1
+                email, kind = f"person{i}@example.com", "created"
+            expected[kind] += 1
             writer.writerow([email, f"Person {i}", ("DE", "FR", "US")[i % 3],
                              "yes" if i % 2 else "no", "list"])
     return expected

@@ -172,8 +172,8 @@ def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
     for line in report.lines():
         click.echo(line)
     if report.to_confirm and not dry_run:
-        click.echo(f"The scheduler sends the {report.to_confirm} confirmation emails "
-                   "within the sending rate cap.")
+        click.echo(f"Confirmation emails to send: {report.to_confirm} (by the scheduler, "
+                   "within the sending rate cap).")
 
 
 @leads_cli.command("upgrade")

@@ -181,7 +181,9 @@ class _Import:
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 done = self._batch(batch)
-                if not self.dry_run:
+                if self.dry_run:
+                    db.session.rollback()  # ends the reads: no transaction stays open
+                else:
                     db.session.commit()
                 break
             except IntegrityError:

@@ -187,8 +187,8 @@ def test_a_file_without_consent_column_asks_everyone_to_confirm(app, page, tmp_p
 
 
 def test_a_consent_date_is_consent_and_kept_as_its_time(app, page, tmp_path):
-    run_import(app, write(tmp_path, "email,consent date\nann@example.com,2024-05-31T14:30:00+02:00\n"
-                          "bob@example.com,\n"))
+    run_import(app, write(tmp_path, "email,consent date\n"
+                          "ann@example.com,2024-05-31T14:30:00+02:00\nbob@example.com,\n"))
 
     ann, bob = lead_of(app, "ann@example.com"), lead_of(app, "bob@example.com")
     assert ann.subscription == "subscribed"

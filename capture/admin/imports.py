@@ -244,9 +244,12 @@ def _preview(shape, page: Page, form: MappingForm) -> dict[int, imports.RowResul
     """What would become of the first rows with the chosen mapping, by line."""
     mapping = _chosen(form, shape.headers)
     outcomes: dict[int, imports.RowResult] = {}
+    def keep(result: imports.RowResult) -> None:
+        outcomes[result.line] = result
+
     try:
         imports.run(shape, page, mapping, source="preview", dry_run=True,
-                    limit=PREVIEW_ROWS, on_row=lambda result: outcomes.update({result.line: result}))
+                    limit=PREVIEW_ROWS, on_row=keep)
     except imports.UnusableFile:
         return {}
     return outcomes

@@ -1,10 +1,12 @@
 """API authentication: bearer tokens, stored hashed, revocable; errors in JSON."""
 
 import hashlib
+import json
 
 from sqlalchemy import select
 
 from capture import api_tokens
+from capture.api import OPENAPI_FILE
 from capture.extensions import db
 from capture.models import ApiToken
 from tests.api.conftest import error_of, new_token
@@ -70,10 +72,12 @@ def test_last_use_is_recorded_at_most_once_a_minute(app, api, clock):
     assert last_used() == clock.now
 
 
-def test_openapi_document_needs_no_token(client):
+def test_openapi_document_needs_no_token_and_names_this_server(app, client):
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
     document = response.get_json()
+    assert document.pop("servers") == [{"url": app.config["BASE_URL"]}]
+    assert document == json.loads(OPENAPI_FILE.read_text())  # what the contract test uses
     assert document["openapi"].startswith("3.")
     assert "/api/v1/leads" in document["paths"]
 

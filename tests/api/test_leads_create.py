@@ -64,6 +64,14 @@ def test_attribution_from_the_body_is_stored(app, api, page):
     assert lead.consent_ip == "203.0.113.9"
 
 
+def test_ref_of_another_lead_makes_a_referral(api, page):
+    referrer = api.post("/leads", valid()).get_json()["lead"]["public_ref"]
+    body = valid(email="bob@example.com", ref=referrer)
+    lead = api.post("/leads", body).get_json()["lead"]
+    assert lead["referred_by"] == referrer
+    assert lead["attribution"]["ref"] == referrer
+
+
 def test_field_errors_come_back_per_property_and_store_nothing(app, api, page):
     response = api.post("/leads", valid(email="not-an-address", consent=False,
                                         country="XX", fields={"phone": "call me"}))

@@ -30,7 +30,8 @@ class MailError(Exception):
     """A message could not be handed over. `temporary` says whether to retry."""
 
     def __init__(self, message: str, *, temporary: bool, code: int | None = None,
-                 recipient: bool = False, transport: bool = False) -> None:
+                 recipient: bool = False, transport: bool = False,
+                 unknown: bool = False) -> None:
         super().__init__(message)
         self.temporary = temporary
         self.code = code
@@ -39,6 +40,9 @@ class MailError(Exception):
         # True when the server or our account is the problem, not this message: the
         # rest of the batch would fail the same way.
         self.transport = transport
+        # True when the whole message went to the server but no answer came back (a
+        # timeout or a dropped connection after DATA): it may have been delivered.
+        self.unknown = unknown
 
 
 _ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -95,6 +99,34 @@ class ConsoleBackend:
         """Nothing to release."""
 
 
+class _HandOver:
+    """Notes when the whole message has gone to the server (DATA's final dot): a
+    failure after that moment may still have been delivered."""
+
+    handed_over = False
+    _in_data = False
+
+    def data(self, msg):
+        self.handed_over, self._in_data = False, True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def send(self, s):
+        super().send(s)
+        if self._in_data and isinstance(s, bytes):  # the message itself, not "DATA"
+            self.handed_over = True
+
+
+class _SMTP(_HandOver, smtplib.SMTP):
+    """smtplib.SMTP that knows whether the message went over."""
+
+
+class _SMTP_SSL(_HandOver, smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL that knows whether the message went over."""
+
+
 class SmtpBackend:
     """Sends over SMTP, opening the connection on first use and keeping it open."""
 
@@ -106,15 +138,19 @@ class SmtpBackend:
         config = self.config
         host, port, timeout = config["SMTP_HOST"], config["SMTP_PORT"], config["SMTP_TIMEOUT"]
         if config["SMTP_SECURITY"] == "ssl":
-            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+            connection: smtplib.SMTP = _SMTP_SSL(
                 host, port, timeout=timeout, context=ssl.create_default_context()
             )
         else:
-            connection = smtplib.SMTP(host, port, timeout=timeout)
+            connection = _SMTP(host, port, timeout=timeout)
+        try:
             if config["SMTP_SECURITY"] == "starttls":
                 connection.starttls(context=ssl.create_default_context())
-        if config["SMTP_USERNAME"]:
-            connection.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
+            if config["SMTP_USERNAME"]:
+                connection.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
+        except BaseException:
+            connection.close()  # a refused login (535) must not leave the socket open
+            raise
         return connection
 
     def send(self, message: EmailMessage) -> None:
@@ -145,7 +181,13 @@ class SmtpBackend:
                 code=error.smtp_code,
             ) from error
         except (smtplib.SMTPException, OSError) as error:
+            handed_over = getattr(self.connection, "handed_over", False)
             self.close()
+            if handed_over:
+                # Resending could deliver it twice; the server is unwell, so the rest
+                # of the batch waits too.
+                raise MailError(f"no answer after the message was sent: {error}",
+                                temporary=False, transport=True, unknown=True) from error
             raise MailError(f"SMTP connection: {error}", temporary=True,
                             transport=True) from error
 

@@ -5,6 +5,7 @@ The database is a SQLite file per test, or, when CAPTURE_TEST_DATABASE_URL is se
 a PostgreSQL schema made for this run (tables emptied between tests).
 """
 
+import asyncio
 import email
 import email.policy
 import os
@@ -216,16 +217,26 @@ class SmtpCollector:
         # A reply for every RCPT (e.g. "554 5.7.1 relay access denied") or MAIL FROM.
         self.rcpt_reply: str | None = None
         self.mail_reply: str | None = None
+        # Seconds to stall before answering a command ("MAIL", "RCPT" or "DATA"),
+        # e.g. longer than the client's timeout. At DATA the message is kept first
+        # and only the answer is late, as with a server that queued it.
+        self.stalls: dict[str, float] = {}
         self.attempts = 0
+
+    async def _stall(self, command: str) -> None:
+        if self.stalls.get(command):
+            await asyncio.sleep(self.stalls[command])
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.attempts += 1
+        await self._stall("MAIL")
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await self._stall("RCPT")
         if self.rcpt_reply:
             return self.rcpt_reply
         if address in self.refuse:
@@ -235,12 +246,13 @@ class SmtpCollector:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
-            if self.data_replies:
-                return self.data_replies.pop(0)
-            self.messages.append(
-                email.message_from_bytes(envelope.content, policy=email.policy.default)
-            )
-        return "250 Message accepted"
+            reply = self.data_replies.pop(0) if self.data_replies else None
+            if reply is None:
+                self.messages.append(
+                    email.message_from_bytes(envelope.content, policy=email.policy.default)
+                )
+        await self._stall("DATA")
+        return reply or "250 Message accepted"
 
     def to(self, address: str):
         return [m for m in self.messages if address in str(m["To"])]

@@ -1,11 +1,17 @@
 """The sending engine when things go wrong: crashes, server trouble, the window."""
 
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
 from sqlalchemy import select
 
 from capture import mail, rendering, sending
 from capture.extensions import db
 from capture.models import Delivery, Enrollment, Lead, Suppression
-from tests.conftest import write_step
+from tests.conftest import count, create_page, optin, write_step
 from tests.test_sending import (
     add_lead,
     deliveries,
@@ -173,3 +179,188 @@ def test_unsubscribe_while_a_retry_is_pending_cancels_it(smtp_app, smtp, clock):
     assert smtp.messages == []
     assert deliveries(smtp_app, lead_id) == [("welcome", "failed")]
     assert states(smtp_app) == ["stopped"]
+
+
+# --- a slow or unwell mail server -----------------------------------------------------
+
+@contextmanager
+def raw_smtp_server(greeting: bytes | None):
+    """A real TCP server on loopback that sends `greeting` (None: nothing at all, it
+    stalls) to each connection and then holds it open without a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if greeting is not None:
+                connection.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def messages_per_recipient(smtp) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for message in smtp.messages:
+        address = message["To"].addresses[0].addr_spec
+        found[address] = found.get(address, 0) + 1
+    return found
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("greeting", [None, b"421 4.3.2 Service not available\r\n"],
+                         ids=["silent", "421"])
+def test_server_that_will_not_greet_is_retried_and_each_email_sent_once(
+    smtp_app, smtp, clock, greeting
+):
+    three_steps(smtp_app)
+    for number in range(3):
+        add_lead(smtp_app, email=f"g{number}@example.com")
+    smtp_app.config["SMTP_TIMEOUT"] = 1
+    with raw_smtp_server(greeting) as port:
+        smtp_app.config["SMTP_PORT"] = port
+        summary = tick(smtp_app)
+    assert summary.sent == 0 and summary.retried == 1  # the first try stops the batch
+    assert summary.errors
+    with smtp_app.app_context():
+        assert db.session.scalars(select(Delivery.status)).all() == ["retry"]
+    smtp_app.config["SMTP_PORT"] = smtp.port
+    clock.advance(minutes=5)
+    tick(smtp_app)
+    assert messages_per_recipient(smtp) == {f"g{n}@example.com": 1 for n in range(3)}
+    assert sorted(status for _, status in deliveries(smtp_app)) == ["sent"] * 3
+
+
+@pytest.mark.parametrize("command", ["MAIL", "RCPT"])
+def test_server_stalling_before_the_message_is_retried_and_sent_once(
+    smtp_app, smtp, clock, command
+):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp_app.config["SMTP_TIMEOUT"] = 1
+    smtp.stalls[command] = 2
+    assert tick(smtp_app).retried == 1
+    assert deliveries(smtp_app, lead_id) == [("welcome", "retry")]
+    smtp.stalls.clear()
+    time.sleep(1.5)  # the stalled command ends on the server's side
+    clock.advance(minutes=5)
+    tick(smtp_app)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
+    assert subjects(smtp) == ["Welcome, Ann"]
+
+
+def test_no_answer_after_the_whole_message_leaves_it_unknown_never_resent(
+    smtp_app, smtp, clock
+):
+    three_steps(smtp_app)
+    first = add_lead(smtp_app, email="first@example.com", name="First")
+    add_lead(smtp_app, email="second@example.com", name="Second")
+    smtp_app.config["SMTP_TIMEOUT"] = 1
+    smtp.stalls["DATA"] = 2  # longer than the client waits; then it is accepted
+    summary = tick(smtp_app)
+    assert summary.unknown == 1 and summary.sent == 0
+    assert "stopped early" in summary.line()  # the stalling server gets no more now
+    assert deliveries(smtp_app, first) == [("welcome", "unknown")]
+    wait_for(lambda: len(smtp.messages) == 1)  # it did arrive after all
+    smtp.stalls.clear()
+    for _ in range(4):
+        clock.advance(days=2)
+        tick(smtp_app)
+    # Never sent twice; the lead goes on with the steps after it; the rest go on.
+    assert [str(m["Subject"]) for m in smtp.to("first@example.com")] == [
+        "Welcome, First", "Three tips", "An offer"]
+    assert len(smtp.to("second@example.com")) == 3
+    assert deliveries(smtp_app, first) == [
+        ("welcome", "unknown"), ("tips", "sent"), ("offer", "sent")]
+    with smtp_app.app_context():
+        shown, total = sending.needing_owner("unknown")
+        assert total == 1 and shown[0].lead.email == "first@example.com"
+
+
+def test_421_after_the_message_is_retried_and_sent_once(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies = ["421 4.3.2 Service shutting down"]
+    assert tick(smtp_app).retried == 1
+    clock.advance(minutes=5)
+    tick(smtp_app)
+    assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
+    assert subjects(smtp) == ["Welcome, Ann"]
+
+
+class Credentials:
+    """An aiosmtpd authenticator that accepts one password (the server answers 535
+    to any other)."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == self.password
+        return AuthResult(success=ok, handled=False)
+
+
+def test_535_authentication_refused_waits_and_retries_nothing_lost(make_app, smtp, tmp_path,
+                                                                  clock):
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import SmtpCollector, _free_port
+
+    handler, credentials = SmtpCollector(), Credentials("new password")
+    server = Controller(handler, hostname="127.0.0.1", port=_free_port(),
+                        authenticator=credentials, auth_require_tls=False)
+    server.start()
+    try:
+        app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=server.port,
+                       SMTP_USERNAME="capture", SMTP_PASSWORD="old password",
+                       SEQUENCES_DIR=str(tmp_path / "seq"))
+        three_steps(app)
+        for number in range(3):
+            add_lead(app, email=f"a{number}@example.com")
+        summary = tick(app)
+        assert summary.retried == 1 and summary.sent == 0
+        assert "535" in summary.line()
+        assert handler.messages == []
+        app.config["SMTP_PASSWORD"] = "new password"  # the owner fixes the setting
+        clock.advance(minutes=5)
+        tick(app)
+        assert messages_per_recipient(handler) == {f"a{n}@example.com": 1 for n in range(3)}
+        clock.advance(minutes=30)
+        tick(app)
+        assert len(handler.messages) == 3
+    finally:
+        server.stop()
+
+
+def test_confirmation_not_sent_for_a_mail_server_fault_goes_out_on_a_repeat_opt_in(
+    smtp_app, smtp
+):
+    create_page(smtp_app, slug="offer")
+    client = smtp_app.test_client()
+    smtp.mail_reply = "421 4.3.2 try later"
+    assert optin(client, "offer", email="later@example.com").status_code == 303
+    assert count(smtp_app, Lead) == 1 and smtp.messages == []
+    smtp.mail_reply = None
+    assert optin(client, "offer", email="later@example.com").status_code == 303
+    assert len(smtp.to("later@example.com")) == 1

@@ -177,6 +177,29 @@ def test_confirmations_stay_within_the_sending_rate_cap(make_app, smtp, tmp_path
     assert len(smtp.messages) == 2
 
 
+def test_a_confirmation_the_mail_server_refused_for_now_is_sent_by_the_next_run(
+        make_app, smtp, tmp_path):
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port)
+    create_page(app, slug="offer")
+    run_import(app, write(tmp_path, HEADER + "dan@example.com,Dan,FR,no,\n"))
+    smtp.data_replies.append("451 4.3.0 try again later")
+
+    with app.app_context():
+        assert imports.send_queued_confirmations() == 0
+        assert imports.send_queued_confirmations() == 1
+    assert len(smtp.to("dan@example.com")) == 1
+
+
+def test_send_due_sends_the_queued_confirmations_and_says_so(app, page, tmp_path, outbox):
+    run_import(app, write(tmp_path, HEADER + "dan@example.com,Dan,FR,no,\n"))
+
+    result = app.test_cli_runner().invoke(args=["send-due"])
+
+    assert result.exit_code == 0
+    assert result.output.strip().endswith("; confirmations to imported leads 1")
+    assert len(outbox.to("dan@example.com")) == 1
+
+
 def test_a_file_without_consent_column_asks_everyone_to_confirm(app, page, tmp_path):
     report = run_import(app, write(tmp_path, "email\nann@example.com\n"))
 

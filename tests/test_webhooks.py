@@ -9,6 +9,8 @@ import json
 import logging
 import re
 import socket
+import ssl
+import subprocess
 import threading
 from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,9 +34,9 @@ ALL = list(webhooks.EVENTS)
 class Receiver:
     """A ThreadingHTTPServer on 127.0.0.1 that keeps every POST (path, headers, raw body)
     and answers from a script: a status per request (then 200), or "hang" to answer
-    nothing until the test ends."""
+    nothing until the test ends. With `tls` (certificate and key files) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.requests: list[dict] = []
         self.replies: list = []
         self.lock = threading.Lock()
@@ -65,6 +67,11 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)
         self.thread.start()
@@ -604,6 +611,77 @@ def test_a_public_https_url_is_accepted_without_resolving_it(strict_app):
     with strict_app.app_context():
         url = "https://hooks.example.com/capture?x=1"
         assert webhooks.check_url(url) == url
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for the name localhost (not for 127.0.0.1)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("needs the openssl command")
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def tls_receiver(certificate, monkeypatch):
+    """An HTTPS receiver whose certificate Capture trusts (as if a CA had signed it)."""
+    original = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context",
+                        lambda *args, **kwargs: original(cafile=certificate[0]))
+    server = Receiver(tls=certificate)
+    yield server
+    server.stop()
+
+
+def test_https_delivery_checks_the_certificate_against_the_host_name(app, client, tls_receiver):
+    create_page(app, review="manual")
+    add_webhook(app, tls_receiver.url + "/hook")
+    sign_up(app, client)
+    assert deliver(app).delivered == 1
+    [request] = tls_receiver.requests
+    assert request["headers"]["Host"] == f"localhost:{tls_receiver.port}"
+
+
+def test_https_to_a_name_the_certificate_does_not_cover_is_not_sent(app, client, tls_receiver):
+    create_page(app, review="manual")
+    add_webhook(app, f"https://127.0.0.1:{tls_receiver.port}/hook")
+    sign_up(app, client)
+    deliver(app)
+    [row] = rows(app)
+    assert row.status == "pending" and row.status_code is None
+    assert row.error.startswith("TLS certificate not accepted")
+    assert tls_receiver.requests == []
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(strict_app, monkeypatch):
+    """A DNS server that answers a public address to the check and a loopback one to a
+    second lookup (DNS rebinding) gets only one question: the connection is made to
+    the address that was checked, under the URL's host name."""
+    create_page(strict_app, review="manual")
+    add_webhook(strict_app, "https://hooks.example.com/capture")
+    sign_up(strict_app, strict_app.test_client())
+    lookups, connections = [], []
+
+    def rebinding_dns(host, port, *args, **kwargs):
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    def no_network(address, *args, **kwargs):
+        connections.append(address)
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    deliver(strict_app)
+    monkeypatch.undo()
+    assert lookups == ["hooks.example.com"]
+    assert connections == [("93.184.216.34", 443)]
+    assert rows(strict_app)[0].error == "connection refused"
 
 
 # --- the scheduler, the commands, the settings ---------------------------------------------

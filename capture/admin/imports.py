@@ -204,9 +204,11 @@ def leads_import_map(token: str):
     page = next((p for p in pages if p.slug == chosen_slug), None)
     if page is None:
         page = next((p for p in pages if p.slug == details["page"]), None)
-        if page is None:
-            flash("The page of that upload no longer exists. Choose another one.", "error")
-            page = pages[0] if pages else None
+    if page is None and pages:
+        flash("The page chosen for that upload no longer exists. Choose another one.", "error")
+        page = pages[0]
+        details["page"] = page.slug
+        _save_details(token, details)
     if page is None:
         return redirect(url_for("admin.leads_import"))
     remapped = request.method == "POST" and page.slug != details["page"]
@@ -244,6 +246,7 @@ def _preview(shape, page: Page, form: MappingForm) -> dict[int, imports.RowResul
     """What would become of the first rows with the chosen mapping, by line."""
     mapping = _chosen(form, shape.headers)
     outcomes: dict[int, imports.RowResult] = {}
+
     def keep(result: imports.RowResult) -> None:
         outcomes[result.line] = result
 

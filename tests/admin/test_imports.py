@@ -210,3 +210,19 @@ def test_the_lead_page_shows_the_import_on_the_timeline(app, owner, page):
 
     assert "Imported from <strong>people.csv</strong> (line 2)" in html
     assert "consent column Consent=yes" in html
+
+
+def test_choosing_another_page_maps_the_columns_again_for_its_fields(app, owner, page):
+    create_page(app, slug="b2b", fields=[
+        {"name": "email", "label": "Email", "type": "email", "required": True},
+        {"name": "company", "label": "Company", "type": "text", "required": False},
+    ])
+    path = uploaded(owner, b"Email,Company\nann@example.com,Acme\n")
+    assert mapping_choices(owner.get(path).get_data(as_text=True))["Company"] == ""
+
+    response = post_mapping(owner, path, "preview", page="b2b")
+
+    assert mapping_choices(response.get_data(as_text=True)) == {
+        "Email": "email", "Company": "company"}
+    post_mapping(owner, path, "import", page="b2b")
+    assert lead_of(app, "ann@example.com").fields == {"company": "Acme"}

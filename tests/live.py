@@ -44,6 +44,43 @@ class Stack:
         output = self.flask("leads", "export", *(["--page", page] if page else []))
         return list(csv.DictReader(io.StringIO(output)))
 
+    def start_scheduler(self) -> subprocess.Popen:
+        """One more `flask --app wsgi scheduler` process (stopped with the stack)."""
+        process = subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "scheduler"],
+                                   cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def seed_leads(self, count: int, prefix: str = "bulk", page: str = "launch") -> None:
+        """`count` approved, subscribed leads on `page` (prefix0@example.com …),
+        enrolled in its sequence, written in one transaction."""
+        script = f"""
+from sqlalchemy import select
+from capture import create_app, sending
+from capture.extensions import db
+from capture.models import Lead, Page
+with create_app().app_context():
+    page = db.session.scalar(select(Page).where(Page.slug == {page!r}))
+    leads = [Lead(email=f"{prefix}{{n}}@example.com", name="Bulk", public_ref=f"{prefix}{{n}}",
+                  page_id=page.id, review="approved", subscription="subscribed")
+             for n in range({count})]
+    db.session.add_all(leads)
+    db.session.flush()
+    for lead in leads:
+        sending.enroll(lead)
+    db.session.commit()
+"""
+        seeded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        assert seeded.returncode == 0, seeded.stderr
+
+    def database(self):
+        """An SQLAlchemy engine on this stack's database (dispose it when done)."""
+        import sqlalchemy
+
+        return sqlalchemy.create_engine(self.env["CAPTURE_DATABASE_URL"])
+
     def wait_for_mail(self, address: str, count: int = 1, timeout: float = 20.0):
         """The messages to `address`, once at least `count` arrived."""
         deadline = time.monotonic() + timeout
@@ -78,11 +115,12 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -
 
 
 def start_stack(tmp: Path, *, workers: int = 2, scheduler: bool = True,
-                extra_env: dict | None = None):
-    """Start SMTP, migrate and seed the database, then gunicorn (and the scheduler)."""
+                extra_env: dict | None = None, smtp: SmtpCollector | None = None):
+    """Start SMTP (`smtp`: a handler of the test's own), migrate and seed the
+    database, then gunicorn (and the scheduler)."""
     from aiosmtpd.controller import Controller
 
-    smtp = SmtpCollector()
+    smtp = smtp or SmtpCollector()
     controller = Controller(smtp, hostname="127.0.0.1", port=_free_port())
     controller.start()
     port = _free_port()

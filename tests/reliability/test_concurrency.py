@@ -3,8 +3,6 @@ PostgreSQL), several scheduler processes on one database."""
 
 import http.cookiejar
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -13,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.live import BIN, ROOT, start_stack
+from tests.live import start_stack
 
 VISITORS = 300
 FLOOD = 30
@@ -103,29 +101,9 @@ def test_three_scheduler_processes_send_every_delivery_exactly_once(tmp_path):
                                          "CAPTURE_SEND_BATCH_SIZE": "100"})
     try:
         count = 2000
-        script = f"""
-from sqlalchemy import select
-from capture import create_app, sending
-from capture.extensions import db
-from capture.models import Lead, Page
-with create_app().app_context():
-    page = db.session.scalar(select(Page).where(Page.slug == "launch"))
-    leads = [Lead(email=f"bulk{{n}}@example.com", name="Bulk", public_ref=f"bulk{{n}}",
-                  page_id=page.id, review="approved", subscription="subscribed")
-             for n in range({count})]
-    db.session.add_all(leads)
-    db.session.flush()
-    for lead in leads:
-        sending.enroll(lead)
-    db.session.commit()
-"""
-        seeded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=stack.env,
-                                capture_output=True, text=True, timeout=120)
-        assert seeded.returncode == 0, seeded.stderr
-        schedulers = [subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "scheduler"],
-                                       cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL) for _ in range(3)]
-        stack.processes.extend(schedulers)
+        stack.seed_leads(count)
+        for _ in range(3):
+            stack.start_scheduler()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(stack.smtp.messages) < count:
             time.sleep(0.5)

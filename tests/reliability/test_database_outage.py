@@ -10,7 +10,6 @@ import re
 import socket
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 
 import pytest

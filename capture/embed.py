@@ -25,9 +25,9 @@ from capture import bots, leads
 from capture.attribution import record_embedded_visit
 from capture.extensions import csrf, db
 from capture.models import Page, Visit
-from capture.optin_form import COUNTRY_CHOICES, OptInForm, form_class
+from capture.optin_form import COUNTRY_CHOICES, OptInForm, form_class, optin_values
 from capture.origins import request_origin
-from capture.pages import FORM_TYPES, _country, _page_fields, _text, render_page
+from capture.pages import FORM_TYPES, render_page
 
 bp = Blueprint("embed", __name__)
 # The snippet's script fills these with the host page's address and its referrer.
@@ -162,9 +162,7 @@ def submit(slug: str):
 
     optin = leads.OptIn(
         email=form.email.data,
-        name=_text(form.data.get("name")),
-        country=_country(page, form),
-        fields=_page_fields(page, form),
+        **optin_values(page, form),
         client_ip=request.remote_addr,
         visit=_visit(page, started),
     )

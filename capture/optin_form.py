@@ -106,3 +106,25 @@ def form_class(page: Page) -> type[OptInForm]:
 def page_field_names(page: Page) -> list[str]:
     """The names of the fields a visitor fills in, in page order."""
     return [spec["name"] for spec in page.fields]
+
+
+def optin_values(page: Page, form: OptInForm) -> dict[str, Any]:
+    """The name, country and page fields of a validated form, as `leads.OptIn` takes
+    them: text on one line of printable characters, checkboxes as booleans."""
+    values: dict[str, Any] = {"name": _text(form.data.get("name")), "country": None,
+                              "fields": {}}
+    for spec in page.fields:
+        name, kind = spec["name"], spec["type"]
+        if kind == "country":
+            values["country"] = values["country"] or form[name].data or None
+        elif name not in ("email", "name"):
+            value = form[name].data
+            values["fields"][name] = bool(value) if kind == "checkbox" else _text(value)
+    return values
+
+
+def _text(value) -> str:
+    """A single-line text value: printable characters only, trimmed."""
+    if not isinstance(value, str):
+        return ""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())

@@ -24,7 +24,7 @@ from capture.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.extensions import db
 from capture.markup import render_markdown
 from capture.models import Page, Visit
-from capture.optin_form import OptInForm, form_class
+from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
 # What a browser's form submits; anything else (JSON, XML …) is not an opt-in.
@@ -159,9 +159,7 @@ def submit(slug: str):
 
     optin = leads.OptIn(
         email=form.email.data,
-        name=_text(form.data.get("name")),
-        country=_country(page, form),
-        fields=_page_fields(page, form),
+        **optin_values(page, form),
         client_ip=request.remote_addr,
         visit=db.session.get(Visit, started["v"]) if started.get("v") else None,
     )
@@ -174,30 +172,6 @@ def submit(slug: str):
 def success_url(page: Page) -> str:
     """Where a successful opt-in goes: the page's redirect URL or its thanks page."""
     return page.redirect_url or url_for("pages.thanks", slug=page.slug)
-
-
-def _text(value) -> str:
-    """A single-line text value: printable characters only, trimmed."""
-    if not isinstance(value, str):
-        return ""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-
-
-def _country(page: Page, form: OptInForm) -> str | None:
-    for spec in page.fields:
-        if spec["type"] == "country":
-            return form[spec["name"]].data or None
-    return None
-
-
-def _page_fields(page: Page, form: OptInForm) -> dict:
-    values = {}
-    for spec in page.fields:
-        if spec["name"] in ("email", "name") or spec["type"] == "country":
-            continue
-        value = form[spec["name"]].data
-        values[spec["name"]] = bool(value) if spec["type"] == "checkbox" else _text(value)
-    return values
 
 
 @bp.get("/p/<slug>/thanks")

@@ -11,8 +11,8 @@ rather than skipped over.
 import re
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

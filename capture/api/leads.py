@@ -31,10 +31,9 @@ from capture.models import (
     Lead,
     Page,
 )
-from capture.optin_form import form_class
+from capture.optin_form import form_class, optin_values
 
 # The form's own clean-ups, so a lead sent here is stored exactly as the form stores it.
-from capture.pages import _country, _page_fields, _text
 
 ATTRIBUTION_MAX = {**dict.fromkeys(ATTRIBUTION_KEYS, 200), "referrer": 1000}
 LEAD_PROPERTIES = {"page", "email", "name", "country", "consent", "fields", "ip",
@@ -67,9 +66,7 @@ def create_lead():
 
     optin = leads.OptIn(
         email=form.email.data,
-        name=_text(form.data.get("name")),
-        country=_country(page, form),
-        fields=_page_fields(page, form),
+        **optin_values(page, form),
         client_ip=client_ip,
         attribution=attribution,
     )

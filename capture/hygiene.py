@@ -1,7 +1,8 @@
 """Request hygiene: refuse what no page, form or link of ours ever sends.
 
 A NUL byte is never part of a real URL or form value, and PostgreSQL cannot store
-one; refusing it here keeps every view (and every query) from having to.
+one; refusing it here keeps every view (and every query) from having to. A body
+larger than the limit is refused, also when it comes without a Content-Length.
 """
 
 from flask import Flask, abort, request
@@ -9,7 +10,21 @@ from flask import Flask, abort, request
 
 def init_app(app: Flask) -> None:
     """Check every request before its view runs."""
+    app.before_request(refuse_oversized_streams)
     app.before_request(refuse_nul_bytes)
+
+
+def refuse_oversized_streams() -> None:
+    """413 for a body sent without a Content-Length (chunked) that runs to the size
+    limit: the form parser would cut it there without a word. (A Content-Length
+    over the limit is refused before anything is read.)"""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return
+    if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    if len(request.get_data(cache=True)) >= limit:  # reads at most `limit` bytes
+        abort(413)
 
 
 # Views that clean their query values themselves (the opt-in page strips control

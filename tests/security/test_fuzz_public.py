@@ -85,6 +85,26 @@ def test_oversized_body_is_413(csrf_off_app):
     assert count(csrf_off_app, Lead) == 0
 
 
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=300)
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(["utm_source", "utm_medium", "utm_campaign",
+                                                "utm_content", "utm_term", "ref", "from",
+                                                "utm_source[]", "x" * 300]),
+                              st.one_of(text, st.text(min_size=1000, max_size=3000)),
+                              max_size=6),
+       referrer=header_text, agent=header_text)
+def test_page_view_with_any_query_referrer_and_agent_never_fails(csrf_off_app, params,
+                                                                 referrer, agent):
+    client = csrf_off_app.test_client()
+    headers = {"Referer": referrer, "User-Agent": agent}
+    page = client.get("/p/demo", query_string=params, headers=headers)
+    no_traceback(page)
+    assert page.status_code == 200
+    no_traceback(client.get("/p/demo/thanks", query_string=params, headers=headers))
+
+
 @FUZZ
 @given(token=st.text(min_size=1, max_size=600).filter(lambda t: "/" not in t and "\x00" not in t))
 def test_tokens_in_urls_never_fail_and_change_nothing(app, token):

@@ -79,6 +79,19 @@ def test_forged_and_unknown_tokens_answer_the_same(app, demo_page):
         assert first.get_data() == second.get_data()
 
 
+def test_forged_and_unknown_click_and_pixel_tokens_answer_the_same(app):
+    client = app.test_client()
+    with app.app_context():
+        unknown_open = tokens.make("open", "424242")
+    clicks = [client.get(path) for path in ("/c/" + "A" * 22, "/c/forged.token!")]
+    assert [r.status_code for r in clicks] == [404, 404]
+    assert clicks[0].get_data() == clicks[1].get_data()
+    pixels = [client.get(f"/o/{token}") for token in (unknown_open, "forged.token")]
+    assert [r.status_code for r in pixels] == [200, 200]
+    assert pixels[0].get_data() == pixels[1].get_data()
+    assert pixels[0].headers == pixels[1].headers
+
+
 def test_confirm_token_of_one_lead_confirms_only_that_lead(app, demo_page, outbox):
     client = app.test_client()
     optin(client, email="one@example.com", consent="y")

@@ -264,6 +264,8 @@ class Delivery(db.Model):
         Index("ix_deliveries_counting", "status", "sent_at", "lead_id"),
         # The rate cap counts attempts of the last minute on every tick.
         Index("ix_deliveries_claimed", "claimed_at"),
+        # The reaper looks for stale claims of one status on every tick.
+        Index("ix_deliveries_status_claimed", "status", "claimed_at"),
         Index("ix_deliveries_sequence_step", "sequence", "step"),
     )
 

@@ -571,7 +571,7 @@ class Bench:
         return env, folder
 
     def scenario_scheduler(self) -> None:
-        for leads in (10_000, self.args.scale):
+        for leads in sorted({min(10_000, self.args.scale), self.args.scale}):
             env, _ = self.scale_database(leads)
             self.scheduler_at(leads, env)
 
@@ -713,6 +713,9 @@ def main() -> None:
                         help=f"run these scenarios only ({', '.join(SCENARIOS)})")
     parser.add_argument("--quick", action="store_true",
                         help="3 s runs, fewer tokens and emails, 100k instead of 1M leads")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every scenario at toy size (1 s runs, 2,000 leads): checks "
+                             "that the bench works, measures nothing (make test runs it)")
     parser.add_argument("--duration", type=float, help="seconds per load run (10)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each (2)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (4)")
@@ -741,6 +744,10 @@ def main() -> None:
     args.track_tokens = 500 if quick else 2000
     args.reps = 3 if quick else 5
     args.metric_reps = 2 if quick else 3
+    if args.smoke:
+        args.duration, args.warmup, args.scale, args.send = 1, 0.3, 2000, 20
+        args.optin_tokens, args.track_tokens, args.reps, args.metric_reps = 40, 20, 1, 1
+        args.quiet_wait = 0
     args.out = (args.out or BENCH / "out" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     selected = args.only or list(SCENARIOS)
 

@@ -1,0 +1,44 @@
+"""The benchmark scripts still work: each runs in its smoke mode (toy sizes, about a
+minute in all). Nothing here looks at a timing; bench/ measures, the suite checks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    return result, out
+
+
+def test_the_bench_smoke_run_finishes_without_a_failure(smoke_run):
+    result, _ = smoke_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("scenario", [
+    "floor: bare WSGI app", "opt-in page view", "opt-in submit", "double opt-in",
+    "sending: 1 tick", "open pixel", "click redirect", "metrics.report()",
+    "dashboard overview", "scheduler: idle tick", "scheduler: claim",
+])
+def test_the_bench_table_has_a_row_for_each_scenario(smoke_run, scenario):
+    _, out = smoke_run
+    table = (out / "results.md").read_text()
+    assert any(line.startswith("|") and scenario in line for line in table.splitlines())
+
+
+def test_the_import_bench_streams_a_small_file(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "import_100k.py"), "--rows", "300"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

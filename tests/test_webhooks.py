@@ -725,6 +725,16 @@ def test_send_due_command_posts_and_prints_a_summary(app, client, receiver):
     assert receiver.events() == ["lead.created"]
 
 
+def test_the_one_tick_send_due_command_also_posts_due_webhooks(app, client, receiver):
+    create_page(app, review="manual")
+    add_webhook(app, receiver.url)
+    sign_up(app, client)
+    result = app.test_cli_runner().invoke(args=["send-due"])
+    assert result.exit_code == 0, result.output
+    assert "webhooks: delivered 1" in result.output
+    assert receiver.events() == ["lead.created"]
+
+
 def test_list_command_shows_each_endpoint(app, receiver):
     create_page(app, review="manual")
     add_webhook(app, receiver.url + "/crm", events=["lead.approved"], page="offer")

@@ -6,7 +6,7 @@ import base64
 from flask import Blueprint, abort, current_app, redirect, render_template, request
 from sqlalchemy import select
 
-from capture import engagement, leads, tokens
+from capture import engagement, errors, leads, tokens
 from capture.extensions import csrf, db
 from capture.models import Lead
 
@@ -22,9 +22,14 @@ def pixel(token: str):
     """The open pixel: always the GIF, whatever the token; logs only genuine opens."""
     try:
         engagement.record_open(token, request.headers.get("User-Agent"))
-    except Exception:  # an open is never worth a broken image
+    except Exception as error:  # an open is never worth a broken image
         db.session.rollback()
-        current_app.logger.exception("open not recorded")
+        if errors.is_unavailable(error):  # one line each, not a traceback per open
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            current_app.logger.error("open not recorded, database unavailable: %s",
+                                     reason[:300])
+        else:
+            current_app.logger.exception("open not recorded")
     return PIXEL, 200, {
         "Content-Type": "image/gif",
         "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",

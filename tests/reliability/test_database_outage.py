@@ -292,3 +292,18 @@ def test_links_while_postgresql_is_unreachable(relayed_app):
     postback = client.post("/postback/upgrade", data=params)
     assert postback.status_code == 503 and postback.is_json
     assert postback.headers["Retry-After"].isdigit()
+
+
+@sqlite_only
+def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(  # noqa: F811
+    smtp_app, sent, caplog
+):
+    busy_timeout(smtp_app, 200)
+    pixel = re.search(r"http://127\.0\.0\.1:5000(/o/[\w.-]+)", sent["html"]).group(1)
+    with write_lock(smtp_app), caplog.at_level("ERROR"):
+        opened = sent["client"].get(pixel, headers={"User-Agent": HUMAN})
+    assert opened.headers["Content-Type"] == "image/gif"
+    records = [r for r in caplog.records if "open not recorded" in r.getMessage()]
+    assert len(records) == 1
+    assert "database unavailable" in records[0].getMessage()
+    assert records[0].exc_info is None

@@ -295,8 +295,8 @@ def test_links_while_postgresql_is_unreachable(relayed_app):
 
 
 @sqlite_only
-def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(  # noqa: F811
-    smtp_app, sent, caplog
+def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(
+    smtp_app, sent, caplog  # noqa: F811
 ):
     busy_timeout(smtp_app, 200)
     pixel = re.search(r"http://127\.0\.0\.1:5000(/o/[\w.-]+)", sent["html"]).group(1)

@@ -164,7 +164,7 @@ def task_scheduler(args) -> dict:
     for name, step in (
         ("wake_changed_sequences", lambda: sending._wake_changed_sequences(clock.utcnow())),
         ("reap", lambda: sending._reap(clock.utcnow())),
-        ("budget", lambda: sending._budget(clock.utcnow())),
+        ("budget", lambda: sending.rate_budget(clock.utcnow())),
         ("claim_retries", lambda: sending._claim_retries(clock.utcnow(), args.batch)),
         ("claim_enrollments", lambda: sending._claim_enrollments(clock.utcnow(), args.batch)),
     ):

@@ -40,7 +40,7 @@ from capture.import_csv import (
     parse_map_options,
 )
 from capture.import_rows import Rejected, Row, check_row
-from capture.models import Delivery, Event, Lead, Page, Suppression
+from capture.models import Event, Lead, Page, Suppression
 from capture.timeline import record_event
 
 log = logging.getLogger(__name__)
@@ -377,10 +377,7 @@ def send_queued_confirmations() -> int:
 def _budget(now: datetime) -> int:
     """What the rate cap leaves for this minute after the sequence emails and the
     confirmations already sent in it."""
-    minute_ago = now - timedelta(minutes=1)
-    deliveries = db.session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.claimed_at > minute_ago))
     confirmations = db.session.scalar(
         select(func.count()).select_from(Event)
-        .where(Event.kind == "confirmation_sent", Event.created_at > minute_ago))
-    return current_app.config["SEND_RATE_PER_MINUTE"] - (deliveries or 0) - (confirmations or 0)
+        .where(Event.kind == "confirmation_sent", Event.created_at > now - timedelta(minutes=1)))
+    return sending.rate_budget(now) - (confirmations or 0)

@@ -21,7 +21,7 @@ from sqlalchemy import case, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from capture import clock, engagement, mail, rendering, tokens
+from capture import claims, clock, engagement, mail, rendering, tokens
 from capture.extensions import db
 from capture.models import (
     Delivery,
@@ -172,7 +172,7 @@ def tick() -> Summary:
     now = clock.utcnow()
     _wake_changed_sequences(now)
     summary.unknown = _reap(now)
-    budget = min(_budget(now), current_app.config["SEND_BATCH_SIZE"])
+    budget = min(rate_budget(now), current_app.config["SEND_BATCH_SIZE"])
     if budget <= 0:
         return summary
     retries = _claim_retries(now, budget)
@@ -205,9 +205,9 @@ _WITH_LEAD = {
 }
 
 
-def _budget(now: datetime) -> int:
-    """How many attempts the rate cap still allows in the current minute (every
-    attempt counts, failed ones too)."""
+def rate_budget(now: datetime) -> int:
+    """How many sequence emails the rate cap still allows in the current minute
+    (every attempt counts, failed ones too)."""
     attempted = db.session.scalar(
         select(func.count()).select_from(Delivery)
         .where(Delivery.claimed_at > now - timedelta(minutes=1))
@@ -313,37 +313,20 @@ def _reap(now: datetime) -> int:
     return len(stale)
 
 
-def _claim(model, ids_query, state_column, from_state: str, values: dict) -> list[int]:
-    """Take rows for this process: locked rows are skipped on PostgreSQL, and the
-    conditional update makes a row ours only if nobody took it first."""
-    candidates = db.session.scalars(ids_query.with_for_update(skip_locked=True)).all()
-    if not candidates:
-        db.session.commit()
-        return []
-    claimed = db.session.scalars(
-        update(model)
-        .where(model.id.in_(candidates), state_column == from_state)
-        .values(**values)
-        .returning(model.id)
-    ).all()
-    db.session.commit()
-    return sorted(claimed, key=candidates.index)
-
-
 def _claim_retries(now: datetime, limit: int) -> list[int]:
     query = (select(Delivery.id)
              .where(Delivery.status == "retry", Delivery.retry_at <= now)
              .order_by(Delivery.retry_at).limit(limit))
-    return _claim(Delivery, query, Delivery.status, "retry",
-                  {"status": "claimed", "claimed_at": now})
+    return claims.claim(Delivery, query, Delivery.status, "retry",
+                        {"status": "claimed", "claimed_at": now})
 
 
 def _claim_enrollments(now: datetime, limit: int) -> list[int]:
     query = (select(Enrollment.id)
              .where(Enrollment.state == "active", Enrollment.next_due_at <= now)
              .order_by(Enrollment.next_due_at).limit(limit))
-    return _claim(Enrollment, query, Enrollment.state, "active",
-                  {"state": "sending", "claimed_at": now})
+    return claims.claim(Enrollment, query, Enrollment.state, "active",
+                        {"state": "sending", "claimed_at": now})
 
 
 def _should_stop(lead: Lead, sequence: Sequence) -> str:

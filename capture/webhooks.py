@@ -26,7 +26,7 @@ from flask import current_app
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import joinedload
 
-from capture import clock, outbound
+from capture import claims, clock, outbound
 from capture.extensions import db
 from capture.models import UTM_KEYS, Lead, Webhook, WebhookDelivery
 
@@ -220,29 +220,17 @@ def _give_back_stale(now: datetime) -> int:
 
 
 def _claim(now: datetime, limit: int) -> list[int]:
-    """Take due rows for this process: rows locked by another are skipped on
-    PostgreSQL, and the conditional update makes a row ours only if it is still
-    pending, so two processes never both take it."""
-    candidates = db.session.scalars(
+    """Take due rows of active webhooks for this process (see `claims.claim`)."""
+    query = (
         select(WebhookDelivery.id)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
         .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                Webhook.active.is_(True))
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
-    ).all()
-    if not candidates:
-        db.session.commit()
-        return []
-    claimed = db.session.scalars(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(candidates), WebhookDelivery.status == "pending")
-        .values(status="sending", claimed_at=now)
-        .returning(WebhookDelivery.id)
-    ).all()
-    db.session.commit()
-    return sorted(claimed, key=candidates.index)
+    )
+    return claims.claim(WebhookDelivery, query, WebhookDelivery.status, "pending",
+                        {"status": "sending", "claimed_at": now})
 
 
 def _release(delivery_ids: list[int], later: bool = False) -> None:

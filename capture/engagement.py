@@ -102,8 +102,8 @@ def record_open(token: str, user_agent: str | None) -> bool:
     if email is None:
         return False
     insert_event(email.lead_id, email.page_id, "open", delivery_id=email.id,
-              machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
-              user_agent=(user_agent or "")[:200])
+                 machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
+                 user_agent=(user_agent or "")[:200])
     db.session.commit()
     return True
 
@@ -116,8 +116,8 @@ def record_click(token: str, user_agent: str | None) -> str | None:
     if link is None:
         return None
     insert_event(link.lead_id, link.page_id, "click", delivery_id=link.id,
-              machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
-              url=link.url, user_agent=(user_agent or "")[:200])
+                 machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
+                 url=link.url, user_agent=(user_agent or "")[:200])
     db.session.commit()
     return link.url
 

@@ -76,15 +76,20 @@ def is_unavailable(error: Exception) -> bool:
         getattr(error, "connection_invalidated", False))
 
 
+def unavailable_reason(error: Exception) -> str:
+    """The first line of the driver's message, for one log line (no traceback, no
+    SQL parameters)."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
+
+
 def database_error(error: Exception):
     """503 with Retry-After for a locked or unreachable database; other database
     errors are bugs (500)."""
     if not is_unavailable(error):
         return unexpected_error(error)
     _rollback()
-    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
     current_app.logger.error("database unavailable for %s %s: %s", request.method,
-                             request.path, reason)
+                             request.path, unavailable_reason(error))
     title, message = MESSAGES[503]
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
     if request.path.startswith(JSON_PREFIXES):

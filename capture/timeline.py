@@ -22,8 +22,8 @@ def record_event(lead: Lead, kind: str, page_id: int | None = None, *,
 def insert_event(lead_id: int, page_id: int | None, kind: str, *,
                  delivery_id: int | None = None, machine: bool = False,
                  **data: Any) -> None:
-    """`record_event` as one plain INSERT by the lead's ids, for the hot paths that
-    add nothing else (the open pixel, clicks): no ORM bookkeeping."""
+    """`record_event` as one plain INSERT by the lead's ids, for the hot paths (the
+    open pixel, clicks, the send of each email): no ORM load, no unit of work."""
     db.session.connection().execute(_INSERT_EVENT, {
         "lead_id": lead_id, "page_id": page_id, "kind": kind, "delivery_id": delivery_id,
         "machine": machine, "data": data, "created_at": clock.utcnow(),

@@ -25,9 +25,8 @@ def pixel(token: str):
     except Exception as error:  # an open is never worth a broken image
         db.session.rollback()
         if errors.is_unavailable(error):  # one line each, not a traceback per open
-            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             current_app.logger.error("open not recorded, database unavailable: %s",
-                                     reason[:300])
+                                     errors.unavailable_reason(error))
         else:
             current_app.logger.exception("open not recorded")
     return PIXEL, 200, {

@@ -49,18 +49,8 @@ def attribution_from_query(args: Mapping[str, str]) -> dict[str, str | None]:
 
 def record_visit(page: Page, request: Request, vid: str) -> Visit:
     """Store one page view with its attribution (committed by the caller)."""
-    user_agent = request.headers.get("User-Agent", "")
-    visit = Visit(
-        page_id=page.id,
-        visitor_id=vid,
-        referrer=(request.referrer or "")[:1000] or None,
-        landing_url=request.url[:2000],
-        user_agent=user_agent[:500] or None,
-        is_bot=is_bot_user_agent(user_agent),
-        **attribution_from_query(request.args),
-    )
-    db.session.add(visit)
-    return visit
+    return _add_visit(page, request, vid, request.referrer, request.url,
+                      attribution_from_query(request.args))
 
 
 def record_embedded_visit(page: Page, request: Request, host_url: str | None,
@@ -74,12 +64,20 @@ def record_embedded_visit(page: Page, request: Request, host_url: str | None,
     attribution = attribution_from_query(MultiDict(parse_qsl(urlsplit(landing or "").query)))
     if not any(attribution.values()):
         attribution = attribution_from_query(request.args)
+    return _add_visit(page, request, secrets.token_hex(16), _web_url(host_referrer),
+                      landing, attribution)
+
+
+def _add_visit(page: Page, request: Request, vid: str, referrer: str | None,
+               landing_url: str | None, attribution: dict[str, str | None]) -> Visit:
+    """Add the visit row: values cut to their columns, the user agent from the
+    request, bots marked."""
     user_agent = request.headers.get("User-Agent", "")
     visit = Visit(
         page_id=page.id,
-        visitor_id=secrets.token_hex(16),
-        referrer=(_web_url(host_referrer) or "")[:1000] or None,
-        landing_url=(landing or "")[:2000] or None,
+        visitor_id=vid,
+        referrer=(referrer or "")[:1000] or None,
+        landing_url=(landing_url or "")[:2000] or None,
         user_agent=user_agent[:500] or None,
         is_bot=is_bot_user_agent(user_agent),
         **attribution,

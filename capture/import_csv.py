@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from capture.models import ATTRIBUTION_KEYS, Page
+from capture.optin_form import one_line
 
 # What a mapped column can fill, besides the page's own fields.
 FIXED_TARGETS = ("email", "name", "country", "consent", "consented_at", *ATTRIBUTION_KEYS)
@@ -44,11 +45,6 @@ _HEADER_NOISE = re.compile(r"[^a-z0-9]+")
 class UnusableFile(Exception):
     """The file cannot be imported at all (unreadable, no email column, bad mapping,
     unknown page). The message is one line for the owner."""
-
-
-def clean(value: str) -> str:
-    """One-line text: control characters become spaces, runs of space collapse."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
 
 
 @dataclass
@@ -122,7 +118,7 @@ def inspect(path: str | Path, *, encoding: str = "utf-8",
     with shape.open() as handle:
         for row in csv.reader(handle, delimiter=delimiter):
             if any(cell.strip() for cell in row):
-                shape.headers = [clean(cell) or f"column {index + 1}"
+                shape.headers = [one_line(cell) or f"column {index + 1}"
                                  for index, cell in enumerate(row)]
                 break
     return shape
@@ -133,7 +129,7 @@ def sample_rows(shape: CsvFile, count: int) -> list[tuple[int, list[str]]]:
     rows = []
     with shape.open() as handle:
         for line, row in shape.reader(handle):
-            rows.append((line, [clean(cell) for cell in row]))
+            rows.append((line, [one_line(cell) for cell in row]))
             if len(rows) >= count:
                 break
     return rows

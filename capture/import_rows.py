@@ -10,9 +10,9 @@ import pycountry
 from email_validator import EmailNotValidError
 
 from capture import leads
-from capture.import_csv import UNREADABLE, clean
+from capture.import_csv import UNREADABLE
 from capture.models import ATTRIBUTION_KEYS
-from capture.optin_form import _PHONE, TEXT_MAX
+from capture.optin_form import PHONE, TEXT_MAX, one_line
 
 YES = frozenset({"yes", "y", "true", "t", "1", "on", "x", "✓", "subscribed", "opted in",
                  "opt-in", "optin", "consented", "agreed", "checked"})
@@ -40,7 +40,7 @@ class Rejected(Exception):
 
 
 def _text(value: str, what: str) -> str:
-    text = clean(value)
+    text = one_line(value)
     if len(text) > TEXT_MAX:
         raise Rejected(f"{what}: longer than {TEXT_MAX} characters")
     return text
@@ -86,7 +86,7 @@ def _page_value(spec: dict[str, Any], value: str) -> Any:
     text = _text(value, label)
     if not text:
         return ""
-    if kind == "tel" and not _PHONE.match(text):
+    if kind == "tel" and not PHONE.match(text):
         raise Rejected(f"{label}: {text!r} is not a phone number")
     if kind == "select":
         for option in spec.get("options") or []:
@@ -112,7 +112,7 @@ def check_row(line: int, cells: list[str], columns: list[tuple[int, str]],
         raise Rejected("bytes that are not text in the file's encoding "
                        "(save the file as CSV UTF-8)") from None
     values = {target: cells[index] if index < len(cells) else "" for index, target in columns}
-    raw_email = clean(values["email"])
+    raw_email = one_line(values["email"])
     if not raw_email:
         raise Rejected("no email address")
     try:
@@ -125,13 +125,13 @@ def check_row(line: int, cells: list[str], columns: list[tuple[int, str]],
         if target == "name":
             row.name = _text(value, "name")
         elif target == "country":
-            text = clean(value)
+            text = one_line(value)
             if text:
                 row.country = _country_code(text)
                 if row.country is None:
                     raise Rejected(f"unknown country {text!r}")
         elif target == "consent":
-            row.consent_value = clean(value)
+            row.consent_value = one_line(value)
             row.consented = _yes_no(value, "consent")
         elif target == "consented_at":
             if value.strip():

@@ -33,7 +33,6 @@ from capture.import_csv import (
     CsvFile,
     UnusableFile,
     check_mapping,
-    clean,
     inspect,
     mapping_with,
     page_fields,
@@ -41,6 +40,7 @@ from capture.import_csv import (
 )
 from capture.import_rows import Rejected, Row, check_row
 from capture.models import Event, Lead, Page, Suppression
+from capture.optin_form import one_line
 from capture.timeline import record_event
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def run(shape: CsvFile, page: Page, mapping: list[str | None], *, source: str,
     that many rows (the preview); `on_row` hears of each row once its batch is done.
     Raises UnusableFile for a mapping without an email column."""
     check_mapping(shape.headers, mapping, page)
-    job = _Import(shape, page, mapping, source=clean(source)[:100] or "upload", dry_run=dry_run)
+    job = _Import(shape, page, mapping, source=one_line(source)[:100] or "upload", dry_run=dry_run)
     report = Report(source=job.source, page=page.slug, dry_run=dry_run)
     batch_size = current_app.config["IMPORT_BATCH_ROWS"]
     batch: list[tuple[int, list[str]]] = []
@@ -252,7 +252,7 @@ class _Import:
 
     def _email_cell(self, cells: list[str]) -> str:
         index = next(index for index, target in self.columns if target == "email")
-        return clean(cells[index])[:254] if index < len(cells) else ""
+        return one_line(cells[index])[:254] if index < len(cells) else ""
 
     def _new_lead(self, row: Row, review: str, reason: str, now: datetime,
                   referrer_id: int | None) -> Lead:

@@ -19,7 +19,7 @@ COUNTRY_CHOICES = [SelectChoice("", "Choose your country")] + sorted(
     (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
     key=lambda choice: choice.label,
 )
-_PHONE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
+PHONE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
 
 
 class OptInForm(FlaskForm):
@@ -38,7 +38,7 @@ class OptInForm(FlaskForm):
 
 
 def _phone(form: FlaskForm, field: TelField) -> None:
-    if field.data and not _PHONE.match(field.data):
+    if field.data and not PHONE.match(field.data):
         raise ValidationError("Enter a phone number with digits only (and + ( ) -).")
 
 
@@ -111,7 +111,7 @@ def page_field_names(page: Page) -> list[str]:
 def optin_values(page: Page, form: OptInForm) -> dict[str, Any]:
     """The name, country and page fields of a validated form, as `leads.OptIn` takes
     them: text on one line of printable characters, checkboxes as booleans."""
-    values: dict[str, Any] = {"name": _text(form.data.get("name")), "country": None,
+    values: dict[str, Any] = {"name": one_line(form.data.get("name")), "country": None,
                               "fields": {}}
     for spec in page.fields:
         name, kind = spec["name"], spec["type"]
@@ -119,12 +119,13 @@ def optin_values(page: Page, form: OptInForm) -> dict[str, Any]:
             values["country"] = values["country"] or form[name].data or None
         elif name not in ("email", "name"):
             value = form[name].data
-            values["fields"][name] = bool(value) if kind == "checkbox" else _text(value)
+            values["fields"][name] = bool(value) if kind == "checkbox" else one_line(value)
     return values
 
 
-def _text(value) -> str:
-    """A single-line text value: printable characters only, trimmed."""
+def one_line(value) -> str:
+    """A single-line text value: control characters become spaces, runs of space
+    collapse, ends trimmed; anything but text is ''."""
     if not isinstance(value, str):
         return ""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())

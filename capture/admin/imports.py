@@ -26,8 +26,9 @@ from wtforms.validators import DataRequired
 from capture import imports
 from capture.admin import UPLOAD_LIMITS, bp
 from capture.extensions import db
-from capture.import_csv import auto_mapping, clean, inspect, sample_rows, targets
+from capture.import_csv import auto_mapping, inspect, sample_rows, targets
 from capture.models import Page
+from capture.optin_form import one_line
 
 PREVIEW_ROWS = 10
 # Uploads never imported nor discarded are deleted after this long.
@@ -146,7 +147,7 @@ def leads_import():
         data_path.unlink(missing_ok=True)
         form.file.errors.append(problem)
         return page_with(422)
-    name = clean(re.split(r"[\\/]", form.file.data.filename or "")[-1])[:100] or "upload.csv"
+    name = one_line(re.split(r"[\\/]", form.file.data.filename or "")[-1])[:100] or "upload.csv"
     _save_details(token, {"name": name, "page": form.page.data,
                           "encoding": form.encoding.data})
     return redirect(url_for("admin.leads_import_map", token=token))

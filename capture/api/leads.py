@@ -33,8 +33,6 @@ from capture.models import (
 )
 from capture.optin_form import form_class, optin_values
 
-# The form's own clean-ups, so a lead sent here is stored exactly as the form stores it.
-
 ATTRIBUTION_MAX = {**dict.fromkeys(ATTRIBUTION_KEYS, 200), "referrer": 1000}
 LEAD_PROPERTIES = {"page", "email", "name", "country", "consent", "fields", "ip",
                    *ATTRIBUTION_MAX}

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pycountry
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, tokens, webhooks
@@ -56,11 +56,14 @@ def pixel_url(delivery_id: int) -> str:
     return f"{current_app.config['BASE_URL']}/o/{tokens.make('open', str(delivery_id))}"
 
 
-def link_tracker(delivery_id: int, *, new: bool = False) -> Callable[[str], str]:
+def link_tracker(delivery_id: int, *, new: bool = False,
+                 into: list[dict] | None = None) -> Callable[[str], str]:
     """The rendering hook: store each link target of an email, return its /c/ URL.
 
     The same target in the same email (a retry renders it again) keeps one token;
-    a `new` delivery has no links yet."""
+    a `new` delivery has no links yet. With `into`, new links are appended there as
+    rows for `insert_links` (a batch of emails stores its links in one statement)
+    instead of being added to the session."""
     base = current_app.config["BASE_URL"]
     existing = {} if new else {
         link.url: link.token
@@ -71,11 +74,21 @@ def link_tracker(delivery_id: int, *, new: bool = False) -> Callable[[str], str]
         token = existing.get(url)
         if token is None:
             token = secrets.token_urlsafe(16)
-            db.session.add(Link(token=token, delivery_id=delivery_id, url=url[:2000]))
+            row = {"token": token, "delivery_id": delivery_id, "url": url[:2000]}
+            if into is None:
+                db.session.add(Link(**row))
+            else:
+                into.append(row)
             existing[url] = token
         return f"{base}/c/{token}"
 
     return track
+
+
+def insert_links(rows: list[dict]) -> None:
+    """Store the links `link_tracker(..., into=rows)` collected (the caller commits)."""
+    if rows:
+        db.session.connection().execute(insert(Link.__table__), rows)
 
 
 # One query each for the pixel and the click: the email, its lead's page, the link.

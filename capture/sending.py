@@ -17,7 +17,7 @@ from email.utils import make_msgid
 from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import case, func, inspect, select, update
+from sqlalchemy import bindparam, case, delete, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -177,22 +177,27 @@ def tick() -> Summary:
         return summary
     retries = _claim_retries(now, budget)
     enrollments = _claim_enrollments(now, budget - len(retries)) if budget > len(retries) else []
-    work = [(_resend, Delivery, i) for i in retries] + [(_advance, Enrollment, i)
-                                                         for i in enrollments]
     backend = mail.open_backend()
     try:
-        for index, (handle, model, item_id) in enumerate(work):
+        for index, delivery_id in enumerate(retries):
             try:
-                handle(db.session.get(model, item_id, options=_WITH_LEAD[model]),
-                       backend, summary)
-            except _StopBatch as error:
-                summary.errors.append(str(error))
-                _give_back(work[index + 1:])
-                break
+                _resend(db.session.get(Delivery, delivery_id, options=_WITH_LEAD[Delivery]),
+                        backend, summary)
+            except _StopBatch:
+                _give_back(retries=retries[index + 1:], enrollments=enrollments)
+                raise
             except Exception:  # one bad item must not strand the rest of the batch
-                log.exception("sending %s %s failed", model.__name__, item_id)
+                log.exception("sending Delivery %s failed", delivery_id)
                 db.session.rollback()
-                _give_back([(handle, model, item_id)], hold=True)
+                _give_back(retries=[delivery_id], hold=True)
+        for start in range(0, len(enrollments), CHUNK):
+            try:
+                _advance_chunk(enrollments[start:start + CHUNK], backend, summary)
+            except _StopBatch:
+                _give_back(enrollments=enrollments[start + CHUNK:])
+                raise
+    except _StopBatch as error:
+        summary.errors.append(str(error))
     finally:
         backend.close()
     return summary
@@ -215,21 +220,28 @@ def rate_budget(now: datetime) -> int:
     return current_app.config["SEND_RATE_PER_MINUTE"] - (attempted or 0)
 
 
-def _give_back(work: list, hold: bool = False) -> None:
+def _give_back(*, retries=(), enrollments=(), unsent=(), hold: bool = False) -> None:
     """Return claimed but unprocessed items to the queue (`hold`: not before
-    HOLD_MINUTES, for an item that just failed unexpectedly)."""
+    HOLD_MINUTES, for an item that just failed unexpectedly). `unsent` are the
+    deliveries of a chunk that were claimed but never handed over: they go, so
+    their leads are simply due again."""
     now = clock.utcnow()
     later = now + timedelta(minutes=current_app.config["HOLD_MINUTES"]) if hold else now
-    retry_ids = [item_id for _, model, item_id in work if model is Delivery]
-    enrollment_ids = [item_id for _, model, item_id in work if model is Enrollment]
     try:
-        if retry_ids:
+        if unsent:
             db.session.execute(
-                update(Delivery).where(Delivery.id.in_(retry_ids), Delivery.status == "claimed")
+                delete(Delivery).where(Delivery.id.in_(list(unsent)),
+                                       Delivery.status == "claimed", Delivery.attempts == 0)
+                .execution_options(synchronize_session=False)
+            )
+        if retries:
+            db.session.execute(
+                update(Delivery).where(Delivery.id.in_(list(retries)),
+                                       Delivery.status == "claimed")
                 .values(status="retry", retry_at=later)
             )
-        if enrollment_ids:
-            _release_enrollments(Enrollment.id.in_(enrollment_ids), later)
+        if enrollments:
+            _release_enrollments(Enrollment.id.in_(list(enrollments)), later)
         db.session.commit()
     except Exception:  # the reaper puts them back later
         log.exception("could not give back claimed work")
@@ -329,17 +341,20 @@ def _claim_enrollments(now: datetime, limit: int) -> list[int]:
                         {"state": "sending", "claimed_at": now})
 
 
-def _should_stop(lead: Lead, sequence: Sequence) -> str:
-    """Why this lead must get nothing more from the sequence, or ''."""
+def _should_stop(lead: Lead, sequence: Sequence, upgraded: set[int] | None = None) -> str:
+    """Why this lead must get nothing more from the sequence, or ''. `upgraded`: the
+    leads known to have bought an upgrade (else the database is asked)."""
     if lead.subscription != "subscribed":
         return lead.subscription
     if lead.review != "approved":
         return lead.review
     if "upgrade" in sequence.stop_on:
-        upgraded = db.session.scalar(
+        if upgraded is not None:
+            return "upgrade" if lead.id in upgraded else ""
+        upgraded_id = db.session.scalar(
             select(Upgrade.id).where(Upgrade.lead_id == lead.id).limit(1)
         )
-        if upgraded:
+        if upgraded_id:
             return "upgrade"
     return ""
 
@@ -349,32 +364,122 @@ def _hold(enrollment: Enrollment, summary: Summary) -> None:
     is woken when the folder's steps change, so a fix reaches it."""
     enrollment.state, enrollment.next_due_at = "waiting", None
     summary.held += 1
-    db.session.commit()
 
 
-def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
-    """Send the lead its next step if it is due, else put it back in the queue."""
+# Due enrollments are worked on in chunks: one query loads a chunk with its leads,
+# one transaction writes its decisions and claims its deliveries, the emails are
+# rendered with no transaction open, one transaction stores their links; then each
+# email is handed over with one commit before it (the `sending` mark, with the
+# previous email's outcome), so a crash leaves at most one email `sending`.
+CHUNK = 100
+
+
+@dataclass
+class _Email:
+    """One email of a chunk, as plain values (the commits expire the ORM rows)."""
+
+    delivery_id: int
+    enrollment_id: int
+    lead_id: int
+    page_id: int | None
+    sequence: Sequence
+    step: Step
+    message: EmailMessage | None = None
+    subject: str = ""
+
+
+def _advance_chunk(ids: list[int], backend, summary: Summary) -> None:
+    """Send each claimed enrollment its next step if it is due, else put it back."""
     now = clock.utcnow()
+    try:
+        enrollments = db.session.scalars(
+            select(Enrollment).where(Enrollment.id.in_(ids))
+            .options(*_WITH_LEAD[Enrollment])
+        ).all()
+        decided = Summary()  # counted only once the chunk's decisions are stored
+        due = _due_steps(enrollments, now, decided)
+        deliveries = [Delivery(lead_id=enrollment.lead_id, enrollment_id=enrollment.id,
+                               sequence=sequence.name, step=step.key, filename=step.filename,
+                               status="claimed", claimed_at=now)
+                      for enrollment, sequence, step in due]
+        db.session.add_all(deliveries)
+        db.session.flush()
+    except IntegrityError:
+        # A step of one of them already has a delivery row: one by one, so that
+        # each lead is resolved on its own.
+        db.session.rollback()
+        if len(ids) > 1:
+            for enrollment_id in ids:
+                _advance_chunk([enrollment_id], backend, summary)
+            return
+        enrollment = db.session.get(Enrollment, ids[0], options=_WITH_LEAD[Enrollment])
+        due = _due_steps([enrollment], now, summary)
+        if due:
+            _resolve_existing(enrollment, due[0][2])
+        db.session.commit()
+        return
+    except Exception:  # a bug must not strand the chunk: it is held, the rest goes on
+        log.exception("sending: enrollments %s failed", ids)
+        db.session.rollback()
+        _give_back(enrollments=ids, hold=True)
+        return
+    emails = [_Email(delivery.id, enrollment.id, enrollment.lead_id, enrollment.lead.page_id,
+                     sequence, step)
+              for delivery, (enrollment, sequence, step) in zip(deliveries, due, strict=True)]
+    leads = {enrollment.id: enrollment.lead for enrollment, _, _ in due}
+    # Everything is flushed: the rows leave the session before the commit, which
+    # would otherwise expire them (and each later commit would expire them again),
+    # and stay readable, loaded as they are, for rendering.
+    db.session.expunge_all()
+    db.session.commit()
+    summary.stopped += decided.stopped
+    summary.held += decided.held
+    emails = _render_all(emails, leads, summary)
+    _hand_over_all(emails, backend, summary)
+
+
+def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
+    """(enrollment, sequence, step) for each enrollment whose next step is due now;
+    the others are stopped, held, parked or given a later due time (uncommitted)."""
+    stop_on_upgrade = {enrollment.sequence for enrollment in enrollments
+                       if (sequence := library().get(enrollment.sequence)) is not None
+                       and "upgrade" in sequence.stop_on}
+    upgraded = set(db.session.scalars(
+        select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
+            [enrollment.lead_id for enrollment in enrollments
+             if enrollment.sequence in stop_on_upgrade]))
+    )) if stop_on_upgrade else set()
+    due = []
+    for enrollment in enrollments:
+        found = _due_step(enrollment, now, upgraded, summary)
+        if found is not None:
+            due.append((enrollment, *found))
+    return due
+
+
+def _due_step(enrollment: Enrollment, now: datetime, upgraded: set[int],
+              summary: Summary) -> tuple[Sequence, Step] | None:
+    """The sequence and step to send this lead now, or None after putting the
+    enrollment where it belongs (stopped, held, waiting, or due later)."""
     lead = enrollment.lead
     sequence = library().get(enrollment.sequence)
-    reason = "sequence folder missing" if sequence is None else _should_stop(lead, sequence)
+    reason = ("sequence folder missing" if sequence is None
+              else _should_stop(lead, sequence, upgraded))
     if reason:
         enrollment.state, enrollment.stop_reason, enrollment.next_due_at = "stopped", reason, None
         summary.stopped += 1
-        db.session.commit()
-        return
+        return None
     if sequence.problems:
         _hold(enrollment, summary)
-        return
+        return None
     remaining = sequence.steps_after(enrollment.last_step, enrollment.last_filename)
     if not remaining:
         enrollment.state, enrollment.next_due_at = "waiting", None
-        db.session.commit()
-        return
+        return None
     step = remaining[0]
     if not step.ok:
         _hold(enrollment, summary)
-        return
+        return None
     due = due_time(sequence, step, enrollment.last_sent_at or enrollment.started_at)
     if due <= now:
         # Overdue (the scheduler was down, or a step was added): still only inside
@@ -382,21 +487,128 @@ def _advance(enrollment: Enrollment, backend, summary: Summary) -> None:
         due = into_send_window(sequence, now)
     if due > now:
         enrollment.state, enrollment.next_due_at = "active", due
-        db.session.commit()
-        return
-    delivery = Delivery(lead_id=lead.id, enrollment_id=enrollment.id, sequence=sequence.name,
-                        step=step.key, filename=step.filename, status="sending",
-                        claimed_at=now)
-    db.session.add(delivery)
+        return None
+    return sequence, step
+
+
+def _render_all(emails: list[_Email], leads: dict, summary: Summary) -> list[_Email]:
+    """Render the chunk's emails and store their links and subjects in one
+    transaction. A step that cannot be rendered for its lead fails (the lead moves
+    on); an unexpected error holds the lead. Returns the emails to send."""
+    links: list[dict] = []
+    ready, failed, broken = [], [], []
+    for email in emails:
+        lead = leads[email.enrollment_id]
+        try:
+            email.message = rendering.step_message(
+                email.sequence, email.step, lead, lead.page, delivery_id=email.delivery_id,
+                unsubscribe_url=tokens.unsubscribe_url(lead.public_ref, email.delivery_id),
+                track_link=engagement.link_tracker(email.delivery_id, new=True, into=links),
+                pixel_url=engagement.pixel_url(email.delivery_id),
+            )
+        except rendering.RenderError as error:
+            failed.append((email, str(error)))
+            continue
+        except Exception:
+            log.exception("rendering delivery %s failed", email.delivery_id)
+            broken.append(email)
+            continue
+        email.subject = str(email.message["Subject"])[:300]
+        ready.append(email)
     try:
-        # The claim; `_deliver` commits it with the email's links before any SMTP
-        # traffic, and nothing of it remains if rendering fails unexpectedly.
-        db.session.flush()
-    except IntegrityError:
+        engagement.insert_links(links)
+        if ready:
+            db.session.connection().execute(_RENDERED, [
+                {"b_id": email.delivery_id, "b_subject": email.subject,
+                 "b_message_id": str(email.message["Message-ID"])} for email in ready])
+        db.session.commit()
+    except Exception:
+        log.exception("storing the links of deliveries %s failed",
+                      [email.delivery_id for email in emails])
         db.session.rollback()
-        _resolve_existing(enrollment, step)
-        return
-    _deliver(delivery, enrollment, sequence, step, backend, summary)
+        broken, ready = emails, []
+        failed = []
+    for email, error in failed:
+        delivery = db.session.get(Delivery, email.delivery_id)
+        enrollment = db.session.get(Enrollment, email.enrollment_id)
+        _fail(delivery, enrollment, email.sequence, email.step, error, summary)
+    if broken:
+        _give_back(unsent=[email.delivery_id for email in broken],
+                   enrollments=[email.enrollment_id for email in broken], hold=True)
+    return ready
+
+
+_DELIVERIES = Delivery.__table__
+_ENROLLMENTS = Enrollment.__table__
+_RENDERED = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+             .values(subject=bindparam("b_subject"), message_id=bindparam("b_message_id")))
+_SENDING = (update(_DELIVERIES)
+            .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "claimed")
+            .values(status="sending", attempts=_DELIVERIES.c.attempts + 1,
+                    claimed_at=bindparam("b_now")))
+_SENT = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+         .values(status="sent", sent_at=bindparam("b_now"), error="", retry_at=None))
+# The lead has had the step; a stop that came meanwhile (an unsubscribe) stays.
+_MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("b_id"))
+          .values(last_step=bindparam("b_step"), last_filename=bindparam("b_filename"),
+                  last_sent_at=bindparam("b_now"),
+                  state=case((_ENROLLMENTS.c.state == "stopped", _ENROLLMENTS.c.state),
+                             else_=bindparam("b_state", type_=_ENROLLMENTS.c.state.type)),
+                  next_due_at=case((_ENROLLMENTS.c.state == "stopped", None),
+                                   else_=bindparam("b_due",
+                                                   type_=_ENROLLMENTS.c.next_due_at.type))))
+
+
+def _hand_over_all(emails: list[_Email], backend, summary: Summary) -> None:
+    """Hand each email to the mail backend: marked `sending` (committed with the
+    previous email's outcome) before, its outcome recorded after."""
+    connection = db.session.connection
+    for index, email in enumerate(emails):
+        now = clock.utcnow()
+        try:
+            marked = connection().execute(_SENDING, {"b_id": email.delivery_id,
+                                                     "b_now": now}).rowcount
+            db.session.commit()
+        except Exception:
+            log.exception("sending delivery %s failed", email.delivery_id)
+            db.session.rollback()
+            _give_back(unsent=[e.delivery_id for e in emails[index:]],
+                       enrollments=[e.enrollment_id for e in emails[index:]], hold=True)
+            return
+        if not marked:
+            continue  # given back meanwhile (it cannot be, but never send it then)
+        try:
+            backend.send(email.message)
+        except mail.MailError as error:
+            delivery = db.session.get(Delivery, email.delivery_id, options=_WITH_LEAD[Delivery])
+            enrollment = db.session.get(Enrollment, email.enrollment_id)
+            _mail_error(delivery, enrollment, email.sequence, email.step, error, summary)
+            if error.transport:
+                rest = emails[index + 1:]
+                _give_back(unsent=[e.delivery_id for e in rest],
+                           enrollments=[e.enrollment_id for e in rest])
+                raise _StopBatch(str(error)) from error
+            continue
+        _record_sent(email, summary)
+    db.session.commit()
+
+
+def _record_sent(email: _Email, summary: Summary) -> None:
+    """The email went: the delivery is sent, the lead's timeline has it, and the
+    lead's next step is scheduled (committed with the next email's mark)."""
+    now = clock.utcnow()
+    sequence, step = email.sequence, email.step
+    connection = db.session.connection()
+    connection.execute(_SENT, {"b_id": email.delivery_id, "b_now": now})
+    insert_event(email.lead_id, email.page_id, "send", delivery_id=email.delivery_id,
+                 sequence=sequence.name, step=step.key, subject=email.subject)
+    remaining = sequence.steps_after(step.key, step.filename)
+    state, due = (("active", due_time(sequence, remaining[0], now)) if remaining
+                  else ("waiting", None))
+    connection.execute(_MOVED, {"b_id": email.enrollment_id, "b_step": step.key,
+                                "b_filename": step.filename, "b_now": now,
+                                "b_state": state, "b_due": due})
+    summary.sent += 1
 
 
 def _resolve_existing(enrollment: Enrollment, step: Step) -> None:
@@ -454,7 +666,7 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         message = rendering.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery.id,
             unsubscribe_url=tokens.unsubscribe_url(lead.public_ref, delivery.id),
-            track_link=engagement.link_tracker(delivery.id, new=delivery.attempts == 0),
+            track_link=engagement.link_tracker(delivery.id),
             pixel_url=engagement.pixel_url(delivery.id),
         )
     except rendering.RenderError as error:

@@ -4,7 +4,7 @@ import re
 import threading
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from capture import sending
 from capture.extensions import db
@@ -326,6 +326,42 @@ def test_two_ticks_at_once_send_each_delivery_once(smtp_app, smtp, clock):
     recipients = [m["To"].addresses[0].addr_spec for m in smtp.messages]
     assert len(recipients) == 30
     assert len(set(recipients)) == 30
+
+
+def test_more_leads_than_one_chunk_each_get_their_step_once(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    count = sending.CHUNK + 20
+    ids = [add_lead(smtp_app, email=f"many{n}@example.com", name=f"Many {n}")
+           for n in range(count)]
+    with smtp_app.app_context():  # one in the middle of the first chunk unsubscribed
+        db.session.get(Lead, ids[10]).subscription = "unsubscribed"
+        db.session.commit()
+    summary = tick(smtp_app)
+    assert (summary.sent, summary.stopped) == (count - 1, 1)
+    recipients = sorted(m["To"].addresses[0].addr_spec for m in smtp.messages)
+    assert recipients == sorted(f"many{n}@example.com" for n in range(count) if n != 10)
+    with smtp_app.app_context():
+        states = db.session.execute(select(Enrollment.state, Enrollment.last_step)).all()
+        assert sorted(set(states)) == [("active", "welcome"), ("stopped", None)]
+        sends = db.session.scalar(select(func.count()).select_from(Event)
+                                  .where(Event.kind == "send"))
+        assert sends == count - 1
+
+
+def test_one_email_refused_for_now_in_a_chunk_is_retried_and_the_others_go(
+    smtp_app, smtp, clock
+):
+    three_steps(smtp_app)
+    for number in range(5):
+        add_lead(smtp_app, email=f"part{number}@example.com")
+    smtp.data_replies = [None, None, "451 4.3.2 try again later"]
+    summary = tick(smtp_app)
+    assert (summary.sent, summary.retried) == (4, 1)
+    assert sorted(deliveries(smtp_app)) == [("welcome", "retry")] + [("welcome", "sent")] * 4
+    clock.advance(minutes=5)
+    assert tick(smtp_app).sent == 1
+    recipients = [m["To"].addresses[0].addr_spec for m in smtp.messages]
+    assert sorted(recipients) == [f"part{n}@example.com" for n in range(5)]
 
 
 def test_rate_cap_limits_messages_per_minute(make_app, smtp, tmp_path, clock):

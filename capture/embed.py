@@ -129,10 +129,8 @@ def token(slug: str):
     page, origin, refusal = _checked(slug)
     if refusal is not None:
         return refusal
-    visit = record_embedded_visit(page, request, request.args.get("url"),
-                                  request.args.get("referrer"))
-    db.session.flush()
-    visit_id = visit.id
+    visit_id = record_embedded_visit(page, request, request.args.get("url"),
+                                     request.args.get("referrer"))
     db.session.commit()
     return _with_cors(jsonify(started=bots.form_token(visit_id)), origin)
 
@@ -164,7 +162,7 @@ def submit(slug: str):
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
-        visit=_visit(page, started),
+        visit_id=_visit(page, started),
     )
     outcome = leads.submit_optin(page, optin)
     if outcome.send_confirmation and outcome.lead is not None:
@@ -176,20 +174,20 @@ def submit(slug: str):
 csrf.exempt(submit)
 
 
-def _visit(page: Page, started: dict | None) -> Visit:
-    """The view the sign-up came from: the one recorded when the script fetched its
-    token, else one recorded now from the host page's address (the script's hidden
-    field, or the Referer of a script-free post). Committed, so it counts even when
-    the address turns out to be suppressed."""
+def _visit(page: Page, started: dict | None) -> int:
+    """The id of the view the sign-up came from: the one recorded when the script
+    fetched its token, else one recorded now from the host page's address (the
+    script's hidden field, or the Referer of a script-free post). Committed, so it
+    counts even when the address turns out to be suppressed."""
     if started and isinstance(started.get("v"), int):
-        visit = db.session.get(Visit, started["v"])
-        if visit is not None:
-            return visit
-    visit = record_embedded_visit(
+        visit_id = db.session.scalar(select(Visit.id).where(Visit.id == started["v"]))
+        if visit_id is not None:
+            return visit_id
+    visit_id = record_embedded_visit(
         page, request, request.form.get(HOST_URL_FIELD) or request.referrer,
         request.form.get(HOST_REFERRER_FIELD))
     db.session.commit()
-    return visit
+    return visit_id
 
 
 def _success(page: Page) -> Response:
@@ -212,7 +210,7 @@ def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:
     shown = form_class(page)()
     for name, field in form._fields.items():
         shown[name].errors = list(field.errors)
-    shown.started.data = bots.form_token(_visit(page, started).id)
+    shown.started.data = bots.form_token(_visit(page, started))
     return render_page(page, shown, 422, FIX_FIELDS)
 
 

@@ -8,16 +8,17 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import validate_email
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, mail, rendering, sending, tokens, webhooks
-from capture.attribution import attribution_of_visit
+from capture.attribution import VisitOrigin, visit_origin
 from capture.extensions import db
 from capture.models import (
     ATTRIBUTION_KEYS,
@@ -25,9 +26,8 @@ from capture.models import (
     Lead,
     Page,
     Suppression,
-    Visit,
 )
-from capture.timeline import record_event
+from capture.timeline import event_row, insert_events, record_event
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class OptIn:
     country: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     client_ip: str | None = None
-    visit: Visit | None = None
+    # The page view the form was shown in (from its fill-time token), if any.
+    visit_id: int | None = None
     # utm_*, ref, referrer given directly (the API) when there is no visit to inherit.
     attribution: dict[str, str | None] = field(default_factory=dict)
 
@@ -64,8 +65,13 @@ class Outcome:
     """What an opt-in led to: a new lead, a duplicate of one, or nothing (suppressed)."""
 
     kind: str  # created | duplicate | suppressed
-    lead: Lead | None = None
+    lead_id: int | None = None
     send_confirmation: bool = False
+
+    @property
+    def lead(self) -> Lead | None:
+        """The lead, loaded when asked for: most opt-ins never need it again."""
+        return None if self.lead_id is None else db.session.get(Lead, self.lead_id)
 
 
 def review_verdict(page: Page, email: str, optin: OptIn) -> tuple[str, str]:
@@ -98,89 +104,112 @@ def _is_disposable(domain: str) -> bool:
     return any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1))
 
 
+# Built once: every opt-in runs them. The lead and its timeline are written as plain
+# INSERTs, the ORM's unit of work for them costing several times the statements.
+_KNOWN_ADDRESS = select(
+    select(Suppression.id).where(Suppression.email == bindparam("email"))
+    .scalar_subquery().label("suppressed"),
+    select(Lead.id).where(Lead.email == bindparam("email")).scalar_subquery().label("lead"),
+)
+_INSERT_LEAD = insert(Lead.__table__)
+_NO_ATTRIBUTION = dict.fromkeys((*ATTRIBUTION_KEYS, "referrer", "landing_url", "visitor_id"))
+_DUPLICATE_STATE = select(Lead.subscription, Lead.review, Lead.confirmation_sent_at).where(
+    Lead.id == bindparam("lead_id"))
+
+
 def submit_optin(page: Page, optin: OptIn) -> Outcome:
     """Store an opt-in: a new lead, or a `duplicate` event on the existing one."""
-    if db.session.scalar(select(Suppression.id).where(Suppression.email == optin.email)):
+    connection = db.session.connection()
+    known = connection.execute(_KNOWN_ADDRESS, {"email": optin.email}).one()
+    if known.suppressed is not None:
         return Outcome("suppressed")
-    existing = db.session.scalar(select(Lead).where(Lead.email == optin.email))
-    if existing is not None:
-        return _duplicate(page, existing, optin)
+    origin = visit_origin(optin.visit_id)
+    if known.lead is not None:
+        return _duplicate(page, known.lead, optin, origin)
 
-    lead = _new_lead(page, optin)
-    db.session.add(lead)
+    values = _new_lead(page, optin, origin)
     try:
-        db.session.flush()
+        lead_id = connection.execute(_INSERT_LEAD, values).inserted_primary_key[0]
     except IntegrityError:
         # The same address arrived in a parallel request a moment earlier.
         db.session.rollback()
-        existing = db.session.scalar(select(Lead).where(Lead.email == optin.email))
+        existing = db.session.scalar(select(Lead.id).where(Lead.email == optin.email))
         if existing is None:
             raise
-        return _duplicate(page, existing, optin)
-    record_event(lead, "optin", **_attribution_data(lead))
-    webhooks.emit("lead.created", lead)
+        return _duplicate(page, existing, optin, origin)
+    # What webhooks and enrolment read of the new lead, without an ORM object.
+    lead = SimpleNamespace(id=lead_id, page=page, confirmation_sent_at=None,
+                           confirmed_at=None, confirm_ip=None, **values)
+    events = [event_row(lead_id, page.id, "optin", **_attribution_data(values))]
+    changes = ["lead.created"]
     if lead.review != "pending":
         kind = "approve" if lead.review == "approved" else "reject"
-        record_event(lead, kind, by="rules", reason=lead.review_reason)
-        webhooks.emit(f"lead.{lead.review}", lead)
+        events.append(event_row(lead_id, page.id, kind, by="rules", reason=lead.review_reason))
+        changes.append(f"lead.{lead.review}")
+    insert_events(events)
+    webhooks.emit_many(changes, lead)
     sending.enroll(lead, page, new=True)
     # Read before the commit: `page` may be a cached copy, and nothing needs reloading.
     needs_confirmation = page.double_opt_in and lead.review != "rejected"
     db.session.commit()
-    return Outcome("created", lead, send_confirmation=needs_confirmation)
+    return Outcome("created", lead_id, send_confirmation=needs_confirmation)
 
 
-def _new_lead(page: Page, optin: OptIn) -> Lead:
+def _new_lead(page: Page, optin: OptIn, origin: VisitOrigin | None) -> dict[str, Any]:
+    """The new lead's row: the opt-in, the rules' verdict, consent evidence and the
+    first-touch attribution of its visitor (or the attribution given directly)."""
     now = clock.utcnow()
     review, reason = review_verdict(page, optin.email, optin)
-    visit = optin.visit
-    attribution = attribution_of_visit(visit) or dict(optin.attribution)
+    attribution = dict(origin.first_touch) if origin is not None else dict(optin.attribution)
     referrer_lead = None
     if attribution.get("ref"):
         referrer_lead = db.session.scalar(
             select(Lead.id).where(Lead.public_ref == attribution["ref"])
         )
-    return Lead(
-        email=optin.email,
-        name=optin.name,
-        country=optin.country,
-        fields=optin.fields,
-        public_ref=secrets.token_urlsafe(12),
-        page_id=page.id,
-        visit_id=visit.id if visit is not None else None,
-        referred_by_id=referrer_lead,
-        consent_text=page.consent,
-        consent_at=now,
-        consent_ip=optin.client_ip,
-        review=review,
-        review_reason=reason,
-        reviewed_at=now if review != "pending" else None,
-        subscription="unconfirmed" if page.double_opt_in else "subscribed",
-        created_at=now,
+    return {
+        "email": optin.email,
+        "name": optin.name,
+        "country": optin.country,
+        "fields": optin.fields,
+        "public_ref": secrets.token_urlsafe(12),
+        "page_id": page.id,
+        "visit_id": origin.visit_id if origin is not None else None,
+        "referred_by_id": referrer_lead,
+        "consent_text": page.consent,
+        "consent_at": now,
+        "consent_ip": optin.client_ip,
+        "review": review,
+        "review_reason": reason,
+        "reviewed_at": now if review != "pending" else None,
+        "subscription": "unconfirmed" if page.double_opt_in else "subscribed",
+        "created_at": now,
+        **_NO_ATTRIBUTION,
         **attribution,
-    )
+    }
 
 
-def _attribution_data(source: Lead | Visit | None) -> dict[str, Any]:
+def _attribution_data(source: dict[str, Any]) -> dict[str, Any]:
     """The non-empty attribution values of a lead or visit, for an event's data."""
-    if source is None:
-        return {}
-    keys = (*ATTRIBUTION_KEYS, "referrer")
-    return {key: getattr(source, key) for key in keys if getattr(source, key)}
+    return {key: source[key] for key in (*ATTRIBUTION_KEYS, "referrer") if source.get(key)}
 
 
-def _duplicate(page: Page, lead: Lead, optin: OptIn) -> Outcome:
-    data = _attribution_data(optin.visit) or {k: v for k, v in optin.attribution.items() if v}
-    record_event(lead, "duplicate", page_id=page.id, **data)
+def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:
+    """Record the repeat opt-in on the lead's timeline; send the confirmation again
+    when the lead is still unconfirmed and the last one is old enough."""
+    data = (_attribution_data(origin.visit) if origin is not None else {}) or {
+        k: v for k, v in optin.attribution.items() if v}
+    insert_events([event_row(lead_id, page.id, "duplicate", **data)])
     db.session.commit()
+    state = db.session.connection().execute(_DUPLICATE_STATE, {"lead_id": lead_id}).first()
     resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
-    last_sent = lead.confirmation_sent_at
+    last_sent = state.confirmation_sent_at if state is not None else None
     resend = (
-        lead.subscription == "unconfirmed"
-        and lead.review != "rejected"
+        state is not None
+        and state.subscription == "unconfirmed"
+        and state.review != "rejected"
         and (last_sent is None or clock.utcnow() - last_sent >= resend_after)
     )
-    return Outcome("duplicate", lead, send_confirmation=resend)
+    return Outcome("duplicate", lead_id, send_confirmation=resend)
 
 
 def send_confirmation(lead: Lead) -> bool:

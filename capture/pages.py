@@ -17,13 +17,13 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, generate_csrf
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.extensions import db
 from capture.markup import render_markdown
-from capture.models import Page, Visit
+from capture.models import Page
 from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
@@ -61,9 +61,7 @@ def show(slug: str):
     """Render the page and record the visit with its attribution."""
     shown = _shown_page(slug)
     vid, new_visitor = visitor_id(request)
-    visit = record_visit(shown.page, request, vid)
-    db.session.flush()
-    visit_id = visit.id  # read before the commit expires it
+    visit_id = record_visit(shown.page, request, vid)
     db.session.commit()
     html = shown.html
     if _CSRF_SLOT in html:
@@ -87,6 +85,11 @@ _SHOWN_MAX = 256
 _SHOWN_KEY = "capture.shown_pages"
 
 
+# Built once, run on every view and opt-in: a plain statement skips the ORM's work.
+_PAGE_VERSION = select(Page.id, Page.updated_at).where(Page.slug == bindparam("slug"),
+                                                      Page.published)
+
+
 @dataclass(frozen=True)
 class _Shown:
     page: Page  # detached from any session, fully loaded: read it, never change it
@@ -96,9 +99,7 @@ class _Shown:
 def _shown_page(slug: str) -> _Shown:
     """The published page with this slug and its rendered first view, from this app's
     cache (one small query checks the version), or 404."""
-    key = db.session.execute(
-        select(Page.id, Page.updated_at).where(Page.slug == slug, Page.published)
-    ).first()
+    key = db.session.connection().execute(_PAGE_VERSION, {"slug": slug}).first()
     if key is None:
         abort(404)
     cache: dict[tuple[int, datetime], _Shown] = current_app.extensions.setdefault(
@@ -161,7 +162,7 @@ def submit(slug: str):
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
-        visit=db.session.get(Visit, started["v"]) if started.get("v") else None,
+        visit_id=started.get("v"),
     )
     outcome = leads.submit_optin(page, optin)
     if outcome.send_confirmation and outcome.lead is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from flask import current_app
 
 from capture import clock
+from capture.mime import Email
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class OutboxBackend:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Email) -> None:
         """Write the message atomically: a reader never sees half a file."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{clock.utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
@@ -90,7 +91,7 @@ class OutboxBackend:
 class ConsoleBackend:
     """Prints each message to standard output, for development."""
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Email) -> None:
         """Print the whole message."""
         sys.stdout.write(message.as_string() + "\n")
         sys.stdout.flush()
@@ -153,7 +154,7 @@ class SmtpBackend:
             raise
         return connection
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Email) -> None:
         """Send one message. 4xx and network trouble are temporary; a problem with the
         server or our account (connect, login, sender, relay refused) is a `transport`
         error for every message; only a refused mailbox is a bounce."""
@@ -165,7 +166,7 @@ class SmtpBackend:
                 raise MailError(f"SMTP connection: {error}", temporary=True,
                                 transport=True) from error
         try:
-            self.connection.send_message(message)
+            self.connection.sendmail(message.sender, [message.recipient], message.as_bytes())
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))
             raise _refused(code, reply) from error
@@ -216,7 +217,7 @@ def outbox_folder() -> Path:
     return Path(current_app.instance_path) / "outbox"
 
 
-def send(message: EmailMessage) -> None:
+def send(message: Email) -> None:
     """Send one message through a backend opened for it alone."""
     backend = open_backend()
     try:

@@ -4,13 +4,13 @@ import html as html_lib
 import re
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
 from markupsafe import Markup
 
+from capture import mime
 from capture.models import Lead, Page
 
 # Control characters (CR, LF, tabs, NUL …) never reach a header.
@@ -31,11 +31,10 @@ def header_text(value: str, limit: int = 200) -> str:
 _DISPLAY_NAME_DROP = re.compile(r"[^\w .'-]+")
 
 
-def recipient(lead: Lead) -> Address:
+def recipient(lead: Lead) -> str:
     """The lead as a To: address; its name is display text only, reduced to
     characters that no mail parser can mistake for address syntax."""
-    username, domain = lead.email.rsplit("@", 1)
-    return Address(display_name(lead.name), username, domain)
+    return mime.address(display_name(lead.name), lead.email)
 
 
 def display_name(text: str) -> str:
@@ -44,22 +43,26 @@ def display_name(text: str) -> str:
     return name.strip(" .'-")
 
 
-def new_message(lead: Lead, subject: str, text: str, html: str) -> EmailMessage:
-    """A multipart/alternative message to one lead from the configured sender."""
+def new_message(lead: Lead, subject: str, text: str, html: str, *,
+                sender: Address | None = None,
+                extra: list[tuple[str, str]] = ()) -> mime.Email:
+    """A multipart/alternative message to one lead from `sender` (the configured
+    sender when None), with `extra` headers after the standard ones."""
     config = current_app.config
-    sender: Address = config["MAIL_FROM_ADDRESS"]
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient(lead)
-    message["Subject"] = header_text(subject, 300)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=sender.domain or "localhost")
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    return message
+    sender = sender or config["MAIL_FROM_ADDRESS"]
+    headers = [
+        ("From", mime.address(sender.display_name, sender.addr_spec)),
+        ("To", recipient(lead)),
+        ("Subject", header_text(subject, 300)),
+        ("Date", format_datetime(datetime.now(UTC))),
+        ("Message-ID", make_msgid(domain=config["MAIL_FROM_ADDRESS"].domain or "localhost")),
+        *extra,
+    ]
+    return mime.Email(headers, text, html, sender=config["MAIL_FROM_ADDRESS"].addr_spec,
+                      recipient=lead.email)
 
 
-def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> EmailMessage:
+def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email:
     """The double opt-in email: one link to confirm, nothing else to click."""
     context = {
         "lead": lead,
@@ -190,27 +193,31 @@ def _tracked_href(escaped_url: str, track_link, unsubscribe_url: str) -> str:
 
 
 def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: int,
-                 unsubscribe_url: str, track_link=None, pixel_url=None) -> EmailMessage:
+                 unsubscribe_url: str, track_link=None, pixel_url=None) -> mime.Email:
     """The complete email of a sequence step, with the list headers of RFC 2369/8058."""
     config = current_app.config
     rendered = render_step(sequence, step, lead, page, unsubscribe_url=unsubscribe_url,
                            track_link=track_link, pixel_url=pixel_url)
-    message = new_message(lead, rendered["subject"], rendered["text"], rendered["html"])
-    if sequence.sender:
-        message.replace_header("From", parse_address(sequence.sender))
-    if sequence.reply_to:
-        message["Reply-To"] = parse_address(sequence.reply_to)
     domain = config["MAIL_FROM_ADDRESS"].domain or "localhost"
-    message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
     host = urlsplit(config["BASE_URL"]).hostname or "localhost"
     list_name = re.sub(r"[^A-Za-z0-9-]", "-", sequence.name)
-    message["List-Id"] = f"{list_name} <{list_name}.{host}>"
     unsubscribe = f"<{unsubscribe_url}>"
     if config.get("UNSUBSCRIBE_MAILTO"):
         unsubscribe += f", <mailto:{config['UNSUBSCRIBE_MAILTO']}?subject=unsubscribe>"
-    message["List-Unsubscribe"] = unsubscribe
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    extra = ([("Reply-To", _formatted(parse_address(sequence.reply_to)))]
+             if sequence.reply_to else [])
+    extra += [("List-Id", f"{list_name} <{list_name}.{host}>"),
+              ("List-Unsubscribe", unsubscribe),
+              ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    message = new_message(
+        lead, rendered["subject"], rendered["text"], rendered["html"],
+        sender=parse_address(sequence.sender) if sequence.sender else None, extra=extra)
+    message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
     return message
+
+
+def _formatted(address: Address) -> str:
+    return mime.address(address.display_name, address.addr_spec)
 
 
 def parse_address(value: str) -> Address:

@@ -11,8 +11,6 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import make_msgid
 from types import SimpleNamespace
 
@@ -21,7 +19,7 @@ from sqlalchemy import bindparam, case, delete, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from capture import claims, clock, engagement, mail, rendering, tokens
+from capture import claims, clock, engagement, mail, mime, rendering, tokens
 from capture.extensions import db
 from capture.models import (
     Delivery,
@@ -384,7 +382,7 @@ class _Email:
     page_id: int | None
     sequence: Sequence
     step: Step
-    message: EmailMessage | None = None
+    message: mime.Email | None = None
     subject: str = ""
 
 
@@ -895,7 +893,7 @@ def preview_unsubscribe_url() -> str:
     return f"{current_app.config['BASE_URL']}/u/preview"
 
 
-def send_test(sequence: Sequence, step: Step, to: str, lead=None) -> EmailMessage:
+def send_test(sequence: Sequence, step: Step, to: str, lead=None) -> mime.Email:
     """Send one step to `to` (the owner), rendered for `lead` (the sample lead when
     None), with "[Test] " before the subject. No delivery, enrolment, link or event
     is recorded, and the links are not tracked. Raises rendering.RenderError and
@@ -903,8 +901,8 @@ def send_test(sequence: Sequence, step: Step, to: str, lead=None) -> EmailMessag
     lead = lead or sample_lead()
     message = rendering.step_message(sequence, step, lead, getattr(lead, "page", None),
                                      delivery_id=0, unsubscribe_url=preview_unsubscribe_url())
-    username, _, domain = to.rpartition("@")
-    message.replace_header("To", Address(username=username, domain=domain))
+    message.replace_header("To", to)
+    message.recipient = to
     message.replace_header("Subject", rendering.header_text(f"[Test] {message['Subject']}", 300))
     sender = current_app.config["MAIL_FROM_ADDRESS"]
     message.replace_header("Message-ID", make_msgid(domain=sender.domain or "localhost"))

@@ -9,18 +9,32 @@
 
 Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
 in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
-upgrades) count what happened during the period. Everything is aggregated in SQL.
+upgrades) count what happened during the period. Everything is aggregated in SQL:
+from the rollups (`capture.rollups`) for whole-day periods, from the rows otherwise.
 """
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from sqlalchemy import case, distinct, func, select
+from sqlalchemy.exc import OperationalError
 
-from capture import clock
+from capture import clock, rollups
 from capture.extensions import db
-from capture.models import Delivery, Event, Lead, Page, Upgrade, Visit
+from capture.models import (
+    Delivery,
+    Event,
+    Lead,
+    Page,
+    RollupCount,
+    RollupFirst,
+    Upgrade,
+    Visit,
+)
+
+log = logging.getLogger(__name__)
 
 DIMENSIONS = ("page", "source", "campaign", "ref", "day")
 _LEAD_KEYS = {"page": "page_id", "source": "utm_source", "campaign": "utm_campaign",
@@ -123,9 +137,129 @@ def _period(stmt, column, start: datetime | None, end: datetime | None):
 
 def report(*, start: datetime | None = None, end: datetime | None = None,
            page_id: int | None = None, by: str | None = None) -> Report:
-    """The metrics for a period, optionally for one page and grouped by a dimension."""
+    """The metrics for a period, optionally for one page and grouped by a dimension.
+
+    Whole-day periods (the dashboard's, the API's) are read from the rollups, brought
+    up to date first; other periods are aggregated from the rows themselves."""
     if by is not None and by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    groups = None
+    if uses_rollups(start, end):
+        groups = _from_rollups(start, end, page_id, by)
+    if groups is None:
+        groups = _from_tables(start, end, page_id, by)
+    for numbers in groups.values():
+        numbers.payout = Decimal(str(numbers.payout or 0)).quantize(Decimal("0.01"))
+        numbers.upgrade_revenue = Decimal(str(numbers.upgrade_revenue or 0)).quantize(
+            Decimal("0.01"))
+    if by is None:
+        return Report(total=groups.get(None, Numbers()), rows={}, by=None)
+    rows = {("(none)" if group is None else str(group)): numbers
+            for group, numbers in groups.items()}
+    if by == "page":
+        slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
+        rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
+    total = report(start=start, end=end, page_id=page_id).total
+    return Report(total=total, rows=dict(sorted(rows.items())), by=by)
+
+
+def uses_rollups(start: datetime | None, end: datetime | None) -> bool:
+    """Whether a period is made of whole UTC days (or open), which the rollups hold."""
+    return all(bound is None or bound.time() == time() for bound in (start, end))
+
+
+def _from_rollups(start: datetime | None, end: datetime | None, page_id: int | None,
+                  by: str | None) -> dict | None:
+    """The groups of a whole-day report from the rollups, on a connection of its own
+    that first folds in what changed; None when the fold cannot run now (the tables
+    are locked by a long writer), so the caller reads the rows instead."""
+    with db.engine.connect() as connection:
+        try:
+            rollups.refresh(connection)
+        except OperationalError as error:
+            log.warning("report rollups not refreshed, reading the tables: %s", error)
+            return None
+        return _read_rollups(connection, start.date() if start else None,
+                             end.date() if end else None, page_id, by)
+
+
+_FIRSTS = {"delivered": "delivered", "opened": "opened", "clicked": "clicked",
+           "unsubscribed": "unsubscribes"}
+
+
+def _read_rollups(connection, start: date | None, end: date | None, page_id: int | None,
+                  by: str | None) -> dict:
+    """The groups of a report from rollup_counts and rollup_firsts (see capture.rollups):
+    sums over the days of the period, the distinct counts as first occurrences."""
+    groups: dict = {}
+    dimension = by if by in ("source", "campaign", "ref") else "source"
+
+    def key_of(table):
+        if by is None:
+            return None
+        return {"page": table.c.page_id, "day": table.c.day}.get(by, table.c.value)
+
+    def within(stmt, table, *, firsts: bool = False):
+        if start is not None:
+            stmt = stmt.where(table.c.day >= start)
+        if end is not None:
+            stmt = stmt.where(table.c.day < end)
+        if firsts and by != "day":
+            # A (lead or visitor, group) counts at its first day inside the period.
+            earlier = table.c.prev_day.is_(None)
+            stmt = stmt.where(earlier | (table.c.prev_day < start) if start else earlier)
+        return stmt
+
+    table = RollupCount.__table__
+    key = key_of(table)
+    columns = [table.c.page_id] + ([key] if key is not None and by != "page" else [])
+    stmt = (select(*columns, *(func.sum(table.c[name]) for name in rollups.COUNT_FIELDS))
+            .where(table.c.dimension == dimension).group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    payouts = dict(connection.execute(select(Page.id, Page.payout)).all())
+    for row in connection.execute(within(stmt, table)):
+        page, group = row[0], (row[0] if by == "page" else row[1] if key is not None else None)
+        values = dict(zip(rollups.COUNT_FIELDS, row[len(columns):], strict=True))
+        numbers = groups.setdefault(group, Numbers())
+        for name in rollups.COUNT_FIELDS[:-1]:
+            setattr(numbers, name, getattr(numbers, name) + int(values[name]))
+        numbers.upgrade_revenue += Decimal(int(values["upgrade_cents"])) / 100
+        numbers.payout += int(values["approved"]) * Decimal(payouts.get(page) or 0)
+
+    table = RollupFirst.__table__
+    key = key_of(table)
+    columns = [table.c.metric] + ([key] if key is not None else [])
+    stmt = (select(*columns, func.sum(table.c.count))
+            .where(table.c.metric.in_(rollups.LEAD_FIRSTS), table.c.dimension == dimension)
+            .group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    for metric, *rest in connection.execute(within(stmt, table, firsts=True)):
+        numbers = groups.setdefault(rest[0] if key is not None else None, Numbers())
+        setattr(numbers, _FIRSTS[metric], int(rest[-1]))
+
+    columns = [key] if key is not None else []
+    stmt = (select(*columns, func.sum(table.c.count))
+            .where(table.c.metric == "visitors",
+                   table.c.dimension == (dimension if by == dimension else ""))
+            .group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    elif by == "page":
+        stmt = stmt.where(table.c.page_id != rollups.ALL_PAGES)
+    else:
+        stmt = stmt.where(table.c.page_id == rollups.ALL_PAGES)
+    for *rest, number in connection.execute(within(stmt, table, firsts=True)):
+        if number is None:  # no visitor at all (an aggregate without groups)
+            continue
+        groups.setdefault(rest[0] if key is not None else None, Numbers()).visitors = int(number)
+    return groups
+
+
+def _from_tables(start: datetime | None, end: datetime | None, page_id: int | None,
+                 by: str | None) -> dict:
+    """The groups of a report aggregated from the rows themselves."""
     groups: dict = {}
 
     def put(values: dict, *names: str) -> None:
@@ -207,19 +341,7 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
     stmt = for_page(_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
     put(_run(stmt, key), "upgrades", "upgrade_revenue")
 
-    for numbers in groups.values():
-        numbers.payout = Decimal(str(numbers.payout or 0)).quantize(Decimal("0.01"))
-        numbers.upgrade_revenue = Decimal(str(numbers.upgrade_revenue or 0)).quantize(
-            Decimal("0.01"))
-    if by is None:
-        return Report(total=groups.get(None, Numbers()), rows={}, by=None)
-    rows = {("(none)" if group is None else str(group)): numbers
-            for group, numbers in groups.items()}
-    if by == "page":
-        slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
-        rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
-    total = report(start=start, end=end, page_id=page_id).total
-    return Report(total=total, rows=dict(sorted(rows.items())), by=by)
+    return groups
 
 
 # --- periods, day series and ordering for the dashboard ----------------------------

@@ -5,13 +5,15 @@ and the scheduler run: by page and time, by state, by source.
 """
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -424,3 +426,88 @@ class WebhookDelivery(db.Model):
     error: Mapped[str] = mapped_column(String(500), default="")
 
     webhook: Mapped[Webhook] = relationship()
+
+
+# --- the report rollups: derived from the tables above, kept by capture.rollups ---
+
+class RollupState(db.Model):
+    """How far the rollups have read: the last folded id of each source table."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupCount(db.Model):
+    """Additive numbers of one day, page and attribution value (one row per dimension:
+    source, campaign or ref). Duplicates count where the repeat opt-in came from; the
+    other numbers where its lead came from."""
+
+    __tablename__ = "rollup_counts"
+    __table_args__ = (Index("ix_rollup_counts_day", "dimension", "day", "page_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    page_id: Mapped[int | None] = mapped_column()
+    dimension: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str | None] = mapped_column(String(200))
+    leads: Mapped[int] = mapped_column(default=0)
+    approved: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    confirmed: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    opens_raw: Mapped[int] = mapped_column(default=0)
+    clicks_raw: Mapped[int] = mapped_column(default=0)
+    upgrades: Mapped[int] = mapped_column(default=0)
+    upgrade_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupFirst(db.Model):
+    """Distinct counts made additive: how many (visitor or lead, group) had `metric` on
+    `day` and last had it before on `prev_day` (None: never before). Distinct in
+    [start, end) = the rows of those days whose prev_day is before start."""
+
+    __tablename__ = "rollup_firsts"
+    __table_args__ = (Index("ix_rollup_firsts_day", "metric", "dimension", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    metric: Mapped[str] = mapped_column(String(12))
+    day: Mapped[date] = mapped_column(Date)
+    prev_day: Mapped[date | None] = mapped_column(Date)
+    # Visitors: 0 for every page together; leads: the lead's page.
+    page_id: Mapped[int | None] = mapped_column()
+    dimension: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str | None] = mapped_column(String(200))
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class RollupLead(db.Model):
+    """What one lead added to the rollups when last folded, so that a change to it (or
+    its deletion) can be taken back exactly. No foreign key: it outlives the lead until
+    the next fold."""
+
+    __tablename__ = "rollup_leads"
+
+    lead_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    parts: Mapped[str] = mapped_column(Text)
+
+
+class RollupQueue(db.Model):
+    """Leads changed in place (reviewed, confirmed, deleted …), written in the same
+    transaction as the change; lead_id None asks for a full rebuild."""
+
+    __tablename__ = "rollup_queue"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int | None] = mapped_column()
+
+
+class RollupUnsent(db.Model):
+    """Deliveries already read but not sent yet: their lead is folded again once sent."""
+
+    __tablename__ = "rollup_unsent"
+
+    delivery_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    lead_id: Mapped[int] = mapped_column()

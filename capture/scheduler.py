@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
-from capture import imports, sending, webhooks
+from capture import imports, rollups, sending, webhooks
 from capture.extensions import db
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,17 @@ def run_tick(app: Flask) -> sending.Summary | None:
                 log.info("scheduler: %s", summary.line())
         _send_import_confirmations()
         _deliver_webhooks()
+        _fold_rollups()
         return summary
+
+
+def _fold_rollups() -> None:
+    """Fold new rows into the report rollups, so a dashboard load has little left to do."""
+    try:
+        with db.engine.connect() as connection:
+            rollups.refresh(connection)
+    except Exception:
+        log.exception("folding the report rollups failed")
 
 
 def _send_import_confirmations() -> None:

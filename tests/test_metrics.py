@@ -189,6 +189,15 @@ def seed(app) -> dict[str, int]:
         return {"alpha": alpha.id, "beta": beta.id}
 
 
+@pytest.fixture(autouse=True, params=["rollups", "tables"])
+def source(request, monkeypatch):
+    """Every test twice: whole-day periods read from the rollups (capture.rollups),
+    and everything aggregated from the rows, which must agree number for number."""
+    if request.param == "tables":
+        monkeypatch.setattr(metrics, "uses_rollups", lambda start, end: False)
+    return request.param
+
+
 @pytest.fixture
 def pages(app, clock):
     return seed(app)

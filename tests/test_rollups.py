@@ -1,0 +1,272 @@
+"""The report rollups (`capture.rollups`) after changes made once a report already read
+them: each change shows in the next report, exactly as counting the rows gives it.
+
+The data set is the one of tests/test_metrics.py (two pages, D1 and D2 in the period).
+"""
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, update
+
+from capture import leads, metrics, rollups
+from capture.extensions import db
+from capture.models import Delivery, Event, Lead, Page, Visit
+from capture.timeline import insert_event
+from tests.test_init import fresh_app, fresh_database  # noqa: F401 - fixtures
+from tests.test_metrics import (
+    ALPHA,
+    BETA,
+    D1,
+    D2,
+    END,
+    OLD,
+    START,
+    add_delivery,
+    add_lead,
+    add_page,
+    add_upgrade,
+    add_visit,
+    at,
+    seed,
+)
+
+REPORTS = [{}, {"start": START, "end": END}, {"start": OLD, "end": END}]
+
+
+@pytest.fixture
+def pages(app, clock):
+    return seed(app)
+
+
+def counted(app, **arguments) -> metrics.Report:
+    """The report from the rollups, checked against the same report counted from the
+    rows (every grouping)."""
+    with app.app_context():
+        report = metrics.report(**arguments)
+        assert metrics.uses_rollups(arguments.get("start"), arguments.get("end"))
+        for by in (None, *metrics.DIMENSIONS):
+            from_rollups = metrics.report(**arguments, by=by)
+            from_tables = metrics._from_tables(arguments.get("start"), arguments.get("end"),
+                                               arguments.get("page_id"), by)
+            assert {key: _plain(numbers) for key, numbers in from_rollups.rows.items()} == {
+                key: _plain(numbers) for key, numbers in _rows(from_tables, by).items()}
+        return report
+
+
+def _rows(groups: dict, by: str | None) -> dict:
+    if by is None:
+        return {}
+    rows = {("(none)" if group is None else str(group)): numbers
+            for group, numbers in groups.items()}
+    if by == "page":
+        slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
+        rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
+    return rows
+
+
+def _plain(numbers: metrics.Numbers) -> dict:
+    values = dict(vars(numbers))
+    values["payout"] = Decimal(str(values["payout"] or 0)).quantize(Decimal("0.01"))
+    values["upgrade_revenue"] = Decimal(str(values["upgrade_revenue"] or 0)).quantize(
+        Decimal("0.01"))
+    return values
+
+
+def lead_by_email(address: str) -> Lead:
+    return db.session.scalar(select(Lead).where(Lead.email == address))
+
+
+def test_approving_a_pending_lead_later_moves_it_to_approved_and_payout(app, pages):
+    before = counted(app, start=START, end=END).total
+    with app.app_context():
+        leads.approve(lead_by_email("l3@example.com"))
+    after = counted(app, start=START, end=END).total
+    assert (after.approved, after.pending) == (before.approved + 1, before.pending - 1)
+    assert after.payout == before.payout + ALPHA
+
+
+def test_rejecting_an_approved_lead_later_takes_its_payout_back(app, pages):
+    before = counted(app).total
+    with app.app_context():
+        leads.reject(lead_by_email("l4@example.com"), "fake address")
+    after = counted(app).total
+    assert (after.approved, after.rejected) == (before.approved - 1, before.rejected + 1)
+    assert after.payout == before.payout - BETA
+
+
+def test_confirming_a_lead_later_counts_it_confirmed(app, clock):
+    with app.app_context():
+        page = add_page("alpha", ALPHA)
+        add_lead(page, "late@example.com", at(D1, 9), "approved")
+        db.session.commit()
+    assert counted(app).total.confirmed == 0
+    with app.app_context():
+        leads.confirm(lead_by_email("late@example.com"), "127.0.0.1")
+    assert counted(app).total.confirmed == 1
+
+
+def test_deleting_a_lead_takes_out_everything_it_counted_for(app, pages):
+    before = counted(app, start=START, end=END).total
+    with app.app_context():
+        leads.delete(lead_by_email("l1@example.com"))
+    after = counted(app, start=START, end=END).total
+    # L1: an approved lead on alpha with two emails, opens, a click, an unsubscribe,
+    # two upgrades and a repeat opt-in; its visits stay.
+    assert (after.leads, after.approved, after.delivered, after.opened, after.clicked) == (
+        before.leads - 1, before.approved - 1, before.delivered - 1, before.opened - 1, 0)
+    assert (after.unsubscribes, after.upgrades, after.duplicates) == (
+        before.unsubscribes - 1, before.upgrades - 2, before.duplicates - 1)
+    assert after.revenue == before.revenue - ALPHA - Decimal("15.25")
+    assert after.visitors == before.visitors
+
+
+def test_an_email_sent_after_a_report_counts_its_lead_delivered(app, clock):
+    with app.app_context():
+        page = add_page("alpha", ALPHA)
+        lead = add_lead(page, "queued@example.com", at(D1, 9), "approved")
+        delivery = add_delivery(lead, "01", None, status="sending")
+        db.session.commit()
+        delivery_id = delivery.id
+    assert counted(app, start=START, end=END).total.delivered == 0
+    with app.app_context():
+        db.session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                           .values(status="sent", sent_at=at(D2, 8)))
+        db.session.commit()
+    assert counted(app, start=START, end=END).total.delivered == 1
+
+
+def test_opens_recorded_after_a_report_count_each_lead_once_over_the_period(app, pages):
+    before = counted(app, start=OLD, end=END).total
+    with app.app_context():
+        lead = lead_by_email("l5@example.com")
+        delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == lead.id))
+        insert_event(lead.id, lead.page_id, "open", delivery_id=delivery.id)
+        insert_event(lead.id, lead.page_id, "open", delivery_id=delivery.id)
+        db.session.commit()
+    after = counted(app, start=OLD, end=END).total
+    assert (after.opened, after.opens_raw) == (before.opened, before.opens_raw + 2)
+
+
+def test_a_visit_on_an_earlier_day_recorded_later_counts_its_visitor_once(app, pages):
+    before = counted(app, start=START, end=END)
+    with app.app_context():
+        # c4 first came on D2; a view of D1 arrives late (an import, a clock skew).
+        page = db.session.get(Page, pages["beta"])
+        add_visit(page, "c4", at(D1, 6), utm_source="google", utm_campaign="summer")
+        db.session.commit()
+    after = counted(app, start=START, end=END)
+    assert after.total.visitors == before.total.visitors
+    with app.app_context():
+        by_day = metrics.report(start=START, end=END, by="day").rows
+    assert by_day["2026-03-01"].visitors == 4
+
+
+def test_an_upgrade_after_a_report_adds_its_amount(app, pages):
+    before = counted(app, start=START, end=END).total
+    with app.app_context():
+        add_upgrade(lead_by_email("l4@example.com"), "19.99", at(D2, 9, 30))
+        db.session.commit()
+    after = counted(app, start=START, end=END).total
+    assert (after.upgrades, after.revenue) == (before.upgrades + 1,
+                                               before.revenue + Decimal("19.99"))
+
+
+def test_a_row_inserted_after_deleting_the_newest_rows_is_still_counted(app, clock):
+    # SQLite gives the next row the highest id left + 1: an id the last fold passed.
+    with app.app_context():
+        page = add_page("alpha", ALPHA)
+        kept = add_lead(page, "kept@example.com", at(D1, 9), "approved")
+        gone = add_lead(page, "gone@example.com", at(D1, 9), "approved")
+        add_visit(page, "v1", at(D1, 9))
+        db.session.commit()
+        kept_id, gone_id, page_id = kept.id, gone.id, page.id
+    assert counted(app).total.leads == 2
+    with app.app_context():
+        leads.delete(db.session.get(Lead, gone_id))
+        add_lead(db.session.get(Page, page_id), "new@example.com", at(D1, 10), "pending")
+        db.session.commit()
+        insert_event(kept_id, page_id, "unsubscribe")
+        db.session.commit()
+    total = counted(app).total
+    assert (total.leads, total.pending, total.unsubscribes) == (2, 1, 1)
+
+
+def test_deleting_a_page_moves_its_leads_to_none_and_its_visitors_out(app, pages):
+    with app.app_context():
+        metrics.report()
+        db.session.delete(db.session.get(Page, pages["beta"]))
+        db.session.commit()
+    report = counted(app, start=START, end=END)
+    assert report.total.visitors == 4  # c1, c2, c3, c6 on alpha
+    with app.app_context():
+        rows = metrics.report(start=START, end=END, by="page").rows
+    assert list(rows) == ["(none)", "alpha"]
+    assert (rows["(none)"].leads, rows["(none)"].payout) == (3, Decimal("0.00"))
+
+
+def test_rebuilding_gives_the_numbers_the_folds_gave(app, pages):
+    with app.app_context():
+        leads.approve(lead_by_email("l3@example.com"))
+        metrics.report()
+        folded = {by: metrics.report(start=START, end=END, by=by) for by in
+                  (None, *metrics.DIMENSIONS)}
+        with db.engine.connect() as connection:
+            rollups.rebuild(connection)
+        for by, report in folded.items():
+            assert metrics.report(start=START, end=END, by=by) == report
+
+
+def test_visits_of_bots_never_count(app, clock):
+    with app.app_context():
+        page = add_page("alpha", ALPHA)
+        add_visit(page, "a", at(D1, 9))
+        db.session.commit()
+        metrics.report()
+        db.session.add(Visit(page_id=page.id, visitor_id="crawler", created_at=at(D2, 9),
+                             is_bot=True))
+        db.session.add(Event(lead_id=add_lead(page, "x@example.com", at(D2, 9), "pending").id,
+                             page_id=page.id, kind="open", created_at=at(D2, 9),
+                             machine=True, data={}))
+        db.session.commit()
+    total = counted(app, start=START, end=END).total
+    assert (total.visitors, total.opened, total.opens_raw) == (1, 0, 1)
+
+
+def test_a_report_for_part_of_a_day_counts_the_rows(app, pages):
+    with app.app_context():
+        assert not metrics.uses_rollups(at(D1, 12), END)
+        total = metrics.report(start=at(D2, 0), end=at(D2, 7)).total
+    assert (total.visitors, total.leads) == (4, 3)  # c3, c4, c5, c1; L3, L4, L5
+
+
+def test_upgrading_a_database_with_rows_keeps_every_report_number(
+    fresh_app,  # noqa: F811
+):
+    runner = fresh_app.test_cli_runner()
+    result = runner.invoke(args=["db", "upgrade", "7a02d6e3ac2b"])
+    assert result.exit_code == 0, result.output
+    seed(fresh_app)
+    with fresh_app.app_context():
+        before = {(by, period): metrics._from_tables(*period, None, by)
+                  for by in (None, *metrics.DIMENSIONS) for period in ((None, None), (START, END))}
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with fresh_app.app_context():
+        assert metrics.report(start=START, end=END, page_id=None).total.leads == 6
+        for (by, period), groups in before.items():
+            report = metrics.report(start=period[0], end=period[1], by=by)
+            wanted = _rows(groups, by) if by else {}
+            assert {k: _plain(v) for k, v in report.rows.items()} == {
+                k: _plain(v) for k, v in wanted.items()}
+            if by is None:
+                assert _plain(report.total) == _plain(groups[None])
+
+
+def test_a_backlog_folded_a_few_rows_at_a_time_gives_the_same_numbers(app, pages,
+                                                                       monkeypatch):
+    monkeypatch.setattr(rollups, "FOLD_ROWS", 2)
+    with app.app_context():
+        leads.approve(lead_by_email("l3@example.com"))
+    counted(app, start=START, end=END)
+    counted(app, start=OLD, end=END)

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import delete, event, func, insert, inspect, select, text, update
+from sqlalchemy import bindparam, delete, event, func, insert, inspect, select, text, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -81,7 +81,7 @@ def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> di
 
     lead: (id, created_at, page_id, utm_source, utm_campaign, ref, review, confirmed_at);
     events: (lead_id, kind, created_at, machine, page_id, data) of the counted kinds;
-    sent: (lead_id, sent_at) of its sent deliveries; upgrades: (lead_id, created_at,
+    sent: (lead_id, sent_at, …) of its sent deliveries; upgrades: (lead_id, created_at,
     amount)."""
     counts: Counter = Counter()
     elsewhere: Counter = Counter()
@@ -104,7 +104,7 @@ def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> di
             counts[(day, _FIELD["opens_raw" if kind == "open" else "clicks_raw"])] += 1
             if not machine:
                 days["opened" if kind == "open" else "clicked"].add(day)
-    for _, sent_at in sent:
+    for _, sent_at, *_ in sent:
         if sent_at is not None:
             days["delivered"].add(sent_at.toordinal())
     for _, created_at, amount in upgrades:
@@ -186,25 +186,35 @@ class Totals:
 
 def _lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterator:
     """(lead, events, sent, upgrades) per lead, in lead id order: of the given leads,
-    or of every lead (four ordered queries merged)."""
-    def only(statement, column):
-        return statement.where(column.in_(lead_ids)) if lead_ids is not None else statement
+    or of every lead (four ordered queries merged).
 
-    leads = connection.execute(only(
+    For given leads the kind and status are checked here, not in SQL: the query then
+    goes by the lead's index instead of scanning every open or sent delivery."""
+    def only(statement, column, condition):
+        if lead_ids is None:
+            return statement.where(condition)
+        return statement.where(column.in_(lead_ids))
+
+    leads = connection.execute(
         select(Lead.id, Lead.created_at, Lead.page_id, Lead.utm_source, Lead.utm_campaign,
-               Lead.ref, Lead.review, Lead.confirmed_at), Lead.id).order_by(Lead.id))
+               Lead.ref, Lead.review, Lead.confirmed_at)
+        .where(Lead.id.in_(lead_ids) if lead_ids is not None else true())
+        .order_by(Lead.id))
     streams = [
         connection.execute(only(
             select(Event.lead_id, Event.kind, Event.created_at, Event.machine, Event.page_id,
-                   Event.data).where(Event.kind.in_(_EVENT_KINDS)), Event.lead_id)
+                   Event.data), Event.lead_id, Event.kind.in_(_EVENT_KINDS))
             .order_by(Event.lead_id)),
         connection.execute(only(
-            select(Delivery.lead_id, Delivery.sent_at).where(Delivery.status == "sent"),
-            Delivery.lead_id).order_by(Delivery.lead_id)),
-        connection.execute(only(
-            select(Upgrade.lead_id, Upgrade.created_at, Upgrade.amount), Upgrade.lead_id)
+            select(Delivery.lead_id, Delivery.sent_at, Delivery.status),
+            Delivery.lead_id, Delivery.status == "sent").order_by(Delivery.lead_id)),
+        connection.execute(
+            select(Upgrade.lead_id, Upgrade.created_at, Upgrade.amount)
+            .where(Upgrade.lead_id.in_(lead_ids) if lead_ids is not None else true())
             .order_by(Upgrade.lead_id)),
     ]
+    wanted = [lambda row: row.kind in _EVENT_KINDS, lambda row: row.status == "sent",
+              lambda row: True]
     pending = [next(stream, None) for stream in streams]
     for lead in leads:
         groups: list[list] = [[], [], []]
@@ -213,7 +223,8 @@ def _lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterato
             while row is not None and row[0] < lead.id:
                 row = next(stream, None)  # a row whose lead is gone meanwhile
             while row is not None and row[0] == lead.id:
-                groups[index].append(row)
+                if wanted[index](row):
+                    groups[index].append(row)
                 row = next(stream, None)
             pending[index] = row
         yield lead, *groups
@@ -280,7 +291,7 @@ def _apply(connection: Connection, totals: Totals) -> None:
         for row in connection.execute(select(table).where(table.c.day.in_(chunk))):
             key = (row.day.toordinal(), row.page_id, row.dimension, row.value)
             existing[key] = (row.id, [getattr(row, name) for name in COUNT_FIELDS])
-    new_rows, gone = [], []
+    new_rows, changed, gone = [], [], []
     for key, change in counts.items():
         if key not in existing:
             new_rows.append(_count_values(key, change))
@@ -288,10 +299,12 @@ def _apply(connection: Connection, totals: Totals) -> None:
         row_id, vector = existing[key]
         vector = [a + b for a, b in zip(vector, change, strict=True)]
         if any(vector):
-            connection.execute(update(table).where(table.c.id == row_id)
-                               .values(dict(zip(COUNT_FIELDS, vector, strict=True))))
+            changed.append({"row_id": row_id, **dict(zip(COUNT_FIELDS, vector, strict=True))})
         else:
             gone.append(row_id)
+    if changed:
+        connection.execute(update(table).where(table.c.id == bindparam("row_id"))
+                           .values({name: bindparam(name) for name in COUNT_FIELDS}), changed)
     _insert_all(connection, table, new_rows)
     for chunk in _chunks(gone, _CHUNK):
         connection.execute(delete(table).where(table.c.id.in_(chunk)))
@@ -305,17 +318,17 @@ def _apply(connection: Connection, totals: Totals) -> None:
                    row.prev_day.toordinal() if row.prev_day else None,
                    row.page_id, row.dimension, row.value)
             existing[key] = (row.id, row.count)
-    new_rows, gone = [], []
+    new_rows, changed, gone = [], [], []
     for key, change in firsts.items():
         if key not in existing:
             new_rows.append(_first_values(key, change))
-            continue
-        row_id, number = existing[key]
-        if number + change:
-            connection.execute(update(table).where(table.c.id == row_id)
-                               .values(count=number + change))
+        elif existing[key][1] + change:
+            changed.append({"row_id": existing[key][0], "number": existing[key][1] + change})
         else:
-            gone.append(row_id)
+            gone.append(existing[key][0])
+    if changed:
+        connection.execute(update(table).where(table.c.id == bindparam("row_id"))
+                           .values(count=bindparam("number")), changed)
     _insert_all(connection, table, new_rows)
     for chunk in _chunks(gone, _CHUNK):
         connection.execute(delete(table).where(table.c.id.in_(chunk)))

@@ -13,6 +13,8 @@ from capture import leads, metrics, rollups
 from capture.extensions import db
 from capture.models import Delivery, Event, Lead, Page, Visit
 from capture.timeline import insert_event
+from tests.conftest import create_page
+from tests.test_imports import FIELDS, HEADER, run_import, write
 from tests.test_init import fresh_app, fresh_database  # noqa: F401 - fixtures
 from tests.test_metrics import (
     ALPHA,
@@ -270,3 +272,15 @@ def test_a_backlog_folded_a_few_rows_at_a_time_gives_the_same_numbers(app, pages
         leads.approve(lead_by_email("l3@example.com"))
     counted(app, start=START, end=END)
     counted(app, start=OLD, end=END)
+
+
+def test_leads_imported_after_a_report_count_under_their_source(app, clock, tmp_path):
+    create_page(app, sequence="welcome", fields=FIELDS)
+    before = counted(app).total
+    path = write(tmp_path, HEADER + "ann@example.com,Ann,DE,yes,news\n"
+                                    "dan@example.com,Dan,fr,no,ads\n")
+    assert run_import(app, path).created == 2
+    assert counted(app).total.leads == before.leads + 2
+    with app.app_context():
+        rows = metrics.report(by="source").rows
+    assert (rows["news"].leads, rows["ads"].leads) == (1, 1)

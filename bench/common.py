@@ -119,13 +119,14 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
 
 
 class Sink:
-    """The SMTP peer: bench/sink.py in its own process (aiosmtpd), counting."""
+    """The SMTP peer: bench/sink.py in its own process (`impl`: light or aiosmtpd),
+    counting."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, impl: str = "light") -> None:
         self.port = free_port()
         self.log = open(workdir / "sink.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(PYTHON), str(BENCH / "sink.py"), str(self.port)], cwd=ROOT,
+            [str(PYTHON), str(BENCH / "sink.py"), str(self.port), "--impl", impl], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         line = self.process.stdout.readline()

@@ -1,34 +1,39 @@
-"""The benchmark's SMTP peer: aiosmtpd on loopback, in a process of its own, that
-accepts every message and only counts (messages, bytes, distinct recipients).
+"""The benchmark's SMTP peer on loopback, in a process of its own, that accepts every
+message and only counts (messages, bytes, distinct recipients).
 
-    python bench/sink.py PORT
+    python bench/sink.py PORT [--impl light|aiosmtpd]
+
+`light` (the default) is a minimal SMTP server on asyncio's protocol layer: greeting,
+EHLO/HELO, MAIL, RCPT, DATA (to the lone dot), RSET, NOOP, QUIT, one reply per
+command, as a mail server answers. It costs a fraction of aiosmtpd's CPU per message,
+which on a 2-core machine otherwise competes with the sender being measured.
+`aiosmtpd` is the full server the tests use.
 
 Prints `READY PORT`, then answers one JSON line per command read from standard input:
 `stats` (the counts so far) or `reset` (the counts, then zero them). Stops at end of
 input.
 """
 
+import argparse
+import asyncio
 import json
 import sys
 import threading
 from collections import Counter
 
-from aiosmtpd.controller import Controller
 
-
-class CountingHandler:
+class Counts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages = 0
         self.bytes = 0
         self.recipients: Counter = Counter()
 
-    async def handle_DATA(self, server, session, envelope):
+    def add(self, size: int, recipients: list[str]) -> None:
         with self.lock:
             self.messages += 1
-            self.bytes += len(envelope.content or b"")
-            self.recipients.update(envelope.rcpt_tos)
-        return "250 OK"
+            self.bytes += size
+            self.recipients.update(recipients)
 
     def stats(self, reset: bool = False) -> dict:
         with self.lock:
@@ -44,19 +49,112 @@ class CountingHandler:
         return result
 
 
-def main() -> None:
-    port = int(sys.argv[1])
-    handler = CountingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+class LightSmtp(asyncio.Protocol):
+    """One SMTP session: commands line by line, then the message up to CRLF.CRLF."""
+
+    def __init__(self, counts: Counts) -> None:
+        self.counts = counts
+        self.buffer = b""
+        self.in_data = False
+        self.recipients: list[str] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"220 sink ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                # The message ends at a line holding a lone dot.
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                self.counts.add(end, self.recipients)
+                self.buffer = self.buffer[end + 5:]
+                self.in_data, self.recipients = False, []
+                self.transport.write(b"250 OK queued\r\n")
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
+            self.transport.write(self.reply(line))
+
+    def reply(self, line: bytes) -> bytes:
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            return b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        if verb in (b"HELO", b"MAIL", b"NOOP"):
+            return b"250 OK\r\n"
+        if verb == b"RSET":
+            self.recipients = []
+            return b"250 OK\r\n"
+        if verb == b"RCPT":
+            address = line.partition(b":")[2].strip().split(b" ")[0].strip(b"<>")
+            self.recipients.append(address.decode(errors="replace").lower())
+            return b"250 OK\r\n"
+        if verb == b"DATA":
+            self.in_data = True
+            # A message may start with the lone dot at once (an empty message).
+            self.buffer = b"\r\n" + self.buffer
+            return b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        if verb == b"QUIT":
+            self.transport.write(b"221 Bye\r\n")
+            self.transport.close()
+            return b""
+        return b"500 Command not recognized\r\n"
+
+
+def start_light(counts: Counts, port: int) -> None:
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        await loop.create_server(lambda: LightSmtp(counts), "127.0.0.1", port)
+        ready.set()
+
+    def run() -> None:
+        loop.run_until_complete(serve())
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+
+
+def start_aiosmtpd(counts: Counts, port: int):
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            counts.add(len(envelope.content or b""), [r.lower() for r in envelope.rcpt_tos])
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
-    print(f"READY {port}", flush=True)
+    return controller
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--impl", choices=["light", "aiosmtpd"], default="light")
+    args = parser.parse_args()
+    counts = Counts()
+    controller = None
+    if args.impl == "light":
+        start_light(counts, args.port)
+    else:
+        controller = start_aiosmtpd(counts, args.port)
+    print(f"READY {args.port}", flush=True)
     try:
         for line in sys.stdin:
             command = line.strip()
             if command in ("stats", "reset"):
-                print(json.dumps(handler.stats(reset=command == "reset")), flush=True)
+                print(json.dumps(counts.stats(reset=command == "reset")), flush=True)
     finally:
-        controller.stop()
+        if controller is not None:
+            controller.stop()
 
 
 if __name__ == "__main__":

@@ -110,8 +110,10 @@ def task_send(args) -> dict:
     from capture import sending
 
     _warm_up()
+    started = time.time()
     seconds, summary = _timed(sending.tick)
     return {"seconds": seconds, "cpu_s": LAST_CPU["s"], "sent": summary.sent,
+            "started": started, "ended": started + seconds,
             "failed": summary.failed,
             "retried": summary.retried, "summary": summary.line(),
             "emails_per_s": summary.sent / seconds if seconds else None}
@@ -211,12 +213,15 @@ def task_metrics(args) -> dict:
 
     from capture import metrics
     from capture.extensions import db
-    from capture.models import Event, Lead, Visit
+    from capture.models import Event, Lead, RollupCount, RollupFirst, Visit
 
     counts = {
         "events": db.session.scalar(select(func.count()).select_from(Event)),
         "leads": db.session.scalar(select(func.count()).select_from(Lead)),
         "visits": db.session.scalar(select(func.count()).select_from(Visit)),
+        # The report rollups the whole-day reports read (capture.rollups).
+        "rollup_counts": db.session.scalar(select(func.count()).select_from(RollupCount)),
+        "rollup_firsts": db.session.scalar(select(func.count()).select_from(RollupFirst)),
     }
     period = metrics.period("30d")
     cases = {

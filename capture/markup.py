@@ -16,6 +16,10 @@ def render_markdown(text: str) -> Markup:
     return Markup(_markdown.render(text or ""))
 
 
+@lru_cache(maxsize=1024)
 def email_markdown(text: str) -> str:
-    """The HTML of a step's Markdown body (already rendered with the lead's values)."""
+    """The HTML of a step's Markdown body (already rendered with the lead's values).
+    Cached: the same step rendered for another lead with the same values (the same
+    first name, or none) is the same text, and Markdown costs more than the rest of
+    the email."""
     return _markdown.render(text)

@@ -5,6 +5,7 @@ import re
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
@@ -160,14 +161,16 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
                 remember(url)
         text_body = _TEXT_URL.sub(lambda m: _tracked_text_url(m.group(0), tracked), text_body)
     postal_address = current_app.config["POSTAL_ADDRESS"]
-    html = render_template(
-        "email/layout.html", content=Markup(content), preheader=header_text(preheader, 200),
+    # The layouts see only these values (no request or session): rendered straight
+    # from the app's template environment, autoescaped like every .html template.
+    templates = current_app.jinja_env
+    html = templates.get_template("email/layout.html").render(
+        content=Markup(content), preheader=header_text(preheader, 200),
         postal_address=postal_address, unsubscribe_url=unsubscribe_url, pixel_url=pixel_url,
         page=page,
     )
-    text = render_template(
-        "email/layout.txt", content=text_body, postal_address=postal_address,
-        unsubscribe_url=unsubscribe_url,
+    text = templates.get_template("email/layout.txt").render(
+        content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
     )
     return {"subject": header_text(subject, 300), "preheader": preheader, "text": text,
             "html": html}
@@ -220,8 +223,10 @@ def _formatted(address: Address) -> str:
     return mime.address(address.display_name, address.addr_spec)
 
 
+@lru_cache(maxsize=64)
 def parse_address(value: str) -> Address:
-    """`Name <user@domain>` as a header Address, its name made header-safe."""
+    """`Name <user@domain>` as a header Address, its name made header-safe (cached:
+    a sequence's sender is parsed for each of its emails)."""
     name, address = parseaddr(value)
     username, _, domain = address.rpartition("@")
     return Address(display_name(name), username, domain)

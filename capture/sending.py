@@ -439,9 +439,10 @@ def _advance_chunk(ids: list[int], backend, summary: Summary) -> None:
 def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
     """(enrollment, sequence, step) for each enrollment whose next step is due now;
     the others are stopped, held, parked or given a later due time (uncommitted)."""
-    stop_on_upgrade = {enrollment.sequence for enrollment in enrollments
-                       if (sequence := library().get(enrollment.sequence)) is not None
-                       and "upgrade" in sequence.stop_on}
+    # Each folder is looked at once per chunk (a look stats every file in it).
+    sequences = {name: library().get(name) for name in {e.sequence for e in enrollments}}
+    stop_on_upgrade = {name for name, sequence in sequences.items()
+                       if sequence is not None and "upgrade" in sequence.stop_on}
     upgraded = set(db.session.scalars(
         select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
             [enrollment.lead_id for enrollment in enrollments
@@ -449,18 +450,17 @@ def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
     )) if stop_on_upgrade else set()
     due = []
     for enrollment in enrollments:
-        found = _due_step(enrollment, now, upgraded, summary)
+        found = _due_step(enrollment, sequences[enrollment.sequence], now, upgraded, summary)
         if found is not None:
             due.append((enrollment, *found))
     return due
 
 
-def _due_step(enrollment: Enrollment, now: datetime, upgraded: set[int],
-              summary: Summary) -> tuple[Sequence, Step] | None:
-    """The sequence and step to send this lead now, or None after putting the
-    enrollment where it belongs (stopped, held, waiting, or due later)."""
+def _due_step(enrollment: Enrollment, sequence: Sequence | None, now: datetime,
+              upgraded: set[int], summary: Summary) -> tuple[Sequence, Step] | None:
+    """The step of `sequence` (the enrollment's) to send this lead now, or None after
+    putting the enrollment where it belongs (stopped, held, waiting, or due later)."""
     lead = enrollment.lead
-    sequence = library().get(enrollment.sequence)
     reason = ("sequence folder missing" if sequence is None
               else _should_stop(lead, sequence, upgraded))
     if reason:

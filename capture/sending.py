@@ -98,7 +98,8 @@ def enroll(lead: Lead, page: Page | None = None, *, new: bool = False) -> Enroll
 
     Called whenever a lead's state changes, with the lead's page when the caller has
     it and `new` for a lead just created (it cannot be enrolled yet); the caller
-    commits."""
+    commits. A new lead given as the plain row of a lead just inserted without the
+    ORM (the opt-in) gets its enrolment and event written the same way, at once."""
     if lead.review != "approved" or lead.subscription != "subscribed":
         return None
     page = page or lead.page
@@ -120,6 +121,12 @@ def enroll(lead: Lead, page: Page | None = None, *, new: bool = False) -> Enroll
     sequence = library().get(page.sequence)
     if sequence is not None and sequence.steps:
         enrollment.next_due_at = due_time(sequence, sequence.steps[0], now)
+    if new and not isinstance(lead, Lead):
+        db.session.connection().execute(Enrollment.__table__.insert(), {
+            "lead_id": lead.id, "sequence": page.sequence, "started_at": now,
+            "state": "active", "next_due_at": enrollment.next_due_at})
+        insert_event(lead.id, lead.page_id, "enroll", sequence=page.sequence)
+        return enrollment
     db.session.add(enrollment)
     record_event(lead, "enroll", sequence=page.sequence)
     return enrollment

@@ -24,6 +24,8 @@ Visits are only ever inserted: a visitor's share is recomputed from its visits.
 
 A fold holds the write lock (SQLite) or a SHARE ROW EXCLUSIVE lock on the source tables
 (PostgreSQL, so that no insert with a lower id commits after it): writes wait for it.
+When it cannot get the lock soon (500 ms on PostgreSQL, the busy timeout on SQLite),
+`metrics.report` counts the rows instead, exact but slow.
 A deleted page (its visits go with it) asks for a full rebuild (`rebuild()`).
 """
 
@@ -363,7 +365,9 @@ def _save_state(connection: Connection, marks: dict[str, int]) -> None:
 def _lock(connection: Connection) -> None:
     """Make this fold the only writer of the source tables until it commits."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SET LOCAL lock_timeout = '5s'"))
+        # Shorter than deadlock_timeout (1 s): a writer waiting behind this lock is let
+        # go before PostgreSQL would pick a deadlock victim; the report then counts rows.
+        connection.execute(text("SET LOCAL lock_timeout = '500ms'"))
         names = ", ".join(model.__tablename__
                           for model in (*SOURCES.values(), RollupQueue, RollupState))
         connection.execute(text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
@@ -537,10 +541,16 @@ def _note_changes(session: Session, flush_context) -> None:
         elif isinstance(obj, Page | Visit):
             lead_ids.add(None)
     if lead_ids:
-        session.connection().execute(insert(RollupQueue),
-                                     [{"lead_id": lead_id} for lead_id in lead_ids])
+        note_changed(session.connection(), lead_ids)
     if session.deleted and session.connection().dialect.name == "sqlite":
         _lower_marks(session.connection())
+
+
+def note_changed(connection: Connection, lead_ids: Iterable[int | None]) -> None:
+    """Have the next fold recompute these leads (None: rebuild everything). For a write
+    that bypasses the ORM's flush and changes rows in place (a Core UPDATE of a lead's
+    review, a Core DELETE): call it in the same transaction. Inserts need nothing."""
+    connection.execute(insert(RollupQueue), [{"lead_id": lead_id} for lead_id in lead_ids])
 
 
 def _lower_marks(connection: Connection) -> None:

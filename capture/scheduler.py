@@ -13,6 +13,7 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from capture import imports, rollups, sending, webhooks
 from capture.extensions import db
@@ -45,6 +46,8 @@ def _fold_rollups() -> None:
     try:
         with db.engine.connect() as connection:
             rollups.refresh(connection)
+    except OperationalError as error:  # locked by a long writer: the next tick folds
+        log.warning("report rollups not folded this tick: %s", error)
     except Exception:
         log.exception("folding the report rollups failed")
 

@@ -13,7 +13,8 @@ Two tables hold the numbers (see `capture.models`):
   or before start (each one counted exactly once: at its first day inside the period).
 
 How they stay exact: `refresh()` folds in what changed since the last fold, and
-`metrics.report` calls it before reading, so a report is never stale. Inserted rows are
+`metrics.report` calls it before reading, so a report is never stale (the scheduler
+folds on every tick too, so that a dashboard load finds little to do). Inserted rows are
 found by id (one high-water mark per table: visits, leads, events, upgrades and
 deliveries); deliveries not yet sent are remembered (rollup_unsent) and folded again once
 sent; changes in place that the ORM flushes (a review, a confirmation, a deletion) put the
@@ -30,7 +31,6 @@ A deleted page (its visits go with it) asks for a full rebuild (`rebuild()`).
 """
 
 import json
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date
@@ -54,8 +54,6 @@ from capture.models import (
     Upgrade,
     Visit,
 )
-
-log = logging.getLogger(__name__)
 
 COUNT_FIELDS = ("leads", "approved", "rejected", "pending", "confirmed", "duplicates",
                 "opens_raw", "clicks_raw", "upgrades", "upgrade_cents")

@@ -75,8 +75,11 @@ def init_app(app: Flask) -> None:
     config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
     config["WEBHOOK_ALLOW_PRIVATE"] = _boolean(config, "WEBHOOK_ALLOW_PRIVATE")
 
+    # A server connection can go stale (a restart, an idle timeout): each checkout
+    # pings it. A SQLite file cannot go stale: no ping, one query less per request.
     options: dict = {"pool_pre_ping": True}
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options["pool_pre_ping"] = False
         # The driver opens a transaction right before the first write; IMMEDIATE
         # makes that BEGIN take the write lock at once (waiting up to the busy
         # timeout), so two writers never deadlock upgrading a read lock.

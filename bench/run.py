@@ -465,6 +465,11 @@ class Bench:
 
     def scenario_send(self, report: bool = True) -> None:
         count, senders = self.args.send, self.args.senders
+        # Leads the opt-in scenarios enrolled are due too: parked, so that the
+        # senders send exactly the seeded emails.
+        with sqlite3.connect(self.database, timeout=30) as connection:
+            connection.execute("UPDATE enrollments SET state = 'waiting', next_due_at = NULL "
+                               "WHERE state = 'active'")
         seeded = self._seed_due(count, f"send{int(time.time())}x")
         env = {**self.env, "CAPTURE_SEND_BATCH_SIZE": str(-(-count // senders)),
                "CAPTURE_SEND_RATE_PER_MINUTE": str(count * 100)}

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, leads, sending
@@ -346,7 +346,7 @@ def send_queued_confirmations() -> int:
     sending rate cap leaves this minute; return how many went out. Safe in several
     schedulers at once: `leads.send_confirmation` claims each lead before sending."""
     now = clock.utcnow()
-    budget = min(_budget(now), current_app.config["SEND_BATCH_SIZE"])
+    budget = min(sending.rate_budget(now), current_app.config["SEND_BATCH_SIZE"])
     if budget <= 0:
         return 0
     waiting = db.session.scalars(
@@ -372,12 +372,3 @@ def send_queued_confirmations() -> int:
                             "failures in a row; the next run tries again", failures)
                 break
     return sent
-
-
-def _budget(now: datetime) -> int:
-    """What the rate cap leaves for this minute after the sequence emails and the
-    confirmations already sent in it."""
-    confirmations = db.session.scalar(
-        select(func.count()).select_from(Event)
-        .where(Event.kind == "confirmation_sent", Event.created_at > now - timedelta(minutes=1)))
-    return sending.rate_budget(now) - (confirmations or 0)

@@ -24,6 +24,7 @@ from capture.extensions import db
 from capture.models import (
     Delivery,
     Enrollment,
+    Event,
     Lead,
     Page,
     SequenceVersion,
@@ -216,13 +217,16 @@ _WITH_LEAD = {
 
 
 def rate_budget(now: datetime) -> int:
-    """How many sequence emails the rate cap still allows in the current minute
-    (every attempt counts, failed ones too)."""
+    """How many more emails the rate cap allows in the current minute: every
+    sequence email attempted in it counts (failed ones too), and every confirmation
+    email sent in it (at opt-in, on a repeat opt-in or to imported leads)."""
+    since = now - timedelta(minutes=1)
     attempted = db.session.scalar(
-        select(func.count()).select_from(Delivery)
-        .where(Delivery.claimed_at > now - timedelta(minutes=1))
-    )
-    return current_app.config["SEND_RATE_PER_MINUTE"] - (attempted or 0)
+        select(func.count()).select_from(Delivery).where(Delivery.claimed_at > since))
+    confirmations = db.session.scalar(
+        select(func.count()).select_from(Event)
+        .where(Event.kind == "confirmation_sent", Event.created_at > since))
+    return current_app.config["SEND_RATE_PER_MINUTE"] - (attempted or 0) - (confirmations or 0)
 
 
 def _give_back(*, retries=(), enrollments=(), unsent=(), hold: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from capture import sending
+from capture import leads, sending
 from capture.extensions import db
 from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
 from tests.conftest import write_step
@@ -374,6 +374,26 @@ def test_rate_cap_limits_messages_per_minute(make_app, smtp, tmp_path, clock):
     assert tick(app).sent == 0
     clock.advance(seconds=61)
     assert tick(app).sent == 2
+
+
+def test_confirmation_emails_count_against_the_rate_cap(make_app, smtp, tmp_path, clock):
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                   SEQUENCES_DIR=str(tmp_path / "seq"), SEND_RATE_PER_MINUTE=3)
+    three_steps(app)
+    for number in range(5):
+        add_lead(app, email=f"l{number}@example.com")
+    with app.app_context():
+        page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
+        for number in range(2):
+            lead = Lead(email=f"new{number}@example.com", page_id=page.id,
+                        public_ref=f"new-{number}", subscription="unconfirmed")
+            db.session.add(lead)
+            db.session.commit()
+            assert leads.send_confirmation(lead)
+    assert tick(app).sent == 1
+    assert len(smtp.messages) == 3
+    clock.advance(seconds=61)
+    assert tick(app).sent == 3
 
 
 def test_unsubscribed_lead_gets_no_further_step(smtp_app, smtp, clock):

@@ -16,6 +16,10 @@ class Config:
 
     # Any SQLAlchemy URL; None means instance/capture.db (SQLite).
     DATABASE_URL: str | None = None
+    # How long a query waits for a lock another connection holds before it gives up
+    # (a visitor then gets a 503 with what they typed kept): SQLite's busy timeout,
+    # PostgreSQL's lock_timeout.
+    DB_LOCK_TIMEOUT_SECONDS = 10
     # None means: generated once and kept in instance/secret_key.
     SECRET_KEY: str | None = None
     # Absolute links in emails are built from this.

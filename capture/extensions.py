@@ -27,12 +27,12 @@ login_manager.session_protection = "strong"
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record) -> None:
     """Make SQLite fit for several web workers: WAL lets readers run beside the one
-    writer, the busy timeout makes a writer wait for the lock instead of failing."""
+    writer. (The busy timeout, which makes a writer wait for the lock instead of
+    failing, is the driver's `timeout`: CAPTURE_DB_LOCK_TIMEOUT_SECONDS.)"""
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

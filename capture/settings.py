@@ -4,6 +4,7 @@ A bad value stops start-up with one line naming the setting (`SettingError` is a
 `SystemExit`, so the process prints the line and exits 1 without a traceback).
 """
 
+import math
 import os
 import re
 import secrets
@@ -75,22 +76,39 @@ def init_app(app: Flask) -> None:
     config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
     config["WEBHOOK_ALLOW_PRIVATE"] = _boolean(config, "WEBHOOK_ALLOW_PRIVATE")
 
-    # A server connection can go stale (a restart, an idle timeout): each checkout
-    # pings it. A SQLite file cannot go stale: no ping, one query less per request.
-    options: dict = {"pool_pre_ping": True}
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        options["pool_pre_ping"] = False
-        # The driver opens a transaction right before the first write; IMMEDIATE
-        # makes that BEGIN take the write lock at once (waiting up to the busy
-        # timeout), so two writers never deadlock upgrading a read lock.
-        options["connect_args"] = {"isolation_level": "IMMEDIATE", "timeout": 10}
-    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    _number(config, "DB_LOCK_TIMEOUT_SECONDS", 0.1)
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(config))
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")
     # CSRF tokens live as long as the session: an opt-in page left open for an hour
     # must still submit.
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+
+def _engine_options(config: dict) -> dict:
+    lock_timeout = config["DB_LOCK_TIMEOUT_SECONDS"]
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A SQLite file cannot go stale: no ping, one query less per request. The
+        # driver opens a transaction right before the first write; IMMEDIATE makes
+        # that BEGIN take the write lock at once (waiting up to the busy timeout), so
+        # two writers never deadlock upgrading a read lock.
+        return {"pool_pre_ping": False,
+                "connect_args": {"isolation_level": "IMMEDIATE", "timeout": lock_timeout}}
+    # A server connection can go stale (a restart, an idle timeout): each checkout
+    # pings it. Without a lock_timeout a statement behind a long lock (a migration,
+    # a manual LOCK TABLE) would wait until gunicorn killed the worker.
+    options: dict = {"pool_pre_ping": True}
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "postgresql":
+        # Added to the URL's own `options` (a search_path, say), which connect_args
+        # would otherwise replace.
+        own = url.query.get("options", "")
+        own = " ".join(own) if isinstance(own, tuple) else own
+        milliseconds = max(1, round(lock_timeout * 1000))
+        options["connect_args"] = {
+            "options": f"{own} -c lock_timeout={milliseconds}".strip()}
+    return options
 
 
 def _instance_secret(app: Flask, filename: str) -> str:
@@ -150,6 +168,8 @@ def _number(config: dict, name: str, minimum: float) -> None:
         number = float(str(value).strip())
     except ValueError:
         raise SettingError(name, f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise SettingError(name, f"{value!r} is not a finite number")
     if number < minimum:
         raise SettingError(name, f"{number} must be at least {minimum}")
     config[name] = number

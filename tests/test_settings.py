@@ -53,6 +53,9 @@ def clean_environ(monkeypatch):
         ("DATABASE_URL", "not a url at all"),
         ("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/capture"),
         ("MIN_FORM_SECONDS", "soon"),
+        ("MIN_FORM_SECONDS", "nan"),
+        ("DB_LOCK_TIMEOUT_SECONDS", "0"),
+        ("DB_LOCK_TIMEOUT_SECONDS", "inf"),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line_naming_it(make_app, name, value):

@@ -10,10 +10,11 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 
 from capture import tokens
@@ -61,6 +62,24 @@ def write_lock(app, seconds: float | None = None):
         other.close()
 
 
+@contextmanager
+def table_lock(app):
+    """Another connection holds a lock the opt-in must wait for: SQLite's write lock,
+    or on PostgreSQL an exclusive lock on the leads table."""
+    if not POSTGRES_URL:
+        with write_lock(app):
+            yield
+        return
+    with app.app_context():
+        other = db.engine.connect()
+    try:
+        other.execute(text("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE"))
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
 def open_form(client, slug="demo"):
     """The opt-in page's hidden tokens, as a browser holds them."""
     return form_tokens(client.get(f"/p/{slug}").get_data(as_text=True))
@@ -72,6 +91,26 @@ def assert_clean_503(response):
     assert response.headers["Retry-After"].isdigit()
     assert "Traceback" not in body and "OperationalError" not in body
     return body
+
+
+def test_a_lock_held_past_the_db_lock_timeout_gives_a_503_then_the_lead_is_stored(
+    make_app, demo_page
+):
+    app = make_app(DB_LOCK_TIMEOUT_SECONDS=0.3)
+    client = app.test_client()
+    tokens = open_form(client)
+    typed = {"email": "locked@example.com", "name": "Locked Out", "consent": "y"}
+    with table_lock(app):
+        started = time.monotonic()
+        response = client.post("/p/demo", data={**tokens, **typed})
+        waited = time.monotonic() - started
+    body = assert_clean_503(response)
+    assert 'value="locked@example.com"' in body
+    assert 0.3 <= waited < 5
+    assert count(app, Lead) == 0
+    again = client.post("/p/demo", data={**form_tokens(body), **typed})
+    assert again.status_code == 303
+    assert lead_of(app, "locked@example.com").name == "Locked Out"
 
 
 @sqlite_only

@@ -11,16 +11,15 @@ reason; nothing else stops the import.
 Consent comes from the file: a row whose consent column says yes (or that has a
 consent date) is subscribed at once, and enrolled when approved; any other row is
 unconfirmed and must confirm by email. Those emails are sent by the scheduler within
-the sending rate cap (`send_queued_confirmations`), never by the import itself:
+the sending rate cap (`confirmations.send_queued`), never by the import itself:
 100,000 emails at 600 a minute take almost three hours.
 """
 
 import hashlib
-import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
@@ -39,25 +38,17 @@ from capture.import_csv import (
     parse_map_options,
 )
 from capture.import_rows import Rejected, Row, check_row
-from capture.models import Event, Lead, Page, Suppression
+from capture.models import Lead, Page, Suppression
 from capture.optin_form import one_line
 from capture.timeline import record_event
 
-log = logging.getLogger(__name__)
-
 # Rejected rows a report keeps for the dashboard (the command line prints every one).
 KEPT_REJECTIONS = 1000
-# Imported leads still waiting for their confirmation email this long after the import
-# are left alone: the scheduler stops looking for them.
-CONFIRM_WITHIN_DAYS = 7
-# Confirmation emails failing one after the other before a run stops (the mail
-# server is down; the next run tries again).
-CONFIRM_FAILURES_IN_A_ROW = 3
 # The same batch is tried again when a parallel opt-in took one of its addresses.
 BATCH_ATTEMPTS = 3
 
 __all__ = ["UnusableFile", "Report", "RowResult", "import_file", "parse_map_options",
-           "run", "send_queued_confirmations"]
+           "run"]
 
 
 @dataclass
@@ -337,38 +328,3 @@ def _created_text(row: Row, review: str, reason: str) -> str:
         return f"rejected by the page's rules: {reason}"
     state = "subscribed" if row.consented else "asked to confirm by email"
     return f"{state}, {'pending review' if review == 'pending' else 'approved'}"
-
-
-# --- the confirmation emails -------------------------------------------------------------
-
-def send_queued_confirmations() -> int:
-    """Email the confirmation link to imported leads that wait for it, within what the
-    sending rate cap leaves this minute; return how many went out. Safe in several
-    schedulers at once: `leads.send_confirmation` claims each lead before sending."""
-    now = clock.utcnow()
-    budget = min(sending.rate_budget(now), current_app.config["SEND_BATCH_SIZE"])
-    if budget <= 0:
-        return 0
-    waiting = db.session.scalars(
-        select(Lead.id)
-        .join(Event, Event.lead_id == Lead.id)
-        .where(Event.kind == "import",
-               Event.created_at >= now - timedelta(days=CONFIRM_WITHIN_DAYS),
-               Lead.subscription == "unconfirmed", Lead.confirmation_sent_at.is_(None),
-               Lead.review != "rejected", Lead.page_id.is_not(None))
-        .order_by(Lead.id).limit(budget)
-    ).all()
-    sent = failures = 0
-    for lead_id in waiting:
-        lead = db.session.get(Lead, lead_id)
-        if lead is None or lead.confirmation_sent_at is not None:
-            continue  # deleted, or sent by another scheduler meanwhile
-        if leads.send_confirmation(lead):
-            sent, failures = sent + 1, 0
-        elif db.session.get(Lead, lead_id).confirmation_sent_at is None:
-            failures += 1  # the mail backend failed; the lead stays queued
-            if failures >= CONFIRM_FAILURES_IN_A_ROW:
-                log.warning("confirmation emails of imported leads stopped after %s "
-                            "failures in a row; the next run tries again", failures)
-                break
-    return sent

@@ -304,11 +304,12 @@ def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool
 REASON_MAX_LENGTH = 300
 
 
-def approve(lead: Lead, by: str = "owner") -> bool:
+def approve(lead: Lead, by: str = "owner", *, confirm_now: bool = True) -> bool:
     """Approve a lead and enrol it in its page's sequence. True when it changed.
 
     A lead the rules rejected on a double opt-in page never got the confirmation
-    email: it is sent now, so the lead can become subscribed."""
+    email: it is sent now, so the lead can become subscribed, or with `confirm_now`
+    False by the scheduler's next run (`confirmations.send_queued`)."""
     if lead.review == "approved":
         return False
     lead.review = "approved"
@@ -319,8 +320,8 @@ def approve(lead: Lead, by: str = "owner") -> bool:
     sending.enroll(lead)
     db.session.commit()
     page = lead.page
-    if (lead.subscription == "unconfirmed" and page is not None and page.double_opt_in
-            and lead.confirmation_sent_at is None):
+    if (confirm_now and lead.subscription == "unconfirmed" and page is not None
+            and page.double_opt_in and lead.confirmation_sent_at is None):
         send_confirmation(lead)
     return True
 
@@ -346,7 +347,9 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
 
 def review_many(lead_ids: list[int], decision: str, reason: str = "",
                 by: str = "owner") -> int:
-    """Approve or reject several leads at once; return how many changed.
+    """Approve or reject several leads at once; return how many changed. The
+    confirmation emails approved leads still need are left to the scheduler, within
+    the sending rate cap: hundreds sent here would outlast the request.
 
     Raises ValueError for an unknown decision or a rejection without a reason."""
     if decision not in ("approve", "reject"):
@@ -357,7 +360,8 @@ def review_many(lead_ids: list[int], decision: str, reason: str = "",
     chosen = db.session.scalars(select(Lead).where(Lead.id.in_(lead_ids)).order_by(Lead.id)).all()
     changed = 0
     for lead in chosen:
-        done = approve(lead, by=by) if decision == "approve" else reject(lead, reason, by=by)
+        done = (approve(lead, by=by, confirm_now=False) if decision == "approve"
+                else reject(lead, reason, by=by))
         changed += done
     return changed
 

@@ -15,7 +15,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-from capture import imports, rollups, sending, webhooks
+from capture import confirmations, rollups, sending, webhooks
 from capture.extensions import db
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def run_tick(app: Flask) -> sending.Summary | None:
         else:
             if summary.sent or summary.failed or summary.retried or summary.unknown:
                 log.info("scheduler: %s", summary.line())
-        _send_import_confirmations()
+        _send_queued_confirmations()
         _deliver_webhooks()
         _fold_rollups()
         return summary
@@ -52,16 +52,17 @@ def _fold_rollups() -> None:
         log.exception("folding the report rollups failed")
 
 
-def _send_import_confirmations() -> None:
-    """Email imported leads their confirmation link, within the rate cap."""
+def _send_queued_confirmations() -> None:
+    """Email imported and bulk-approved leads their confirmation link, within the
+    rate cap."""
     try:
-        sent = imports.send_queued_confirmations()
+        sent = confirmations.send_queued()
     except Exception:
-        log.exception("confirmation emails of imported leads failed")
+        log.exception("queued confirmation emails failed")
         db.session.rollback()
         return
     if sent:
-        log.info("scheduler: sent %s confirmation emails to imported leads", sent)
+        log.info("scheduler: sent %s queued confirmation emails", sent)
 
 
 def _deliver_webhooks() -> None:

@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from capture import clock, imports, rendering, scheduler, sending, webhooks
+from capture import clock, confirmations, rendering, scheduler, sending, webhooks
 from capture.extensions import db
 from capture.models import Enrollment, Lead
 
@@ -115,13 +115,13 @@ def plan(name: str | None, days: int, limit: int) -> None:
 @click.command("send-due")
 @with_appcontext
 def send_due() -> None:
-    """One scheduler tick, now: send the due emails, the confirmations of imported
-    leads and the due webhook deliveries; print a summary."""
+    """One scheduler tick, now: send the due emails, the queued confirmations
+    (imported and bulk-approved leads) and the due webhook deliveries; print a
+    summary."""
     summary = sending.tick()
-    confirmations = imports.send_queued_confirmations()
+    queued = confirmations.send_queued()
     hooks = webhooks.deliver_due()
-    click.echo(summary.line() + (f"; confirmations to imported leads {confirmations}"
-                                 if confirmations else "")
+    click.echo(summary.line() + (f"; queued confirmations {queued}" if queued else "")
                + (f"; {hooks.line()}" if hooks.busy() else ""))
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from capture import imports, scheduler
+from capture import confirmations, imports, scheduler
 from capture.extensions import db
 from capture.models import Enrollment, Event, Lead, Suppression
 from tests.conftest import count, create_page, lead_of
@@ -172,8 +172,8 @@ def test_confirmations_stay_within_the_sending_rate_cap(make_app, smtp, tmp_path
     run_import(app, write(tmp_path, HEADER + rows))
 
     with app.app_context():
-        assert imports.send_queued_confirmations() == 2
-        assert imports.send_queued_confirmations() == 0
+        assert confirmations.send_queued() == 2
+        assert confirmations.send_queued() == 0
     assert len(smtp.messages) == 2
 
 
@@ -185,8 +185,8 @@ def test_a_confirmation_the_mail_server_refused_for_now_is_sent_by_the_next_run(
     smtp.data_replies.append("451 4.3.0 try again later")
 
     with app.app_context():
-        assert imports.send_queued_confirmations() == 0
-        assert imports.send_queued_confirmations() == 1
+        assert confirmations.send_queued() == 0
+        assert confirmations.send_queued() == 1
     assert len(smtp.to("dan@example.com")) == 1
 
 
@@ -196,7 +196,7 @@ def test_send_due_sends_the_queued_confirmations_and_says_so(app, page, tmp_path
     result = app.test_cli_runner().invoke(args=["send-due"])
 
     assert result.exit_code == 0
-    assert result.output.strip().endswith("; confirmations to imported leads 1")
+    assert result.output.strip().endswith("; queued confirmations 1")
     assert len(outbox.to("dan@example.com")) == 1
 
 
@@ -250,7 +250,7 @@ def test_a_rejected_lead_gets_no_confirmation_email(app, tmp_path, outbox):
     run_import(app, write(tmp_path, HEADER + "fr@example.com,F,FR,no,\n"))
 
     with app.app_context():
-        assert imports.send_queued_confirmations() == 0
+        assert confirmations.send_queued() == 0
     assert outbox.messages() == []
 
 

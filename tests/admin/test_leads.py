@@ -10,9 +10,10 @@ from decimal import Decimal
 from html import unescape
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from capture import leads as leads_module
+from capture import scheduler
 from capture.extensions import db
 from capture.models import (
     Delivery,
@@ -512,6 +513,41 @@ def test_approving_a_lead_the_rules_rejected_sends_its_confirmation(
     assert lead.review == "approved" and lead.review_reason == ""
     assert lead.confirmation_sent_at is not None
     assert len(outbox.to("x@blocked.example")) == 1
+
+
+def test_bulk_approving_rule_rejected_leads_leaves_their_confirmations_to_the_scheduler(
+        owner, app, client, make_page, outbox):
+    make_page(slug="offer", double_opt_in=True, rules={"block_domains": ["blocked.example"]})
+    for name in ("x", "y"):
+        optin(client, "offer", email=f"{name}@blocked.example")
+    ids = [lead_of(app, f"{name}@blocked.example").id for name in ("x", "y")]
+
+    post(owner, "/admin/leads/bulk", {"lead": [str(i) for i in ids], "action": "approve"})
+    assert [lead_of(app, f"{n}@blocked.example").review for n in ("x", "y")] == [
+        "approved", "approved"]
+    assert outbox.messages() == []  # nothing sent while the owner waited
+
+    scheduler.run_tick(app)
+    for name in ("x", "y"):
+        [message] = outbox.to(f"{name}@blocked.example")
+        assert "confirm" in message["Subject"].lower()
+        assert lead_of(app, f"{name}@blocked.example").confirmation_sent_at is not None
+    scheduler.run_tick(app)
+    assert len(outbox.messages()) == 2  # sent once
+
+
+def test_bulk_approving_queues_no_confirmation_once_the_page_dropped_double_opt_in(
+        owner, app, client, make_page, outbox):
+    make_page(slug="offer", double_opt_in=True, rules={"block_domains": ["blocked.example"]})
+    optin(client, "offer", email="x@blocked.example")
+    lead = lead_of(app, "x@blocked.example")
+    assert (lead.review, lead.subscription) == ("rejected", "unconfirmed")
+    with app.app_context():
+        db.session.execute(update(Page).values(double_opt_in=False))
+        db.session.commit()
+    post(owner, "/admin/leads/bulk", {"lead": [str(lead.id)], "action": "approve"})
+    scheduler.run_tick(app)
+    assert outbox.to("x@blocked.example") == []
 
 
 def test_approving_does_not_resend_a_confirmation_already_sent(

@@ -219,6 +219,22 @@ def test_rebuilding_gives_the_numbers_the_folds_gave(app, pages):
             assert metrics.report(start=START, end=END, by=by) == report
 
 
+def test_rebuild_command_puts_right_a_change_made_with_plain_sql(app, pages):
+    with app.app_context():
+        before = metrics.report(start=START, end=END).total
+        db.session.execute(update(Lead).where(Lead.email == "l3@example.com")
+                           .values(review="approved"))  # no note_changed: not seen
+        db.session.commit()
+        assert metrics.report(start=START, end=END).total.approved == before.approved
+
+    result = app.test_cli_runner().invoke(args=["rollups", "rebuild"])
+
+    assert result.exit_code == 0
+    assert result.output.startswith("Rebuilt the report rollups in ")
+    after = counted(app, start=START, end=END).total
+    assert (after.approved, after.payout) == (before.approved + 1, before.payout + ALPHA)
+
+
 def test_visits_of_bots_never_count(app, clock):
     with app.app_context():
         page = add_page("alpha", ALPHA)

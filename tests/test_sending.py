@@ -4,6 +4,7 @@ import re
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from capture import leads, sending
@@ -364,24 +365,27 @@ def test_one_email_refused_for_now_in_a_chunk_is_retried_and_the_others_go(
     assert sorted(recipients) == [f"part{n}@example.com" for n in range(5)]
 
 
-def test_rate_cap_limits_messages_per_minute(make_app, smtp, tmp_path, clock):
+@pytest.fixture
+def capped_app(make_app, smtp, tmp_path, clock):
+    """Five leads due for their first step, and a rate cap of 3 emails a minute."""
     app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
                    SEQUENCES_DIR=str(tmp_path / "seq"), SEND_RATE_PER_MINUTE=3)
     three_steps(app)
     for number in range(5):
         add_lead(app, email=f"l{number}@example.com")
+    return app
+
+
+def test_rate_cap_limits_messages_per_minute(capped_app, clock):
+    app = capped_app
     assert tick(app).sent == 3
     assert tick(app).sent == 0
     clock.advance(seconds=61)
     assert tick(app).sent == 2
 
 
-def test_confirmation_emails_count_against_the_rate_cap(make_app, smtp, tmp_path, clock):
-    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
-                   SEQUENCES_DIR=str(tmp_path / "seq"), SEND_RATE_PER_MINUTE=3)
-    three_steps(app)
-    for number in range(5):
-        add_lead(app, email=f"l{number}@example.com")
+def test_confirmation_emails_count_against_the_rate_cap(capped_app, smtp, clock):
+    app = capped_app
     with app.app_context():
         page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
         for number in range(2):

@@ -32,7 +32,7 @@ from capture.models import (
     Upgrade,
 )
 from capture.sequences import Library, Sequence, Step, step_order
-from capture.timeline import insert_event, record_event
+from capture.timeline import INSERT_EVENTS, event_row, insert_event, record_event
 
 log = logging.getLogger(__name__)
 
@@ -571,12 +571,14 @@ _MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("b_id"))
 def _hand_over_all(emails: list[_Email], backend, summary: Summary) -> None:
     """Hand each email to the mail backend: marked `sending` (committed with the
     previous email's outcome) before, its outcome recorded after."""
-    connection = db.session.connection
+    outcome: list = []  # the previous email's writes, committed with the next mark
     for index, email in enumerate(emails):
         now = clock.utcnow()
         try:
-            marked = connection().execute(_SENDING, {"b_id": email.delivery_id,
-                                                     "b_now": now}).rowcount
+            connection = _write(outcome)
+            outcome = []
+            marked = connection.execute(_SENDING, {"b_id": email.delivery_id,
+                                                   "b_now": now}).rowcount
             db.session.commit()
         except Exception:
             log.exception("sending delivery %s failed", email.delivery_id)
@@ -598,26 +600,38 @@ def _hand_over_all(emails: list[_Email], backend, summary: Summary) -> None:
                            enrollments=[e.enrollment_id for e in rest])
                 raise _StopBatch(str(error)) from error
             continue
-        _record_sent(email, summary)
+        outcome = _sent_writes(email, summary)
+    _write(outcome)
     db.session.commit()
 
 
-def _record_sent(email: _Email, summary: Summary) -> None:
+def _write(statements: list):
+    """Run (statement, parameters) pairs prepared beforehand on the session's
+    connection, back to back: on SQLite the write lock, taken by the first, is held
+    for the statements only, not for the Python that prepared them."""
+    connection = db.session.connection()
+    for statement, parameters in statements:
+        connection.execute(statement, parameters)
+    return connection
+
+
+def _sent_writes(email: _Email, summary: Summary) -> list:
     """The email went: the delivery is sent, the lead's timeline has it, and the
-    lead's next step is scheduled (committed with the next email's mark)."""
+    lead's next step is scheduled; the writes that say so, run with the next mark."""
     now = clock.utcnow()
     sequence, step = email.sequence, email.step
-    connection = db.session.connection()
-    connection.execute(_SENT, {"b_id": email.delivery_id, "b_now": now})
-    insert_event(email.lead_id, email.page_id, "send", delivery_id=email.delivery_id,
-                 sequence=sequence.name, step=step.key, subject=email.subject)
     remaining = sequence.steps_after(step.key, step.filename)
     state, due = (("active", due_time(sequence, remaining[0], now)) if remaining
                   else ("waiting", None))
-    connection.execute(_MOVED, {"b_id": email.enrollment_id, "b_step": step.key,
-                                "b_filename": step.filename, "b_now": now,
-                                "b_state": state, "b_due": due})
     summary.sent += 1
+    return [
+        (_SENT, {"b_id": email.delivery_id, "b_now": now}),
+        (INSERT_EVENTS, [event_row(email.lead_id, email.page_id, "send",
+                                   delivery_id=email.delivery_id, sequence=sequence.name,
+                                   step=step.key, subject=email.subject)]),
+        (_MOVED, {"b_id": email.enrollment_id, "b_step": step.key,
+                  "b_filename": step.filename, "b_now": now, "b_state": state, "b_due": due}),
+    ]
 
 
 def _resolve_existing(enrollment: Enrollment, step: Step) -> None:

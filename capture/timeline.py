@@ -32,7 +32,7 @@ def insert_events(rows: list[dict[str, Any]]) -> None:
     (the opt-in, the open pixel, clicks, the send of each email): no ORM objects, no
     unit of work (committed by the caller)."""
     if rows:
-        db.session.connection().execute(_INSERT_EVENT, rows)
+        db.session.connection().execute(INSERT_EVENTS, rows)
 
 
 def insert_event(lead_id: int, page_id: int | None, kind: str, *,
@@ -43,4 +43,5 @@ def insert_event(lead_id: int, page_id: int | None, kind: str, *,
                              machine=machine, **data)])
 
 
-_INSERT_EVENT = insert(Event.__table__)
+# The statement `insert_events` runs, for a caller that runs it later itself.
+INSERT_EVENTS = insert(Event.__table__)

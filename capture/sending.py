@@ -570,49 +570,52 @@ _MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("b_id"))
 
 def _hand_over_all(emails: list[_Email], backend, summary: Summary) -> None:
     """Hand each email to the mail backend: marked `sending` (committed with the
-    previous email's outcome) before, its outcome recorded after."""
+    previous email's outcome) before, its outcome recorded after.
+
+    The marks and outcomes go through one connection of their own, held for the
+    chunk: the session would return its connection to the pool at each commit and
+    take it again for the next email. The session, empty here, handles a failure."""
     outcome: list = []  # the previous email's writes, committed with the next mark
-    for index, email in enumerate(emails):
-        now = clock.utcnow()
-        try:
-            connection = _write(outcome)
-            outcome = []
-            marked = connection.execute(_SENDING, {"b_id": email.delivery_id,
-                                                   "b_now": now}).rowcount
-            db.session.commit()
-        except Exception:
-            log.exception("sending delivery %s failed", email.delivery_id)
-            db.session.rollback()
-            _give_back(unsent=[e.delivery_id for e in emails[index:]],
-                       enrollments=[e.enrollment_id for e in emails[index:]], hold=True)
-            return
-        if not marked:
-            continue  # given back meanwhile (it cannot be, but never send it then)
-        try:
-            backend.send(email.message)
-        except mail.MailError as error:
-            delivery = db.session.get(Delivery, email.delivery_id, options=_WITH_LEAD[Delivery])
-            enrollment = db.session.get(Enrollment, email.enrollment_id)
-            _mail_error(delivery, enrollment, email.sequence, email.step, error, summary)
-            if error.transport:
-                rest = emails[index + 1:]
-                _give_back(unsent=[e.delivery_id for e in rest],
-                           enrollments=[e.enrollment_id for e in rest])
-                raise _StopBatch(str(error)) from error
-            continue
-        outcome = _sent_writes(email, summary)
-    _write(outcome)
-    db.session.commit()
+    with db.engine.connect() as connection:
+        for index, email in enumerate(emails):
+            try:
+                _write(connection, outcome)
+                outcome = []
+                marked = connection.execute(_SENDING, {"b_id": email.delivery_id,
+                                                       "b_now": clock.utcnow()}).rowcount
+                connection.commit()
+            except Exception:
+                log.exception("sending delivery %s failed", email.delivery_id)
+                connection.rollback()
+                _give_back(unsent=[e.delivery_id for e in emails[index:]],
+                           enrollments=[e.enrollment_id for e in emails[index:]], hold=True)
+                return
+            if not marked:
+                continue  # given back meanwhile (it cannot be, but never send it then)
+            try:
+                backend.send(email.message)
+            except mail.MailError as error:
+                delivery = db.session.get(Delivery, email.delivery_id,
+                                          options=_WITH_LEAD[Delivery])
+                enrollment = db.session.get(Enrollment, email.enrollment_id)
+                _mail_error(delivery, enrollment, email.sequence, email.step, error, summary)
+                if error.transport:
+                    rest = emails[index + 1:]
+                    _give_back(unsent=[e.delivery_id for e in rest],
+                               enrollments=[e.enrollment_id for e in rest])
+                    raise _StopBatch(str(error)) from error
+                continue
+            outcome = _sent_writes(email, summary)
+        _write(connection, outcome)
+        connection.commit()
 
 
-def _write(statements: list):
-    """Run (statement, parameters) pairs prepared beforehand on the session's
-    connection, back to back: on SQLite the write lock, taken by the first, is held
-    for the statements only, not for the Python that prepared them."""
-    connection = db.session.connection()
+def _write(connection, statements: list) -> None:
+    """Run (statement, parameters) pairs prepared beforehand, back to back: on SQLite
+    the write lock, taken by the first, is held for the statements only, not for
+    the Python that prepared them."""
     for statement, parameters in statements:
         connection.execute(statement, parameters)
-    return connection
 
 
 def _sent_writes(email: _Email, summary: Summary) -> list:

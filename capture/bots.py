@@ -1,6 +1,7 @@
 """Bot defences for the opt-in: user-agent detection, the fill-time token and the
 per-client rate limit. The honeypot field itself lives in the form."""
 
+import functools
 import re
 
 import limits
@@ -29,7 +30,19 @@ def is_bot_user_agent(user_agent: str | None) -> bool:
     """True for a missing user agent or one that names a crawler or script."""
     if not user_agent or not user_agent.strip():
         return True
+    if len(user_agent) > _CACHED_LENGTH:
+        return _names_a_bot(user_agent)
+    return _names_a_bot_cached(user_agent)
+
+
+def _names_a_bot(user_agent: str) -> bool:
     return BOT_USER_AGENT.search(user_agent) is not None
+
+
+# Visitors share a few thousand user agents: each is searched once per process, not
+# on every view. Only ordinary lengths are kept, so the cache stays small.
+_CACHED_LENGTH = 512
+_names_a_bot_cached = functools.lru_cache(maxsize=4096)(_names_a_bot)
 
 
 def _serializer() -> URLSafeTimedSerializer:

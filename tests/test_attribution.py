@@ -119,6 +119,8 @@ def test_lead_carries_first_touch_attribution_of_its_visit(app, client, demo_pag
             "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
             False,
         ),
+        (CHROME + " x" * 300 + " (compatible; ExampleSpider/1.0)", True),  # too long to cache
+        (CHROME + " x" * 300, False),
     ],
 )
 def test_visit_is_marked_bot_by_user_agent(app, client, demo_page, user_agent, is_bot):

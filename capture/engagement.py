@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from capture import clock, tokens, webhooks
 from capture.extensions import db
 from capture.models import Delivery, Lead, Link, Upgrade
-from capture.timeline import insert_event, record_event
+from capture.timeline import INSERT_EVENTS, event_row, record_event
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
 # before (or instead of) the person. Image proxies that fetch when the person opens
@@ -111,13 +111,16 @@ def record_open(token: str, user_agent: str | None) -> bool:
     value = tokens.read("open", token)
     if value is None or not value.isdigit() or int(value) > _MAX_ID:
         return False
-    email = db.session.execute(_OPENED_EMAIL, {"id": int(value)}).first()
-    if email is None:
-        return False
-    insert_event(email.lead_id, email.page_id, "open", delivery_id=email.id,
-                 machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
-                 user_agent=(user_agent or "")[:200])
-    db.session.commit()
+    # A connection of its own, not the session: the hottest path of all has no use
+    # for the unit of work, and skipping it is a tenth of the request.
+    with db.engine.begin() as connection:
+        email = connection.execute(_OPENED_EMAIL, {"id": int(value)}).first()
+        if email is None:
+            return False
+        connection.execute(INSERT_EVENTS, [event_row(
+            email.lead_id, email.page_id, "open", delivery_id=email.id,
+            machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
+            user_agent=(user_agent or "")[:200])])
     return True
 
 
@@ -125,13 +128,14 @@ def record_click(token: str, user_agent: str | None) -> str | None:
     """Log a click and return the stored target URL; None for an unknown token."""
     if not _TOKEN.match(token or ""):
         return None
-    link = db.session.execute(_CLICKED_LINK, {"token": token}).first()
-    if link is None:
-        return None
-    insert_event(link.lead_id, link.page_id, "click", delivery_id=link.id,
-                 machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
-                 url=link.url, user_agent=(user_agent or "")[:200])
-    db.session.commit()
+    with db.engine.begin() as connection:
+        link = connection.execute(_CLICKED_LINK, {"token": token}).first()
+        if link is None:
+            return None
+        connection.execute(INSERT_EVENTS, [event_row(
+            link.lead_id, link.page_id, "click", delivery_id=link.id,
+            machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
+            url=link.url, user_agent=(user_agent or "")[:200])])
     return link.url
 
 

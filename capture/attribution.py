@@ -49,10 +49,11 @@ def attribution_from_query(args: Mapping[str, str]) -> dict[str, str | None]:
     return result
 
 
-def record_visit(page: Page, request: Request, vid: str) -> int:
-    """Store one page view with its attribution; its id (committed by the caller)."""
+def record_visit(page: Page, request: Request, vid: str, connection=None) -> int:
+    """Store one page view with its attribution (on `connection`, else the session's);
+    its id (committed by the caller)."""
     return _add_visit(page, request, vid, request.referrer, request.url,
-                      attribution_from_query(request.args))
+                      attribution_from_query(request.args), connection)
 
 
 def record_embedded_visit(page: Page, request: Request, host_url: str | None,
@@ -76,11 +77,13 @@ _INSERT_VISIT = insert(Visit.__table__)
 
 
 def _add_visit(page: Page, request: Request, vid: str, referrer: str | None,
-               landing_url: str | None, attribution: dict[str, str | None]) -> int:
+               landing_url: str | None, attribution: dict[str, str | None],
+               connection=None) -> int:
     """Insert the visit row: values cut to their columns, the user agent from the
     request, bots marked. Returns its id."""
     user_agent = request.headers.get("User-Agent", "")
-    result = db.session.connection().execute(_INSERT_VISIT, {
+    connection = connection if connection is not None else db.session.connection()
+    result = connection.execute(_INSERT_VISIT, {
         "page_id": page.id,
         "visitor_id": vid,
         "referrer": (referrer or "")[:1000] or None,

@@ -59,10 +59,11 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
 @bp.get("/p/<slug>")
 def show(slug: str):
     """Render the page and record the visit with its attribution."""
-    shown = _shown_page(slug)
-    vid, new_visitor = visitor_id(request)
-    visit_id = record_visit(shown.page, request, vid)
-    db.session.commit()
+    # A connection of its own, not the session: two plain statements, no unit of work.
+    with db.engine.begin() as connection:
+        shown = _shown_page(slug, connection)
+        vid, new_visitor = visitor_id(request)
+        visit_id = record_visit(shown.page, request, vid, connection)
     html = shown.html
     if _CSRF_SLOT in html:
         html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
@@ -96,10 +97,11 @@ class _Shown:
     html: str
 
 
-def _shown_page(slug: str) -> _Shown:
+def _shown_page(slug: str, connection=None) -> _Shown:
     """The published page with this slug and its rendered first view, from this app's
-    cache (one small query checks the version), or 404."""
-    key = db.session.connection().execute(_PAGE_VERSION, {"slug": slug}).first()
+    cache (one small query checks the version, on `connection` if given), or 404."""
+    connection = connection if connection is not None else db.session.connection()
+    key = connection.execute(_PAGE_VERSION, {"slug": slug}).first()
     if key is None:
         abort(404)
     cache: dict[tuple[int, datetime], _Shown] = current_app.extensions.setdefault(

@@ -50,6 +50,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     )
 
     settings.init_app(app)
+    app.session_interface = extensions.SessionInterface()
     _init_database(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True

@@ -3,6 +3,7 @@ per-client rate limit. The honeypot field itself lives in the form."""
 
 import functools
 import re
+from collections.abc import Callable
 
 import limits
 import limits.storage
@@ -26,23 +27,25 @@ BOT_USER_AGENT = re.compile(
 _FORM_TOKEN_SALT = "capture.form-started"
 
 
+def user_agent_matcher(pattern: re.Pattern) -> Callable[[str], bool]:
+    """`pattern.search(user_agent) is not None`, remembered per user agent. Visitors
+    share a few thousand user agents, so each is searched once per process, not on
+    every request; only ordinary lengths are kept, so the memory stays small."""
+    def matches(user_agent: str) -> bool:
+        return pattern.search(user_agent) is not None
+
+    remembered = functools.lru_cache(maxsize=4096)(matches)
+    return lambda user_agent: (remembered if len(user_agent) <= 512 else matches)(user_agent)
+
+
+_names_a_bot = user_agent_matcher(BOT_USER_AGENT)
+
+
 def is_bot_user_agent(user_agent: str | None) -> bool:
     """True for a missing user agent or one that names a crawler or script."""
     if not user_agent or not user_agent.strip():
         return True
-    if len(user_agent) > _CACHED_LENGTH:
-        return _names_a_bot(user_agent)
-    return _names_a_bot_cached(user_agent)
-
-
-def _names_a_bot(user_agent: str) -> bool:
-    return BOT_USER_AGENT.search(user_agent) is not None
-
-
-# Visitors share a few thousand user agents: each is searched once per process, not
-# on every view. Only ordinary lengths are kept, so the cache stays small.
-_CACHED_LENGTH = 512
-_names_a_bot_cached = functools.lru_cache(maxsize=4096)(_names_a_bot)
+    return _names_a_bot(user_agent)
 
 
 def _serializer() -> URLSafeTimedSerializer:

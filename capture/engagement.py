@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, tokens, webhooks
+from capture.bots import user_agent_matcher
 from capture.extensions import db
 from capture.models import Delivery, Lead, Link, Upgrade
 from capture.timeline import INSERT_EVENTS, event_row, record_event
@@ -33,6 +34,7 @@ SCANNER_USER_AGENT = re.compile(
     r"python|curl/|wget/|go-http-client|java/|okhttp|libwww|headlesschrome|phantomjs",
     re.IGNORECASE,
 )
+_names_a_scanner = user_agent_matcher(SCANNER_USER_AGENT)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # The largest row id a database integer column holds.
 _MAX_ID = 2**31 - 1
@@ -42,7 +44,7 @@ _AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 def is_machine(user_agent: str | None, sent_at, now) -> bool:
     """True for a known scanner, no user agent, or a request too soon after sending
     for a person to have read the email."""
-    if not user_agent or SCANNER_USER_AGENT.search(user_agent):
+    if not user_agent or _names_a_scanner(user_agent):
         return True
     if sent_at is None:
         return False

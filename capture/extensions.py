@@ -2,6 +2,7 @@
 
 import sqlite3
 
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -36,3 +37,17 @@ def _tune_sqlite(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions with the signing serializer built once per set
+    of keys, not twice per request (to read the cookie and to write it)."""
+
+    _built: tuple | None = None
+
+    def get_signing_serializer(self, app):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built = self._built
+        if built is None or built[0] != keys:
+            built = self._built = (keys, super().get_signing_serializer(app))
+        return built[1]

@@ -1,11 +1,19 @@
 """Signed tokens for public URLs: tamper-proof, tied to one purpose each."""
 
+import functools
+
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 
 
 def _serializer(purpose: str) -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"capture.{purpose}")
+    return _serializer_for(current_app.config["SECRET_KEY"], purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _serializer_for(secret_key: str, purpose: str) -> URLSafeSerializer:
+    """Built once per key and purpose (a serializer keeps no state between uses)."""
+    return URLSafeSerializer(secret_key, salt=f"capture.{purpose}")
 
 
 def make(purpose: str, value: str) -> str:

@@ -84,7 +84,7 @@ class LightSmtp(asyncio.Protocol):
     def reply(self, line: bytes) -> bytes:
         verb = line[:4].upper()
         if verb == b"EHLO":
-            return b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+            return b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
         if verb in (b"HELO", b"MAIL", b"NOOP"):
             return b"250 OK\r\n"
         if verb == b"RSET":

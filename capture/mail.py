@@ -120,11 +120,75 @@ class _HandOver:
             self.handed_over = True
 
 
-class _SMTP(_HandOver, smtplib.SMTP):
+# A line of the message that starts with a dot gets a second one (RFC 5321 4.5.2).
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Pipelining:
+    """MAIL, RCPT and DATA in one write and their answers read together when the
+    server offers PIPELINING (RFC 2920; Postfix, Exim and the big relays do): two
+    round trips per message instead of four, which over a network to a relay is
+    most of the time an email takes. Otherwise smtplib's own exchange. Failures
+    raise what smtplib raises, so they are told apart the same way."""
+
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+        self.ehlo_or_helo_if_needed()
+        plain = (isinstance(to_addrs, list) and len(to_addrs) == 1
+                 and isinstance(msg, bytes) and not mail_options and not rcpt_options
+                 and (from_addr + to_addrs[0]).isascii())
+        if not (plain and self.has_extn("pipelining")):
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        [to_addr] = to_addrs
+        size = f" SIZE={len(msg)}" if self.has_extn("size") else ""
+        self.handed_over = False
+        self.send(f"MAIL FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
+                  f"RCPT TO:{smtplib.quoteaddr(to_addr)}\r\nDATA\r\n")
+        answers = []
+        for _ in range(3):
+            answers.append(self.getreply())
+            if answers[-1][0] == 421:  # the server is closing the connection
+                self.close()
+                break
+        (mail_code, mail_reply), *rest = answers
+        if mail_code != 250:
+            self._after_refusal(answers)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, from_addr)
+        rcpt_code, rcpt_reply = rest[0]
+        if rcpt_code not in (250, 251):
+            self._after_refusal(answers)
+            raise smtplib.SMTPRecipientsRefused({to_addr: (rcpt_code, rcpt_reply)})
+        data_code, data_reply = rest[1]
+        if data_code != 354:
+            self._after_refusal(answers)
+            raise smtplib.SMTPDataError(data_code, data_reply)
+        body = _LEADING_DOT.sub(b"..", msg)
+        self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        self.handed_over = True
+        code, reply = self.getreply()
+        if code != 250:
+            if code == 421:
+                self.close()
+            else:
+                self._rset()
+            raise smtplib.SMTPDataError(code, reply)
+        return {}
+
+    def _after_refusal(self, answers) -> None:
+        """Leave the connection ready for the next message after a refused command
+        (a server that said 354 to DATA anyway gets an empty message to refuse)."""
+        if self.sock is None or len(answers) < 3:
+            return
+        if answers[2][0] == 354:
+            self.send(b".\r\n")
+            self.getreply()
+        self._rset()
+
+
+class _SMTP(_Pipelining, _HandOver, smtplib.SMTP):
     """smtplib.SMTP that knows whether the message went over."""
 
 
-class _SMTP_SSL(_HandOver, smtplib.SMTP_SSL):
+class _SMTP_SSL(_Pipelining, _HandOver, smtplib.SMTP_SSL):
     """smtplib.SMTP_SSL that knows whether the message went over."""
 
 

@@ -222,6 +222,15 @@ class SmtpCollector:
         # and only the answer is late, as with a server that queued it.
         self.stalls: dict[str, float] = {}
         self.attempts = 0
+        # Offer PIPELINING (RFC 2920) as Postfix and the big relays do: the client
+        # then sends MAIL, RCPT and DATA together. False: one command at a time.
+        self.pipelining = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def _stall(self, command: str) -> None:
         if self.stalls.get(command):

@@ -85,7 +85,9 @@ def test_policy_refusal_of_every_recipient_bounces_nobody_and_stops_the_batch(
     assert len(smtp.messages) == 3
 
 
-def test_sender_refused_is_retried_not_failed(smtp_app, smtp, clock):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_sender_refused_is_retried_not_failed(smtp_app, smtp, clock, pipelining):
+    smtp.pipelining = pipelining
     three_steps(smtp_app)
     lead_id = add_lead(smtp_app)
     smtp.mail_reply = "530 5.7.0 Authentication required"

@@ -94,20 +94,6 @@ def test_a_refused_mailbox_bounces_and_the_next_email_on_the_connection_goes(
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
-def test_a_refused_sender_is_retried_and_sent_once_later(smtp_app, smtp, clock, pipelining):
-    smtp.pipelining = pipelining
-    three_steps(smtp_app)
-    lead_id = add_lead(smtp_app)
-    smtp.mail_reply = "451 4.7.1 sender deferred"
-    assert tick(smtp_app).retried == 1
-    smtp.mail_reply = None
-    clock.advance(minutes=5)
-    assert tick(smtp_app).sent == 1
-    assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
-    assert len(smtp.messages) == 1
-
-
-@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
 def test_a_message_starting_lines_with_dots_arrives_unchanged(smtp_app, smtp, clock,
                                                               pipelining):
     smtp.pipelining = pipelining

@@ -219,7 +219,8 @@ _WITH_LEAD = {
 def rate_budget(now: datetime) -> int:
     """How many more emails the rate cap allows in the current minute: every
     sequence email attempted in it counts (failed ones too), and every confirmation
-    email sent in it (at opt-in, on a repeat opt-in or to imported leads)."""
+    email sent in it (at opt-in, on a repeat opt-in or from the queue of imported
+    and bulk-approved leads)."""
     since = now - timedelta(minutes=1)
     attempted = db.session.scalar(
         select(func.count()).select_from(Delivery).where(Delivery.claimed_at > since))

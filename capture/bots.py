@@ -49,7 +49,13 @@ def is_bot_user_agent(user_agent: str | None) -> bool:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_FORM_TOKEN_SALT)
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    """Built once per key, as the other tokens' (it keeps no state between uses)."""
+    return URLSafeTimedSerializer(secret_key, salt=_FORM_TOKEN_SALT)
 
 
 def form_token(visit_id: int | None) -> str:

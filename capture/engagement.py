@@ -22,7 +22,7 @@ from capture import clock, tokens, webhooks
 from capture.bots import user_agent_matcher
 from capture.extensions import db
 from capture.models import Delivery, Lead, Link, Upgrade
-from capture.timeline import INSERT_EVENTS, event_row, record_event
+from capture.timeline import event_row, insert_events, record_event
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
 # before (or instead of) the person. Image proxies that fetch when the person opens
@@ -119,10 +119,7 @@ def record_open(token: str, user_agent: str | None) -> bool:
         email = connection.execute(_OPENED_EMAIL, {"id": int(value)}).first()
         if email is None:
             return False
-        connection.execute(INSERT_EVENTS, [event_row(
-            email.lead_id, email.page_id, "open", delivery_id=email.id,
-            machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
-            user_agent=(user_agent or "")[:200])])
+        _log_engagement(connection, email, "open", user_agent)
     return True
 
 
@@ -134,11 +131,16 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         link = connection.execute(_CLICKED_LINK, {"token": token}).first()
         if link is None:
             return None
-        connection.execute(INSERT_EVENTS, [event_row(
-            link.lead_id, link.page_id, "click", delivery_id=link.id,
-            machine=is_machine(user_agent, link.sent_at, clock.utcnow()),
-            url=link.url, user_agent=(user_agent or "")[:200])])
+        _log_engagement(connection, link, "click", user_agent, url=link.url)
     return link.url
+
+
+def _log_engagement(connection, email, kind: str, user_agent: str | None, **data) -> None:
+    """An open or click of `email` (its delivery id, lead, page and send time) on the
+    lead's timeline, marked machine-made by its user agent or how soon it came."""
+    insert_events([event_row(email.lead_id, email.page_id, kind, delivery_id=email.id,
+                             machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
+                             user_agent=(user_agent or "")[:200], **data)], connection)
 
 
 # --- upgrades ---------------------------------------------------------------------

@@ -27,12 +27,12 @@ def event_row(lead_id: int, page_id: int | None, kind: str, *,
             "machine": machine, "data": data, "created_at": clock.utcnow()}
 
 
-def insert_events(rows: list[dict[str, Any]]) -> None:
+def insert_events(rows: list[dict[str, Any]], connection=None) -> None:
     """Entries made by `event_row` as one plain INSERT, in order, for the hot paths
     (the opt-in, the open pixel, clicks, the send of each email): no ORM objects, no
-    unit of work (committed by the caller)."""
+    unit of work (committed by the caller). On `connection`, else the session's."""
     if rows:
-        db.session.connection().execute(INSERT_EVENTS, rows)
+        (connection or db.session.connection()).execute(INSERT_EVENTS, rows)
 
 
 def insert_event(lead_id: int, page_id: int | None, kind: str, *,

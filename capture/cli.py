@@ -271,6 +271,25 @@ def owner_create(email: str, password: str | None) -> None:
     click.echo(f"Owner {owner.email} created. Log in at {login_url}")
 
 
+@owner_cli.command("password")
+@click.argument("email")
+@click.option("--password", help="The new password (prompted for, hidden, when left out).")
+def owner_password(email: str, password: str | None) -> None:
+    """Set a new password for the dashboard login EMAIL; its sessions all end."""
+    from capture.admin.account import set_password
+
+    owner = db.session.scalar(select(Owner).where(Owner.email == email.strip().lower()))
+    if owner is None:
+        raise click.ClickException(f"no owner {email!r} (see: flask --app wsgi owner create)")
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        set_password(owner, password)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Password of {owner.email} changed; every session of it is logged out.")
+
+
 @rollups_cli.command("rebuild")
 def rollups_rebuild() -> None:
     """Build the report rollups again from the rows (after changing leads with plain

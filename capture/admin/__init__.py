@@ -101,6 +101,7 @@ def no_caching(response):
 def init_app(app: Flask) -> None:
     """Register the dashboard and its log-in."""
     from capture.admin import (  # noqa: F401  (each module registers its views on bp)
+        account,
         auth,
         deliveries,
         imports,

@@ -20,13 +20,15 @@ from capture.models import Owner, new_session_token
 # stranger cannot lock the owner out as easily) per account.
 LOGIN_FAILURES = {"ip": limits.parse("5/15minutes"), "email": limits.parse("20/15minutes")}
 MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200  # what the log-in form accepts
 
 
 class LoginForm(FlaskForm):
     """Email and password."""
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    password = PasswordField("Password", validators=[DataRequired(),
+                                                      Length(max=MAX_PASSWORD_LENGTH)])
 
 
 def create_owner(email: str, password: str) -> Owner:
@@ -34,14 +36,22 @@ def create_owner(email: str, password: str) -> Owner:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise ValueError(f"{email!r} is not an email address")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    password_hash = hash_password(password)
     if db.session.scalar(select(Owner.id).where(Owner.email == email)):
         raise ValueError(f"an owner {email} exists already")
-    owner = Owner(email=email, password_hash=generate_password_hash(password))
+    owner = Owner(email=email, password_hash=password_hash)
     db.session.add(owner)
     db.session.commit()
     return owner
+
+
+def hash_password(password: str) -> str:
+    """The stored hash of a new password; ValueError when it is too short or too long."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
+    return generate_password_hash(password)
 
 
 def _limiter() -> limits.strategies.MovingWindowRateLimiter:

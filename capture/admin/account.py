@@ -1,0 +1,78 @@
+"""Dashboard area: the logged-in owner's account (changing the password), and the
+password change the `owner password` command makes too."""
+
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user, login_user
+from flask_wtf import FlaskForm
+from werkzeug.security import check_password_hash
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, ValidationError
+
+from capture.admin import bp
+from capture.admin.auth import LOGIN_FAILURES, MIN_PASSWORD_LENGTH, _limiter, hash_password
+from capture.extensions import db
+from capture.models import Owner, new_session_token
+
+
+def set_password(owner: Owner, password: str) -> None:
+    """Give the owner a new password and end every session of theirs (a new session
+    token); ValueError with a clear message when the password cannot be used."""
+    owner.password_hash = hash_password(password)
+    owner.session_token = new_session_token()
+    db.session.commit()
+
+
+class PasswordForm(FlaskForm):
+    """The current password, then the new one twice."""
+
+    current = PasswordField("Current password", validators=[DataRequired(
+        message="Enter your current password.")])
+    new = PasswordField("New password", validators=[DataRequired(
+        message="Enter a new password.")])
+    repeat = PasswordField("New password again", validators=[DataRequired(
+        message="Enter the new password a second time.")])
+
+    def validate_new(self, field: PasswordField) -> None:
+        """The length rules of every owner password (auth.hash_password)."""
+        try:
+            hash_password(field.data)
+        except ValueError as error:
+            message = str(error)
+            raise ValidationError(message[0].upper() + message[1:] + ".") from None
+
+    def validate_repeat(self, field: PasswordField) -> None:
+        """Both new passwords the same: a typo would lock the owner out."""
+        if field.data != self.new.data:
+            raise ValidationError("The two new passwords are not the same.")
+
+
+@bp.route("/account", methods=["GET", "POST"])
+def account():
+    """Change the password; every other session of the owner ends, this one stays."""
+    form = PasswordForm()
+    if not form.is_submitted():
+        return _page(form)
+    # A wrong current password counts as a failed log-in of the account: a session
+    # left open on someone's screen is no way to guess the password.
+    limit, key = LOGIN_FAILURES["email"], ("login", "email", current_user.email)
+    if not _limiter().test(limit, *key):
+        flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
+        return _page(form, 429)
+    valid = form.validate()
+    if form.current.data and not check_password_hash(current_user.password_hash,
+                                                     form.current.data):
+        _limiter().hit(limit, *key)
+        form.current.errors = [*form.current.errors, "The current password is wrong."]
+        valid = False
+    if not valid:
+        return _page(form, 422)
+    set_password(current_user, form.new.data)
+    # The new session token ended every session, this one too: log it in again.
+    login_user(current_user._get_current_object())
+    flash("Your password is changed. Every other session is logged out.", "success")
+    return redirect(url_for("admin.account"))
+
+
+def _page(form: PasswordForm, status: int = 200):
+    return render_template("admin/account.html", form=form,
+                           min_length=MIN_PASSWORD_LENGTH), status

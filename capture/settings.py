@@ -4,6 +4,7 @@ A bad value stops start-up with one line naming the setting (`SettingError` is a
 `SystemExit`, so the process prints the line and exits 1 without a traceback).
 """
 
+import difflib
 import math
 import os
 import re
@@ -13,14 +14,22 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import limits
 from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from config import Config
+
 MAIL_BACKENDS = ("outbox", "smtp", "console")
 SMTP_SECURITY = ("none", "starttls", "ssl")
 SCHEDULER_MODES = ("embedded", "off")
+# CAPTURE_ variables that are no setting of config.py but are read all the same: the
+# instance folder (create_app) and the test suite's PostgreSQL database.
+OTHER_VARIABLES = ("INSTANCE_PATH", "TEST_DATABASE_URL")
+# The database schemes SQLAlchemy maps to psycopg2, which Capture does not install.
+PSYCOPG2_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
 
 
 class SettingError(SystemExit):
@@ -33,6 +42,7 @@ class SettingError(SystemExit):
 def init_app(app: Flask) -> None:
     """Validate app.config in place; raise SettingError on the first bad value."""
     config = app.config
+    _warn_unknown_variables(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     for name in ("SECRET_KEY", "POSTBACK_SECRET"):
@@ -86,6 +96,25 @@ def init_app(app: Flask) -> None:
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
 
+def _warn_unknown_variables(app: Flask) -> None:
+    """A misspelt CAPTURE_ variable would silently leave its setting at the default:
+    name it with the closest known setting, in the log (on stderr for a command).
+    Flask's own settings (CAPTURE_SESSION_COOKIE_NAME …) are known too."""
+    known = {name for name in dir(Config) if name.isupper()}
+    for variable in sorted(os.environ):
+        name = variable.removeprefix("CAPTURE_")
+        if (name == variable or name in known or name in OTHER_VARIABLES
+                or name in Flask.default_config):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean CAPTURE_{close[0]}?" if close else ""
+        message = f"Unknown setting {variable} is ignored{hint}"
+        if click.get_current_context(silent=True) is not None:
+            click.echo(f"Warning: {message}", err=True)
+        else:
+            app.logger.warning(message)
+
+
 def _engine_options(config: dict) -> dict:
     lock_timeout = config["DB_LOCK_TIMEOUT_SECONDS"]
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -135,9 +164,12 @@ def _database_url(app: Flask) -> str:
     if not value:
         return "sqlite:///" + str(Path(app.instance_path) / "capture.db")
     try:
-        make_url(str(value))
+        url = make_url(str(value))
     except ArgumentError:
         raise SettingError("DATABASE_URL", f"{value!r} is not a database URL") from None
+    if url.drivername in PSYCOPG2_SCHEMES:
+        raise SettingError("DATABASE_URL", f"start it with postgresql+psycopg:// (the "
+                           f"driver Capture installs), not {url.drivername}://")
     return str(value)
 
 

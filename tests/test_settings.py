@@ -175,3 +175,40 @@ def test_cookies_are_not_secure_over_plain_http(client, demo_page):
     assert cookies
     assert not any("Secure" in c for c in cookies), cookies
 
+
+
+# --- what start-up says about mistakes it can name (issue 15, item 24) -----------------
+
+def test_unknown_variable_is_logged_with_the_closest_setting(tmp_path, clean_environ, caplog):
+    clean_environ.setenv("CAPTURE_SMTP_HOTS", "mail.example.com")
+    clean_environ.setenv("CAPTURE_SESSION_COOKIE_NAME", "capture")  # Flask's own: known
+    with caplog.at_level("WARNING"):
+        app = build(tmp_path)
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelname == "WARNING"]
+    assert warnings == ["Unknown setting CAPTURE_SMTP_HOTS is ignored; "
+                        "did you mean CAPTURE_SMTP_HOST?"]
+    assert app.config["SMTP_HOST"] == "localhost"  # start-up went on, with the default
+
+
+def test_unknown_variable_is_a_line_on_stderr_for_a_command(tmp_path):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CAPTURE_")}
+    env.update(CAPTURE_SEND_RATE_PER_MINUT="60", CAPTURE_INSTANCE_PATH=str(tmp_path / "i"),
+               CAPTURE_DATABASE_URL=f"sqlite:///{tmp_path / 'capture.db'}")
+    flask = Path(sys.executable).parent / "flask"
+    result = subprocess.run([str(flask), "--app", "wsgi", "routes"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "Warning: Unknown setting CAPTURE_SEND_RATE_PER_MINUT is ignored; "
+        "did you mean CAPTURE_SEND_RATE_PER_MINUTE?"]
+    assert "/admin/login" in result.stdout
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2"])
+def test_postgres_url_without_the_installed_driver_says_which_to_write(make_app, scheme):
+    with pytest.raises(SettingError) as raised:
+        make_app(DATABASE_URL=f"{scheme}://capture:secret@db.example.com/capture")
+    assert str(raised.value) == (
+        "Bad setting CAPTURE_DATABASE_URL: start it with postgresql+psycopg:// (the driver "
+        f"Capture installs), not {scheme}://")

@@ -212,3 +212,13 @@ def csrf_failed(error: CSRFError):
     current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
     return render_template("error.html", title="Form expired",
                            message="This form had expired. Go back, reload and try again."), 400
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The icon browsers ask for on every page (pages link the SVG one; this answers
+    the ones that ask anyway), so the log is not full of 404s."""
+    response = current_app.send_static_file("favicon.ico")
+    response.cache_control.public = True
+    response.cache_control.max_age = 7 * 24 * 3600
+    return response

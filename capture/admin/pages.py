@@ -313,16 +313,18 @@ def pages_edit(page_id: int):
 
 
 def _preview(values: dict, notice: str = ""):
-    """Render the page's own template (or, with ?view=thanks, what visitors see after
-    signing up) from values that are never stored: no row is added or changed and no
-    visit is recorded."""
+    """Render the page's own template (or, with ?view=thanks, what visitors see right
+    after signing up: "check your inbox" with double opt-in; with ?view=confirmed, what
+    they see once they confirm) from values that are never stored: no row is added or
+    changed and no visit is recorded."""
     page = apply_page(Page(), values)  # transient: never added to the session
-    if request.args.get("view") == "thanks":
+    view = request.args.get("view")
+    if view in ("thanks", "confirmed"):
         text = render_markdown(page.thank_you)
-        if page.double_opt_in:  # the text shows once the address is confirmed
+        if view == "confirmed" and page.double_opt_in:
             html = render_template("confirmed.html", page=page, text=text,
                                    lead=SimpleNamespace(subscription="subscribed"))
-        else:
+        else:  # the real thanks page: asks to check the inbox with double opt-in
             html = render_template("thanks.html", page=page, text=text)
         response = make_response(html)
     else:

@@ -407,11 +407,29 @@ def test_preview_of_the_after_sign_up_view_shows_the_unsaved_thank_you_text(owne
                         data=form_data(token, double_opt_in=None, thank_you="## Welcome aboard"))
     assert single.status_code == 200
     assert "<h2>Welcome aboard</h2>" in single.get_data(as_text=True)
-    double = owner.post("/admin/pages/preview?view=thanks",
+    double = owner.post("/admin/pages/preview?view=confirmed",
                         data=form_data(token, thank_you="Confirmed, *thanks*"))
     assert "<em>thanks</em>" in double.get_data(as_text=True)
     assert "sandbox" in double.headers["Content-Security-Policy"]
     assert count(app, Page) == 0 and count(app, Lead) == 0
+
+
+def test_after_sign_up_preview_of_a_double_opt_in_page_asks_to_check_the_inbox(owner, app):
+    """Like the real thanks page: the thank-you text comes only after confirming."""
+    token = csrf_of(owner, "/admin/pages/new")
+    after = owner.post("/admin/pages/preview?view=thanks",
+                       data=form_data(token, thank_you="Confirmed, *thanks*"))
+    text = after.get_data(as_text=True)
+    assert "Check your inbox" in text and "<em>thanks</em>" not in text
+    confirmed = owner.post("/admin/pages/preview?view=confirmed",
+                           data=form_data(token, thank_you="Confirmed, *thanks*"))
+    assert "Your subscription is confirmed" in confirmed.get_data(as_text=True)
+    single = owner.post("/admin/pages/preview?view=confirmed",
+                        data=form_data(token, double_opt_in=None, thank_you="All *set*"))
+    assert "<em>set</em>" in single.get_data(as_text=True)
+    assert "Check your inbox" not in single.get_data(as_text=True)
+    edit = owner.get("/admin/pages/new").get_data(as_text=True)
+    assert ">After sign-up</button>" in edit and ">After confirming</button>" in edit
 
 
 def test_publishing_from_the_share_panel_returns_to_it(owner, app):

@@ -125,7 +125,7 @@
     }
   }
 
-  /* --- share: link builder and copy buttons ----------------------------------- */
+  /* --- share: link builder (its copy buttons: copy.js) ------------------------- */
   function setUpShare() {
     var container = document.querySelector("[data-share]");
     var form = document.querySelector("[data-utm-form]");
@@ -143,24 +143,6 @@
       form.addEventListener("input", update);
       form.addEventListener("submit", function (event) { event.preventDefault(); update(); });
     }
-    document.querySelectorAll("[data-copy]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        var field = document.getElementById(button.getAttribute("data-copy"));
-        if (!field) return;
-        var done = function () {
-          var label = button.textContent;
-          button.textContent = "Copied";
-          setTimeout(function () { button.textContent = label; }, 1500);
-        };
-        if (navigator.clipboard && window.isSecureContext) {
-          navigator.clipboard.writeText(field.value).then(done);
-        } else {
-          field.select();
-          document.execCommand("copy");
-          done();
-        }
-      });
-    });
   }
 
   ready(function () {

@@ -442,3 +442,14 @@ def test_publishing_from_the_share_panel_returns_to_it(owner, app):
                           data={"csrf_token": token, "back": "share"})
     assert response.headers["Location"].endswith(f"/admin/pages/{pid}/share")
     assert owner.get("/p/soon").status_code == 200
+
+
+def test_pages_list_shows_one_button_per_page_and_the_rest_in_a_menu(owner, app):
+    create_page(app, slug="live", title="Live", published=True)
+    html = owner.get("/admin/pages").get_data(as_text=True)
+    cell = re.search(r'<tr data-page="live">.*?<td class="actions">(.*?)</td>', html, re.S).group(1)
+    buttons = re.findall(r'class="button[^"]*"[^>]*>([^<]+)<', cell)
+    assert buttons == ["Edit", "More"]
+    menu = re.search(r'<details class="more">.*?</details>', cell, re.S).group(0)
+    for action in (">Share<", ">Open<", ">Unpublish<", ">Copy<"):
+        assert action in menu

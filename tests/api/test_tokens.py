@@ -89,6 +89,15 @@ def test_dashboard_shows_a_new_token_once(app, owner):
     assert token not in listing
 
 
+def test_new_token_page_has_a_copy_button_without_inline_script(app, owner):
+    html = create_in_dashboard(owner).get_data(as_text=True)
+    assert '<button type="button" class="button secondary js-only" data-copy="token">Copy' in html
+    assert '<script src="/static/admin/copy.js" defer></script>' in html
+    assert "<script>" not in html and "onclick" not in html
+    with owner.get("/static/admin/copy.js") as script:
+        assert "navigator.clipboard" in script.get_data(as_text=True)
+
+
 def test_dashboard_lists_tokens_with_last_use(app, owner):
     create_in_dashboard(owner, "buyer")
     html = owner.get("/admin/tokens").get_data(as_text=True)

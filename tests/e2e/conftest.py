@@ -89,9 +89,14 @@ def owner_page(browser, request, tmp_path, stack):
     """A tab where the owner has logged in through the log-in form."""
     for page in _page(browser, request, tmp_path, "owner",
                       viewport={"width": 1400, "height": 1000}):
-        page.goto(f"{stack.base_url}/admin/login")
-        page.get_by_label("Email").fill(OWNER_EMAIL)
-        page.get_by_label("Password").fill(OWNER_PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_role("heading", name="Overview").wait_for()
+        log_in(page, stack)
         yield page
+
+
+def log_in(page, stack) -> None:
+    """Log the owner in through the log-in form of `stack`."""
+    page.goto(f"{stack.base_url}/admin/login")
+    page.get_by_label("Email").fill(OWNER_EMAIL)
+    page.get_by_label("Password").fill(OWNER_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Overview").wait_for()

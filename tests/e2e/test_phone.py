@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM_FLAGS, DESKTOP_CHROME  # noqa: F401
-from tests.live import OWNER_EMAIL, OWNER_PASSWORD, ROOT, start_stack
+from tests.e2e.conftest import _page, log_in
+from tests.live import ROOT, start_stack
 
 WIDTH, HEIGHT = 390, 844
 LONG_ADDRESS = "someone.with.a.rather.long.mailbox.name@subdomain.example-company.com"
@@ -65,21 +65,14 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def phone_owner(browser, stack, tmp_path):
-    """A phone-sized tab where the owner has logged in."""
-    context = browser.new_context(user_agent=DESKTOP_CHROME, is_mobile=True, has_touch=True,
-                                  viewport={"width": WIDTH, "height": HEIGHT},
-                                  device_scale_factor=1)
-    context.set_default_timeout(15000)
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.base_url)
-    page = context.new_page()
-    page.goto(f"{stack.base_url}/admin/login")
-    page.get_by_label("Email").fill(OWNER_EMAIL)
-    page.get_by_label("Password").fill(OWNER_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_role("heading", name="Overview").wait_for()
-    yield page
-    context.close()
+def phone_owner(browser, request, stack, tmp_path):
+    """A phone-sized tab where the owner has logged in (and may use the clipboard)."""
+    for page in _page(browser, request, tmp_path, "phone-owner", is_mobile=True,
+                      has_touch=True, viewport={"width": WIDTH, "height": HEIGHT}):
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                       origin=stack.base_url)
+        log_in(page, stack)
+        yield page
 
 
 def first_link(page, selector: str) -> str:
@@ -125,7 +118,8 @@ def test_every_dashboard_page_fits_a_phone_and_shows_every_sidebar_link(
         for index in range(links.count()):
             link = links.nth(index)
             box = link.bounding_box()
-            if not link.is_visible() or box is None or box["x"] < 0 or box["x"] + box["width"] > WIDTH:
+            on_screen = box is not None and 0 <= box["x"] and box["x"] + box["width"] <= WIDTH
+            if not (link.is_visible() and on_screen):
                 problems.append(f"{name}: the link {link.inner_text()!r} is off-screen")
     print(f"screenshots: {tmp_path}")
     assert not problems, "\n".join(problems)

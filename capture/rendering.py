@@ -129,7 +129,7 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
 
     `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
     link of the HTML part is passed through `track_link`, the pixel is appended."""
-    from capture.markup import email_markdown
+    from capture.markup import email_markdown, email_text
     from capture.sequences import compiled
 
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
@@ -137,10 +137,12 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     try:
         subject = compiled(step.subject).render(plain)
         preheader = compiled(step.preheader).render(plain)
-        text_body = compiled(step.body).render(plain)
         markdown_body = compiled(step.body).render(escaped)
     except Exception as error:  # the sandbox raises several kinds; none may escape
         raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    # Both parts come from the one Markdown text, in which the lead's values are
+    # literal: the text part shows them as typed, never as links or emphasis.
+    text_body = email_text(markdown_body)
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
                        email_markdown(markdown_body))
     if track_link is not None:

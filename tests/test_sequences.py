@@ -517,7 +517,7 @@ def test_preview_prints_subject_text_and_html_for_a_sample_lead(seq_app, root):
     assert out.startswith("Subject: Welcome, Jane\n")
     text = out[out.index("----- text -----"):out.index("----- html -----")]
     html = out[out.index("----- html -----"):]
-    assert "Hi Jane, here is [your guide](https://example.com/guide)." in text
+    assert "Hi Jane, here is your guide (https://example.com/guide)." in text
     assert 'href="https://example.com/guide"' in html
     assert "<html" in html.lower()
 

@@ -123,6 +123,20 @@ class RenderError(Exception):
     """A step could not be rendered for a lead; nothing is sent."""
 
 
+def render_subject(sequence, step, lead: Lead, page: Page | None, *,
+                   unsubscribe_url: str) -> str:
+    """The subject of one step for one lead, as it is sent (RenderError if it
+    cannot be rendered)."""
+    from capture.sequences import compiled
+
+    try:
+        subject = compiled(step.subject).render(
+            _variables(lead, page, unsubscribe_url, lambda value: value))
+    except Exception as error:  # the sandbox raises several kinds; none may escape
+        raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    return header_text(subject, 300)
+
+
 def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
                 track_link=None, pixel_url: str | None = None) -> dict[str, str]:
     """Subject, preheader, text and HTML of one step for one lead.
@@ -132,10 +146,10 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     from capture.markup import email_markdown, email_text
     from capture.sequences import compiled
 
+    subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
     try:
-        subject = compiled(step.subject).render(plain)
         preheader = compiled(step.preheader).render(plain)
         markdown_body = compiled(step.body).render(escaped)
     except Exception as error:  # the sandbox raises several kinds; none may escape
@@ -174,7 +188,7 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     text = templates.get_template("email/layout.txt").render(
         content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
     )
-    return {"subject": header_text(subject, 300), "preheader": preheader, "text": text,
+    return {"subject": subject, "preheader": preheader, "text": text,
             "html": html}
 
 

@@ -21,24 +21,21 @@ def render_markdown(text: str) -> Markup:
 
 
 @lru_cache(maxsize=1024)
-def email_markdown(text: str) -> str:
-    """The HTML of a step's Markdown body (already rendered with the lead's values).
-    Cached: the same step rendered for another lead with the same values (the same
-    first name, or none) is the same text, and Markdown costs more than the rest of
-    the email."""
-    return _email.render(text)
+def email_parts(text: str) -> tuple[str, str]:
+    """The HTML and the plain text of a step's Markdown body (already rendered with
+    the lead's values), from one parse. Cached: the same step rendered for another
+    lead with the same values (the same first name, or none) is the same text, and
+    Markdown costs more than the rest of the email.
 
-
-@lru_cache(maxsize=1024)
-def email_text(text: str) -> str:
-    """The plain-text part of a step's Markdown body: emphasis markers dropped, links
-    as "label (URL)", headings as plain lines, list items after "- " or "1. ",
-    quotes after "> ", code as written. Built from the same parse as the HTML, so
-    what the Markdown escapes (a lead's values) stays literal text."""
+    The plain text drops emphasis markers, shows links as "label (URL)", headings as
+    plain lines, list items after "- " or "1. ", quotes after "> " and code as
+    written; what the Markdown escapes (a lead's values) stays literal text."""
+    tokens = _email.parse(text)
+    html = _email.renderer.render(tokens, _email.options, {})
     writer = _PlainText()
-    for token in _email.parse(text):
+    for token in tokens:
         writer.feed(token)
-    return "\n".join(writer.lines).strip("\n") + "\n"
+    return html, "\n".join(writer.lines).strip("\n") + "\n"
 
 
 class _PlainText:

@@ -143,7 +143,7 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
 
     `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
     link of the HTML part is passed through `track_link`, the pixel is appended."""
-    from capture.markup import email_markdown, email_text
+    from capture.markup import email_parts
     from capture.sequences import compiled
 
     subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
@@ -156,9 +156,9 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
         raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
     # Both parts come from the one Markdown text, in which the lead's values are
     # literal: the text part shows them as typed, never as links or emphasis.
-    text_body = email_text(markdown_body)
+    html_body, text_body = email_parts(markdown_body)
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
-                       email_markdown(markdown_body))
+                       html_body)
     if track_link is not None:
         tracked: dict[str, str] = {}
 

@@ -907,8 +907,10 @@ def plan(now: datetime, horizon: datetime, name: str | None = None,
     enrollments = db.session.scalars(
         select(Enrollment).options(joinedload(Enrollment.lead))
         .where(Enrollment.sequence.in_(list(sequences)),
-               ((Enrollment.state == "active") & (Enrollment.next_due_at <= horizon))
-               | ((Enrollment.state == "waiting") & Enrollment.sequence.in_(list(woken))))
+               # A changed folder may make any of its leads due sooner than stored.
+               Enrollment.sequence.in_(list(woken))
+               | ((Enrollment.state == "active") & (Enrollment.next_due_at <= horizon)),
+               Enrollment.state.in_(("active", "waiting")))
         .order_by(Enrollment.next_due_at).limit(limit)
     ).all()
     retries = db.session.scalars(

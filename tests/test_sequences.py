@@ -817,3 +817,17 @@ def test_an_email_waiting_to_be_retried_is_planned_and_sent_then(smtp_app, smtp,
     clock.now = datetime.strptime(retry.group(1), "%Y-%m-%d %H:%M") + timedelta(seconds=59)
     assert cli(smtp_app, "send-due").stdout.startswith("sent 1,")
     assert [str(m["Subject"]) for m in smtp.messages] == ["Welcome, Ann"]
+
+
+def test_a_step_inserted_before_a_far_step_is_planned_although_that_step_is_far(
+        smtp_app, smtp, clock):
+    folder = Path(smtp_app.config["SEQUENCES_DIR"]) / "course"
+    write_step(folder, "01-welcome.md", "Welcome", "Hi.", delay=0)
+    write_step(folder, "02-later.md", "Later", "Much later.", delay="2w")
+    add_lead(smtp_app, email="ann@example.com")
+    cli(smtp_app, "send-due")
+    clock.advance(hours=1)
+    write_step(folder, "01.5-soon.md", "Soon", "Soon.", delay="1d")
+    rows = planned(smtp_app)
+    assert rows == [("2026-03-03 10:00", "ann@example.com", "soon")]
+    assert send_as_planned(smtp_app, clock, rows) == rows

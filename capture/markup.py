@@ -1,4 +1,5 @@
-"""Owner-written Markdown (page body, thank-you text) to safe HTML."""
+"""Owner-written Markdown (page body, thank-you text, email steps) to safe HTML, and
+email steps to clean plain text."""
 
 from functools import lru_cache
 
@@ -8,6 +9,9 @@ from markupsafe import Markup
 # Raw HTML in the Markdown is shown as text, and markdown-it refuses javascript: and
 # data: links, so nothing the owner pastes can run script on a visitor's page.
 _markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
+# Emails keep the line breaks the owner typed inside a paragraph ("Talk soon,⏎The
+# team" stays two lines), as in the text part.
+_email = MarkdownIt("commonmark", {"html": False, "typographer": True, "breaks": True})
 
 
 @lru_cache(maxsize=256)
@@ -17,9 +21,102 @@ def render_markdown(text: str) -> Markup:
 
 
 @lru_cache(maxsize=1024)
-def email_markdown(text: str) -> str:
-    """The HTML of a step's Markdown body (already rendered with the lead's values).
-    Cached: the same step rendered for another lead with the same values (the same
-    first name, or none) is the same text, and Markdown costs more than the rest of
-    the email."""
-    return _markdown.render(text)
+def email_parts(text: str) -> tuple[str, str]:
+    """The HTML and the plain text of a step's Markdown body (already rendered with
+    the lead's values), from one parse. Cached: the same step rendered for another
+    lead with the same values (the same first name, or none) is the same text, and
+    Markdown costs more than the rest of the email.
+
+    The plain text drops emphasis markers, shows links as "label (URL)", headings as
+    plain lines, list items after "- " or "1. ", quotes after "> " and code as
+    written; what the Markdown escapes (a lead's values) stays literal text."""
+    tokens = _email.parse(text)
+    html = _email.renderer.render(tokens, _email.options, {})
+    writer = _PlainText()
+    for token in tokens:
+        writer.feed(token)
+    return html, "\n".join(writer.lines).strip("\n") + "\n"
+
+
+class _PlainText:
+    """Writes markdown-it block tokens as lines of plain text."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.quote = ""  # "> " for each open blockquote
+        self.numbers: list[int | None] = []  # per open list: the next number, None: bullets
+        self.markers: list[str] = []  # per open list item: its "- " or "2. "
+        self.first = False  # the open list item has not written its first line
+        self.tight = False  # the paragraph is an item of a tight list: no blank line
+        self.gap = False  # a blank line before the next block even so
+
+    def feed(self, token) -> None:
+        kind = token.type
+        if kind in ("bullet_list_open", "ordered_list_open"):
+            if not self.markers:
+                self.gap = True  # a list stands apart from the text around it
+            self.numbers.append(int(token.attrGet("start") or 1)
+                                if kind == "ordered_list_open" else None)
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            self.numbers.pop()
+        elif kind == "list_item_open":
+            number = self.numbers[-1]
+            self.markers.append("- " if number is None else f"{number}. ")
+            if number is not None:
+                self.numbers[-1] = number + 1
+            self.first = True
+        elif kind == "list_item_close":
+            self.markers.pop()
+            self.first = False
+        elif kind == "blockquote_open":
+            self.quote += "> "
+        elif kind == "blockquote_close":
+            self.quote = self.quote[:-2]
+        elif kind == "paragraph_open":
+            self.tight = token.hidden
+        elif kind == "inline":
+            self.write(_inline_text(token.children or []))
+        elif kind in ("fence", "code_block"):
+            self.write(token.content.rstrip("\n"))
+        elif kind == "hr":
+            self.write("----")
+
+    def write(self, text: str) -> None:
+        """One block: a blank line before it (none between tight list items)."""
+        separate = self.gap or not (self.tight and self.markers)
+        if self.lines and self.lines[-1].strip(" >") and separate:
+            inside = self.quote and self.lines[-1].startswith(self.quote)
+            self.lines.append(self.quote.rstrip() if inside else "")
+        self.gap = False
+        hang = " " * sum(len(marker) for marker in self.markers)
+        for index, line in enumerate(text.split("\n")):
+            if index == 0 and self.first:
+                lead_in = " " * sum(len(marker) for marker in self.markers[:-1])
+                start = self.quote + lead_in + self.markers[-1]
+                self.first = False
+            else:
+                start = self.quote + hang
+            self.lines.append((start + line).rstrip())
+
+
+def _inline_text(children) -> str:
+    """The words of a paragraph or heading: markers dropped, links as "label (URL)"."""
+    parts: list[str] = []
+    links: list[tuple[str, int]] = []
+    for token in children:
+        kind = token.type
+        if kind in ("text", "code_inline"):
+            parts.append(token.content)
+        elif kind in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif kind == "link_open":
+            links.append((str(token.attrGet("href") or ""), len(parts)))
+        elif kind == "link_close" and links:
+            href, start = links.pop()
+            label = "".join(parts[start:]).strip()
+            if href and href not in (label, f"mailto:{label}"):
+                parts.append(f" ({href})")
+        elif kind == "image":
+            source = str(token.attrGet("src") or "")
+            parts.append(f"{token.content} ({source})" if token.content else source)
+    return "".join(parts)

@@ -123,26 +123,42 @@ class RenderError(Exception):
     """A step could not be rendered for a lead; nothing is sent."""
 
 
+def render_subject(sequence, step, lead: Lead, page: Page | None, *,
+                   unsubscribe_url: str) -> str:
+    """The subject of one step for one lead, as it is sent (RenderError if it
+    cannot be rendered)."""
+    from capture.sequences import compiled
+
+    try:
+        subject = compiled(step.subject).render(
+            _variables(lead, page, unsubscribe_url, lambda value: value))
+    except Exception as error:  # the sandbox raises several kinds; none may escape
+        raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    return header_text(subject, 300)
+
+
 def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
                 track_link=None, pixel_url: str | None = None) -> dict[str, str]:
     """Subject, preheader, text and HTML of one step for one lead.
 
     `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
     link of the HTML part is passed through `track_link`, the pixel is appended."""
-    from capture.markup import email_markdown
+    from capture.markup import email_parts
     from capture.sequences import compiled
 
+    subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
     try:
-        subject = compiled(step.subject).render(plain)
         preheader = compiled(step.preheader).render(plain)
-        text_body = compiled(step.body).render(plain)
         markdown_body = compiled(step.body).render(escaped)
     except Exception as error:  # the sandbox raises several kinds; none may escape
         raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    # Both parts come from the one Markdown text, in which the lead's values are
+    # literal: the text part shows them as typed, never as links or emphasis.
+    html_body, text_body = email_parts(markdown_body)
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
-                       email_markdown(markdown_body))
+                       html_body)
     if track_link is not None:
         tracked: dict[str, str] = {}
 
@@ -172,7 +188,7 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     text = templates.get_template("email/layout.txt").render(
         content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
     )
-    return {"subject": header_text(subject, 300), "preheader": preheader, "text": text,
+    return {"subject": subject, "preheader": preheader, "text": text,
             "html": html}
 
 

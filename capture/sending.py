@@ -92,6 +92,28 @@ def into_send_window(sequence: Sequence, due: datetime) -> datetime:
     return _utc(datetime.combine(day, start, tzinfo=sequence.timezone))
 
 
+def next_step(sequence: Sequence, last_step: str | None, last_filename: str | None,
+              since: datetime, now: datetime) -> tuple[Step | None, datetime | None]:
+    """The step a lead gets next and when a tick at `now` or later sends it: the
+    step after the one it had last (`since` is when; for a lead that had none, when
+    it was enrolled), `delay` after `since`, or at once if that moment has passed,
+    always inside the send window. (None, None) when the lead had every step;
+    (step, None) when that step or the folder's settings are broken (it is held).
+
+    The one rule of timing: the scheduler sends by it and `sequences plan` shows it.
+    A step added before a lead's last email is never sent to that lead."""
+    remaining = sequence.steps_after(last_step, last_filename)
+    if not remaining:
+        return None, None
+    step = remaining[0]
+    if not step.ok or sequence.problems:
+        return step, None
+    due = due_time(sequence, step, since)
+    # Overdue (the scheduler was down, or a step was added): still only inside the
+    # send window.
+    return step, (due if due > now else into_send_window(sequence, now))
+
+
 # --- enrolment --------------------------------------------------------------------
 
 def enroll(lead: Lead, page: Page | None = None, *, new: bool = False) -> Enrollment | None:
@@ -278,22 +300,31 @@ def _release_enrollments(condition, due: datetime) -> int:
 
 
 def _wake_signature(sequence: Sequence) -> str:
-    """What must change for waiting leads to look again: the steps (added, removed,
-    reordered, broken or fixed) and whether the settings file is broken. Editing
-    the text of a healthy step wakes nobody."""
-    shape = ([(step.key, step.ok) for step in sequence.steps], bool(sequence.problems))
+    """What must change for leads to look again: the steps (added, removed,
+    reordered, broken or fixed), their timing (`delay`, `at`, the send window and
+    timezone) and whether the settings file is broken. Editing the text of a healthy
+    step wakes nobody."""
+    shape = ([(step.key, step.ok, step.delay, step.at) for step in sequence.steps],
+             bool(sequence.problems), sequence.send_window, sequence.timezone.key)
     return hashlib.sha256(repr(shape).encode()).hexdigest()
 
 
+def _wake_pending(sequence: Sequence) -> bool:
+    """True when the folder changed since the scheduler last woke its leads."""
+    row = db.session.get(SequenceVersion, sequence.name)
+    return row is None or row.signature != _wake_signature(sequence)
+
+
 def _wake_changed_sequences(now: datetime) -> None:
-    """When a folder's steps changed, waiting leads (who had every step, or wait on
-    a broken file) look again: a step added after their position reaches them, one
-    added before it does not."""
+    """When a folder's steps or timing changed, its leads look again: waiting leads
+    (who had every step, or wait on a broken file) are due now, and each active
+    lead's due time is worked out again by next_step, so a step added after its last
+    email reaches it `delay` after that email, one added before it never does."""
     for sequence in library().all():
+        if not _wake_pending(sequence):
+            continue
         signature = _wake_signature(sequence)
         row = db.session.get(SequenceVersion, sequence.name)
-        if row is not None and row.signature == signature:
-            continue
         try:
             if row is None:
                 db.session.add(SequenceVersion(name=sequence.name, signature=signature))
@@ -304,9 +335,36 @@ def _wake_changed_sequences(now: datetime) -> None:
                 .where(Enrollment.sequence == sequence.name, Enrollment.state == "waiting")
                 .values(state="active", next_due_at=now)
             )
+            _reschedule_active(sequence, now)
             db.session.commit()
         except IntegrityError:  # another process recorded it at the same moment
             db.session.rollback()
+
+
+_RESCHEDULED = (update(Enrollment.__table__)
+                .where(Enrollment.__table__.c.id == bindparam("b_id"),
+                       Enrollment.__table__.c.state == "active")
+                .values(next_due_at=bindparam("b_due")))
+
+
+def _reschedule_active(sequence: Sequence, now: datetime) -> None:
+    """Each active lead of the sequence due when next_step says (a lead whose next
+    step is broken or gone is due now: the tick then holds it or lets it wait)."""
+    rows = db.session.execute(
+        select(Enrollment.id, Enrollment.last_step, Enrollment.last_filename,
+               Enrollment.last_sent_at, Enrollment.started_at, Enrollment.next_due_at)
+        .where(Enrollment.sequence == sequence.name, Enrollment.state == "active")
+    ).all()
+    changes = []
+    for row in rows:
+        _, due = next_step(sequence, row.last_step, row.last_filename,
+                           row.last_sent_at or row.started_at, now)
+        due = due or now
+        overdue = due <= now and row.next_due_at is not None and row.next_due_at <= now
+        if due != row.next_due_at and not overdue:
+            changes.append({"b_id": row.id, "b_due": due})
+    if changes:
+        db.session.connection().execute(_RESCHEDULED, changes)
 
 
 def _reap(now: datetime) -> int:
@@ -479,22 +537,14 @@ def _due_step(enrollment: Enrollment, sequence: Sequence | None, now: datetime,
         enrollment.state, enrollment.stop_reason, enrollment.next_due_at = "stopped", reason, None
         summary.stopped += 1
         return None
-    if sequence.problems:
-        _hold(enrollment, summary)
-        return None
-    remaining = sequence.steps_after(enrollment.last_step, enrollment.last_filename)
-    if not remaining:
+    step, due = next_step(sequence, enrollment.last_step, enrollment.last_filename,
+                          enrollment.last_sent_at or enrollment.started_at, now)
+    if step is None:
         enrollment.state, enrollment.next_due_at = "waiting", None
         return None
-    step = remaining[0]
-    if not step.ok:
+    if due is None:
         _hold(enrollment, summary)
         return None
-    due = due_time(sequence, step, enrollment.last_sent_at or enrollment.started_at)
-    if due <= now:
-        # Overdue (the scheduler was down, or a step was added): still only inside
-        # the send window.
-        due = into_send_window(sequence, now)
     if due > now:
         enrollment.state, enrollment.next_due_at = "active", due
         return None
@@ -831,6 +881,86 @@ def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
         db.session.commit()
         return
     _fail(delivery, enrollment, sequence, step, str(error), summary)
+
+
+# --- the plan: what the coming ticks will send ----------------------------------------
+
+@dataclass(frozen=True, order=True)
+class Planned:
+    """One email the scheduler will send: when (the minute of the tick that sends it
+    is at or after it), to whom, which step; `retry` for a delivery tried again."""
+
+    when: datetime
+    email: str
+    sequence: str
+    step: str
+    retry: bool = False
+
+
+def plan(now: datetime, horizon: datetime, name: str | None = None,
+         limit: int = 200) -> list[Planned]:
+    """The emails the ticks from `now` to `horizon` will send, by the scheduler's
+    own rules (next_step, the send window, the stored due times, stop_on), as if
+    every email were accepted and the rate cap never reached. Reads only."""
+    sequences = {s.name: s for s in library().all() if name is None or s.name == name}
+    woken = {n for n, sequence in sequences.items() if _wake_pending(sequence)}
+    enrollments = db.session.scalars(
+        select(Enrollment).options(joinedload(Enrollment.lead))
+        .where(Enrollment.sequence.in_(list(sequences)),
+               # A changed folder may make any of its leads due sooner than stored.
+               Enrollment.sequence.in_(list(woken))
+               | ((Enrollment.state == "active") & (Enrollment.next_due_at <= horizon)),
+               Enrollment.state.in_(("active", "waiting")))
+        .order_by(Enrollment.next_due_at).limit(limit)
+    ).all()
+    retries = db.session.scalars(
+        select(Delivery).options(joinedload(Delivery.lead))
+        .where(Delivery.sequence.in_(list(sequences)), Delivery.status == "retry",
+               Delivery.retry_at <= horizon)
+        .order_by(Delivery.retry_at).limit(limit)
+    ).all()
+    upgraded = set(db.session.scalars(select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
+        [row.lead_id for row in [*enrollments, *retries]]))))
+    rows: list[Planned] = []
+    for enrollment in enrollments:
+        sequence = sequences[enrollment.sequence]
+        if _should_stop(enrollment.lead, sequence, upgraded):
+            continue
+        # The scheduler looks at a lead at its due time; a change of the folder
+        # makes it work that time out again at the next tick.
+        look = now if enrollment.sequence in woken else max(now, enrollment.next_due_at or now)
+        rows += _planned_steps(enrollment.lead.email, sequence, enrollment.last_step,
+                               enrollment.last_filename,
+                               enrollment.last_sent_at or enrollment.started_at, look, horizon)
+    for delivery in retries:
+        sequence = sequences[delivery.sequence]
+        step = sequence.step(delivery.step)
+        if step is None or not step.ok or sequence.problems or _should_stop(
+                delivery.lead, sequence, upgraded):
+            continue
+        when = into_send_window(sequence, max(now, delivery.retry_at))
+        rows.append(Planned(when, delivery.lead.email, sequence.name, step.key, retry=True))
+        enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                      if delivery.enrollment_id else None)
+        if (enrollment is not None and enrollment.state == "sending"
+                and not _is_past(enrollment, step.key, step.filename, sequence)):
+            rows += _planned_steps(delivery.lead.email, sequence, step.key, step.filename,
+                                   when, when, horizon)
+    return sorted(row for row in rows if row.when <= horizon)[:limit]
+
+
+def _planned_steps(email: str, sequence: Sequence, last_step: str | None,
+                   last_filename: str | None, since: datetime, look: datetime,
+                   horizon: datetime) -> list[Planned]:
+    """The steps one lead gets by `horizon`, each sent when next_step says."""
+    rows = []
+    while True:
+        step, due = next_step(sequence, last_step, last_filename, since, look)
+        if due is None or due > horizon:
+            return rows
+        rows.append(Planned(due, email, sequence.name, step.key))
+        last_step, last_filename, since = step.key, step.filename, due
+        look = due
 
 
 # --- the owner's own actions: resend on purpose, previews, test emails ---------------

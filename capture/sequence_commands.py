@@ -3,7 +3,6 @@ scheduler."""
 
 import sys
 from datetime import timedelta
-from types import SimpleNamespace
 
 import click
 from flask import current_app
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from capture import clock, confirmations, rendering, scheduler, sending, webhooks
 from capture.extensions import db
-from capture.models import Enrollment, Lead
+from capture.models import Lead
 
 sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequences.")
 
@@ -38,11 +37,6 @@ def check() -> None:
     click.echo(f"{count} sequence(s), no problems.")
 
 
-def _sample_lead() -> SimpleNamespace:
-    return SimpleNamespace(name="Jane Doe", first_name="Jane", email="jane@example.com",
-                           public_ref="sample-ref", page=None, id=0)
-
-
 @sequences_cli.command("preview")
 @click.argument("name")
 @click.argument("step")
@@ -59,12 +53,12 @@ def preview(name: str, step: str, email: str | None) -> None:
         raise click.ClickException(f"no step {step!r} in {name} (steps: {keys})")
     if found.problems:
         raise click.ClickException("; ".join(str(p) for p in found.problems))
-    lead = _sample_lead()
+    lead = sending.sample_lead()
     if email:
         lead = db.session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
         if lead is None:
             raise click.ClickException(f"no lead with email {email!r}")
-    unsubscribe = f"{current_app.config['BASE_URL']}/u/preview"
+    unsubscribe = sending.preview_unsubscribe_url()
     try:
         rendered = rendering.render_step(sequence, found, lead, getattr(lead, "page", None),
                                          unsubscribe_url=unsubscribe)
@@ -83,33 +77,17 @@ def preview(name: str, step: str, email: str | None) -> None:
 @click.option("--days", default=7, show_default=True, help="How far ahead to look.")
 @click.option("--limit", default=200, show_default=True, help="Most rows to print.")
 def plan(name: str | None, days: int, limit: int) -> None:
-    """Dry run: who gets which step when over the coming days. Sends nothing."""
+    """Dry run: who gets which step when over the coming days, by the scheduler's
+    own rules (as if every email were accepted). Sends nothing."""
     now = clock.utcnow()
-    horizon = now + timedelta(days=days)
-    query = (select(Enrollment).where(Enrollment.state == "active",
-                                      Enrollment.next_due_at <= horizon)
-             .order_by(Enrollment.next_due_at))
-    if name:
-        query = query.where(Enrollment.sequence == name)
-    rows = []
-    for enrollment in db.session.scalars(query.limit(limit)):
-        sequence = sending.library().get(enrollment.sequence)
-        if sequence is None:
-            continue
-        after = enrollment.last_sent_at or enrollment.started_at
-        for step in sequence.steps_after(enrollment.last_step, enrollment.last_filename):
-            due = max(sending.due_time(sequence, step, after), now)
-            if due > horizon or not step.ok:
-                break
-            rows.append((due, enrollment.lead.email, sequence.name, step.key))
-            after = due
-    rows.sort()
+    rows = sending.plan(now, now + timedelta(days=days), name, limit)
     if not rows:
         click.echo(f"Nothing due in the next {days} day(s).")
         return
     click.echo(f"{'when (UTC)':<17} {'lead':<32} {'sequence':<16} step")
-    for due, email, sequence_name, step_key in rows[:limit]:
-        click.echo(f"{due:%Y-%m-%d %H:%M} {email:<32} {sequence_name:<16} {step_key}")
+    for row in rows:
+        click.echo(f"{row.when:%Y-%m-%d %H:%M} {row.email:<32} {row.sequence:<16} {row.step}"
+                   + (" (retry)" if row.retry else ""))
 
 
 @click.command("send-due")

@@ -87,6 +87,9 @@ class Step:
     preheader: str = ""
     body: str = ""
     problems: list[Problem] = field(default_factory=list)
+    # `delay` or `at` as written when it could not be read (`{"delay": "2 days"}`),
+    # so the dashboard can describe the step as the file has it.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -346,6 +349,7 @@ def _read_step(path: Path, file: str) -> Step:
         _check_template(step.subject, file, _key_line(front, "subject", 1), problems, True)
     delay = parse_delay(data.get("delay", 0))
     if delay is None:
+        step.unreadable["delay"] = str(data.get("delay"))
         problems.append(Problem(file, _key_line(front, "delay", 1),
                                 f"delay {data.get('delay')!r}: use 0, 30m, 2h, 3d or 1w"))
     else:
@@ -353,6 +357,7 @@ def _read_step(path: Path, file: str) -> Step:
     if data.get("at") is not None:
         step.at = parse_clock(data["at"])
         if step.at is None:
+            step.unreadable["at"] = str(data["at"])
             problems.append(Problem(file, _key_line(front, "at", 1),
                                     f"at {data['at']!r}: use a time of day like \"09:30\""))
     preheader = data.get("preheader", "")

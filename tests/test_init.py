@@ -174,3 +174,24 @@ def test_healthz_recovers_when_the_database_is_back(app, client, monkeypatch):
         patch.setattr(db.session, "execute", unreachable)
         assert client.get("/healthz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_the_demo_welcome_email_comes_at_any_hour(fresh_app, tmp_path, clock):
+    from capture import leads, sending
+    from tests.conftest import Outbox, body_text
+
+    clock.now = clock.now.replace(hour=23)  # outside the 08:00-20:00 the demo once had
+    init(fresh_app)
+    client = fresh_app.test_client()
+    assert optin(client, email="night@example.com", name="Nia",
+                 consent="y").status_code == 303
+    outbox = Outbox(tmp_path / "instance" / "outbox")
+    [confirmation] = outbox.to("night@example.com")
+    token = body_text(confirmation).split("/confirm/")[1].split()[0]
+    with fresh_app.app_context():
+        # What the confirmation link does, whichever way the page asks for it.
+        assert leads.confirm(leads.lead_for_confirm_token(token), "127.0.0.1")
+        clock.advance(seconds=10)  # the next tick of the embedded scheduler
+        assert sending.tick().sent == 1
+    subjects = [str(message["Subject"]) for message in outbox.to("night@example.com")]
+    assert subjects[-1] == "Your checklist is here, Nia"

@@ -126,7 +126,7 @@ def test_message_has_both_parts_footer_and_list_headers(smtp_app, smtp, clock):
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert re.search(r"Hi Ann, here is \[your guide\]\(http://127\.0\.0\.1:5000/c/\S+\)\.",
+    assert re.search(r"Hi Ann, here is your guide \(http://127\.0\.0\.1:5000/c/\S+\)\.",
                      text)
     assert re.search(r'href="http://127\.0\.0\.1:5000/c/[^"]+"', html)
     assert "https://example.com/guide" not in text + html  # stored server-side only
@@ -478,6 +478,8 @@ def test_markdown_in_lead_values_is_not_turned_into_links(smtp_app, smtp, clock)
     assert "https://evil.example" not in re.findall(r'href="([^"]+)"', html)
     assert "<script>" not in html
     assert "[click me](https://evil.example)" in html
+    text = smtp.messages[0].get_body(("plain",)).get_content()
+    assert "Hello [click me](https://evil.example) <script>alert(1)</script>!" in text
 
 
 def test_broken_step_is_held_and_other_sequences_go_on(smtp_app, smtp, clock):
@@ -521,3 +523,39 @@ def test_lead_without_a_sequence_gets_nothing(smtp_app, smtp, clock):
         db.session.commit()
     assert tick(smtp_app).sent == 0
     assert smtp.messages == []
+
+
+def test_email_keeps_line_breaks_and_its_text_part_is_clean_text(make_app, smtp, tmp_path,
+                                                                 clock):
+    import shutil
+
+    from config import ROOT
+
+    app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port,
+                   SEQUENCES_DIR=str(tmp_path / "seq"))
+    shutil.copytree(ROOT / "sequences" / "welcome", tmp_path / "seq" / "course")
+    write_step(tmp_path / "seq" / "course", "02-fields.md", "Fields",
+               "## The form\n\n1. **Email** — always.\n2. *First name*, `maybe`.\n\n"
+               "- [The guide](https://example.com/guide)\n- <https://example.com/faq>\n",
+               delay=0)
+    add_lead(app, name="Bo Lee")
+    tick(app)
+    tick(app)
+    welcome, fields = smtp.messages
+    html = welcome.get_body(("html",)).get_content()
+    text = welcome.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    # "Talk soon,⏎The Capture team" stays two lines in both parts.
+    assert re.search(r"<p[^>]*>Talk soon,<br />\s*The Capture team</p>", html)
+    assert "Talk soon,\nThe Capture team\n" in text
+    assert "**" not in text and "](" not in text
+    assert "Here is The One-Page Lead Magnet Checklist you asked for:" in text
+    # The label, then the link, tracked in both parts.
+    link = re.search(r"^Open the checklist \((http://127\.0\.0\.1:5000/c/\S+)\)$", text, re.M)
+    assert link, text
+    assert f'href="{link.group(1)}"' in html
+    assert "https://example.com/checklist" not in text + html
+    text = fields.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("The form\n\n1. Email — always.\n2. First name, maybe.\n\n"
+                           "- The guide (http://127.0.0.1:5000/c/")
+    assert re.search(r"^- http://127\.0\.0\.1:5000/c/\S+$", text, re.M)  # a bare link
+    assert "example.com" not in text

@@ -517,7 +517,7 @@ def test_preview_prints_subject_text_and_html_for_a_sample_lead(seq_app, root):
     assert out.startswith("Subject: Welcome, Jane\n")
     text = out[out.index("----- text -----"):out.index("----- html -----")]
     html = out[out.index("----- html -----"):]
-    assert "Hi Jane, here is [your guide](https://example.com/guide)." in text
+    assert "Hi Jane, here is your guide (https://example.com/guide)." in text
     assert 'href="https://example.com/guide"' in html
     assert "<html" in html.lower()
 
@@ -700,3 +700,134 @@ def test_daily_steps_at_a_time_of_day_go_out_on_consecutive_days(smtp_app, smtp,
     assert [(key, f"{when:%a %H:%M}") for key, when in sent] == [
         ("one", "Tue 09:00"), ("two", "Wed 09:00"), ("three", "Thu 09:00")]
     assert [str(m["Subject"]) for m in smtp.messages] == ["One", "Two", "Three"]
+
+
+# --- sequences plan == what the scheduler sends --------------------------------------
+
+def planned(app, days=7) -> list[tuple[str, str, str]]:
+    """(minute, lead, step) of each row `sequences plan` prints."""
+    result = cli(app, "sequences", "plan", "--days", str(days))
+    assert result.exit_code == 0, result.output
+    return [(when, email, step) for when, email, _, step in plan_rows(result)]
+
+
+def send_as_planned(app, clock, rows) -> list[tuple[str, str, str]]:
+    """Run `send-due` in each minute the plan names (until it sends nothing more, as
+    the scheduler's ticks would), and return (minute, lead, step) of what was sent."""
+    from datetime import datetime, timedelta
+
+    from capture.models import Delivery
+
+    start = clock.now
+    for minute in sorted({when for when, _, _ in rows}):
+        tick_at = datetime.strptime(minute, "%Y-%m-%d %H:%M") + timedelta(seconds=59)
+        clock.now = max(clock.now, tick_at)
+        while not cli(app, "send-due").stdout.startswith("sent 0,"):
+            clock.advance(seconds=1)
+    with app.app_context():
+        sent = db.session.execute(
+            select(Delivery.sent_at, Lead.email, Delivery.step)
+            .join(Lead, Lead.id == Delivery.lead_id)
+            .where(Delivery.status == "sent", Delivery.sent_at >= start)
+        ).all()
+    return sorted((f"{when:%Y-%m-%d %H:%M}", email, step) for when, email, step in sent)
+
+
+def test_a_step_inserted_after_a_leads_last_email_comes_next_as_planned(smtp_app, smtp,
+                                                                         clock):
+    root = Path(smtp_app.config["SEQUENCES_DIR"])
+    folder = three_steps(root)  # welcome, tips 2d later, offer 3d after that
+    add_lead(smtp_app, email="early@example.com")
+    cli(smtp_app, "send-due")
+    clock.advance(days=2)
+    cli(smtp_app, "send-due")  # early@ had welcome and tips
+    leads = [f"l{n}@example.com" for n in range(4)]
+    for email in leads:
+        add_lead(smtp_app, email=email)
+    cli(smtp_app, "send-due")  # Wednesday 10:00: the four had welcome, tips is due Friday
+    clock.advance(hours=2)
+    write_step(folder, "01.5-quick-tip.md", "A quick tip", "Tip.", delay=0)
+    rows = planned(smtp_app)
+    assert planned(smtp_app) == rows  # the same on every run, not "now" moving on
+    assert sorted(rows) == sorted(
+        [("2026-03-04 12:00", email, "quick-tip") for email in leads]
+        + [("2026-03-06 12:00", email, "tips") for email in leads]
+        + [("2026-03-09 12:00", email, "offer") for email in leads]
+        + [("2026-03-07 10:00", "early@example.com", "offer")])  # past the new step
+    assert send_as_planned(smtp_app, clock, rows) == sorted(rows)
+
+
+def test_a_removed_step_is_skipped_as_planned(smtp_app, smtp, clock):
+    folder = three_steps(Path(smtp_app.config["SEQUENCES_DIR"]))
+    write_step(folder, "03-offer.md", "An offer", "Buy now.", delay="1d")
+    for email in ("a@example.com", "b@example.com"):
+        add_lead(smtp_app, email=email)
+    cli(smtp_app, "send-due")  # Monday 10:00: tips is due Wednesday
+    clock.advance(hours=5)
+    (folder / "02-tips.md").unlink()
+    rows = planned(smtp_app)
+    assert sorted(rows) == [("2026-03-03 10:00", "a@example.com", "offer"),
+                            ("2026-03-03 10:00", "b@example.com", "offer")]
+    assert send_as_planned(smtp_app, clock, rows) == sorted(rows)
+
+
+def test_the_send_window_is_planned_as_it_is_kept(smtp_app, smtp, clock):
+    folder = three_steps(Path(smtp_app.config["SEQUENCES_DIR"]))
+    write(folder, "sequence.yml", 'send_window: "08:00-20:00"\n')
+    clock.now = clock.now.replace(hour=22)
+    add_lead(smtp_app, email="night@example.com")
+    clock.advance(minutes=30)
+    rows = planned(smtp_app)
+    assert rows == [("2026-03-03 08:00", "night@example.com", "welcome"),
+                    ("2026-03-05 08:00", "night@example.com", "tips"),
+                    ("2026-03-08 08:00", "night@example.com", "offer")]
+    assert cli(smtp_app, "send-due").stdout.startswith("sent 0,")  # 22:30: nothing
+    assert send_as_planned(smtp_app, clock, rows) == rows
+
+
+def test_catch_up_of_a_step_added_at_the_end_is_planned_as_sent(smtp_app, smtp, clock):
+    folder = three_steps(Path(smtp_app.config["SEQUENCES_DIR"]))
+    add_lead(smtp_app, email="done@example.com")
+    for _ in range(3):
+        cli(smtp_app, "send-due")
+        clock.advance(days=3)
+    add_lead(smtp_app, email="new@example.com")  # Sunday 10:00, welcome due now
+    write_step(folder, "04-bonus.md", "A bonus", "More.", delay="1d")
+    write_step(folder, "05-last.md", "The last", "Bye.", delay="2d", at="09:00")
+    rows = planned(smtp_app)
+    assert [row for row in rows if row[1] == "done@example.com"] == [
+        ("2026-03-11 10:00", "done@example.com", "bonus"),  # 1 day after its last email
+        ("2026-03-13 09:00", "done@example.com", "last")]
+    assert send_as_planned(smtp_app, clock, rows) == sorted(rows)
+
+
+def test_an_email_waiting_to_be_retried_is_planned_and_sent_then(smtp_app, smtp, clock):
+    from datetime import datetime, timedelta
+
+    three_steps(Path(smtp_app.config["SEQUENCES_DIR"]))
+    add_lead(smtp_app, email="ann@example.com")
+    smtp.data_replies = ["451 try again later"]
+    assert cli(smtp_app, "send-due").stdout.startswith("sent 0, retrying 1,")
+    result = cli(smtp_app, "sequences", "plan")
+    retry = re.search(r"^(\S+ \S+) ann@example\.com +course +welcome \(retry\)$",
+                      result.stdout, re.M)
+    assert retry, result.stdout
+    assert [(step, email) for _, email, _, step in plan_rows(result)] == [
+        ("tips", "ann@example.com"), ("offer", "ann@example.com")]
+    clock.now = datetime.strptime(retry.group(1), "%Y-%m-%d %H:%M") + timedelta(seconds=59)
+    assert cli(smtp_app, "send-due").stdout.startswith("sent 1,")
+    assert [str(m["Subject"]) for m in smtp.messages] == ["Welcome, Ann"]
+
+
+def test_a_step_inserted_before_a_far_step_is_planned_although_that_step_is_far(
+        smtp_app, smtp, clock):
+    folder = Path(smtp_app.config["SEQUENCES_DIR"]) / "course"
+    write_step(folder, "01-welcome.md", "Welcome", "Hi.", delay=0)
+    write_step(folder, "02-later.md", "Later", "Much later.", delay="2w")
+    add_lead(smtp_app, email="ann@example.com")
+    cli(smtp_app, "send-due")
+    clock.advance(hours=1)
+    write_step(folder, "01.5-soon.md", "Soon", "Soon.", delay="1d")
+    rows = planned(smtp_app)
+    assert rows == [("2026-03-03 10:00", "ann@example.com", "soon")]
+    assert send_as_planned(smtp_app, clock, rows) == rows

@@ -35,12 +35,15 @@ def sequences():
         keys = {step.key for step in sequence.steps}
         removed = [row for (name, key), row in numbers.items()
                    if name == sequence.name and key not in keys]
+        lead, _ = _preview_lead(sequence, "")
         folders.append({
             "sequence": sequence,
             "problems": sequence.all_problems(),
+            "sample": lead.name,
             "steps": [(step, _timing(sequence, step, index),
                        numbers.get((sequence.name, step.key))
-                       or metrics.StepNumbers(sequence.name, step.key))
+                       or metrics.StepNumbers(sequence.name, step.key),
+                       *_subject(sequence, step, lead))
                       for index, step in enumerate(sequence.steps)],
             "removed": removed,
             "pages": pages.get(sequence.name, []),
@@ -120,6 +123,18 @@ def _preview_lead(sequence: Sequence, email: str):
     return sending.sample_lead(page), note
 
 
+def _subject(sequence: Sequence, step: Step, lead) -> tuple[str, str]:
+    """The step's subject rendered for `lead`, and ''; or, when it cannot be
+    rendered, the subject as written and why (a broken file says so by its badge)."""
+    if not step.ok:
+        return step.subject or step.filename, ""
+    try:
+        return rendering.render_subject(sequence, step, lead, getattr(lead, "page", None),
+                                        unsubscribe_url=sending.preview_unsubscribe_url()), ""
+    except rendering.RenderError as error:
+        return step.subject, f"not rendered: {error}"
+
+
 def _duration(delay: timedelta) -> str:
     """`2 days`, `1 week`, `3 hours`, `90 minutes`."""
     minutes = int(delay.total_seconds() // 60)
@@ -131,9 +146,16 @@ def _duration(delay: timedelta) -> str:
 
 
 def _timing(sequence: Sequence, step: Step, index: int) -> str:
-    """When a step goes out, in words."""
+    """When a step goes out, in words (what the file says when it is unreadable)."""
     after = "the lead is enrolled" if index == 0 else "the previous email"
-    text = ("Right after " + after) if not step.delay else f"{_duration(step.delay)} after {after}"
-    if step.at is not None:
+    if "delay" in step.unreadable:
+        text = f"Delay unreadable: \"{step.unreadable['delay']}\" (use 0, 30m, 2h, 3d or 1w)"
+    elif not step.delay:
+        text = "Right after " + after
+    else:
+        text = f"{_duration(step.delay)} after {after}"
+    if "at" in step.unreadable:
+        text += f"; time of day unreadable: \"{step.unreadable['at']}\""
+    elif step.at is not None:
         text += f", at {step.at:%H:%M} ({sequence.timezone.key})"
     return text

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, mail, rendering, sending, tokens, webhooks
+from capture import clock, domains, mail, rendering, sending, tokens, webhooks
 from capture.attribution import VisitOrigin, visit_origin
 from capture.extensions import db
 from capture.models import (
@@ -90,18 +90,36 @@ def review_verdict(page: Page, email: str, optin: OptIn) -> tuple[str, str]:
     for name in rules.get("required") or []:
         if not values.get(name):
             return "rejected", f"missing {labels.get(name, name)}"
-    for blocked in rules.get("block_domains") or []:
-        if domain == blocked or domain.endswith("." + blocked):
-            return "rejected", f"domain {domain} is blocked"
+    if _is_blocked(domain, rules.get("block_domains") or []):
+        return "rejected", f"domain {domain} is blocked"
     if rules.get("block_disposable") and _is_disposable(domain):
         return "rejected", f"disposable address ({domain})"
     return ("pending", "") if page.review == "manual" else ("approved", "")
 
 
+def _is_blocked(domain: str, blocked_domains: list[str]) -> bool:
+    """True when the domain or a parent domain is blocked. Both are compared in
+    Unicode: a rule written `münchen.de` or `xn--mnchen-3ya.de` blocks the address
+    in either form."""
+    if not blocked_domains:
+        return False
+    mine = domains.comparable(domain)
+    for rule in blocked_domains:
+        blocked = domains.comparable(rule)
+        if mine == blocked or mine.endswith("." + blocked):
+            return True
+    return False
+
+
 def _is_disposable(domain: str) -> bool:
-    """True when the domain or a parent domain is on the disposable list."""
-    labels = domain.split(".")
-    return any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1))
+    """True when the domain or a parent domain is on the disposable list, in its
+    Unicode or its ASCII (xn--) form: the list holds international domains in
+    the ASCII form, addresses are stored in the Unicode one."""
+    for form in domains.both_forms(domain):
+        labels = form.split(".")
+        if any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1)):
+            return True
+    return False
 
 
 # Built once: every opt-in runs them. The lead and its timeline are written as plain

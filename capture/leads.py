@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from email_validator import validate_email
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,16 +32,27 @@ from capture.timeline import event_row, insert_events, record_event
 log = logging.getLogger(__name__)
 
 
+# Said when an address needs SMTPUTF8 and the mail server is not known to offer it.
+NON_ASCII_LOCAL_PART = ("We cannot send email to an address with accents or other "
+                        "non-Latin letters before the @ yet: please use another address.")
+
+
 def normalize_email(raw: str) -> str:
     """The address as stored: checked by email-validator, then lower-cased so one
-    person is one lead (mail providers treat local parts case-insensitively).
+    person is one lead (mail providers treat local parts case-insensitively). An
+    international domain is kept in Unicode, whichever form was typed
+    (max@xn--mnchen-3ya.de is max@münchen.de); it is sent in ASCII form. A
+    non-ASCII local part only when SMTP_UTF8 says the server can deliver it.
 
     Raises EmailNotValidError with a message fit to show the visitor."""
+    config = current_app.config
     result = validate_email(
         raw.strip(),
-        check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
-        allow_smtputf8=False,
+        check_deliverability=config["CHECK_DELIVERABILITY"],
+        allow_smtputf8=True,
     )
+    if result.smtputf8 and not config["SMTP_UTF8"]:
+        raise EmailNotValidError(NON_ASCII_LOCAL_PART)
     return result.normalized.lower()
 
 
@@ -233,8 +244,8 @@ def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | Non
 def send_confirmation(lead: Lead) -> bool:
     """Email the double opt-in link; record when. False when it went out less than
     CONFIRM_RESEND_MINUTES ago (also from a parallel request: a flood of one address
-    sends one email), or (logged) when the mail backend failed: the lead is kept and
-    a repeat opt-in sends it again."""
+    sends one email), or (logged) when the mail backend failed or the email could not
+    be built: the lead is kept and a repeat opt-in sends it again."""
     page = lead.page
     if page is None:
         return False
@@ -242,10 +253,12 @@ def send_confirmation(lead: Lead) -> bool:
     claimed_at = _claim_confirmation(lead)
     if claimed_at is None:
         return False
-    message = rendering.confirmation_message(lead, page, confirm_url(lead))
     try:
-        mail.send(message)
-    except mail.MailError as error:
+        mail.send(rendering.confirmation_message(lead, page, confirm_url(lead)))
+    except Exception as error:  # a MailError, or a bug: never a 500 for the visitor
+        if not isinstance(error, mail.MailError):
+            log.exception("confirmation email to lead %s failed", lead.id)
+            error = sending.unexpected(error)
         log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
         db.session.execute(
             update(Lead).where(Lead.id == lead.id, Lead.confirmation_sent_at == claimed_at)

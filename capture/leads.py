@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, domains, mail, rendering, sending, tokens, webhooks
+from capture import claims, clock, domains, mail, rendering, sending, tokens, webhooks
 from capture.attribution import VisitOrigin, visit_origin
 from capture.extensions import db
 from capture.models import (
@@ -258,7 +258,7 @@ def send_confirmation(lead: Lead) -> bool:
     except Exception as error:  # a MailError, or a bug: never a 500 for the visitor
         if not isinstance(error, mail.MailError):
             log.exception("confirmation email to lead %s failed", lead.id)
-            error = sending.unexpected(error)
+            error = claims.unexpected(error)
         log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
         db.session.execute(
             update(Lead).where(Lead.id == lead.id, Lead.confirmation_sent_at == claimed_at)

@@ -527,7 +527,7 @@ def _render_all(emails: list[_Email], leads: dict, summary: Summary) -> list[_Em
             continue
         except Exception as error:
             log.exception("rendering delivery %s failed", email.delivery_id)
-            failed.append((email, unexpected(error)))
+            failed.append((email, claims.unexpected(error)))
             continue
         email.subject = str(email.message["Subject"])[:300]
         ready.append(email)
@@ -712,7 +712,7 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
     except Exception as error:
         log.exception("rendering delivery %s failed", delivery.id)
         db.session.rollback()  # the links it may have added
-        _fail(delivery, enrollment, sequence, step, unexpected(error), summary)
+        _fail(delivery, enrollment, sequence, step, claims.unexpected(error), summary)
         return
     delivery.status, delivery.claimed_at = "sending", clock.utcnow()
     delivery.attempts += 1
@@ -793,11 +793,6 @@ def _fail(delivery, enrollment, sequence, step, error: str, summary: Summary) ->
     db.session.commit()
 
 
-def unexpected(error: Exception) -> str:
-    """What an unexpected error of one email leaves as its reason."""
-    return f"{type(error).__name__}: {error}"
-
-
 def _unexpected_send_error(backend, error: Exception, delivery_id: int,
                            enrollment_id: int | None, sequence: Sequence, step: Step,
                            summary: Summary) -> None:
@@ -809,7 +804,7 @@ def _unexpected_send_error(backend, error: Exception, delivery_id: int,
     db.session.rollback()
     delivery = db.session.get(Delivery, delivery_id)
     enrollment = db.session.get(Enrollment, enrollment_id) if enrollment_id else None
-    _fail(delivery, enrollment, sequence, step, unexpected(error), summary)
+    _fail(delivery, enrollment, sequence, step, claims.unexpected(error), summary)
 
 
 def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,

@@ -290,3 +290,38 @@ def test_a_confirmation_that_cannot_be_built_fails_without_a_500(app, client, de
         lead = db.session.scalar(select(Lead).where(Lead.email == UNICODE_FORM))
         assert leads.send_confirmation(lead) is False
         assert lead.confirmation_sent_at is None
+
+
+def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, monkeypatch):
+    from capture import outbound, webhooks
+    from capture.models import WebhookDelivery
+    from tests.test_webhooks import Receiver, add_webhook
+
+    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
+    receiver = Receiver()
+    try:
+        create_page(app, review="manual")
+        add_webhook(app, receiver.url + "/broken")
+        add_webhook(app, receiver.url + "/fine")
+        for name in ("ann", "bob"):
+            assert optin(app.test_client(), "offer", email=f"{name}@example.com").status_code == 303
+        original = outbound.post
+
+        def post(url, *args, **kwargs):
+            if url.endswith("/broken"):
+                raise RuntimeError("a bug in the client")
+            return original(url, *args, **kwargs)
+
+        monkeypatch.setattr(outbound, "post", post)
+        with app.app_context():
+            summary = webhooks.deliver_due()
+            rows = db.session.execute(select(WebhookDelivery.status, WebhookDelivery.error)
+                                      .order_by(WebhookDelivery.id)).all()
+    finally:
+        receiver.stop()
+    assert (summary.delivered, summary.failed) == (2, 2)
+    assert sorted(tuple(row) for row in rows) == [
+        ("delivered", ""), ("delivered", ""),
+        ("failed", "RuntimeError: a bug in the client"),
+        ("failed", "RuntimeError: a bug in the client")]
+    assert len(receiver.requests) == 2

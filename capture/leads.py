@@ -56,6 +56,13 @@ def normalize_email(raw: str) -> str:
     return result.normalized.lower()
 
 
+def stored_form(typed: str) -> str:
+    """The form an address is stored in, to find a lead by what an owner typed:
+    max@xn--mnchen-3ya.de finds max@münchen.de. Unchecked (lookups only)."""
+    local, at, domain = typed.strip().rpartition("@")
+    return f"{local}@{domains.comparable(domain)}".lower() if at else typed.strip().lower()
+
+
 @dataclass
 class OptIn:
     """What a visitor submitted, already validated by the form."""

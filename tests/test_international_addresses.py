@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from capture import leads, mail, rendering
 from capture.extensions import db
-from capture.models import Delivery, Enrollment, Lead, Page
+from capture.models import Delivery, Enrollment, Lead, Page, Upgrade
 from tests.conftest import SmtpCollector, _free_port, count, create_page, lead_of, optin
 from tests.test_sending import add_lead, three_steps, tick
 
@@ -124,6 +124,13 @@ def test_confirmation_message_to_a_named_idn_lead_reads_back(app):
     assert parsed["To"].addresses[0].addr_spec == ASCII_FORM
     assert parsed["To"].addresses[0].display_name == "Max Müller"
     assert message.as_bytes().isascii()
+
+
+def test_owner_finds_an_idn_lead_by_either_form(app, client, runner, demo_page):
+    assert optin(client, email=UNICODE_FORM, consent="y").status_code == 303
+    result = runner.invoke(args=["leads", "upgrade", ASCII_FORM.upper(), "10"])
+    assert result.exit_code == 0, result.output
+    assert count(app, Upgrade) == 1
 
 
 def test_non_ascii_local_part_is_refused_at_opt_in_with_one_sentence(app, client, demo_page):

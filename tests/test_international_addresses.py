@@ -197,69 +197,58 @@ def test_smtputf8_local_part_is_delivered_when_the_server_offers_it(make_app, ut
     assert (to.display_name, to.addr_spec) == ("Jörg Müller", "müller@xn--mnchen-3ya.de")
 
 
-def test_smtputf8_local_part_fails_alone_when_the_server_does_not_offer_it(
-        make_app, plain_server, tmp_path, clock):
-    app = _smtp_app(make_app, plain_server, tmp_path, SMTP_UTF8=True)
+def _tick_with_one_bad_lead(app, email: str) -> str:
+    """Tick with the lead `email` between two plain ones: the plain ones are sent,
+    that one fails, nothing is left claimed. Returns its delivery's error."""
     three_steps(app)
     add_lead(app, email="ann@example.com")
-    utf8_lead = add_lead(app, email="müller@münchen.de", name="Jörg")
+    bad = add_lead(app, email=email, name="Jörg")
     add_lead(app, email="bea@example.com")
     summary = tick(app)
     assert (summary.sent, summary.failed) == (2, 1), summary.line()
-    assert sorted(r[0] for _, r, _ in plain_server.envelopes) == [
-        "ann@example.com", "bea@example.com"]
     with app.app_context():
-        delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == utf8_lead))
+        delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == bad))
         assert delivery.status == "failed"
-        assert "SMTPUTF8" in delivery.error
-    _nothing_left_claimed(app)
-
-
-def _nothing_left_claimed(app):
-    with app.app_context():
         assert not db.session.scalars(select(Delivery.status).where(
             Delivery.status.in_(("claimed", "sending")))).all()
         assert "sending" not in db.session.scalars(select(Enrollment.state)).all()
+        return delivery.error
+
+
+def test_smtputf8_local_part_fails_alone_when_the_server_does_not_offer_it(
+        make_app, plain_server, tmp_path, clock):
+    app = _smtp_app(make_app, plain_server, tmp_path, SMTP_UTF8=True)
+    error = _tick_with_one_bad_lead(app, "müller@münchen.de")
+    assert "does not offer SMTPUTF8" in error
+    assert sorted(r[0] for _, r, _ in plain_server.envelopes) == [
+        "ann@example.com", "bea@example.com"]
 
 
 def test_lead_whose_address_cannot_be_encoded_fails_alone(make_app, plain_server, tmp_path,
                                                           clock):
     app = _smtp_app(make_app, plain_server, tmp_path)
-    three_steps(app)
-    add_lead(app, email="ann@example.com")
     # Stored by an older version, before addresses were checked as strictly.
-    broken = add_lead(app, email="max@bad..münchen.de", name="Max")
-    add_lead(app, email="bea@example.com")
-    summary = tick(app)
-    assert (summary.sent, summary.failed) == (2, 1), summary.line()
-    with app.app_context():
-        delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == broken))
-        assert delivery.status == "failed"
-        assert delivery.error.startswith("DomainError: ")
-    _nothing_left_claimed(app)
+    error = _tick_with_one_bad_lead(app, "max@bad..münchen.de")
+    assert error.startswith("DomainError: ")
+
+
+def _backend_fails_for(monkeypatch, address: str) -> None:
+    """Make the SMTP backend raise something other than a MailError for one address."""
+    original = mail.SmtpBackend.send
+
+    def send(self, message):
+        if message.recipient == address:
+            raise RuntimeError("a bug in the backend")
+        return original(self, message)
+
+    monkeypatch.setattr(mail.SmtpBackend, "send", send)
 
 
 def test_unexpected_backend_error_fails_that_email_only(make_app, plain_server, tmp_path,
                                                         clock, monkeypatch):
     app = _smtp_app(make_app, plain_server, tmp_path)
-    three_steps(app)
-    for name in ("ann", "bob", "cid"):
-        add_lead(app, email=f"{name}@example.com")
-    original = mail.SmtpBackend.send
-
-    def send(self, message):
-        if message.recipient == "bob@example.com":
-            raise RuntimeError("a bug in the backend")
-        return original(self, message)
-
-    monkeypatch.setattr(mail.SmtpBackend, "send", send)
-    summary = tick(app)
-    assert (summary.sent, summary.failed) == (2, 1), summary.line()
-    with app.app_context():
-        errors = db.session.scalars(select(Delivery.error).where(
-            Delivery.status == "failed")).all()
-    assert errors == ["RuntimeError: a bug in the backend"]
-    _nothing_left_claimed(app)
+    _backend_fails_for(monkeypatch, "bob@example.com")
+    assert _tick_with_one_bad_lead(app, "bob@example.com") == "RuntimeError: a bug in the backend"
 
 
 def test_unexpected_error_on_a_retry_fails_it_and_the_tick_goes_on(make_app, plain_server,
@@ -271,18 +260,12 @@ def test_unexpected_error_on_a_retry_fails_it_and_the_tick_goes_on(make_app, pla
         add_lead(app, email=f"{name}@example.com")
     plain_server.data_replies = ["451 try later", "451 try later"]
     assert tick(app).retried == 2
-    original = mail.SmtpBackend.send
-
-    def send(self, message):
-        if message.recipient == "ann@example.com":
-            raise RuntimeError("a bug in the backend")
-        return original(self, message)
-
-    monkeypatch.setattr(mail.SmtpBackend, "send", send)
+    _backend_fails_for(monkeypatch, "ann@example.com")
     clock.advance(hours=1)
     summary = tick(app)
     assert (summary.sent, summary.failed) == (1, 1), summary.line()
-    _nothing_left_claimed(app)
+    with app.app_context():
+        assert sorted(db.session.scalars(select(Delivery.status))) == ["failed", "sent"]
 
 
 def test_a_confirmation_that_cannot_be_built_fails_without_a_500(app, client, demo_page,
@@ -332,3 +315,27 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
         ("failed", "RuntimeError: a bug in the client"),
         ("failed", "RuntimeError: a bug in the client")]
     assert len(receiver.requests) == 2
+
+
+def test_a_lead_whose_due_step_cannot_be_worked_out_holds_only_itself(make_app, plain_server,
+                                                                      tmp_path, clock,
+                                                                      monkeypatch):
+    from capture import sending
+
+    app = _smtp_app(make_app, plain_server, tmp_path)
+    three_steps(app)
+    for name in ("ann", "bob", "cid"):
+        add_lead(app, email=f"{name}@example.com")
+    original = sending._should_stop
+
+    def should_stop(lead, *args, **kwargs):
+        if lead.email == "bob@example.com":
+            raise RuntimeError("a bug")
+        return original(lead, *args, **kwargs)
+
+    monkeypatch.setattr(sending, "_should_stop", should_stop)
+    assert tick(app).sent == 2
+    with app.app_context():
+        states = dict(db.session.execute(select(Lead.email, Enrollment.state).join(
+            Enrollment, Enrollment.lead_id == Lead.id)).all())
+    assert states["bob@example.com"] == "active"  # held for HOLD_MINUTES, not stranded

@@ -33,6 +33,9 @@ class Config:
     SMTP_PASSWORD = ""
     SMTP_SECURITY = "none"  # none | starttls | ssl
     SMTP_TIMEOUT = 10
+    # Whether the SMTP server offers SMTPUTF8: only then are addresses with non-ASCII
+    # characters before the @ (müller@example.de) accepted at opt-in.
+    SMTP_UTF8 = False
     # Printed in every email footer (CAN-SPAM); empty shows a warning to the owner.
     POSTAL_ADDRESS = ""
 

@@ -2,7 +2,8 @@
 
 The scheduler's queues (due enrollments, retries, webhook deliveries) are tables with
 a state column; any number of scheduler processes may run, and each row must be
-worked on by one of them only."""
+worked on by one of them only. One claimed row's unexpected error fails that row
+alone, with `unexpected(error)` as its reason: it never stops the rest."""
 
 from sqlalchemy import update
 
@@ -28,3 +29,8 @@ def claim(model, ids_query, state_column, from_state: str, values: dict) -> list
     ).all()
     db.session.commit()
     return sorted(claimed, key=candidates.index)
+
+
+def unexpected(error: Exception) -> str:
+    """The reason a claimed row failed with an unexpected error: its class and message."""
+    return f"{type(error).__name__}: {error}"

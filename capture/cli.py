@@ -13,7 +13,7 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from capture import clock, demo, engagement, exports, imports, metrics, rollups
+from capture import clock, demo, engagement, exports, imports, leads, metrics, rollups
 from capture.extensions import db
 from capture.models import Lead, Owner, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
@@ -187,7 +187,7 @@ def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
 @click.option("--txn", help="Transaction id (default: one is made up); a repeat changes nothing.")
 def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> None:
     """Record an upgrade (a purchase) by hand for the lead with EMAIL."""
-    lead = db.session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
+    lead = db.session.scalar(select(Lead).where(Lead.email == leads.stored_form(email)))
     if lead is None:
         raise click.ClickException(f"no lead with email {email!r}")
     try:

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from email_validator import validate_email
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import clock, mail, rendering, sending, tokens, webhooks
+from capture import claims, clock, domains, mail, rendering, sending, tokens, webhooks
 from capture.attribution import VisitOrigin, visit_origin
 from capture.extensions import db
 from capture.models import (
@@ -32,17 +32,35 @@ from capture.timeline import event_row, insert_events, record_event
 log = logging.getLogger(__name__)
 
 
+# Said when an address needs SMTPUTF8 and the mail server is not known to offer it.
+NON_ASCII_LOCAL_PART = ("We cannot send email to an address with accents or other "
+                        "non-Latin letters before the @ yet: please use another address.")
+
+
 def normalize_email(raw: str) -> str:
     """The address as stored: checked by email-validator, then lower-cased so one
-    person is one lead (mail providers treat local parts case-insensitively).
+    person is one lead (mail providers treat local parts case-insensitively). An
+    international domain is kept in Unicode, whichever form was typed
+    (max@xn--mnchen-3ya.de is max@münchen.de); it is sent in ASCII form. A
+    non-ASCII local part only when SMTP_UTF8 says the server can deliver it.
 
     Raises EmailNotValidError with a message fit to show the visitor."""
+    config = current_app.config
     result = validate_email(
         raw.strip(),
-        check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
-        allow_smtputf8=False,
+        check_deliverability=config["CHECK_DELIVERABILITY"],
+        allow_smtputf8=True,
     )
+    if result.smtputf8 and not config["SMTP_UTF8"]:
+        raise EmailNotValidError(NON_ASCII_LOCAL_PART)
     return result.normalized.lower()
+
+
+def stored_form(typed: str) -> str:
+    """The form an address is stored in, to find a lead by what an owner typed:
+    max@xn--mnchen-3ya.de finds max@münchen.de. Unchecked (lookups only)."""
+    local, at, domain = typed.strip().rpartition("@")
+    return f"{local}@{domains.comparable(domain)}".lower() if at else typed.strip().lower()
 
 
 @dataclass
@@ -90,18 +108,36 @@ def review_verdict(page: Page, email: str, optin: OptIn) -> tuple[str, str]:
     for name in rules.get("required") or []:
         if not values.get(name):
             return "rejected", f"missing {labels.get(name, name)}"
-    for blocked in rules.get("block_domains") or []:
-        if domain == blocked or domain.endswith("." + blocked):
-            return "rejected", f"domain {domain} is blocked"
+    if _is_blocked(domain, rules.get("block_domains") or []):
+        return "rejected", f"domain {domain} is blocked"
     if rules.get("block_disposable") and _is_disposable(domain):
         return "rejected", f"disposable address ({domain})"
     return ("pending", "") if page.review == "manual" else ("approved", "")
 
 
+def _is_blocked(domain: str, blocked_domains: list[str]) -> bool:
+    """True when the domain or a parent domain is blocked. Both are compared in
+    Unicode: a rule written `münchen.de` or `xn--mnchen-3ya.de` blocks the address
+    in either form."""
+    if not blocked_domains:
+        return False
+    mine = domains.comparable(domain)
+    for rule in blocked_domains:
+        blocked = domains.comparable(rule)
+        if mine == blocked or mine.endswith("." + blocked):
+            return True
+    return False
+
+
 def _is_disposable(domain: str) -> bool:
-    """True when the domain or a parent domain is on the disposable list."""
-    labels = domain.split(".")
-    return any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1))
+    """True when the domain or a parent domain is on the disposable list, in its
+    Unicode or its ASCII (xn--) form: the list holds international domains in
+    the ASCII form, addresses are stored in the Unicode one."""
+    for form in domains.both_forms(domain):
+        labels = form.split(".")
+        if any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1)):
+            return True
+    return False
 
 
 # Built once: every opt-in runs them. The lead and its timeline are written as plain
@@ -215,8 +251,8 @@ def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | Non
 def send_confirmation(lead: Lead) -> bool:
     """Email the double opt-in link; record when. False when it went out less than
     CONFIRM_RESEND_MINUTES ago (also from a parallel request: a flood of one address
-    sends one email), or (logged) when the mail backend failed: the lead is kept and
-    a repeat opt-in sends it again."""
+    sends one email), or (logged) when the mail backend failed or the email could not
+    be built: the lead is kept and a repeat opt-in sends it again."""
     page = lead.page
     if page is None:
         return False
@@ -224,10 +260,12 @@ def send_confirmation(lead: Lead) -> bool:
     claimed_at = _claim_confirmation(lead)
     if claimed_at is None:
         return False
-    message = rendering.confirmation_message(lead, page, confirm_url(lead))
     try:
-        mail.send(message)
-    except mail.MailError as error:
+        mail.send(rendering.confirmation_message(lead, page, confirm_url(lead)))
+    except Exception as error:  # a MailError, or a bug: never a 500 for the visitor
+        if not isinstance(error, mail.MailError):
+            log.exception("confirmation email to lead %s failed", lead.id)
+            error = claims.unexpected(error)
         log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
         db.session.execute(
             update(Lead).where(Lead.id == lead.id, Lead.confirmation_sent_at == claimed_at)

@@ -15,13 +15,14 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import Parser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from flask import current_app
 
 from capture import clock
+from capture.domains import DomainError
 from capture.mime import Email
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,12 @@ class SmtpBackend:
                 raise MailError(f"SMTP connection: {error}", temporary=True,
                                 transport=True) from error
         try:
-            self.connection.sendmail(message.sender, [message.recipient], message.as_bytes())
+            sender, recipient = message.envelope()
+        except DomainError as error:
+            raise MailError(str(error), temporary=False) from error
+        try:
+            self.connection.sendmail(sender, [recipient], message.as_bytes(),
+                                     self._utf8_options(message))
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))
             raise _refused(code, reply) from error
@@ -255,6 +261,20 @@ class SmtpBackend:
                                 temporary=False, transport=True, unknown=True) from error
             raise MailError(f"SMTP connection: {error}", temporary=True,
                             transport=True) from error
+
+    def _utf8_options(self, message: Email) -> list[str]:
+        """["SMTPUTF8"] for a message that needs it (a non-ASCII local part), when
+        the server offers it; a permanent MailError for that message alone when it
+        does not (an ASCII form of such an address does not exist)."""
+        if not message.smtputf8:
+            return []
+        self.connection.ehlo_or_helo_if_needed()
+        if not self.connection.has_extn("smtputf8"):
+            raise MailError(
+                f"not sent: {message.recipient} has non-ASCII characters before the @, "
+                "and the mail server does not offer SMTPUTF8 to deliver to it",
+                temporary=False)
+        return ["SMTPUTF8"]
 
     def close(self) -> None:
         """Say QUIT if the connection is still open."""
@@ -336,15 +356,17 @@ def outbox_names() -> list[str]:
 
 def read_outbox(names: list[str], *, whole: bool = False) -> list[OutboxMessage]:
     """The listed messages (names from `outbox_names()`), headers only unless `whole`."""
-    parser = BytesParser(policy=email.policy.default)
+    # Read as UTF-8 text: the address headers of an SMTPUTF8 message are UTF-8
+    # (a bytes parser would show them as escapes); everything else is ASCII.
+    parser = Parser(policy=email.policy.default)
     found = []
     for name in names:
         path = outbox_folder() / name
         try:
-            with path.open("rb") as file:
-                message = parser.parse(file, headersonly=not whole)
+            text = path.read_bytes().decode("utf-8", errors="replace")
         except OSError:  # removed meanwhile
             continue
+        message = parser.parsestr(text, headersonly=not whole)
         found.append(OutboxMessage(name=name, date=_header_date(message),
                                    to=_header(message, "To"),
                                    subject=_header(message, "Subject"),

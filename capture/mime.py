@@ -9,6 +9,11 @@ written as they are: ASCII values folded at spaces, anything else as RFC 2047
 encoded words; both parts in quoted-printable UTF-8, so every line is short, 7-bit
 and CRLF-terminated. A header value with a line break is refused, whatever its
 origin: nothing can add a header.
+
+Addresses go out in ASCII form: an international domain as its IDNA A-labels
+(max@xn--mnchen-3ya.de), in the headers and the envelope alike. Only a local part
+that is not ASCII (müller@…) cannot be: such an address is written as UTF-8 in its
+header (RFC 6532) and the message needs a server that offers SMTPUTF8.
 """
 
 import binascii
@@ -16,7 +21,11 @@ import secrets
 from email.header import Header
 from email.utils import formataddr
 
+from capture import domains
+
 _MAX_LINE = 78
+# Their values come from `address`: names encoded already, addresses in wire form.
+_ADDRESS_HEADERS = ("to", "from", "reply-to")
 
 
 class Email:
@@ -28,6 +37,7 @@ class Email:
                  sender: str, recipient: str) -> None:
         self._headers = [(name, _checked(name, value)) for name, value in headers]
         self.text, self.html = text, html
+        # As stored (an international domain in Unicode); `envelope()` is the wire form.
         self.sender, self.recipient = sender, recipient
 
     def __getitem__(self, name: str) -> str | None:
@@ -47,8 +57,22 @@ class Email:
         """Every header as (name, value), in order."""
         return list(self._headers)
 
+    def envelope(self) -> tuple[str, str]:
+        """The sender and recipient as SMTP's MAIL FROM and RCPT TO take them: the
+        domains in ASCII. Raises domains.DomainError."""
+        return domains.ascii_address(self.sender), domains.ascii_address(self.recipient)
+
+    @property
+    def smtputf8(self) -> bool:
+        """True when an address has a non-ASCII local part: the message can only go
+        to a server that offers SMTPUTF8."""
+        return not "".join(self.envelope()).isascii() or any(
+            not value.isascii() for name, value in self._headers
+            if name.lower() in _ADDRESS_HEADERS)
+
     def as_bytes(self) -> bytes:
-        """The whole message, CRLF line ends, 7-bit."""
+        """The whole message, CRLF line ends, 7-bit (8-bit only in the address
+        headers of an SMTPUTF8 message)."""
         boundary = f"==capture-{secrets.token_hex(12)}"
         lines = [_field(name, value) for name, value in self._headers]
         lines += ["MIME-Version: 1.0",
@@ -56,16 +80,24 @@ class Email:
                   f"--{boundary}", *_part("plain", self.text),
                   f"--{boundary}", *_part("html", self.html),
                   f"--{boundary}--", ""]
-        return "\r\n".join(lines).encode("ascii")
+        return "\r\n".join(lines).encode("utf-8")
 
     def as_string(self) -> str:
-        return self.as_bytes().decode("ascii")
+        return self.as_bytes().decode("utf-8")
 
 
 def address(name: str, addr_spec: str) -> str:
     """`Name <user@domain>` (the name quoted or encoded as needed), or the bare
-    address when there is no name."""
-    return formataddr((name, addr_spec), charset="utf-8") if name else addr_spec
+    address when there is no name; the domain in ASCII (see the module's note).
+    Raises domains.DomainError for a domain that has no ASCII form."""
+    wire = domains.ascii_address(addr_spec)
+    if not name:
+        return wire
+    if wire.isascii():
+        return formataddr((name, wire), charset="utf-8")
+    # formataddr encodes the address too when it is not ASCII: the name alone is.
+    phrase = formataddr((name, "x@x"), charset="utf-8").removesuffix(" <x@x>")
+    return f"{phrase} <{wire}>"
 
 
 def _checked(name: str, value: str) -> str:
@@ -77,9 +109,11 @@ def _checked(name: str, value: str) -> str:
 
 def _field(name: str, value: str) -> str:
     """One header field, folded below 78 columns where it has spaces to fold at."""
+    if not value.isascii() and name.lower() in _ADDRESS_HEADERS:
+        return f"{name}: {value}"  # made by `address`: a UTF-8 local part (RFC 6532)
     if not value.isascii():
         return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
-    if "=?" in value and name.lower() not in ("to", "from", "reply-to"):
+    if "=?" in value and name.lower() not in _ADDRESS_HEADERS:
         # An ASCII value that looks like an encoded word is encoded itself, so no
         # mail client decodes it into something else (address headers arrive
         # encoded already by `address`).

@@ -15,6 +15,7 @@ import pycountry
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from capture import domains
 from capture.extensions import db
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
@@ -30,7 +31,9 @@ _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SEQUENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,90}\.html$")
 MAX_ORIGINS = 50
-_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# A domain in its ASCII form; an international top-level domain is an A-label (xn--p1ai).
+_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                     r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
 DEFAULTS: dict[str, Any] = {
     "headline": "",
@@ -193,19 +196,35 @@ def _check_rules(rules: Any, fields: list[dict], problems: _Problems) -> dict[st
             if not isinstance(name, str) or name not in names:
                 problems.add("rules.required", f"{name!r} is not a field of the page")
         clean["required"] = list(required)
-    domains = rules.get("block_domains", [])
-    if not isinstance(domains, list):
+    blocked_domains = rules.get("block_domains", [])
+    if not isinstance(blocked_domains, list):
         problems.add("rules.block_domains", "must be a list of domains")
     else:
-        for domain in domains:
-            if not isinstance(domain, str) or not _DOMAIN.match(domain.lower().strip()):
+        clean["block_domains"] = []
+        for domain in blocked_domains:
+            blocked = _blocked_domain(domain)
+            if blocked is None:
                 problems.add("rules.block_domains", f"{domain!r} is not a domain")
-        clean["block_domains"] = [d.lower().strip() for d in domains if isinstance(d, str)]
+            else:
+                clean["block_domains"].append(blocked)
     disposable = rules.get("block_disposable", False)
     if not isinstance(disposable, bool):
         problems.add("rules.block_disposable", "must be true or false")
     clean["block_disposable"] = disposable is True
     return clean
+
+
+def _blocked_domain(value: Any) -> str | None:
+    """A blocked domain in the form rules compare (Unicode, lower-case: münchen.de
+    for xn--mnchen-3ya.de too), or None when it is not a domain."""
+    if not isinstance(value, str):
+        return None
+    try:
+        domain = domains.to_unicode(value)
+        wire = domains.to_ascii(domain)
+    except domains.DomainError:
+        return None
+    return domain if _DOMAIN.match(wire) else None
 
 
 def _check_payout(value: Any, problems: _Problems) -> str:

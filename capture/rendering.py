@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import current_app, render_template
 from markupsafe import Markup
 
-from capture import mime
+from capture import domains, mime
 from capture.models import Lead, Page
 
 # Control characters (CR, LF, tabs, NUL …) never reach a header.
@@ -56,11 +56,16 @@ def new_message(lead: Lead, subject: str, text: str, html: str, *,
         ("To", recipient(lead)),
         ("Subject", header_text(subject, 300)),
         ("Date", format_datetime(datetime.now(UTC))),
-        ("Message-ID", make_msgid(domain=config["MAIL_FROM_ADDRESS"].domain or "localhost")),
+        ("Message-ID", make_msgid(domain=message_id_domain())),
         *extra,
     ]
     return mime.Email(headers, text, html, sender=config["MAIL_FROM_ADDRESS"].addr_spec,
                       recipient=lead.email)
+
+
+def message_id_domain() -> str:
+    """The right-hand side of our Message-IDs: the sender's domain, in ASCII."""
+    return domains.to_ascii(current_app.config["MAIL_FROM_ADDRESS"].domain or "localhost")
 
 
 def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email:
@@ -217,7 +222,7 @@ def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: 
     config = current_app.config
     rendered = render_step(sequence, step, lead, page, unsubscribe_url=unsubscribe_url,
                            track_link=track_link, pixel_url=pixel_url)
-    domain = config["MAIL_FROM_ADDRESS"].domain or "localhost"
+    domain = message_id_domain()
     host = urlsplit(config["BASE_URL"]).hostname or "localhost"
     list_name = re.sub(r"[^A-Za-z0-9-]", "-", sequence.name)
     unsubscribe = f"<{unsubscribe_url}>"

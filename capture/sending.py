@@ -15,7 +15,7 @@ from email.utils import make_msgid
 from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import bindparam, case, delete, func, inspect, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -486,9 +486,13 @@ def _advance_chunk(ids: list[int], backend, summary: Summary) -> None:
             _resolve_existing(enrollment, due[0][2])
         db.session.commit()
         return
-    except Exception:  # a bug must not strand the chunk: it is held, the rest goes on
+    except Exception:  # a bug must not strand the chunk: one by one, the bad one is held
         log.exception("sending: enrollments %s failed", ids)
         db.session.rollback()
+        if len(ids) > 1:
+            for enrollment_id in ids:
+                _advance_chunk([enrollment_id], backend, summary)
+            return
         _give_back(enrollments=ids, hold=True)
         return
     emails = [_Email(delivery.id, enrollment.id, enrollment.lead_id, enrollment.lead.page_id,
@@ -553,10 +557,12 @@ def _due_step(enrollment: Enrollment, sequence: Sequence | None, now: datetime,
 
 def _render_all(emails: list[_Email], leads: dict, summary: Summary) -> list[_Email]:
     """Render the chunk's emails and store their links and subjects in one
-    transaction. A step that cannot be rendered for its lead fails (the lead moves
-    on); an unexpected error holds the lead. Returns the emails to send."""
+    transaction. A step that cannot be rendered for its lead fails, also for an
+    unexpected error (its class and message are the reason; the lead moves on).
+    Returns the emails to send."""
     links: list[dict] = []
     ready, failed, broken = [], [], []
+    # `broken`: the links could not be stored; the emails go back unsent.
     for email in emails:
         lead = leads[email.enrollment_id]
         try:
@@ -569,9 +575,9 @@ def _render_all(emails: list[_Email], leads: dict, summary: Summary) -> list[_Em
         except rendering.RenderError as error:
             failed.append((email, str(error)))
             continue
-        except Exception:
+        except Exception as error:
             log.exception("rendering delivery %s failed", email.delivery_id)
-            broken.append(email)
+            failed.append((email, claims.unexpected(error)))
             continue
         email.subject = str(email.message["Subject"])[:300]
         ready.append(email)
@@ -655,6 +661,10 @@ def _hand_over_all(emails: list[_Email], backend, summary: Summary) -> None:
                     _give_back(unsent=[e.delivery_id for e in rest],
                                enrollments=[e.enrollment_id for e in rest])
                     raise _StopBatch(str(error)) from error
+                continue
+            except Exception as error:
+                _unexpected_send_error(backend, error, email.delivery_id, email.enrollment_id,
+                                       email.sequence, email.step, summary)
                 continue
             outcome = _sent_writes(email, summary)
         _write(connection, outcome)
@@ -749,11 +759,11 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
     except rendering.RenderError as error:
         _fail(delivery, enrollment, sequence, step, str(error), summary)
         return
-    except Exception:
-        # A bug before anything reached SMTP: nothing was sent, so undo the claim.
-        db.session.rollback()
-        _not_attempted(delivery)
-        raise
+    except Exception as error:
+        log.exception("rendering delivery %s failed", delivery.id)
+        db.session.rollback()  # the links it may have added
+        _fail(delivery, enrollment, sequence, step, claims.unexpected(error), summary)
+        return
     delivery.status, delivery.claimed_at = "sending", clock.utcnow()
     delivery.attempts += 1
     delivery.subject = subject = str(message["Subject"])[:300]
@@ -768,6 +778,11 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
         if error.transport:
             raise _StopBatch(str(error)) from error
         return
+    except Exception as error:
+        _unexpected_send_error(backend, error, delivery_id,
+                               enrollment.id if enrollment is not None else None,
+                               sequence, step, summary)
+        return
     now = clock.utcnow()
     delivery.status, delivery.sent_at, delivery.error, delivery.retry_at = "sent", now, "", None
     insert_event(lead_id, page_id, "send", delivery_id=delivery_id, sequence=sequence.name,
@@ -775,19 +790,6 @@ def _deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequen
     if enrollment is not None:
         _move_past(enrollment, step, now, sequence=sequence)
     summary.sent += 1
-    db.session.commit()
-
-
-def _not_attempted(delivery: Delivery) -> None:
-    """Undo the claim of a delivery that never reached the mail server: a first
-    attempt's row goes (the step is simply due again), a retry waits HOLD_MINUTES."""
-    if inspect(delivery).transient:
-        return  # a first attempt's row that was never committed: the rollback undid it
-    if delivery.attempts == 0:
-        db.session.delete(delivery)
-    else:
-        delivery.status = "retry"
-        delivery.retry_at = clock.utcnow() + timedelta(minutes=current_app.config["HOLD_MINUTES"])
     db.session.commit()
 
 
@@ -839,6 +841,20 @@ def _fail(delivery, enrollment, sequence, step, error: str, summary: Summary) ->
         _move_past(enrollment, step, clock.utcnow(), sequence=sequence)
     summary.failed += 1
     db.session.commit()
+
+
+def _unexpected_send_error(backend, error: Exception, delivery_id: int,
+                           enrollment_id: int | None, sequence: Sequence, step: Step,
+                           summary: Summary) -> None:
+    """The backend raised something other than a MailError (a bug, an address it
+    cannot write): that email fails with the error as its reason, the rest of the
+    batch goes on. The connection is closed: its state is unknown."""
+    log.exception("sending delivery %s failed", delivery_id)
+    backend.close()
+    db.session.rollback()
+    delivery = db.session.get(Delivery, delivery_id)
+    enrollment = db.session.get(Enrollment, enrollment_id) if enrollment_id else None
+    _fail(delivery, enrollment, sequence, step, claims.unexpected(error), summary)
 
 
 def _mail_error(delivery, enrollment, sequence, step, error: mail.MailError,
@@ -1060,10 +1076,9 @@ def send_test(sequence: Sequence, step: Step, to: str, lead=None) -> mime.Email:
     lead = lead or sample_lead()
     message = rendering.step_message(sequence, step, lead, getattr(lead, "page", None),
                                      delivery_id=0, unsubscribe_url=preview_unsubscribe_url())
-    message.replace_header("To", to)
+    message.replace_header("To", mime.address("", to))
     message.recipient = to
     message.replace_header("Subject", rendering.header_text(f"[Test] {message['Subject']}", 300))
-    sender = current_app.config["MAIL_FROM_ADDRESS"]
-    message.replace_header("Message-ID", make_msgid(domain=sender.domain or "localhost"))
+    message.replace_header("Message-ID", make_msgid(domain=rendering.message_id_domain()))
     mail.send(message)
     return message

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from capture import clock, confirmations, rendering, scheduler, sending, webhooks
+from capture import clock, confirmations, leads, rendering, scheduler, sending, webhooks
 from capture.extensions import db
 from capture.models import Lead
 
@@ -55,7 +55,7 @@ def preview(name: str, step: str, email: str | None) -> None:
         raise click.ClickException("; ".join(str(p) for p in found.problems))
     lead = sending.sample_lead()
     if email:
-        lead = db.session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
+        lead = db.session.scalar(select(Lead).where(Lead.email == leads.stored_form(email)))
         if lead is None:
             raise click.ClickException(f"no lead with email {email!r}")
     unsubscribe = sending.preview_unsubscribe_url()

@@ -84,6 +84,7 @@ def init_app(app: Flask) -> None:
     config["POSTAL_ADDRESS"] = str(config.get("POSTAL_ADDRESS") or "")
     config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
     config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
+    config["SMTP_UTF8"] = _boolean(config, "SMTP_UTF8")
     config["WEBHOOK_ALLOW_PRIVATE"] = _boolean(config, "WEBHOOK_ALLOW_PRIVATE")
 
     _number(config, "DB_LOCK_TIMEOUT_SECONDS", 0.1)

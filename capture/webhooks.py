@@ -191,8 +191,8 @@ class Summary:
 def deliver_due(limit: int | None = None) -> Summary:
     """Post every due delivery of an active webhook (at most `limit`, default
     WEBHOOK_BATCH_SIZE). An endpoint that gave no answer is not tried again in this
-    run (its other rows wait for the next); one row's unexpected error never stops
-    the others."""
+    run (its other rows wait for the next); one row's unexpected error fails that
+    row alone, with the error as its reason."""
     summary = Summary()
     now = clock.utcnow()
     summary.given_back = _give_back_stale(now)
@@ -212,10 +212,11 @@ def deliver_due(limit: int | None = None) -> Summary:
             continue
         try:
             outcome = attempt(delivery)
-        except Exception:  # a bug must not strand the rest of the run
+        except Exception as error:  # a bug must not strand the rest of the run
             log.exception("webhook delivery %s failed unexpectedly", delivery_id)
             db.session.rollback()
-            _release([delivery_id], later=True)
+            _fail_unexpected(delivery_id, error)
+            summary.failed += 1
             continue
         setattr(summary, outcome, getattr(summary, outcome) + 1)
         if outcome != "delivered" and _no_answer(delivery_id):
@@ -258,6 +259,18 @@ def _release(delivery_ids: list[int], later: bool = False) -> None:
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status == "sending")
         .values(status="pending", claimed_at=None, next_attempt_at=due)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _fail_unexpected(delivery_id: int, error: Exception) -> None:
+    """A row whose attempt raised (a bug, not an answer): failed with the error as
+    its reason, for the owner to see and resend; the run goes on."""
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "sending")
+        .values(status="failed", error=claims.unexpected(error)[:500], next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()

@@ -157,3 +157,46 @@ def test_pending_lead_gets_a_confirmation_email(app, client, make_page, outbox):
     make_page(slug="manual", review="manual")
     optin(client, "manual", email="wait@example.com")
     assert len(outbox.to("wait@example.com")) == 1
+
+
+# International domains (issue 15.8): a rule and an address match in either form.
+
+@pytest.mark.parametrize("address", ["x@xn--yaho-sqa.com", "x@yahóo.com"])
+def test_disposable_international_domain_is_rejected_in_either_form(app, client, make_page,
+                                                                   address):
+    make_page(slug="open", rules={"block_disposable": True})
+    assert optin(client, "open", email=address).status_code == 303
+    assert_rejected(app, "x@yahóo.com", "disposable")
+
+
+@pytest.mark.parametrize(("blocked", "address"), [
+    ("münchen.de", "max@xn--mnchen-3ya.de"),
+    ("xn--mnchen-3ya.de", "max@münchen.de"),
+    ("MÜNCHEN.de", "max@post.münchen.de"),
+])
+def test_owner_blocks_an_international_domain_in_either_form(app, client, make_page,
+                                                             blocked, address):
+    make_page(slug="open", rules={"block_domains": [blocked]})
+    assert optin(client, "open", email=address).status_code == 303
+    stored = address.replace("xn--mnchen-3ya.de", "münchen.de")
+    assert_rejected(app, stored, "münchen.de is blocked")
+
+
+def _checked_block_domains(app, domains):
+    from capture.demo import page_templates_dir
+    from capture.page_schema import validate_page
+
+    page = {"slug": "open", "title": "Open",
+            "fields": [{"name": "email", "label": "Email", "type": "email", "required": True}],
+            "rules": {"block_domains": domains}}
+    clean, problems = validate_page(page, sequences_dir=app.config["SEQUENCES_DIR"],
+                                    templates_dir=page_templates_dir())
+    return clean["rules"]["block_domains"], [str(problem) for problem in problems]
+
+
+def test_international_blocked_domain_is_kept_in_its_unicode_form(app):
+    domains, problems = _checked_block_domains(app, ["XN--MNCHEN-3YA.DE", "пример.рф"])
+    assert not problems
+    assert domains == ["münchen.de", "пример.рф"]
+    _, problems = _checked_block_domains(app, ["bad..de"])
+    assert problems and "'bad..de' is not a domain" in problems[0]

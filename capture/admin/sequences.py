@@ -7,7 +7,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from capture import mail, metrics, rendering, sending
+from capture import leads, mail, metrics, rendering, sending
 from capture.admin import bp
 from capture.extensions import db
 from capture.models import Lead, Page
@@ -112,9 +112,9 @@ def _find(name: str, step_key: str) -> tuple[Sequence, Step]:
 def _preview_lead(sequence: Sequence, email: str):
     """The lead to render for: the one with this email, else the sample lead on a
     page that uses the sequence. Also a note when the email matched nobody."""
-    email = email.strip().lower()
+    email = email.strip()
     if email:
-        lead = db.session.scalar(select(Lead).where(Lead.email == email))
+        lead = db.session.scalar(select(Lead).where(Lead.email == leads.stored_form(email)))
         if lead is not None:
             return lead, ""
     page = db.session.scalar(

@@ -277,7 +277,7 @@ class _Import:
             review=review, review_reason=reason,
             reviewed_at=now if review != "pending" else None,
             subscription="subscribed" if row.consented else "unconfirmed",
-            created_at=now, **row.attribution,
+            imported=True, created_at=now, **row.attribution,
         )
 
     def _consent_evidence(self, row: Row) -> str:

@@ -257,6 +257,14 @@ def test_a_quote_left_open_is_reported_with_its_line(app, owner, page):
     assert count(app, Lead) == 0
 
 
+def test_an_encoding_the_form_does_not_offer_is_refused_in_one_sentence(app, owner, page):
+    response = upload(owner, encoding="rot13")
+
+    assert response.status_code == 422
+    assert "Not a valid choice" in response.get_data(as_text=True)
+    assert uploads_folder(app) == []
+
+
 def test_the_leads_page_links_to_the_import(owner, page):
     html = owner.get("/admin/leads").get_data(as_text=True)
 

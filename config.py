@@ -91,9 +91,11 @@ class Config:
     LEADS_BULK_LIMIT = 500
 
     # List import (`leads import`, the dashboard's Import): rows written per
-    # transaction, and the largest file the dashboard accepts, in bytes.
+    # transaction, the largest file the dashboard accepts, in bytes, and the most
+    # columns a file may have (each one is a row of the mapping page).
     IMPORT_BATCH_ROWS = 500
     IMPORT_MAX_BYTES = 20 * 1024 * 1024
+    IMPORT_MAX_COLUMNS = 200
 
     # Visitor cookie lifetime (first-party, random id).
     VISITOR_COOKIE_DAYS = 365

@@ -1,6 +1,7 @@
 """CSV export of leads, safe to open in a spreadsheet."""
 
 import csv
+import re
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -17,11 +18,16 @@ COLUMNS = (
 )
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet set to another separator (";" in much of Europe) splits a cell at it,
+# quotes or not: a formula character right after one would start a cell of its own.
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([,;\t|])(?=[=+\-@])")
 
 
 def neutralize(value: object) -> str:
-    """A cell's text, with a leading quote when it would start a formula."""
+    """A cell's text with a quote before each formula start: at the beginning, and
+    after any character a spreadsheet may take as the separator."""
     text = "" if value is None else str(value)
+    text = _FORMULA_AFTER_SEPARATOR.sub(r"\1'", text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
@@ -94,7 +100,8 @@ class _Line:
 
 def _lines(query) -> Iterator[str]:
     line = _Line()
-    writer = csv.writer(line)
+    # Every cell quoted: a separator inside a value never ends the cell.
+    writer = csv.writer(line, quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     yield line.text
     for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(

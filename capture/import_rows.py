@@ -105,7 +105,7 @@ def check_row(line: int, cells: list[str], columns: list[tuple[int, str]],
               page_fields: dict[str, dict[str, Any]], now: datetime) -> Row:
     """The row's values, checked and normalized. Raises Rejected with the reason."""
     if len(cells) == 1 and cells[0].startswith(UNREADABLE):
-        raise Rejected(f"unreadable row ({cells[0][len(UNREADABLE):]})")
+        raise Rejected(cells[0][len(UNREADABLE):])
     try:
         "".join(cells).encode("utf-8")
     except UnicodeEncodeError:

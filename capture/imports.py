@@ -29,6 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from capture import clock, leads, sending
 from capture.extensions import db
 from capture.import_csv import (
+    SAMPLE_ROWS,
+    UNREADABLE,
     CsvFile,
     UnusableFile,
     check_mapping,
@@ -36,6 +38,7 @@ from capture.import_csv import (
     mapping_with,
     page_fields,
     parse_map_options,
+    sample_rows,
 )
 from capture.import_rows import Rejected, Row, check_row
 from capture.models import Lead, Page, Suppression
@@ -47,38 +50,52 @@ KEPT_REJECTIONS = 1000
 # The same batch is tried again when a parallel opt-in took one of its addresses.
 BATCH_ATTEMPTS = 3
 
-__all__ = ["UnusableFile", "Report", "RowResult", "import_file", "parse_map_options",
-           "run"]
+__all__ = ["OUTCOMES", "UnusableFile", "Report", "RowResult", "import_file",
+           "parse_map_options", "run"]
+
+
+# What can become of a row, each row exactly one: a new lead (created, or created and
+# rejected by the page's rules), merged into a lead that was there before, repeated (an
+# address of an earlier row), suppressed, or rejected (not imported). By key, its label.
+OUTCOMES = {"created": "created", "rules_rejected": "rejected by the page's rules",
+            "merged": "merged", "repeated": "repeated", "suppressed": "suppressed",
+            "rejected": "rejected"}
 
 
 @dataclass
 class RowResult:
-    """What became of one row: created, merged (into a lead that existed before),
-    repeated (merged into an earlier row of the file), suppressed or rejected;
-    `detail` says how or why."""
+    """What became of one row (a key of OUTCOMES); `detail` says how or why."""
 
     line: int
     email: str
     outcome: str
     detail: str = ""
 
+    @property
+    def label(self) -> str:
+        return OUTCOMES[self.outcome]
+
 
 @dataclass
 class Report:
-    """The counts of an import and its rejected rows (the first KEPT_REJECTIONS)."""
+    """The counts of an import and its rejected rows (the first KEPT_REJECTIONS).
+
+    Every row counts in exactly one outcome, so the outcomes add up to `rows`; the
+    created leads split into subscribed and to_confirm, and pending_review counts
+    those of them that wait for the owner's review."""
 
     source: str
     page: str
     dry_run: bool = False
     rows: int = 0
     created: int = 0
+    rules_rejected: int = 0
     merged: int = 0
     repeated: int = 0
     suppressed: int = 0
     rejected: int = 0
     subscribed: int = 0
     to_confirm: int = 0
-    rules_rejected: int = 0
     pending_review: int = 0
     rejections: list[RowResult] = field(default_factory=list)
 
@@ -90,8 +107,7 @@ class Report:
             self.rejections.append(result)
         if result.outcome == "created":
             self.subscribed += subscribed
-            self.to_confirm += not subscribed and review != "rejected"
-            self.rules_rejected += review == "rejected"
+            self.to_confirm += not subscribed
             self.pending_review += review == "pending"
 
     def lines(self) -> list[str]:
@@ -101,12 +117,14 @@ class Report:
         return [
             first + (" (dry run: nothing was written)" if self.dry_run else ""),
             f"{would}created: {self.created} ({self.subscribed} subscribed, "
-            f"{self.to_confirm} asked to confirm by email, {self.rules_rejected} rejected "
-            f"by the page's rules, {self.pending_review} pending review)",
+            f"{self.to_confirm} asked to confirm by email; {self.pending_review} of them "
+            "pending review)",
+            f"{would}created and rejected by the page's rules: {self.rules_rejected} "
+            "(kept as rejected leads: no email, no sequence)",
             f"{would}merged into existing leads: {self.merged + self.repeated} "
             f"({self.repeated} repeated in the file)",
             f"skipped, suppressed: {self.suppressed}",
-            f"rejected: {self.rejected}",
+            f"rejected: {self.rejected} (not imported)",
         ]
 
 
@@ -119,7 +137,8 @@ def import_file(path: str | Path, page_slug: str, *, overrides: dict[str, str] |
     if page is None:
         raise UnusableFile(f"no page with slug {page_slug!r}")
     shape = inspect(path, encoding=encoding, delimiter=delimiter)
-    mapping = mapping_with(shape.headers, page, overrides or {})
+    mapping = mapping_with(shape.headers, page, overrides or {},
+                           sample_rows(shape, SAMPLE_ROWS))
     return run(shape, page, mapping, source=Path(path).name, dry_run=dry_run, on_row=on_row)
 
 
@@ -231,7 +250,8 @@ class _Import:
                     db.session.add(lead)
                     timeline.append(("import", lead, row, []))
                 new_here[row.email] = lead
-                done.append((RowResult(row.line, row.email, "created",
+                outcome = "rules_rejected" if review == "rejected" else "created"
+                done.append((RowResult(row.line, row.email, outcome,
                                        _created_text(row, review, reason)),
                              digest, row.consented, review))
         if timeline:
@@ -242,6 +262,8 @@ class _Import:
         return done
 
     def _email_cell(self, cells: list[str]) -> str:
+        if len(cells) == 1 and cells[0].startswith(UNREADABLE):
+            return ""
         index = next(index for index, target in self.columns if target == "email")
         return one_line(cells[index])[:254] if index < len(cells) else ""
 
@@ -255,7 +277,7 @@ class _Import:
             review=review, review_reason=reason,
             reviewed_at=now if review != "pending" else None,
             subscription="subscribed" if row.consented else "unconfirmed",
-            created_at=now, **row.attribution,
+            imported=True, created_at=now, **row.attribution,
         )
 
     def _consent_evidence(self, row: Row) -> str:
@@ -325,6 +347,6 @@ def _fill(lead: Lead, row: Row, *, apply: bool) -> list[str]:
 
 def _created_text(row: Row, review: str, reason: str) -> str:
     if review == "rejected":
-        return f"rejected by the page's rules: {reason}"
+        return f"rejected by the page's rules: {reason}; kept as a rejected lead, no email"
     state = "subscribed" if row.consented else "asked to confirm by email"
     return f"{state}, {'pending review' if review == 'pending' else 'approved'}"

@@ -1,11 +1,14 @@
 """Every number the reports and the dashboard show, with one definition each.
 
 - visitors: distinct visitor cookies that viewed a page (bots left out)
-- conversion rate = new leads / visitors (duplicates and trapped bots are not leads)
-- approval rate = approved / (approved + rejected)
+- leads: new leads that opted in (form, embedded form, API); duplicates and trapped
+  bots are not leads, nor are imported leads, which count apart as `imported`
+- conversion rate = leads / visitors (opt-ins only: an import has no visitors)
+- approval rate = approved / (approved + rejected), opt-ins and imported leads alike
 - open rate = leads with at least one human open / leads delivered; click rate likewise
-- payout = approved leads × page payout; revenue = payout + upgrade amounts
-- earnings per visitor = revenue / visitors
+- payout = approved leads (opt-ins and imported) × page payout; revenue = payout +
+  upgrade amounts (of every lead)
+- earnings per visitor = revenue of the opt-ins (their payout and upgrades) / visitors
 
 Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
 in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
@@ -37,6 +40,8 @@ from capture.models import (
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("page", "source", "campaign", "ref", "day")
+# The Numbers values that are money (two decimals).
+MONEY = ("payout", "upgrade_revenue", "imported_payout", "imported_upgrade_revenue")
 _LEAD_KEYS = {"page": "page_id", "source": "utm_source", "campaign": "utm_campaign",
               "ref": "ref"}
 
@@ -47,6 +52,7 @@ class Numbers:
 
     visitors: int = 0
     leads: int = 0
+    imported: int = 0
     duplicates: int = 0
     approved: int = 0
     rejected: int = 0
@@ -61,6 +67,9 @@ class Numbers:
     upgrades: int = 0
     upgrade_revenue: Decimal = field(default_factory=Decimal)
     payout: Decimal = field(default_factory=Decimal)
+    # The imported leads' part of payout and upgrade_revenue (left out per visitor).
+    imported_payout: Decimal = field(default_factory=Decimal)
+    imported_upgrade_revenue: Decimal = field(default_factory=Decimal)
 
     @property
     def conversion_rate(self) -> float | None:
@@ -84,8 +93,15 @@ class Numbers:
         return self.payout + self.upgrade_revenue
 
     @property
+    def optin_revenue(self) -> Decimal:
+        """The revenue of the leads that opted in (imported leads had no visit)."""
+        return self.revenue - self.imported_payout - self.imported_upgrade_revenue
+
+    @property
     def earnings_per_visitor(self) -> Decimal | None:
-        return (self.revenue / self.visitors).quantize(Decimal("0.0001")) if self.visitors else None
+        if not self.visitors:
+            return None
+        return (self.optin_revenue / self.visitors).quantize(Decimal("0.0001"))
 
 
 def lead_revenue(review: str, payout, upgrade_amount) -> Decimal:
@@ -149,9 +165,9 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
     if groups is None:
         groups = _from_tables(start, end, page_id, by)
     for numbers in groups.values():
-        numbers.payout = Decimal(str(numbers.payout or 0)).quantize(Decimal("0.01"))
-        numbers.upgrade_revenue = Decimal(str(numbers.upgrade_revenue or 0)).quantize(
-            Decimal("0.01"))
+        for name in MONEY:
+            setattr(numbers, name, Decimal(str(getattr(numbers, name) or 0)).quantize(
+                Decimal("0.01")))
     if by is None:
         return Report(total=groups.get(None, Numbers()), rows={}, by=None)
     rows = {("(none)" if group is None else str(group)): numbers
@@ -222,10 +238,14 @@ def _read_rollups(connection, start: date | None, end: date | None, page_id: int
         page, group = row[0], (row[0] if by == "page" else row[1] if key is not None else None)
         values = dict(zip(rollups.COUNT_FIELDS, row[len(columns):], strict=True))
         numbers = groups.setdefault(group, Numbers())
-        for name in rollups.COUNT_FIELDS[:-1]:
-            setattr(numbers, name, getattr(numbers, name) + int(values[name]))
+        for name in rollups.COUNT_FIELDS:
+            if hasattr(numbers, name):
+                setattr(numbers, name, getattr(numbers, name) + int(values[name]))
+        payout = Decimal(payouts.get(page) or 0)
         numbers.upgrade_revenue += Decimal(int(values["upgrade_cents"])) / 100
-        numbers.payout += int(values["approved"]) * Decimal(payouts.get(page) or 0)
+        numbers.imported_upgrade_revenue += Decimal(int(values["imported_upgrade_cents"])) / 100
+        numbers.payout += int(values["approved"]) * payout
+        numbers.imported_payout += int(values["imported_approved"]) * payout
 
     table = RollupFirst.__table__
     key = key_of(table)
@@ -277,23 +297,28 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
     stmt = for_page(_period(stmt, Visit.created_at, start, end), Visit.page_id)
     put(_run(stmt, key), "visitors")
 
-    # Leads of the period and their review, confirmation and payout.
+    # Leads of the period (opt-ins and imported apart) and their review, confirmation
+    # and payout.
     key = _group_key(by, Lead, Lead.created_at)
-    payout = func.coalesce(func.sum(case((Lead.review == "approved", Page.payout), else_=0)), 0)
+    approved = Lead.review == "approved"
     stmt = (
         select(
-            func.count(Lead.id),
-            func.count(case((Lead.review == "approved", 1))),
+            func.count(case((Lead.imported.is_(False), 1))),
+            func.count(case((Lead.imported.is_(True), 1))),
+            func.count(case((approved, 1))),
             func.count(case((Lead.review == "rejected", 1))),
             func.count(case((Lead.review == "pending", 1))),
             func.count(Lead.confirmed_at),
-            payout,
+            func.coalesce(func.sum(case((approved, Page.payout), else_=0)), 0),
+            func.coalesce(func.sum(case((approved & Lead.imported.is_(True), Page.payout),
+                                        else_=0)), 0),
         )
         .select_from(Lead)
         .outerjoin(Page, Page.id == Lead.page_id)
     )
     stmt = for_page(_period(stmt, Lead.created_at, start, end), Lead.page_id)
-    put(_run(stmt, key), "leads", "approved", "rejected", "pending", "confirmed", "payout")
+    put(_run(stmt, key), "leads", "imported", "approved", "rejected", "pending", "confirmed",
+        "payout", "imported_payout")
 
     # Duplicates, grouped by where the repeat opt-in came from.
     if by in (None, "page", "day"):
@@ -336,10 +361,12 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
 
     # Upgrades in the period.
     key = _group_key(by, Lead, Upgrade.created_at)
-    stmt = (select(func.count(Upgrade.id), func.coalesce(func.sum(Upgrade.amount), 0))
+    stmt = (select(func.count(Upgrade.id), func.coalesce(func.sum(Upgrade.amount), 0),
+                   func.coalesce(func.sum(case((Lead.imported.is_(True), Upgrade.amount),
+                                               else_=0)), 0))
             .join(Lead, Lead.id == Upgrade.lead_id))
     stmt = for_page(_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
-    put(_run(stmt, key), "upgrades", "upgrade_revenue")
+    put(_run(stmt, key), "upgrades", "upgrade_revenue", "imported_upgrade_revenue")
 
     return groups
 
@@ -412,8 +439,8 @@ def daily(*, start: datetime | None = None, end: datetime | None = None,
 
 
 # Columns a grouped report can be ordered by: "name" (the group) or a Numbers value.
-SORT_COLUMNS = ("name", "visitors", "leads", "conversion_rate", "approval_rate", "payout",
-                "upgrade_revenue", "revenue", "earnings_per_visitor")
+SORT_COLUMNS = ("name", "visitors", "leads", "imported", "conversion_rate", "approval_rate",
+                "payout", "upgrade_revenue", "revenue", "earnings_per_visitor")
 
 
 def sorted_rows(rows: dict[str, Numbers], column: str = "name",

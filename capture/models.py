@@ -166,6 +166,8 @@ class Lead(db.Model):
     review_reason: Mapped[str] = mapped_column(String(300), default="")
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
     subscription: Mapped[str] = mapped_column(String(12), default="unconfirmed")
+    # Created by a list import, not an opt-in: its own number in the reports.
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
@@ -462,6 +464,12 @@ class RollupCount(db.Model):
     clicks_raw: Mapped[int] = mapped_column(default=0)
     upgrades: Mapped[int] = mapped_column(default=0)
     upgrade_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Leads an import created (not in `leads`, the opt-ins), and their part of
+    # `approved` and `upgrade_cents`.
+    imported: Mapped[int] = mapped_column(default=0, server_default="0")
+    imported_approved: Mapped[int] = mapped_column(default=0, server_default="0")
+    imported_upgrade_cents: Mapped[int] = mapped_column(BigInteger, default=0,
+                                                        server_default="0")
 
 
 class RollupFirst(db.Model):

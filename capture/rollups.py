@@ -55,8 +55,12 @@ from capture.models import (
     Visit,
 )
 
+# leads counts opt-ins; imported the leads an import created, and imported_approved,
+# imported_upgrade_cents their part of approved and upgrade_cents (new fields go last:
+# the shares kept in rollup_leads name fields by position).
 COUNT_FIELDS = ("leads", "approved", "rejected", "pending", "confirmed", "duplicates",
-                "opens_raw", "clicks_raw", "upgrades", "upgrade_cents")
+                "opens_raw", "clicks_raw", "upgrades", "upgrade_cents", "imported",
+                "imported_approved", "imported_upgrade_cents")
 _FIELD = {name: index for index, name in enumerate(COUNT_FIELDS)}
 LEAD_FIRSTS = ("delivered", "opened", "clicked", "unsubscribed")
 DIMENSIONS = ("source", "campaign", "ref")
@@ -71,7 +75,7 @@ _CHUNK = 500
 FOLD_ROWS = 20_000
 # Lead columns whose change moves the lead's numbers (their rows are found by id).
 _LEAD_COLUMNS = ("review", "confirmed_at", "page_id", "created_at", "utm_source",
-                 "utm_campaign", "ref")
+                 "utm_campaign", "ref", "imported")
 
 
 # --- one lead's and one visitor's share ---------------------------------------------
@@ -79,7 +83,8 @@ _LEAD_COLUMNS = ("review", "confirmed_at", "page_id", "created_at", "utm_source"
 def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> dict:
     """What one lead adds to the rollups, as JSON-ready lists (days as ordinals).
 
-    lead: (id, created_at, page_id, utm_source, utm_campaign, ref, review, confirmed_at);
+    lead: (id, created_at, page_id, utm_source, utm_campaign, ref, review, confirmed_at,
+    imported);
     events: (lead_id, kind, created_at, machine, page_id, data) of the counted kinds;
     sent: (lead_id, sent_at, …) of its sent deliveries; upgrades: (lead_id, created_at,
     amount)."""
@@ -87,9 +92,11 @@ def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> di
     elsewhere: Counter = Counter()
     days: dict[str, set[int]] = {name: set() for name in LEAD_FIRSTS}
     day = lead.created_at.toordinal()
-    counts[(day, _FIELD["leads"])] += 1
+    counts[(day, _FIELD["imported" if lead.imported else "leads"])] += 1
     if lead.review in ("approved", "rejected", "pending"):
         counts[(day, _FIELD[lead.review])] += 1
+        if lead.imported and lead.review == "approved":
+            counts[(day, _FIELD["imported_approved"])] += 1
     if lead.confirmed_at is not None:
         counts[(day, _FIELD["confirmed"])] += 1
     for _, kind, created_at, machine, page_id, data in events:
@@ -111,6 +118,8 @@ def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> di
         day = created_at.toordinal()
         counts[(day, _FIELD["upgrades"])] += 1
         counts[(day, _FIELD["upgrade_cents"])] += _cents(amount)
+        if lead.imported:
+            counts[(day, _FIELD["imported_upgrade_cents"])] += _cents(amount)
     firsts = []
     for index, name in enumerate(LEAD_FIRSTS):
         previous = None
@@ -197,7 +206,7 @@ def _lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterato
 
     leads = connection.execute(
         select(Lead.id, Lead.created_at, Lead.page_id, Lead.utm_source, Lead.utm_campaign,
-               Lead.ref, Lead.review, Lead.confirmed_at)
+               Lead.ref, Lead.review, Lead.confirmed_at, Lead.imported)
         .where(Lead.id.in_(lead_ids) if lead_ids is not None else true())
         .order_by(Lead.id))
     streams = [

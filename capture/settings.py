@@ -73,6 +73,7 @@ def init_app(app: Flask) -> None:
     _integer(config, "LEADS_BULK_LIMIT", 1)
     _integer(config, "IMPORT_BATCH_ROWS", 1, 10000)
     _integer(config, "IMPORT_MAX_BYTES", 1024)
+    _integer(config, "IMPORT_MAX_COLUMNS", 1, 10000)
     _integer(config, "WEBHOOK_TIMEOUT_SECONDS", 1, 60)
     _integer(config, "WEBHOOK_RETRY_HOURS", 0)
     _integer(config, "WEBHOOK_BATCH_SIZE", 1)

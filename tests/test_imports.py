@@ -362,6 +362,131 @@ def test_a_row_with_bytes_that_are_not_text_is_rejected_alone(app, page, tmp_pat
     assert lead_of(app, "ann@example.com") is not None
 
 
+@pytest.mark.parametrize("encoding, message", [
+    ("utf-16", "not utf-16 text: it does not start with a byte order mark; give the byte "
+               "order (utf-16-le or utf-16-be)"),
+    ("rot13", "unknown text encoding 'rot13'"),
+    ("base64", "unknown text encoding 'base64'"),
+    ("idna", "cannot be read as idna text"),
+    ("no-such-thing", "unknown text encoding 'no-such-thing'"),
+])
+def test_an_encoding_that_cannot_read_the_file_is_one_line(app, page, tmp_path, encoding,
+                                                          message):
+    path = write(tmp_path, HEADER + "ann@example.com,Ann,DE,yes,\n")
+
+    result = app.test_cli_runner().invoke(
+        args=["leads", "import", str(path), "--page", "offer", "--encoding", encoding])
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.count("\n") == 1 and message in result.output, result.output
+    assert count(app, Lead) == 0
+
+
+def test_a_utf16_file_with_its_byte_order_mark_or_order_given_is_read(app, page, tmp_path):
+    with_bom = write(tmp_path, "email,name\nann@example.com,Änne\n", encoding="utf-16")
+    little = write(tmp_path, "email,name\nbob@example.com,Bob\n", "le.csv", "utf-16-le")
+
+    run_import(app, with_bom, encoding="utf-16")
+    run_import(app, little, encoding="utf-16-le")
+
+    assert (lead_of(app, "ann@example.com").name, lead_of(app, "bob@example.com").name) == (
+        "Änne", "Bob")
+
+
+def test_bytes_the_encoding_cannot_decode_end_the_reading_with_the_line(app, page, tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_bytes("email,name\nann@example.com,Ann\n".encode("utf-16") + b"\x00")
+
+    report = run_import(app, path, encoding="utf-16")
+
+    assert report.created == 1
+    assert [r.line for r in report.rejections] == [3]
+    assert "the rest of the file was not read" in report.rejections[0].detail
+
+
+def test_a_file_with_too_many_columns_is_refused_before_reading_rows(app, page, tmp_path):
+    path = write(tmp_path, "email," + ",".join(f"c{i}" for i in range(20_000)) + "\n"
+                 "ann@example.com\n")
+
+    result = app.test_cli_runner().invoke(args=["leads", "import", str(path), "--page", "offer"])
+
+    assert result.exit_code == 1
+    assert "list.csv: 20,001 columns, more than the 200 an import takes" in result.output
+    assert result.output.count("\n") == 1 and count(app, Lead) == 0
+
+
+def test_a_file_without_an_email_column_is_refused_before_any_row(app, page, tmp_path):
+    path = write(tmp_path, "name,country\nAnn,DE\nBob,FR\n")
+
+    result = app.test_cli_runner().invoke(args=["leads", "import", str(path), "--page", "offer"])
+
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "no email column" in result.output and "line" not in result.output
+
+
+def test_the_email_column_is_found_by_its_values_when_no_header_names_it(app, page, tmp_path):
+    path = write(tmp_path, "Contact,Name\nann@example.com,Ann\nbob@example.com,Bob\n")
+
+    report = run_import(app, path)
+
+    assert report.created == 2
+    assert lead_of(app, "bob@example.com").name == "Bob"
+
+
+@pytest.mark.parametrize("text, first, last", [
+    # The quote is never closed: the end of the file.
+    ('bob@example.com,"Bob\ncat@example.com,Cat\ndan@example.com,Dan\n', 3, 5),
+    # A later quote closes it, with text after it.
+    ('bob@example.com,"Bob\ncat@example.com,Cat\ndan@example.com,"Dan"\n', 3, 5),
+    # A later quote closes it where a value may end.
+    ('bob@example.com,"Bob\ncat@example.com,Cat"\ndan@example.com,Dan\n', 3, 4),
+])
+def test_a_quote_left_open_is_reported_with_its_lines_not_merged(app, page, tmp_path, text,
+                                                                 first, last):
+    path = write(tmp_path, "email,name\nann@example.com,Ann\n" + text)
+
+    report = run_import(app, path)
+
+    assert [(r.line, r.detail) for r in report.rejections] == [(first, (
+        f"a quote opened on line {first} is not closed where it should be: lines "
+        f"{first}–{last} were read as one row; add the missing quote and import those "
+        "lines again"))]
+    assert lead_of(app, "ann@example.com") is not None
+    assert lead_of(app, "bob@example.com") is None
+    assert (lead_of(app, "dan@example.com") is not None) == (last < 5)
+
+
+def test_text_after_a_closing_quote_is_reported_with_its_line(app, page, tmp_path):
+    path = write(tmp_path, 'email,name\nann@example.com,"Ann" Smith\nbob@example.com,Bob\n')
+
+    report = run_import(app, path)
+
+    assert [(r.line, r.detail) for r in report.rejections] == [
+        (2, 'text after a closing quote; a quote inside a quoted value is written twice ("")')]
+    assert lead_of(app, "bob@example.com") is not None
+
+
+def test_every_row_counts_in_exactly_one_outcome(app, tmp_path):
+    create_page(app, slug="offer", fields=FIELDS, rules={"block_disposable": True})
+    add_lead(app, "old@example.com")
+    suppress(app, "gone@example.com")
+    path = write(tmp_path, HEADER + "ann@example.com,Ann,,yes,\n"
+                 "trash@mailinator.com,T,,yes,\n"       # disposable: rejected by the rules
+                 "old@example.com,O,,no,\nann@example.com,A,,no,\n"
+                 "gone@example.com,G,,yes,\nbad,B,,no,\ndan@example.com,Dan,,no,\n")
+
+    result = app.test_cli_runner().invoke(args=["leads", "import", str(path), "--page",
+                                                "offer", "--dry-run"])
+    report = run_import(app, path)
+
+    outcomes = [getattr(report, name) for name in imports.OUTCOMES]
+    assert outcomes == [2, 1, 1, 1, 1, 1] and sum(outcomes) == report.rows == 7
+    assert (report.subscribed, report.to_confirm) == (1, 1)
+    assert lead_of(app, "trash@mailinator.com").review == "rejected"
+    assert "would be created: 2 (1 subscribed, 1 asked to confirm" in result.output
+    assert "would be created and rejected by the page's rules: 1" in result.output
+
+
 # --- dry run and streaming ---------------------------------------------------------------
 
 def test_dry_run_reports_the_same_and_writes_nothing(app, page, tmp_path):

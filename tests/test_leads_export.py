@@ -135,6 +135,29 @@ def test_cells_that_would_start_a_formula_are_prefixed_with_a_quote(
     assert row["utm_campaign"] == f"'{start}cmd|' /C calc'!A0"
 
 
+def test_every_cell_is_quoted_so_a_separator_in_a_value_never_splits_it(
+    app, runner, make_page
+):
+    make_page(slug="offer")
+    add_lead(app, "offer", "x@example.com", name="x;=cmd|' /C calc'!A0;y")
+    lines = export(runner).splitlines()
+    assert lines[0] == ",".join(f'"{column}"' for column in HEADER)
+    assert lines[1].startswith('"x@example.com","x;\'=cmd|\' /C calc\'!A0;y","offer",')
+    [row] = rows(runner)
+    assert row["name"] == "x;'=cmd|' /C calc'!A0;y"
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_a_spreadsheet_splitting_at_another_separator_finds_no_formula(
+    app, runner, make_page, separator
+):
+    make_page(slug="offer")
+    add_lead(app, "offer", "x@example.com", name=f"x{separator}=cmd|' /C calc'!A0{separator}y",
+             utm_source=f"a{separator}+1{separator}@SUM(1)")
+    for cells in csv.reader(io.StringIO(export(runner)), delimiter=separator):
+        assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@"))]
+
+
 def test_ordinary_cells_are_not_quoted(app, runner, make_page):
     make_page(slug="offer")
     add_lead(app, "offer", "x@example.com", name="Ann-Marie O'Neil", utm_source="a=b")

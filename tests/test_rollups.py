@@ -4,12 +4,13 @@ them: each change shows in the next report, exactly as counting the rows gives i
 The data set is the one of tests/test_metrics.py (two pages, D1 and D2 in the period).
 """
 
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
-from capture import leads, metrics, rollups
+from capture import imports, leads, metrics, rollups
 from capture.extensions import db
 from capture.models import Delivery, Event, Lead, Page, Visit
 from capture.timeline import insert_event
@@ -69,9 +70,8 @@ def _rows(groups: dict, by: str | None) -> dict:
 
 def _plain(numbers: metrics.Numbers) -> dict:
     values = dict(vars(numbers))
-    values["payout"] = Decimal(str(values["payout"] or 0)).quantize(Decimal("0.01"))
-    values["upgrade_revenue"] = Decimal(str(values["upgrade_revenue"] or 0)).quantize(
-        Decimal("0.01"))
+    for name in metrics.MONEY:
+        values[name] = Decimal(str(values[name] or 0)).quantize(Decimal("0.01"))
     return values
 
 
@@ -264,14 +264,25 @@ def test_upgrading_a_database_with_rows_keeps_every_report_number(
     runner = fresh_app.test_cli_runner()
     result = runner.invoke(args=["db", "upgrade", "7a02d6e3ac2b"])
     assert result.exit_code == 0, result.output
-    seed(fresh_app)
-    with fresh_app.app_context():
-        before = {(by, period): metrics._from_tables(*period, None, by)
-                  for by in (None, *metrics.DIMENSIONS) for period in ((None, None), (START, END))}
+    with _imported_column(fresh_app):  # today's model inserts it; the upgrade adds it
+        pages = seed(fresh_app)
+        with fresh_app.app_context():
+            page = db.session.get(Page, pages["beta"])
+            listed = add_lead(page, "listed@example.com", at(D2, 8), "approved",
+                              utm_source="newsletter")
+            insert_event(listed.id, page.id, "import", file="list.csv", line=2)
+            add_upgrade(listed, "20.00", at(D2, 9))
+            db.session.commit()
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
     with fresh_app.app_context():
-        assert metrics.report(start=START, end=END, page_id=None).total.leads == 6
+        before = {(by, period): metrics._from_tables(*period, None, by)
+                  for by in (None, *metrics.DIMENSIONS) for period in ((None, None), (START, END))}
+        total = metrics.report(start=START, end=END, page_id=None).total
+        # The lead with an import on its timeline is imported now, not an opt-in.
+        assert (total.leads, total.imported, total.approved) == (6, 1, 4)
+        assert (total.imported_payout, total.imported_upgrade_revenue) == (
+            Decimal("4.00"), Decimal("20.00"))
         for (by, period), groups in before.items():
             report = metrics.report(start=period[0], end=period[1], by=by)
             wanted = _rows(groups, by) if by else {}
@@ -279,6 +290,19 @@ def test_upgrading_a_database_with_rows_keeps_every_report_number(
                 k: _plain(v) for k, v in wanted.items()}
             if by is None:
                 assert _plain(report.total) == _plain(groups[None])
+
+
+@contextmanager
+def _imported_column(app):
+    """leads.imported while rows are inserted at a revision that has not got it yet."""
+    with app.app_context():
+        with db.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE leads ADD COLUMN imported BOOLEAN "
+                                    "NOT NULL DEFAULT false"))
+    yield
+    with app.app_context():
+        with db.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE leads DROP COLUMN imported"))
 
 
 def test_a_backlog_folded_a_few_rows_at_a_time_gives_the_same_numbers(app, pages,
@@ -296,10 +320,30 @@ def test_leads_imported_after_a_report_count_under_their_source(app, clock, tmp_
     path = write(tmp_path, HEADER + "ann@example.com,Ann,DE,yes,news\n"
                                     "dan@example.com,Dan,fr,no,ads\n")
     assert run_import(app, path).created == 2
-    assert counted(app).total.leads == before.leads + 2
+    after = counted(app).total
+    assert (after.leads, after.imported) == (before.leads, before.imported + 2)
     with app.app_context():
         rows = metrics.report(by="source").rows
-    assert (rows["news"].leads, rows["ads"].leads) == (1, 1)
+    assert (rows["news"].imported, rows["ads"].imported) == (1, 1)
+    assert (rows["news"].leads, rows["ads"].leads) == (0, 0)
+
+
+def test_imported_leads_count_apart_from_opt_ins_and_visitors(app, pages, tmp_path):
+    before = counted(app, start=START, end=END).total
+    path = write(tmp_path, "email,consent\nlisted@example.com,yes\n")
+    with app.app_context():
+        assert imports.import_file(path, "alpha").created == 1
+        listed = lead_by_email("listed@example.com")
+        add_upgrade(listed, "20.00", at(D2, 10))
+        db.session.commit()
+
+    after = counted(app, start=START, end=END).total
+
+    assert (after.leads, after.imported, after.approved) == (
+        before.leads, before.imported + 1, before.approved + 1)
+    assert after.conversion_rate == before.conversion_rate
+    assert after.revenue == before.revenue + Decimal("22.50")  # payout 2.50 + upgrade
+    assert after.earnings_per_visitor == before.earnings_per_visitor
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="SQLite's writer waits out its 10 s busy timeout")

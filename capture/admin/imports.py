@@ -26,7 +26,13 @@ from wtforms.validators import DataRequired
 from capture import imports
 from capture.admin import UPLOAD_LIMITS, bp
 from capture.extensions import db
-from capture.import_csv import auto_mapping, inspect, sample_rows, targets
+from capture.import_csv import (
+    auto_mapping,
+    inspect,
+    require_email_column,
+    sample_rows,
+    targets,
+)
 from capture.models import Page
 from capture.optin_form import one_line
 
@@ -137,8 +143,11 @@ def leads_import():
     if data_path.stat().st_size > limit:
         problem = f"The file is larger than {_megabytes(limit)}. Import it with the command line."
     else:
+        page = next((page for page in pages if page.slug == form.page.data), None)
         try:
-            inspect(data_path, encoding=form.encoding.data)
+            shape = inspect(data_path, encoding=form.encoding.data)
+            if page is not None:
+                require_email_column(shape, page)
         except imports.UnusableFile as error:
             # The saved file's random name means nothing to the owner.
             problem = str(error).removeprefix(f"{data_path.name}: ")
@@ -160,13 +169,13 @@ def _megabytes(size: int) -> str:
 
 # --- step 2: map, preview, check, import ------------------------------------------------
 
-def _mapping_form(headers: list[str], page: Page, pages: list[Page],
-                  submitted: bool) -> MappingForm:
+def _mapping_form(headers: list[str], samples: list[tuple[int, list[str]]], page: Page,
+                  pages: list[Page], submitted: bool) -> MappingForm:
     """The form for this file and page: one select per column, guessed unless
     `submitted` (then the owner's choices are read from the request)."""
     choices = [SelectChoice("", "— leave out —"),
                *(SelectChoice(name, label) for name, label in targets(page))]
-    guessed = auto_mapping(headers, page)
+    guessed = auto_mapping(headers, page, samples)
     fields = {f"column_{index}": SelectField(header, choices=choices,
                                              default=guessed[index] or "")
               for index, header in enumerate(headers)}
@@ -218,27 +227,28 @@ def leads_import_map(token: str):
         details["page"] = page.slug
         _save_details(token, details)
         flash(f"Columns mapped again for the page {page.slug}.", "success")
-    form = _mapping_form(shape.headers, page, pages,
-                         submitted=request.method == "POST" and not remapped)
+    samples = sample_rows(shape, PREVIEW_ROWS)
+    submitted = request.method == "POST" and not remapped
+    form = _mapping_form(shape.headers, samples, page, pages, submitted=submitted)
     status, report, problem = 200, None, ""
-    if request.method == "POST" and not remapped:
-        if not form.validate():
-            status = 422
+    if submitted and not form.validate():
+        status = 422
+    else:
+        mapping = _chosen(form, shape.headers)
+        try:
+            # Said as soon as the page shows (no email column, say), not after Import.
+            imports.check_mapping(shape.headers, mapping, page)
+        except imports.UnusableFile as error:
+            problem, status = str(error), 422 if submitted else 200
         else:
-            mapping = _chosen(form, shape.headers)
-            try:
-                imports.check_mapping(shape.headers, mapping, page)
-            except imports.UnusableFile as error:
-                problem, status = str(error), 422
-            else:
-                if action == "import":
-                    return _run(token, details, shape, page, mapping)
-                if action == "check":
-                    report = imports.run(shape, page, mapping, source=details["name"],
-                                         dry_run=True)
+            if submitted and action == "import":
+                return _run(token, details, shape, page, mapping)
+            if submitted and action == "check":
+                report = imports.run(shape, page, mapping, source=details["name"],
+                                     dry_run=True)
     return render_template(
         "admin/imports/mapping.html", form=form, token=token, details=details, page=page,
-        shape=shape, samples=sample_rows(shape, PREVIEW_ROWS), report=report,
+        shape=shape, samples=samples, report=report,
         outcomes=_preview(shape, page, form), problem=problem,
     ), status
 

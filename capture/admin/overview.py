@@ -41,7 +41,8 @@ def overview():
 
 
 def _has_activity(numbers: metrics.Numbers) -> bool:
-    return bool(numbers.visitors or numbers.leads or numbers.upgrades or numbers.revenue)
+    return bool(numbers.visitors or numbers.leads or numbers.imported or numbers.upgrades
+                or numbers.revenue)
 
 
 def _link(endpoint: str | None) -> str | None:

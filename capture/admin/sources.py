@@ -11,6 +11,7 @@ GROUPINGS = {"source": ("Sources", "Source"), "campaign": ("Campaigns", "Campaig
 # The table's columns: metrics sort key, heading, how the value is shown.
 COLUMNS = (
     ("visitors", "Visitors", "count"), ("leads", "Leads", "count"),
+    ("imported", "Imported", "count"),
     ("conversion_rate", "Conversion", "percent"), ("approval_rate", "Approval", "percent"),
     ("payout", "Payout", "money"), ("upgrade_revenue", "Upgrade revenue", "money"),
     ("revenue", "Revenue", "money"), ("earnings_per_visitor", "Earnings per visitor", "money"),

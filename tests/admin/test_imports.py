@@ -197,6 +197,74 @@ def test_a_file_that_is_not_text_is_refused_with_a_reason(app, owner, page):
     assert uploads_folder(app) == []
 
 
+def test_a_file_without_an_email_column_is_refused_at_upload(app, owner, page):
+    response = upload(owner, b"Name,Country\nAnn,DE\nBob,FR\n")
+    text = unescape(response.get_data(as_text=True))
+
+    assert response.status_code == 422
+    assert "No email column: no column is headed email" in text
+    assert "(columns: Name, Country)" in text
+    assert uploads_folder(app) == []
+
+
+def test_a_column_of_addresses_is_the_email_column_whatever_its_header(app, owner, page):
+    path = uploaded(owner, b"Contact,Name\nann@example.com,Ann\nbob@example.com,Bob\n")
+
+    html = owner.get(path).get_data(as_text=True)
+
+    assert mapping_choices(html) == {"Contact": "email", "Name": "name"}
+    assert "Not ready to import" not in html and "—</span>" not in html
+
+
+def test_a_file_with_too_many_columns_is_refused_at_upload_in_a_short_page(app, owner, page):
+    header = ",".join(["email", *(f"c{i}" for i in range(20_000))]).encode()
+
+    response = upload(owner, header + b"\nann@example.com\n")
+
+    assert response.status_code == 422
+    assert "20,001 columns, more than the 200 an import takes" in response.get_data(
+        as_text=True)
+    assert len(response.get_data()) < 50_000
+    assert uploads_folder(app) == []
+
+
+def test_a_row_the_rules_reject_is_shown_as_such_and_the_report_adds_up(app, owner):
+    create_page(app, slug="offer", rules={"block_disposable": True})
+    path = uploaded(owner, b"email,consent\nann@example.com,yes\ntrash@mailinator.com,yes\n"
+                           b"bad,yes\n")
+
+    preview = unescape(owner.get(path).get_data(as_text=True))
+    report = unescape(post_mapping(owner, path, "import").get_data(as_text=True))
+
+    assert re.search(r'<span class="badge rules_rejected">rejected by the page\'s rules'
+                     r"</span> rejected by the page's rules: disposable address", preview)
+    assert preview.count('class="badge created"') == 1
+    cards = dict(re.findall(r'data-outcome="(\w+)"><span class="label">[^<]*</span>'
+                            r"<strong>(\d+)</strong>", report))
+    assert cards == {"rows": "3", "created": "1", "rules_rejected": "1", "merged": "0",
+                     "suppressed": "0", "rejected": "1"}
+    assert "1 subscribed · 0 to confirm" in report
+
+
+def test_a_quote_left_open_is_reported_with_its_line(app, owner, page):
+    path = uploaded(owner, b'email,name\nann@example.com,"Ann\nbob@example.com,Bob\n'
+                           b"cat@example.com,Cat\n")
+
+    report = unescape(post_mapping(owner, path, "import").get_data(as_text=True))
+
+    assert re.search(r'<td class="num">2</td><td>—</td><td>a quote opened on '
+                     r"line 2 is not closed where it should be: lines 2–4", report)
+    assert count(app, Lead) == 0
+
+
+def test_an_encoding_the_form_does_not_offer_is_refused_in_one_sentence(app, owner, page):
+    response = upload(owner, encoding="rot13")
+
+    assert response.status_code == 422
+    assert "Not a valid choice" in response.get_data(as_text=True)
+    assert uploads_folder(app) == []
+
+
 def test_the_leads_page_links_to_the_import(owner, page):
     html = owner.get("/admin/leads").get_data(as_text=True)
 

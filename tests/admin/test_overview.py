@@ -23,7 +23,7 @@ from tests.test_sending import three_steps, tick
 
 PERIODS = ("today", "7d", "30d", "all")
 CARDS = {
-    "visitors": "count", "leads": "count", "conversion_rate": "percent",
+    "visitors": "count", "leads": "count", "imported": "count", "conversion_rate": "percent",
     "approval_rate": "percent", "confirmed": "count", "revenue": "money",
     "payout": "money", "upgrades": "count", "earnings_per_visitor": "money",
     "open_rate": "percent", "click_rate": "percent", "unsubscribes": "count",
@@ -154,6 +154,26 @@ def test_cards_show_the_metrics_modules_numbers_for_each_period(app, owner, seed
     assert f"{expected.clicks_raw} clicks in all" in html
     assert (f"payout {shown('money', expected.payout)} + upgrades "
             f"{shown('money', expected.upgrade_revenue)}") in html
+
+
+def test_imported_leads_show_apart_and_leave_conversion_alone(app, owner, seeded, tmp_path):
+    before = cards(owner.get("/admin/?period=7d").get_data(as_text=True))
+    path = tmp_path / "list.csv"
+    path.write_text("email,consent\nx@example.com,yes\ny@example.com,yes\nz@example.com,no\n")
+    result = app.test_cli_runner().invoke(args=["leads", "import", str(path), "--page", "alpha"])
+    assert result.exit_code == 0, result.output
+
+    html = owner.get("/admin/?period=7d").get_data(as_text=True)
+    after = cards(html)
+
+    assert (after["leads"], after["conversion_rate"]) == (before["leads"],
+                                                          before["conversion_rate"])
+    assert (before["imported"], after["imported"]) == ("0", "3")
+    assert after["earnings_per_visitor"] == before["earnings_per_visitor"]
+    assert after["payout"] != before["payout"]  # two approved at alpha's payout
+    pages = owner.get("/admin/pages").get_data(as_text=True)
+    assert re.search(r'<tr data-page="alpha">.*?data-metric="leads">4</td>\s*'
+                     r'<td class="num" data-metric="imported">3</td>', pages, re.S)
 
 
 @pytest.mark.parametrize(("period", "visitors", "leads", "revenue"), [

@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         extensions,
         health,
         hygiene,
+        logredact,
         pages,
         scheduler,
         sending,
@@ -49,6 +50,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         tracking,
     )
 
+    logredact.init_app(app)
     settings.init_app(app)
     app.session_interface = extensions.SessionInterface()
     _init_database(app)

@@ -39,6 +39,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         embed,
         errors,
         extensions,
+        headers,
         health,
         hygiene,
         logredact,
@@ -68,6 +69,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     admin.init_app(app)
     api.init_app(app)
     errors.init_app(app)
+    headers.init_app(app)
     cli.init_app(app)
     sequence_commands.init_app(app)
     scheduler.init_app(app)

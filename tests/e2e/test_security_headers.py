@@ -9,7 +9,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM_FLAGS, DESKTOP_CHROME, csp_violations  # noqa: F401
+from tests.e2e.conftest import DESKTOP_CHROME, csp_violations
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -25,6 +25,10 @@ POLICY = {
     "base-uri": "'none'",
     "form-action": "'self'",
 }
+# An answer that is not HTML (the open pixel, JSON, static files) runs nothing; opened
+# on its own, the browser's viewer shows it with inline styles of its own.
+NOT_HTML_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                   "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 # An owner's page text may show pictures from other sites (Markdown images).
 PUBLIC_CHANGES = {"img-src": "'self' data: https:"}
 # The dashboard never sends a URL of its own (ids, searches) to another site.
@@ -58,6 +62,9 @@ def add_security_headers(response: Response) -> Response:
     frame-ancestors (for browsers without CSP), nosniff and the Referrer-Policy."""
     dashboard = request.path.startswith("/admin")
     policy = response.headers.get("Content-Security-Policy")
+    if policy is None and response.mimetype != "text/html":
+        policy = NOT_HTML_POLICY
+        response.headers["Content-Security-Policy"] = policy
     if policy is None:
         changes = {} if dashboard else dict(PUBLIC_CHANGES)
         targets = sorted(g.get("form_targets", ()))

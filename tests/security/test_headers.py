@@ -49,6 +49,8 @@ def test_login_errors_json_and_files_carry_the_headers_too(client):
         response.close()  # a static file's answer holds the file open
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+        if response.mimetype != "text/html":  # opened alone: the browser's viewer only
+            assert directives(response)["default-src"] == "'none'", path
 
 
 def test_the_dashboard_frames_its_own_page_preview_only(app, owner, demo_page):

@@ -1,12 +1,13 @@
 """capture.logredact: no token in any log line, whoever writes it."""
 
 import logging
-from datetime import timedelta
-from types import SimpleNamespace
+import urllib.error
+import urllib.request
 
 import pytest
 
-from capture.logredact import GunicornLogger, RedactingFilter, redact
+from capture.logredact import RedactingFilter, redact
+from tests.live import start_stack
 
 TOKEN = "ImFiYzEyMyI.Xk3j5H1yZsWbQ8pLq0rTuVwXyZ"
 
@@ -49,22 +50,25 @@ def test_redacting_filter_for_a_logging_config():
     assert record.getMessage() == "GET /c/ImFi…"
 
 
-def test_gunicorn_access_log_lines_are_redacted():
-    """gunicorn's `logger_class = "capture.logredact.GunicornLogger"` redacts the request
-    line, path, query string and headers (the Referer of a confirmation page's CSS)."""
-    config = SimpleNamespace(errorlog="-", loglevel="info", accesslog=None, syslog=False,
-                             logconfig=None, logconfig_dict={}, logconfig_json=None,
-                             capture_output=False, disable_redirect_access_to_syslog=False,
-                             user=0, group=0, access_log_format="", env={})
-    logger = GunicornLogger.__new__(GunicornLogger)
-    logger.cfg = config
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/u/{TOKEN}?sig={TOKEN}",
-               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": f"/u/{TOKEN}",
-               "QUERY_STRING": f"sig={TOKEN}",
-               "HTTP_REFERER": f"https://example.com/confirm/{TOKEN}"}
-    response = SimpleNamespace(status="200 OK", sent=10, headers=[])
-    request = SimpleNamespace(headers=[("Authorization", f"Bearer {TOKEN}")])
-    atoms = logger.atoms(response, request, environ, timedelta(seconds=0))
-    assert TOKEN not in repr(atoms)
-    assert atoms["r"] == "GET /u/ImFi…?sig=ImFi… HTTP/1.1"
-    assert atoms["f"] == "https://example.com/confirm/ImFi…"
+def test_gunicorn_access_log_lines_are_redacted(tmp_path):
+    """gunicorn with `--logger-class capture.logredact.GunicornLogger` (a real server):
+    the request line, query string and Referer of its access log hold no token."""
+    access_log = tmp_path / "access.log"
+    arguments = (f"--logger-class capture.logredact.GunicornLogger --access-logfile {access_log}"
+                 " --access-logformat '%(r)s %(s)s %(q)s \"%(f)s\" \"%({authorization}i)s\"'")
+    stack, stop = start_stack(tmp_path, workers=1, scheduler=False,
+                              extra_env={"GUNICORN_CMD_ARGS": arguments})
+    try:
+        for path in (f"/confirm/{TOKEN}", f"/u/{TOKEN}", f"/postback/upgrade?sig={TOKEN}"):
+            request = urllib.request.Request(stack.base_url + path, headers={
+                "Referer": f"{stack.base_url}/c/{TOKEN}", "Authorization": f"Bearer {TOKEN}"})
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except urllib.error.HTTPError as error:  # 404 and 400 are logged all the same
+                error.close()
+    finally:
+        stop()
+    logged = access_log.read_text()
+    assert "GET /confirm/ImFi… HTTP/1.1" in logged and "GET /u/ImFi… HTTP/1.1" in logged
+    assert "sig=ImFi…" in logged and "/c/ImFi…" in logged and "Bearer ImFi…" in logged
+    assert TOKEN not in logged

@@ -9,6 +9,8 @@ folder). `capture/settings.py` checks every value and stops start-up on a bad on
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# /healthz answers 503 once less than this is free on the disk of the SQLite file.
+HEALTH_MIN_FREE_BYTES = 1024 * 1024
 
 
 class Config:

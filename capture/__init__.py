@@ -39,8 +39,10 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         embed,
         errors,
         extensions,
+        headers,
         health,
         hygiene,
+        logredact,
         pages,
         scheduler,
         sending,
@@ -49,6 +51,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         tracking,
     )
 
+    logredact.init_app(app)
     settings.init_app(app)
     app.session_interface = extensions.SessionInterface()
     _init_database(app)
@@ -66,6 +69,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     admin.init_app(app)
     api.init_app(app)
     errors.init_app(app)
+    headers.init_app(app)
     cli.init_app(app)
     sequence_commands.init_app(app)
     scheduler.init_app(app)

@@ -168,13 +168,19 @@ def parse_currency(value: str) -> str:
     return code
 
 
+TXN_MAX = Upgrade.__table__.c.txn.type.length
+
+
 def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
                    source: str) -> tuple[Upgrade, bool]:
     """Store an upgrade once per `txn`; return it and whether it is new. A replay
     (same txn) changes nothing."""
-    txn = txn.strip()[:200]
+    txn = txn.strip()
     if not txn:
         raise UpgradeError("txn: required (the transaction id makes replays harmless)")
+    if len(txn) > TXN_MAX:
+        # Never cut: two long ids that share their start would become one upgrade.
+        raise UpgradeError(f"txn: at most {TXN_MAX} characters (this one has {len(txn)})")
     existing = db.session.scalar(select(Upgrade).where(Upgrade.txn == txn))
     if existing is not None:
         return existing, False

@@ -33,6 +33,9 @@ MESSAGES = {
 OPTIN_RETRY = ("We could not finish your sign-up just now. "
                "Please submit the form again in a moment.")
 RETRY_AFTER_SECONDS = 5
+# PostgreSQL refusing a write in a read-only transaction (a standby after a failover,
+# default_transaction_read_only): the site cannot take writes now, which is no bug.
+READ_ONLY_SQLSTATE = "25006"
 
 
 def init_app(app: Flask) -> None:
@@ -71,6 +74,8 @@ def is_unavailable(error: Exception) -> bool:
     """True when the database could not be reached or was locked (a moment's
     trouble), not when a query was wrong (a bug)."""
     if isinstance(error, sa_exc.TimeoutError):  # every pooled connection was busy
+        return True
+    if getattr(getattr(error, "orig", None), "sqlstate", None) == READ_ONLY_SQLSTATE:
         return True
     return isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)) or bool(
         getattr(error, "connection_invalidated", False))

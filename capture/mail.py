@@ -24,6 +24,7 @@ from flask import current_app
 from capture import clock
 from capture.domains import DomainError
 from capture.mime import Email
+from capture.settings import PRIVATE_FILE, PRIVATE_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,14 @@ class OutboxBackend:
 
     def send(self, message: Email) -> None:
         """Write the message atomically: a reader never sees half a file."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         name = f"{clock.utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
         partial = self.folder / f".{name}.tmp"
         try:
-            partial.write_bytes(message.as_bytes())
+            # Emails hold addresses and confirm links: readable by this user alone.
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(message.as_bytes())
             os.replace(partial, self.folder / name)
         except OSError as error:
             raise MailError(f"outbox: {error}", temporary=True) from error

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, event, select
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.extensions import db
+from capture.headers import allow_form_target
 from capture.markup import render_markdown
 from capture.models import Page
 from capture.optin_form import OptInForm, form_class, optin_values
@@ -54,6 +55,8 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
         status,
     )
     response.headers["Cache-Control"] = "private, no-store"
+    if page.redirect_url:  # where its form's answer leads (Content-Security-Policy)
+        allow_form_target(page.redirect_url)
     return response
 
 

@@ -30,6 +30,10 @@ SCHEDULER_MODES = ("embedded", "off")
 OTHER_VARIABLES = ("INSTANCE_PATH", "TEST_DATABASE_URL")
 # The database schemes SQLAlchemy maps to psycopg2, which Capture does not install.
 PSYCOPG2_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+# Modes of what Capture creates in the instance folder: secrets, the SQLite file and
+# the outbox are this user's alone.
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
 
 
 class SettingError(SystemExit):
@@ -43,7 +47,9 @@ def init_app(app: Flask) -> None:
     """Validate app.config in place; raise SettingError on the first bad value."""
     config = app.config
     _warn_unknown_variables(app)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # The instance folder holds the secrets, the SQLite file and the outbox: only
+    # this user may read it (an existing folder keeps the mode its owner chose).
+    Path(app.instance_path).mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
 
     for name in ("SECRET_KEY", "POSTBACK_SECRET"):
         if config.get(name) in (None, ""):
@@ -52,6 +58,7 @@ def init_app(app: Flask) -> None:
 
     config["BASE_URL"] = _base_url(str(config["BASE_URL"]))
     config["SQLALCHEMY_DATABASE_URI"] = _database_url(app)
+    _create_private_sqlite_file(config["SQLALCHEMY_DATABASE_URI"])
     _choice(config, "MAIL_BACKEND", MAIL_BACKENDS)
     _choice(config, "SMTP_SECURITY", SMTP_SECURITY)
     _choice(config, "SCHEDULER", SCHEDULER_MODES)
@@ -146,10 +153,25 @@ def _instance_secret(app: Flask, filename: str) -> str:
     """Read a secret from the instance folder, creating it on first start."""
     path = Path(app.instance_path) / filename
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a new SQLite file readable by this user alone; SQLite gives its -wal and
+    -shm files the same mode. A file that exists already is left as it is."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if parsed.database.startswith("file:"):  # a URI: SQLite opens it as it says
+        return
+    try:
+        os.close(os.open(parsed.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         PRIVATE_FILE))
+    except OSError:  # there already, or its folder missing: connecting will tell
+        pass
 
 
 def _base_url(value: str) -> str:

@@ -1,6 +1,7 @@
 """`flask init` builds the schema through the migrations and installs the demo; /healthz."""
 
 import logging
+import shutil
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -164,6 +165,82 @@ def test_healthz_is_503_when_the_database_is_unreachable(app, client, monkeypatc
     body = response.get_json()
     assert body["status"] != "ok"
     assert "could not connect" not in response.get_data(as_text=True)
+
+
+def test_instance_folder_database_secrets_and_outbox_are_private(tmp_path):
+    """Issue 15.13: instance/ and the SQLite file were created world-readable."""
+    if POSTGRES_URL:
+        pytest.skip("the SQLite file is what this checks")
+    import os
+    import stat
+
+    from capture import mail
+    from capture.mime import Email
+
+    instance = tmp_path / "instance"
+    app = create_app({
+        **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
+        "INSTANCE_PATH": str(instance), "DATABASE_URL": None, "SECRET_KEY": None,
+        "POSTBACK_SECRET": None, "SEQUENCES_DIR": str(tmp_path / "sequences"),
+        "MAIL_BACKEND": "outbox"})
+    try:
+        init(app)
+        with app.test_request_context():
+            mail.send(Email([("Subject", "Hi")], "Hello", "<p>Hello</p>",
+                            sender="a@example.com", recipient="b@example.com"))
+        with app.app_context(), db.engine.connect() as connection:
+            modes = {path.relative_to(instance).as_posix(): stat.S_IMODE(os.stat(path).st_mode)
+                     for path in [instance, *instance.rglob("*")]}
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+    assert modes.pop(".") == 0o700
+    assert modes.pop("outbox") == 0o700
+    assert {"capture.db", "capture.db-wal", "capture.db-shm", "secret_key",
+            "postback_secret"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+
+
+def read_only(url: str) -> str:
+    """The same database opened so that it refuses every write."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-c%20default_transaction_read_only%3Don"
+
+
+def test_healthz_is_503_when_the_database_refuses_writes(fresh_app, fresh_database,
+                                                         tmp_path):
+    """Issue 15.13: with the disk full every opt-in got a 503 while /healthz said ok."""
+    init(fresh_app)
+    locked = create_app({
+        **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": read_only(fresh_database),
+        "SEQUENCES_DIR": str(tmp_path / "sequences"),
+    })
+    try:
+        response = locked.test_client().get("/healthz")
+        assert response.status_code == 503
+        assert response.get_json() == {"status": "error", "database": "not writable",
+                                       "reason": "the database refused a write"}
+        # What a visitor meets meanwhile (the visit cannot be recorded).
+        assert locked.test_client().get("/p/demo").status_code == 503
+    finally:
+        with locked.app_context():
+            db.engine.dispose()
+    assert fresh_app.test_client().get("/healthz").status_code == 200
+
+
+def test_healthz_is_503_when_the_disk_of_the_sqlite_file_is_full(client, monkeypatch):
+    if POSTGRES_URL:
+        pytest.skip("the disk of a database server is the server's to watch")
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: real_usage(path)._replace(free=4096))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "the disk holding the database is full"
 
 
 def test_healthz_recovers_when_the_database_is_back(app, client, monkeypatch):

@@ -225,6 +225,18 @@ def test_postback_for_unknown_lead_is_404(smtp_app, buyer):
     assert upgrades(smtp_app) == []
 
 
+def test_postback_txn_longer_than_200_characters_is_refused_not_cut(smtp_app, buyer):
+    """Issue 15.13: two ids sharing their first 200 characters became one upgrade."""
+    client, secret = buyer
+    first, second = "T" * 200 + "-first", "T" * 200 + "-second"
+    response = postback(client, secret, txn=first)
+    assert response.status_code == 400
+    assert response.json["error"] == "txn: at most 200 characters (this one has 206)"
+    assert postback(client, secret, txn=second).status_code == 400
+    assert upgrades(smtp_app) == []
+    assert postback(client, secret, txn="T" * 200).json["replay"] is False
+
+
 def test_postback_missing_a_parameter_is_400(smtp_app, buyer):
     client, secret = buyer
     values = {"lead": "ref-ann", "amount": "5", "currency": "USD"}

@@ -94,7 +94,6 @@ def _area(endpoint: str) -> str:
 def no_caching(response):
     """Dashboard pages hold private data: never stored by browsers or proxies."""
     response.headers["Cache-Control"] = "private, no-store"
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     return response
 
 

@@ -4,12 +4,12 @@ password change the `owner password` command makes too."""
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
-from werkzeug.security import check_password_hash
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, ValidationError
 
 from capture.admin import bp
-from capture.admin.auth import LOGIN_FAILURES, MIN_PASSWORD_LENGTH, _limiter, hash_password
+from capture.admin.auth import (LOGIN_FAILURES, MIN_PASSWORD_LENGTH, _limiter, hash_password,
+                                password_matches)
 from capture.extensions import db
 from capture.models import Owner, new_session_token
 
@@ -59,8 +59,7 @@ def account():
         flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
         return _page(form, 429)
     valid = form.validate()
-    if form.current.data and not check_password_hash(current_user.password_hash,
-                                                     form.current.data):
+    if form.current.data and not password_matches(current_user, form.current.data):
         _limiter().hit(limit, *key)
         form.current.errors = [*form.current.errors, "The current password is wrong."]
         valid = False

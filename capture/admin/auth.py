@@ -1,5 +1,7 @@
 """Dashboard log-in: owners, passwords, throttled attempts, log-out."""
 
+import functools
+
 import limits
 import limits.storage
 import limits.strategies
@@ -7,7 +9,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug import security
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
@@ -51,7 +53,21 @@ def hash_password(password: str) -> str:
         raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
-    return generate_password_hash(password)
+    return security.generate_password_hash(password)
+@functools.cache
+def _unknown_owner_hash() -> str:
+    """A hash made the way owners' hashes are (same method, same cost), checked when
+    no owner has the address typed: both answers then take the same time, so the
+    log-in does not tell which addresses are owners."""
+    return security.generate_password_hash("no owner has this address")
+
+
+def password_matches(owner: Owner | None, password: str) -> bool:
+    """True when `owner` exists and `password` is theirs; one hash check either way."""
+    if owner is None:
+        security.check_password_hash(_unknown_owner_hash(), password)
+        return False
+    return security.check_password_hash(owner.password_hash, password)
 
 
 def _limiter() -> limits.strategies.MovingWindowRateLimiter:
@@ -89,7 +105,7 @@ def login():
             flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
             return render_template("admin/login.html", form=form), 429
         owner = db.session.scalar(select(Owner).where(Owner.email == email))
-        if owner is not None and check_password_hash(owner.password_hash, form.password.data):
+        if password_matches(owner, form.password.data):
             # A new session on log-in: nothing set before (a planted session or CSRF
             # token) survives into the logged-in one.
             target = _safe_next(request.args.get("next"))

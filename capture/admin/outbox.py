@@ -7,12 +7,14 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 
 from capture import mail
 from capture.admin import bp
+from capture.headers import content_security_policy
 
 PER_PAGE = 50
-# The message frame loads no images: the open pixel of a sequence email must not
-# count the owner reading it here as the lead opening it.
-MESSAGE_POLICY = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src data:; "
-                  "frame-src 'self'; form-action 'self'; base-uri 'none'")
+# The dashboard's policy, but the message frame (which inherits it) may use the
+# email's inline styles; it loads no images: the open pixel of a sequence email must
+# not count the owner reading it here as the lead opening it.
+MESSAGE_POLICY = content_security_policy(style_src="'self' 'unsafe-inline'",
+                                         img_src="data:")
 
 
 @bp.get("/outbox")

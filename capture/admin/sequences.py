@@ -9,14 +9,15 @@ from sqlalchemy import select
 
 from capture import leads, mail, metrics, rendering, sending
 from capture.admin import bp
+from capture.headers import content_security_policy
 from capture.extensions import db
 from capture.models import Lead, Page
 from capture.sequences import Sequence, Step
 
-# What the preview frame may load: the email's own inline styles and its images,
-# nothing that runs (the frame is sandboxed too, and inherits this policy).
-PREVIEW_POLICY = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src * data:; "
-                  "frame-src 'self'; form-action 'self'; base-uri 'none'")
+# The dashboard's policy, but the preview frame (sandboxed, no script; it inherits
+# this policy) may use the email's own inline styles and its images.
+PREVIEW_POLICY = content_security_policy(style_src="'self' 'unsafe-inline'",
+                                         img_src="* data:")
 
 
 @bp.get("/sequences")

@@ -16,7 +16,6 @@ from capture.models import Lead
 REQUIRED = {"lead": "the lead's public ref", "amount": "an amount like 19.90",
             "currency": "an ISO 4217 code like USD",
             "txn": "the transaction id (it makes replays harmless)"}
-TXN_MAX = 200
 
 
 @bp.post("/upgrades")
@@ -35,8 +34,8 @@ def record_upgrade():
     txn = _text(body, "txn", problems).strip()
     if "txn" not in problems and not txn:
         problems["txn"] = f"required: {REQUIRED['txn']}"
-    elif len(txn) > TXN_MAX:
-        problems["txn"] = f"at most {TXN_MAX} characters"
+    elif len(txn) > engagement.TXN_MAX:
+        problems["txn"] = f"at most {engagement.TXN_MAX} characters"
     if problems or lead is None or amount is None or currency is None:
         raise invalid(problems)
     upgrade, created = engagement.record_upgrade(lead, amount, currency, txn, source="api")

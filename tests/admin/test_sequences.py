@@ -163,8 +163,9 @@ def test_preview_is_a_sandboxed_frame_with_subject_preheader_and_text(app, owner
     frames = re.findall(r"<iframe[^>]*>", page)
     assert len(frames) == 1
     assert 'sandbox=""' in frames[0] and "allow-" not in frames[0]
-    assert "script-src" not in response.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    # The frame inherits the page's policy: only our own script files, no inline one.
+    assert "script-src 'self';" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert "Your checklist is here, Jane" in page  # the sample lead
     assert "The twelve decisions that make a capture page convert." in page
     text = re.search(r'<pre class="text-part"[^>]*>(.*?)</pre>', page, re.S).group(1)

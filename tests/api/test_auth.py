@@ -82,6 +82,18 @@ def test_openapi_document_needs_no_token_and_names_this_server(app, client):
     assert "/api/v1/leads" in document["paths"]
 
 
+def test_openapi_document_lists_the_405_500_and_503_answers(client):
+    """Issue 15.13: answers every operation can give were missing from the document."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            expected = {"405", "500"} | ({"503"} if operation.get("security") != [] else set())
+            assert expected <= set(operation["responses"]), (method, path)
+    answers = document["components"]["responses"]
+    assert "Allow" in answers["MethodNotAllowed"]["headers"]
+    assert "Retry-After" in answers["Unavailable"]["headers"]
+
+
 def test_unknown_api_address_is_a_json_404(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404

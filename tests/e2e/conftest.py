@@ -50,10 +50,30 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
+# Reports each Content-Security-Policy violation of the page or any of its frames to
+# the console (Chromium also logs the ones it blocks itself, starting "Refused to").
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("CSP violation: " + event.violatedDirective + " blocked " +
+                (event.blockedURI || "inline") + " in " + event.documentURI);
+});
+"""
+
+
+def csp_violations(page) -> list[str]:
+    """What the page's console said about Content-Security-Policy violations so far."""
+    return page.csp_messages
+
+
 def _page(browser, request, tmp_path, name="page", **context_options):
     context = browser.new_context(user_agent=DESKTOP_CHROME, **context_options)
     context.set_default_timeout(15000)
+    context.add_init_script(REPORT_VIOLATIONS)
     page = context.new_page()
+    page.csp_messages = []
+    page.on("console", lambda message: page.csp_messages.append(message.text)
+            if "Content Security Policy" in message.text or "CSP violation" in message.text
+            else None)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -61,6 +81,9 @@ def _page(browser, request, tmp_path, name="page", **context_options):
         page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
     context.close()
+    # Every journey doubles as a check of the policy: no page of ours breaks it.
+    if report is not None and report.passed:
+        assert page.csp_messages == [], page.csp_messages
 
 
 @pytest.fixture

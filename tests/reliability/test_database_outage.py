@@ -346,3 +346,34 @@ def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(
     assert len(records) == 1
     assert "database unavailable" in records[0].getMessage()
     assert records[0].exc_info is None
+
+
+@sqlite_only
+def test_tokens_of_links_met_by_a_locked_database_never_reach_the_log(
+    smtp_app, sent, caplog  # noqa: F811
+):
+    """Issue 15.9: `GET /confirm/<token>` with the database locked logged the whole
+    token (the 503's log line names the path). Confirm, click, pixel and unsubscribe
+    links are logged with a short prefix of their token only."""
+    busy_timeout(smtp_app, 200)
+    client = sent["client"]
+    with smtp_app.app_context():
+        lead = db.session.get(Lead, sent["lead_id"])
+        lead.subscription = "unconfirmed"
+        db.session.commit()
+        confirm = "/confirm/" + tokens.make("confirm", lead.public_ref)
+    click = re.search(r"http://127\.0\.0\.1:5000(/c/[\w-]+)", sent["text"]).group(1)
+    pixel = re.search(r"http://127\.0\.0\.1:5000(/o/[\w.-]+)", sent["html"]).group(1)
+    leave = re.search(r"http://127\.0\.0\.1:5000(/u/[\w.-]+)", sent["text"]).group(1)
+    with write_lock(smtp_app), caplog.at_level(logging.DEBUG):
+        for path in (confirm, click, pixel):
+            client.get(path, headers={"User-Agent": HUMAN})
+        client.post(confirm)
+        client.post(leave, data={"List-Unsubscribe": "One-Click"})
+    logged = caplog.text + "".join(str(record.args) for record in caplog.records)
+    for path in (confirm, click, pixel, leave):
+        kind, token = path.rsplit("/", 1)
+        assert token not in logged, path
+    for path in (confirm, click, leave):  # the pixel logs no path, only the failure
+        kind, token = path.rsplit("/", 1)
+        assert f"{kind}/{token[:4]}…" in logged, path

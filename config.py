@@ -48,6 +48,9 @@ class Config:
     SCHEDULER = "off"
     # How often the scheduler job runs.
     SCHEDULER_INTERVAL_SECONDS = 10
+    # How often the scheduler's fast lane sends the queued confirmation emails (a
+    # visitor waits for that one).
+    CONFIRM_INTERVAL_SECONDS = 2
     # Most messages one tick sends (the rate cap may allow fewer).
     SEND_BATCH_SIZE = 200
     # A delivery claimed this long ago without an outcome is marked unknown.

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from capture import clock, demo, engagement, exports, imports, leads, metrics, rollups
 from capture.extensions import db
+from capture.mail_commands import mail_cli
 from capture.models import Lead, Owner, Page
 from capture.page_schema import apply_page, page_to_dict, validate_page
 from capture.token_commands import tokens_cli
@@ -36,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(rollups_cli)
+    app.cli.add_command(mail_cli)
 
 
 @click.command("init")

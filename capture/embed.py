@@ -164,9 +164,9 @@ def submit(slug: str):
         client_ip=request.remote_addr,
         visit_id=_visit(page, started),
     )
-    outcome = leads.submit_optin(page, optin)
-    if outcome.send_confirmation and outcome.lead is not None:
-        leads.send_confirmation(outcome.lead)
+    # The same answer, and no email sent here, for a new, a known and a suppressed
+    # address: the confirmation email is queued for the scheduler.
+    leads.submit_optin(page, optin)
     return _with_cors(_success(page), origin)
 
 

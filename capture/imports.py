@@ -278,6 +278,9 @@ class _Import:
             reviewed_at=now if review != "pending" else None,
             subscription="subscribed" if row.consented else "unconfirmed",
             imported=True, created_at=now, **row.attribution,
+            # Without consent the lead is asked to confirm: queued for the scheduler.
+            **(leads.queued_confirmation(now) if not row.consented and review != "rejected"
+               else {}),
         )
 
     def _consent_evidence(self, row: Row) -> str:

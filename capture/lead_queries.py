@@ -221,6 +221,28 @@ TIMELINE_LIMIT = 500
 REFERRALS_LIMIT = 100
 
 
+@dataclass(frozen=True)
+class ConfirmationState:
+    """Where an unconfirmed lead's confirmation email stands (see `confirmations`):
+    queued or not, and why its last attempt failed."""
+
+    queued: bool
+    error: str | None
+    next_attempt: datetime | None
+
+
+def confirmation_state(lead: Lead) -> ConfirmationState | None:
+    """The lead's confirmation email while it waits or after it failed; None when
+    there is nothing to say (sent, confirmed, never asked)."""
+    if lead.subscription != "unconfirmed" or lead.review == "rejected":
+        return None
+    queued = lead.confirmation_due_at is not None
+    if not queued and not lead.confirmation_error:
+        return None
+    return ConfirmationState(queued=queued, error=lead.confirmation_error,
+                             next_attempt=lead.confirmation_due_at)
+
+
 @dataclass
 class History:
     """What happened to one lead: its timeline (newest first), emails, sequences,
@@ -233,6 +255,7 @@ class History:
     upgrades: list[Upgrade]
     referrals: list[Lead]
     referral_count: int
+    confirmation: ConfirmationState | None = None
 
     def subject_of(self, delivery_id: int | None) -> str:
         """The subject of one of the lead's emails ('' when unknown)."""
@@ -263,4 +286,5 @@ def history(lead: Lead) -> History:
         referrals=list(db.session.scalars(
             referrals.order_by(Lead.created_at.desc()).limit(REFERRALS_LIMIT))),
         referral_count=count(referrals),
+        confirmation=confirmation_state(lead),
     )

@@ -1,10 +1,11 @@
 """Leads: address normalization, dedupe, review rules, confirmation and the timeline.
 
 Plain functions over the database session, no request objects: a view, a CLI
-command, the scheduler and a test call them alike.
+command, the scheduler and a test call them alike. Confirmation emails are only
+queued here; `capture.confirmations` sends them from the scheduler, never inside a
+request, so an opt-in takes the same time for a new, a known and a suppressed address.
 """
 
-import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,20 +18,18 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from capture import claims, clock, domains, mail, rendering, sending, tokens, webhooks
+from capture import clock, domains, sending, tokens, webhooks
 from capture.attribution import VisitOrigin, visit_origin
 from capture.extensions import db
 from capture.models import (
     ATTRIBUTION_KEYS,
     Delivery,
+    Event,
     Lead,
     Page,
     Suppression,
 )
 from capture.timeline import event_row, insert_events, record_event
-
-log = logging.getLogger(__name__)
-
 
 # Said when an address needs SMTPUTF8 and the mail server is not known to offer it.
 NON_ASCII_LOCAL_PART = ("We cannot send email to an address with accents or other "
@@ -84,7 +83,6 @@ class Outcome:
 
     kind: str  # created | duplicate | suppressed
     lead_id: int | None = None
-    send_confirmation: bool = False
 
     @property
     def lead(self) -> Lead | None:
@@ -149,12 +147,29 @@ _KNOWN_ADDRESS = select(
 )
 _INSERT_LEAD = insert(Lead.__table__)
 _NO_ATTRIBUTION = dict.fromkeys((*ATTRIBUTION_KEYS, "referrer", "landing_url", "visitor_id"))
-_DUPLICATE_STATE = select(Lead.subscription, Lead.review, Lead.confirmation_sent_at).where(
-    Lead.id == bindparam("lead_id"))
+_NOT_QUEUED = dict.fromkeys(("confirmation_queued_at", "confirmation_due_at"))
+# A repeat opt-in queues the confirmation again while the lead is unconfirmed and the
+# last one went out at least CONFIRM_RESEND_MINUTES ago (or never): one conditional
+# UPDATE, so a flood of one address queues one email.
+_QUEUE_AGAIN = (
+    update(Lead)
+    .where(Lead.id == bindparam("lead_id"), Lead.subscription == "unconfirmed",
+           Lead.review != "rejected",
+           or_(Lead.confirmation_sent_at.is_(None),
+               Lead.confirmation_sent_at <= bindparam("resend_before")))
+    .values(confirmation_queued_at=bindparam("now"), confirmation_due_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def queued_confirmation(now) -> dict[str, Any]:
+    """The values that put a lead in the confirmation queue, due at once."""
+    return {"confirmation_queued_at": now, "confirmation_due_at": now}
 
 
 def submit_optin(page: Page, optin: OptIn) -> Outcome:
-    """Store an opt-in: a new lead, or a `duplicate` event on the existing one."""
+    """Store an opt-in: a new lead, or a `duplicate` event on the existing one. The
+    confirmation email it needs is queued, never sent here."""
     connection = db.session.connection()
     known = connection.execute(_KNOWN_ADDRESS, {"email": optin.email}).one()
     if known.suppressed is not None:
@@ -185,10 +200,8 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     insert_events(events)
     webhooks.emit_many(changes, lead)
     sending.enroll(lead, page, new=True)
-    # Read before the commit: `page` may be a cached copy, and nothing needs reloading.
-    needs_confirmation = page.double_opt_in and lead.review != "rejected"
     db.session.commit()
-    return Outcome("created", lead_id, send_confirmation=needs_confirmation)
+    return Outcome("created", lead_id)
 
 
 def _new_lead(page: Page, optin: OptIn, origin: VisitOrigin | None) -> dict[str, Any]:
@@ -196,6 +209,7 @@ def _new_lead(page: Page, optin: OptIn, origin: VisitOrigin | None) -> dict[str,
     first-touch attribution of its visitor (or the attribution given directly)."""
     now = clock.utcnow()
     review, reason = review_verdict(page, optin.email, optin)
+    needs_confirmation = page.double_opt_in and review != "rejected"
     attribution = dict(origin.first_touch) if origin is not None else dict(optin.attribution)
     referrer_lead = None
     if attribution.get("ref"):
@@ -219,6 +233,7 @@ def _new_lead(page: Page, optin: OptIn, origin: VisitOrigin | None) -> dict[str,
         "reviewed_at": now if review != "pending" else None,
         "subscription": "unconfirmed" if page.double_opt_in else "subscribed",
         "created_at": now,
+        **(queued_confirmation(now) if needs_confirmation else _NOT_QUEUED),
         **_NO_ATTRIBUTION,
         **attribution,
     }
@@ -230,68 +245,17 @@ def _attribution_data(source: dict[str, Any]) -> dict[str, Any]:
 
 
 def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:
-    """Record the repeat opt-in on the lead's timeline; send the confirmation again
+    """Record the repeat opt-in on the lead's timeline; queue the confirmation again
     when the lead is still unconfirmed and the last one is old enough."""
     data = (_attribution_data(origin.visit) if origin is not None else {}) or {
         k: v for k, v in optin.attribution.items() if v}
     insert_events([event_row(lead_id, page.id, "duplicate", **data)])
-    db.session.commit()
-    state = db.session.connection().execute(_DUPLICATE_STATE, {"lead_id": lead_id}).first()
-    resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
-    last_sent = state.confirmation_sent_at if state is not None else None
-    resend = (
-        state is not None
-        and state.subscription == "unconfirmed"
-        and state.review != "rejected"
-        and (last_sent is None or clock.utcnow() - last_sent >= resend_after)
-    )
-    return Outcome("duplicate", lead_id, send_confirmation=resend)
-
-
-def send_confirmation(lead: Lead) -> bool:
-    """Email the double opt-in link; record when. False when it went out less than
-    CONFIRM_RESEND_MINUTES ago (also from a parallel request: a flood of one address
-    sends one email), or (logged) when the mail backend failed or the email could not
-    be built: the lead is kept and a repeat opt-in sends it again."""
-    page = lead.page
-    if page is None:
-        return False
-    previous = lead.confirmation_sent_at
-    claimed_at = _claim_confirmation(lead)
-    if claimed_at is None:
-        return False
-    try:
-        mail.send(rendering.confirmation_message(lead, page, confirm_url(lead)))
-    except Exception as error:  # a MailError, or a bug: never a 500 for the visitor
-        if not isinstance(error, mail.MailError):
-            log.exception("confirmation email to lead %s failed", lead.id)
-            error = claims.unexpected(error)
-        log.warning("confirmation email to lead %s not sent: %s", lead.id, error)
-        db.session.execute(
-            update(Lead).where(Lead.id == lead.id, Lead.confirmation_sent_at == claimed_at)
-            .values(confirmation_sent_at=previous)
-            .execution_options(synchronize_session=False))
-        db.session.commit()
-        return False
-    record_event(lead, "confirmation_sent")
-    db.session.commit()
-    return True
-
-
-def _claim_confirmation(lead: Lead):
-    """Take the sending of the confirmation (the time taken), or None when it went out
-    within CONFIRM_RESEND_MINUTES: a conditional update only one request can win."""
     now = clock.utcnow()
-    since = now - timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
-    won = db.session.execute(
-        update(Lead)
-        .where(Lead.id == lead.id,
-               or_(Lead.confirmation_sent_at.is_(None), Lead.confirmation_sent_at <= since))
-        .values(confirmation_sent_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
+    db.session.connection().execute(
+        _QUEUE_AGAIN, {"lead_id": lead_id, "now": now, "resend_before": now - resend_after})
     db.session.commit()
-    return now if won else None
+    return Outcome("duplicate", lead_id)
 
 
 def confirm_url(lead: Lead) -> str:
@@ -342,26 +306,36 @@ def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool
 REASON_MAX_LENGTH = 300
 
 
-def approve(lead: Lead, by: str = "owner", *, confirm_now: bool = True) -> bool:
+def approve(lead: Lead, by: str = "owner") -> bool:
     """Approve a lead and enrol it in its page's sequence. True when it changed.
 
-    A lead the rules rejected on a double opt-in page never got the confirmation
-    email: it is sent now, so the lead can become subscribed, or with `confirm_now`
-    False by the scheduler's next run (`confirmations.send_queued`)."""
+    A lead the rules rejected on a double opt-in page (or in an import) never got
+    the confirmation email: it is queued, so the lead can become subscribed."""
     if lead.review == "approved":
         return False
     lead.review = "approved"
     lead.review_reason = ""
     lead.reviewed_at = clock.utcnow()
+    if _never_asked_to_confirm(lead):
+        for name, value in queued_confirmation(lead.reviewed_at).items():
+            setattr(lead, name, value)
     record_event(lead, "approve", by=by, reason="")
     webhooks.emit("lead.approved", lead)
     sending.enroll(lead)
     db.session.commit()
-    page = lead.page
-    if (confirm_now and lead.subscription == "unconfirmed" and page is not None
-            and page.double_opt_in and lead.confirmation_sent_at is None):
-        send_confirmation(lead)
     return True
+
+
+def _never_asked_to_confirm(lead: Lead) -> bool:
+    """An unconfirmed lead that never got the confirmation email, of a page that still
+    asks for one (or imported: an import asks whatever the page)."""
+    if lead.subscription != "unconfirmed" or lead.confirmation_sent_at is not None:
+        return False
+    if lead.page is not None and lead.page.double_opt_in:
+        return True
+    return db.session.scalar(
+        select(Event.id).where(Event.lead_id == lead.id, Event.kind == "import").limit(1)
+    ) is not None
 
 
 def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
@@ -386,8 +360,8 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
 def review_many(lead_ids: list[int], decision: str, reason: str = "",
                 by: str = "owner") -> int:
     """Approve or reject several leads at once; return how many changed. The
-    confirmation emails approved leads still need are left to the scheduler, within
-    the sending rate cap: hundreds sent here would outlast the request.
+    confirmation emails approved leads still need are queued for the scheduler, as
+    every confirmation email is.
 
     Raises ValueError for an unknown decision or a rejection without a reason."""
     if decision not in ("approve", "reject"):
@@ -398,7 +372,7 @@ def review_many(lead_ids: list[int], decision: str, reason: str = "",
     chosen = db.session.scalars(select(Lead).where(Lead.id.in_(lead_ids)).order_by(Lead.id)).all()
     changed = 0
     for lead in chosen:
-        done = (approve(lead, by=by, confirm_now=False) if decision == "approve"
+        done = (approve(lead, by=by) if decision == "approve"
                 else reject(lead, reason, by=by))
         changed += done
     return changed

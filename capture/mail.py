@@ -1,7 +1,8 @@
 """Mail backends behind one interface: outbox (files), smtp, console.
 
 `send(message)` hands one message to the configured backend; `open_backend()` gives
-a backend to reuse across a batch (one SMTP connection for many messages).
+a backend to reuse across a batch (one SMTP connection for many messages). A backend's
+`send` returns its answer as one line (the SMTP server's final reply, say).
 """
 
 import email.policy
@@ -75,7 +76,7 @@ class OutboxBackend:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, message: Email) -> None:
+    def send(self, message: Email) -> str:
         """Write the message atomically: a reader never sees half a file."""
         self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         name = f"{clock.utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
@@ -88,6 +89,7 @@ class OutboxBackend:
             os.replace(partial, self.folder / name)
         except OSError as error:
             raise MailError(f"outbox: {error}", temporary=True) from error
+        return f"written to {self.folder / name}"
 
     def close(self) -> None:
         """Nothing to release."""
@@ -96,10 +98,11 @@ class OutboxBackend:
 class ConsoleBackend:
     """Prints each message to standard output, for development."""
 
-    def send(self, message: Email) -> None:
+    def send(self, message: Email) -> str:
         """Print the whole message."""
         sys.stdout.write(message.as_string() + "\n")
         sys.stdout.flush()
+        return "printed to standard output"
 
     def close(self) -> None:
         """Nothing to release."""
@@ -111,11 +114,14 @@ class _HandOver:
 
     handed_over = False
     _in_data = False
+    # The server's answer to the last message: (code, text).
+    last_reply: tuple[int, bytes] | None = None
 
     def data(self, msg):
         self.handed_over, self._in_data = False, True
         try:
-            return super().data(msg)
+            self.last_reply = super().data(msg)
+            return self.last_reply
         finally:
             self._in_data = False
 
@@ -169,7 +175,7 @@ class _Pipelining:
         body = _LEADING_DOT.sub(b"..", msg)
         self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         self.handed_over = True
-        code, reply = self.getreply()
+        code, reply = self.last_reply = self.getreply()
         if code != 250:
             if code == 421:
                 self.close()
@@ -223,10 +229,11 @@ class SmtpBackend:
             raise
         return connection
 
-    def send(self, message: Email) -> None:
-        """Send one message. 4xx and network trouble are temporary; a problem with the
-        server or our account (connect, login, sender, relay refused) is a `transport`
-        error for every message; only a refused mailbox is a bounce."""
+    def send(self, message: Email) -> str:
+        """Send one message; return the server's final reply ("250 2.0.0 Ok …"). 4xx
+        and network trouble are temporary; a problem with the server or our account
+        (connect, login, sender, relay refused) is a `transport` error for every
+        message; only a refused mailbox is a bounce."""
         if self.connection is None:
             try:
                 self.connection = self._connect()
@@ -265,6 +272,8 @@ class SmtpBackend:
                                 temporary=False, transport=True, unknown=True) from error
             raise MailError(f"SMTP connection: {error}", temporary=True,
                             transport=True) from error
+        code, reply = getattr(self.connection, "last_reply", None) or (250, b"")
+        return " ".join(f"{code} {reply.decode(errors='replace')}".split())
 
     def _utf8_options(self, message: Email) -> list[str]:
         """["SMTPUTF8"] for a message that needs it (a non-ASCII local part), when
@@ -305,11 +314,11 @@ def outbox_folder() -> Path:
     return Path(current_app.instance_path) / "outbox"
 
 
-def send(message: Email) -> None:
-    """Send one message through a backend opened for it alone."""
+def send(message: Email) -> str:
+    """Send one message through a backend opened for it alone; return its answer."""
     backend = open_backend()
     try:
-        backend.send(message)
+        return backend.send(message)
     finally:
         backend.close()
 

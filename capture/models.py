@@ -122,6 +122,8 @@ class Lead(db.Model):
         Index("ix_leads_ref", "ref"),
         Index("ix_leads_referred_by", "referred_by_id"),
         Index("ix_leads_name", "name"),
+        # The confirmation queue (`confirmations.send_queued`): the due ones first.
+        Index("ix_leads_confirmation_due", "confirmation_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,6 +161,12 @@ class Lead(db.Model):
     consent_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     consent_ip: Mapped[str | None] = mapped_column(String(45))
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The confirmation email queue: when the lead joined it (opt-in, repeat opt-in,
+    # import, approval; it waits at most CONFIRM_WITHIN_DAYS from then), when the next
+    # attempt is due (None: not queued), and why the last attempt failed, if it did.
+    confirmation_queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmation_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmation_error: Mapped[str | None] = mapped_column(String(300))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     confirm_ip: Mapped[str | None] = mapped_column(String(45))
 

@@ -146,7 +146,8 @@ def _slot_value(token: str) -> str:
 
 @bp.post("/p/<slug>")
 def submit(slug: str):
-    """The opt-in: trap bots, validate, store the lead, send the confirmation."""
+    """The opt-in: trap bots, validate, store the lead (its confirmation email is
+    queued for the scheduler)."""
     page = _shown_page(slug).page
     if request.mimetype not in FORM_TYPES:
         abort(415)
@@ -170,9 +171,9 @@ def submit(slug: str):
         client_ip=request.remote_addr,
         visit_id=started.get("v"),
     )
-    outcome = leads.submit_optin(page, optin)
-    if outcome.send_confirmation and outcome.lead is not None:
-        leads.send_confirmation(outcome.lead)
+    # The same answer, and no email sent here, for a new, a known and a suppressed
+    # address: the confirmation email is queued for the scheduler.
+    leads.submit_optin(page, optin)
     return redirect(success_url(page), code=303)
 
 

@@ -1,8 +1,11 @@
-"""The scheduler: one APScheduler interval job that runs `sending.tick`.
+"""The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick
+(`sending.tick`, webhooks, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the
+fast lane that sends the queued confirmation emails every
+CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
 
-`flask --app wsgi scheduler` runs it in its own process (production, any number of
-them); CAPTURE_SCHEDULER=embedded runs it inside the web process, started on the first
-request so that only a serving process runs it (never a CLI command, never the
+`flask --app wsgi scheduler` runs them in its own process (production, any number of
+them); CAPTURE_SCHEDULER=embedded runs them inside the web process, started on the
+first request so that only a serving process runs them (never a CLI command, never the
 debug reloader's watcher process).
 """
 
@@ -20,11 +23,13 @@ from capture.extensions import db
 
 log = logging.getLogger(__name__)
 JOB_ID = "capture-send-due"
+CONFIRM_JOB_ID = "capture-confirmations"
 
 
 def run_tick(app: Flask) -> sending.Summary | None:
     """One tick inside an app context: the emails, then the webhooks. Each part's
-    errors are logged and never stop the other part or the scheduler."""
+    errors are logged and never stop the other part or the scheduler. (The queued
+    confirmation emails have their own, faster job: `run_confirmations`.)"""
     with app.app_context():
         try:
             summary = sending.tick()
@@ -35,7 +40,6 @@ def run_tick(app: Flask) -> sending.Summary | None:
         else:
             if summary.sent or summary.failed or summary.retried or summary.unknown:
                 log.info("scheduler: %s", summary.line())
-        _send_queued_confirmations()
         _deliver_webhooks()
         _fold_rollups()
         return summary
@@ -52,9 +56,14 @@ def _fold_rollups() -> None:
         log.exception("folding the report rollups failed")
 
 
+def run_confirmations(app: Flask) -> None:
+    """The fast lane, inside an app context: email the queued leads their
+    confirmation link, within the rate cap; errors are logged."""
+    with app.app_context():
+        _send_queued_confirmations()
+
+
 def _send_queued_confirmations() -> None:
-    """Email imported and bulk-approved leads their confirmation link, within the
-    rate cap."""
     try:
         sent = confirmations.send_queued()
     except Exception:
@@ -77,18 +86,27 @@ def _deliver_webhooks() -> None:
         log.info("scheduler: %s", result.line())
 
 
-def _add_job(scheduler, app: Flask) -> None:
-    scheduler.add_job(
-        run_tick, "interval", args=[app], id=JOB_ID,
-        seconds=app.config["SCHEDULER_INTERVAL_SECONDS"],
-        max_instances=1, coalesce=True, replace_existing=True,
-    )
+# The jobs: what runs, under which id, every how many seconds (a setting's name).
+JOBS = (
+    {"func": run_tick, "id": JOB_ID, "interval": "SCHEDULER_INTERVAL_SECONDS"},
+    {"func": run_confirmations, "id": CONFIRM_JOB_ID, "interval": "CONFIRM_INTERVAL_SECONDS"},
+)
+
+
+def _add_jobs(scheduler, app: Flask) -> None:
+    for job in JOBS:
+        scheduler.add_job(
+            job["func"], "interval", args=[app], id=job["id"],
+            seconds=app.config[job["interval"]],
+            max_instances=1, coalesce=True, replace_existing=True,
+        )
 
 
 def run_foreground(app: Flask) -> None:
-    """Run the job in this process until interrupted (the `scheduler` command)."""
+    """Run the jobs in this process until interrupted (the `scheduler` command)."""
     scheduler = BlockingScheduler(timezone="UTC")
-    _add_job(scheduler, app)
+    _add_jobs(scheduler, app)
+    run_confirmations(app)
     run_tick(app)
     try:
         scheduler.start()
@@ -112,8 +130,9 @@ def init_app(app: Flask) -> None:
         with lock:
             if state["scheduler"] is None:
                 scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
-                _add_job(scheduler, app)
+                _add_jobs(scheduler, app)
                 scheduler.start()
                 state["scheduler"] = scheduler
-                log.info("embedded scheduler started (every %ss)",
-                         app.config["SCHEDULER_INTERVAL_SECONDS"])
+                log.info("embedded scheduler started (every %ss, confirmations every %ss)",
+                         app.config["SCHEDULER_INTERVAL_SECONDS"],
+                         app.config["CONFIRM_INTERVAL_SECONDS"])

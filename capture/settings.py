@@ -71,6 +71,7 @@ def init_app(app: Flask) -> None:
     _integer(config, "ADMIN_MAX_CONTENT_LENGTH", 1024)
     _integer(config, "VISITOR_COOKIE_DAYS", 1)
     _integer(config, "SCHEDULER_INTERVAL_SECONDS", 1)
+    _integer(config, "CONFIRM_INTERVAL_SECONDS", 1)
     _integer(config, "SEND_BATCH_SIZE", 1)
     _integer(config, "SENDING_TIMEOUT_MINUTES", 1)
     _integer(config, "HOLD_MINUTES", 1)

@@ -4,7 +4,7 @@ Each check is a plain function over the app's settings and database (no request)
 returning an `OwnerWarning` when its condition holds, else None.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 
 from capture import clock
 from capture.extensions import db
-from capture.models import Delivery
+from capture.models import Delivery, Event, Lead
 from capture.sending import library
 
 # A mail-server failure older than this no longer counts as "SMTP is failing".
@@ -31,9 +31,10 @@ class OwnerWarning:
     kind: str
     message: str
     count: int = 1
-    # The dashboard area to go to (an endpoint name), and the link's words.
+    # The dashboard area to go to (an endpoint name and its query), and the link's words.
     endpoint: str | None = None
     action: str = ""
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def missing_postal_address() -> OwnerWarning | None:
@@ -80,37 +81,78 @@ def unknown_deliveries() -> OwnerWarning | None:
 
 
 def smtp_failing(now: datetime | None = None) -> OwnerWarning | None:
-    """The mail server refused us recently (connection, login, sender, relay) and no
-    email has gone out since."""
+    """The mail server refused us recently (connection, login, sender, relay), for a
+    sequence email or a confirmation email, and no email has gone out since."""
     now = now or clock.utcnow()
-    failed_recently = (
-        or_(*(Delivery.error.like(pattern) for pattern in _TRANSPORT_ERRORS)),
-        Delivery.status.in_(("retry", "claimed", "failed")),
-        Delivery.claimed_at >= now - timedelta(hours=SMTP_FAILURE_HOURS),
-    )
-    latest = db.session.scalars(
-        select(Delivery).where(*failed_recently).order_by(Delivery.claimed_at.desc()).limit(1)
-    ).first()
-    if latest is None:
+    since = now - timedelta(hours=SMTP_FAILURE_HOURS)
+    failures = [failure for failure in (_sequence_failure(since), _confirmation_failure(since))
+                if failure is not None]
+    if not failures:
         return None
-    last_sent = db.session.scalar(
-        select(func.max(Delivery.sent_at)).where(Delivery.status == "sent")
-    )
-    if last_sent is not None and last_sent > latest.claimed_at:
+    failed_at, error, confirmation = max(failures)
+    last_sent = max((moment for moment in (
+        db.session.scalar(select(func.max(Delivery.sent_at)).where(Delivery.status == "sent")),
+        db.session.scalar(select(func.max(Event.created_at))
+                          .where(Event.kind == "confirmation_sent")),
+    ) if moment is not None), default=None)
+    if last_sent is not None and last_sent > failed_at:
         return None
-    waiting = db.session.scalar(
+    deliveries = db.session.scalar(
         select(func.count()).select_from(Delivery)
-        .where(*failed_recently, Delivery.status.in_(("retry", "claimed")))
+        .where(*_failed_deliveries(since), Delivery.status.in_(("retry", "claimed")))
     ) or 0
+    confirmations = db.session.scalar(
+        select(func.count()).select_from(Lead)
+        .where(Lead.confirmation_due_at.is_not(None), Lead.subscription == "unconfirmed",
+               Lead.review != "rejected")
+    ) or 0
+    waiting = deliveries + confirmations
     retried = (f"; {waiting} waiting {'email is' if waiting == 1 else 'emails are'} "
                "retried automatically" if waiting else "")
+    if confirmations:
+        retried += (" (confirmation emails: " if confirmations > 1
+                    else " (confirmation email: ") + f"{confirmations})"
+    link = ({"endpoint": "admin.leads", "action": "See unconfirmed leads",
+             "params": {"subscription": "unconfirmed"}} if confirmation
+            else {"endpoint": "admin.deliveries", "action": "See deliveries"})
     return OwnerWarning(
         "smtp_failing",
         f"Emails are not going out because the mail server refused us "
-        f"({latest.error[:160]}): check the CAPTURE_SMTP_* settings and your mail "
+        f"({error[:160]}): check the CAPTURE_SMTP_* settings and your mail "
         f"account{retried}.",
-        count=waiting, endpoint="admin.deliveries", action="See deliveries",
+        count=waiting, **link,
     )
+
+
+def _failed_deliveries(since: datetime) -> tuple:
+    """Sequence emails the server or our account refused since then."""
+    return (
+        or_(*(Delivery.error.like(pattern) for pattern in _TRANSPORT_ERRORS)),
+        Delivery.status.in_(("retry", "claimed", "failed")),
+        Delivery.claimed_at >= since,
+    )
+
+
+def _sequence_failure(since: datetime) -> tuple[datetime, str, bool] | None:
+    """When and why the latest sequence email failed for the server's sake."""
+    latest = db.session.execute(
+        select(Delivery.claimed_at, Delivery.error).where(*_failed_deliveries(since))
+        .order_by(Delivery.claimed_at.desc()).limit(1)
+    ).first()
+    return None if latest is None else (latest.claimed_at, latest.error, False)
+
+
+def _confirmation_failure(since: datetime) -> tuple[datetime, str, bool] | None:
+    """When and why the latest confirmation email failed for the server's sake (its
+    `confirmation_failed` event, see `confirmations`)."""
+    error = Event.data["error"].as_string()
+    latest = db.session.execute(
+        select(Event.created_at, error.label("error"))
+        .where(Event.kind == "confirmation_failed", Event.created_at >= since,
+               or_(*(error.like(pattern) for pattern in _TRANSPORT_ERRORS)))
+        .order_by(Event.created_at.desc()).limit(1)
+    ).first()
+    return None if latest is None else (latest.created_at, latest.error, True)
 
 
 def broken_pages() -> OwnerWarning | None:

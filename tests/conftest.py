@@ -154,11 +154,24 @@ def form_tokens(html: str) -> dict[str, str]:
 
 
 def optin(client, slug="demo", query="", headers=None, **fields):
-    """Open the page like a visitor (recording a visit), then submit the form."""
+    """Open the page like a visitor (recording a visit), then submit the form; then
+    run the confirmation queue once, as the scheduler's fast lane does seconds later
+    (the request itself never sends an email)."""
     page = client.get(f"/p/{slug}{query}", headers=headers or {})
     assert page.status_code == 200, page.status_code
     data = {**form_tokens(page.get_data(as_text=True)), **fields}
-    return client.post(f"/p/{slug}", data=data, headers=headers or {})
+    response = client.post(f"/p/{slug}", data=data, headers=headers or {})
+    send_confirmations(client.application)
+    return response
+
+
+def send_confirmations(app) -> int:
+    """Send the queued confirmation emails once (the scheduler's fast lane); return
+    how many went out."""
+    from capture import confirmations
+
+    with app.app_context():
+        return confirmations.send_queued()
 
 
 @pytest.fixture
@@ -222,12 +235,15 @@ class SmtpCollector:
         # and only the answer is late, as with a server that queued it.
         self.stalls: dict[str, float] = {}
         self.attempts = 0
+        # Connections that said EHLO (each backend opened against this server).
+        self.greetings = 0
         # Offer PIPELINING (RFC 2920) as Postfix and the big relays do: the client
         # then sends MAIL, RCPT and DATA together. False: one command at a time.
         self.pipelining = True
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        self.greetings += 1
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses

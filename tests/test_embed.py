@@ -12,7 +12,14 @@ from capture.embed import snippet
 from capture.extensions import db
 from capture.models import Lead, Page, Visit
 from capture.origins import OriginError, parse_origin
-from tests.conftest import body_text, count, create_page, form_tokens, lead_of
+from tests.conftest import (
+    body_text,
+    count,
+    create_page,
+    form_tokens,
+    lead_of,
+    send_confirmations,
+)
 
 BLOG = "https://blog.example.com"
 HOST_PAGE = f"{BLOG}/2026/guide?utm_source=newsletter&utm_campaign=spring&ref=partner7"
@@ -60,6 +67,8 @@ def test_allowed_origin_stores_the_lead_emails_the_confirmation_and_credits_the_
     assert (lead.utm_source, lead.utm_campaign, lead.ref) == ("newsletter", "spring", "partner7")
     assert lead.landing_url == HOST_PAGE
     assert lead.referrer == SEARCH
+    assert smtp.messages == []  # queued: the scheduler sends it
+    send_confirmations(smtp_app)
     [message] = smtp.to("ann@example.com")
     assert "/confirm/" in body_text(message)
 

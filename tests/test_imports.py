@@ -153,14 +153,14 @@ def test_row_without_consent_is_unconfirmed_and_gets_the_confirmation_email(
     assert lead_of(app, "dan@example.com").subscription == "unconfirmed"
     assert smtp.messages == []  # the import itself sends nothing
 
-    scheduler.run_tick(app)
+    scheduler.run_confirmations(app)
 
     [message] = smtp.to("dan@example.com")
     assert "confirm" in message["Subject"].lower()
     lead = lead_of(app, "dan@example.com")
     assert lead.subscription == "unconfirmed" and lead.confirmation_sent_at is not None
     assert count(app, Enrollment) == 0
-    scheduler.run_tick(app)
+    scheduler.run_confirmations(app)
     assert len(smtp.to("dan@example.com")) == 1  # sent once
 
 
@@ -178,7 +178,7 @@ def test_confirmations_stay_within_the_sending_rate_cap(make_app, smtp, tmp_path
 
 
 def test_a_confirmation_the_mail_server_refused_for_now_is_sent_by_the_next_run(
-        make_app, smtp, tmp_path):
+        make_app, smtp, tmp_path, clock):
     app = make_app(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port)
     create_page(app, slug="offer")
     run_import(app, write(tmp_path, HEADER + "dan@example.com,Dan,FR,no,\n"))
@@ -186,6 +186,8 @@ def test_a_confirmation_the_mail_server_refused_for_now_is_sent_by_the_next_run(
 
     with app.app_context():
         assert confirmations.send_queued() == 0
+        assert confirmations.send_queued() == 0  # not before its retry time
+        clock.advance(seconds=confirmations.RETRY_MIN_SECONDS)
         assert confirmations.send_queued() == 1
     assert len(smtp.to("dan@example.com")) == 1
 

@@ -4,16 +4,20 @@ and the next one runs."""
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import text
 
 from capture import scheduler, sending
 from capture.extensions import db
+from tests.conftest import body_text, create_page, form_tokens
 
-EMBEDDED = {"SCHEDULER": "embedded", "TESTING": False, "SCHEDULER_INTERVAL_SECONDS": 3600}
+EMBEDDED = {"SCHEDULER": "embedded", "TESTING": False, "SCHEDULER_INTERVAL_SECONDS": 3600,
+            "CONFIRM_INTERVAL_SECONDS": 1800}
 
 
 @pytest.fixture
@@ -53,18 +57,19 @@ def test_embedded_scheduler_starts_on_the_first_request(make_app, started):
     assert len(started) == 1
     running = started[0]
     assert running.running
-    jobs = running.get_jobs()
-    assert [job.id for job in jobs] == [scheduler.JOB_ID]
-    assert jobs[0].trigger.interval.total_seconds() == 3600
-    assert jobs[0].args == (app,)
+    jobs = {job.id: job for job in running.get_jobs()}
+    assert set(jobs) == {scheduler.JOB_ID, scheduler.CONFIRM_JOB_ID}
+    assert jobs[scheduler.JOB_ID].trigger.interval.total_seconds() == 3600
+    assert jobs[scheduler.CONFIRM_JOB_ID].trigger.interval.total_seconds() == 1800
+    assert all(job.args == (app,) for job in jobs.values())
 
 
-def test_several_requests_start_one_scheduler_with_one_job(make_app, started):
+def test_several_requests_start_one_scheduler_with_its_two_jobs(make_app, started):
     app = make_app(**EMBEDDED)
     get(app, times=5)
     assert app.test_client().get("/no-such-page").status_code == 404
     assert len(started) == 1
-    assert len(started[0].get_jobs()) == 1
+    assert len(started[0].get_jobs()) == 2
 
 
 def test_simultaneous_first_requests_start_one_scheduler(make_app, started):
@@ -103,6 +108,39 @@ def test_the_embedded_job_runs_a_send_tick_in_the_app(make_app, started, monkeyp
     started[0].modify_job(scheduler.JOB_ID, next_run_time=datetime.now(UTC))
     assert ran.wait(timeout=10), "the job did not run"
     assert seen["app"] is app
+
+
+def test_the_embedded_fast_lane_delivers_an_opt_ins_confirmation_within_seconds(
+        make_app, started, smtp, tmp_path):
+    app = make_app(**{**EMBEDDED, "CONFIRM_INTERVAL_SECONDS": 1}, MAIL_BACKEND="smtp",
+                   SMTP_HOST="127.0.0.1", SMTP_PORT=smtp.port)
+    create_page(app, slug="offer", double_opt_in=True)
+    client = app.test_client()
+    form = form_tokens(client.get("/p/offer").get_data(as_text=True))
+    response = client.post("/p/offer", data={**form, "email": "ann@example.com"})
+    assert response.status_code == 303
+    assert smtp.messages == []  # nothing inside the request
+
+    deadline = time.monotonic() + 10
+    while not smtp.to("ann@example.com") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [message] = smtp.to("ann@example.com")
+    assert "/confirm/" in body_text(message)
+
+
+def test_the_scheduler_command_runs_both_jobs(make_app, monkeypatch, tmp_path):
+    app = make_app(SEQUENCES_DIR=str(tmp_path / "none"), CONFIRM_INTERVAL_SECONDS=3)
+    registered = {}
+
+    class Recorded(BlockingScheduler):
+        def start(self, *args, **kwargs):  # records the jobs instead of blocking
+            registered.update({job.id: job.trigger.interval.total_seconds()
+                               for job in self.get_jobs()})
+
+    monkeypatch.setattr(scheduler, "BlockingScheduler", Recorded)
+    result = app.test_cli_runner().invoke(args=["scheduler"])
+    assert result.exit_code == 0, result.output
+    assert registered == {scheduler.JOB_ID: 10, scheduler.CONFIRM_JOB_ID: 3}
 
 
 def test_scheduler_off_starts_nothing(make_app, started):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from capture import leads, sending
 from capture.extensions import db
 from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
-from tests.conftest import write_step
+from tests.conftest import send_confirmations, write_step
 
 
 def sequence_folder(app, name="course") -> Path:
@@ -390,10 +390,11 @@ def test_confirmation_emails_count_against_the_rate_cap(capped_app, smtp, clock)
         page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
         for number in range(2):
             lead = Lead(email=f"new{number}@example.com", page_id=page.id,
-                        public_ref=f"new-{number}", subscription="unconfirmed")
+                        public_ref=f"new-{number}", subscription="unconfirmed",
+                        **leads.queued_confirmation(clock.now))
             db.session.add(lead)
             db.session.commit()
-            assert leads.send_confirmation(lead)
+    assert send_confirmations(app) == 2
     assert tick(app).sent == 1
     assert len(smtp.messages) == 3
     clock.advance(seconds=61)

@@ -35,7 +35,8 @@ def overview():
         period=period, periods=metrics.PERIODS, numbers=day_report.total,
         currency=metrics.currency_label(),
         chart=build_chart(days) if _has_activity(day_report.total) else None,
-        warnings=[(warning, _link(warning.endpoint)) for warning in warnings.for_owner()],
+        warnings=[(warning, _link(warning.endpoint, warning.params))
+                  for warning in warnings.for_owner()],
         pages_link=_link("admin.pages"),
     )
 
@@ -45,10 +46,10 @@ def _has_activity(numbers: metrics.Numbers) -> bool:
                 or numbers.revenue)
 
 
-def _link(endpoint: str | None) -> str | None:
-    """The URL of a dashboard area, when this app has it."""
+def _link(endpoint: str | None, params: dict[str, str] | None = None) -> str | None:
+    """The URL of a dashboard area (with its query `params`), when this app has it."""
     if endpoint and endpoint in current_app.view_functions:
-        return url_for(endpoint)
+        return url_for(endpoint, **(params or {}))
     return None
 
 

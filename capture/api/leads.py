@@ -73,8 +73,6 @@ def create_lead():
         raise ApiError(409, "This address is on the suppression list (deleted, bounced or "
                        "unsubscribed for good); it is not added again.", code="suppressed",
                        fields={"email": "suppressed"})
-    if outcome.send_confirmation:
-        leads.send_confirmation(outcome.lead)
     lead = outcome.lead
     created = outcome.kind == "created"
     body = {"lead": _lead_json(lead), "duplicate": not created}

@@ -1,7 +1,7 @@
 """imported leads: a column that tells them from opt-ins, and their rollup numbers
 
 Revision ID: cbb06d97631b
-Revises: 1668a0f8b91c
+Revises: 0e9437a8b9f2
 Create Date: 2026-12-03 21:50:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'cbb06d97631b'
-down_revision = '1668a0f8b91c'
+down_revision = '0e9437a8b9f2'
 branch_labels = None
 depends_on = None
 

@@ -21,7 +21,15 @@ from capture import tokens
 from capture.engagement import postback_signature
 from capture.extensions import db
 from capture.models import Event, Lead
-from tests.conftest import POSTGRES_URL, body_text, count, form_tokens, lead_of, optin
+from tests.conftest import (
+    POSTGRES_URL,
+    body_text,
+    count,
+    form_tokens,
+    lead_of,
+    optin,
+    send_confirmations,
+)
 from tests.test_tracking import HUMAN, sent  # noqa: F401  (the `sent` fixture)
 
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's write lock")
@@ -158,6 +166,7 @@ def test_the_kept_form_submitted_again_after_the_lock_stores_the_lead_once(
     response = client.post("/p/demo", data={**form_tokens(page), **typed})
     assert response.status_code == 303
     assert count(app, Lead) == 1
+    send_confirmations(app)
     assert len(outbox.to("again@example.com")) == 1
 
 

@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         health,
         hygiene,
         pages,
+        rate_limits,
         scheduler,
         sending,
         sequence_commands,
@@ -52,6 +53,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     settings.init_app(app)
     app.session_interface = extensions.SessionInterface()
     _init_database(app)
+    rate_limits.init_app(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True
     )

@@ -1,9 +1,7 @@
 """Dashboard log-in: owners, passwords, throttled attempts, log-out."""
 
 import limits
-import limits.storage
-import limits.strategies
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -11,7 +9,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from capture import clock
+from capture import clock, rate_limits
 from capture.admin import bp
 from capture.extensions import db
 from capture.models import Owner, new_session_token
@@ -44,15 +42,6 @@ def create_owner(email: str, password: str) -> Owner:
     return owner
 
 
-def _limiter() -> limits.strategies.MovingWindowRateLimiter:
-    limiter = current_app.extensions.get("capture.login_limiter")
-    if limiter is None:
-        storage = limits.storage.storage_from_string(current_app.config["RATE_LIMIT_STORAGE"])
-        limiter = limits.strategies.MovingWindowRateLimiter(storage)
-        current_app.extensions["capture.login_limiter"] = limiter
-    return limiter
-
-
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect after log-in. Control
     characters and spaces are refused too: browsers drop tabs and newlines from a URL,
@@ -73,7 +62,7 @@ def login():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         keys = (("ip", request.remote_addr or "unknown"), ("email", email))
-        limiter = _limiter()
+        limiter = rate_limits.limiter()
         if not all(limiter.test(LOGIN_FAILURES[kind], "login", kind, value)
                    for kind, value in keys):
             flash("Too many failed attempts. Wait 15 minutes and try again.", "error")

@@ -13,7 +13,7 @@ import time
 import limits.storage
 import limits.strategies
 from flask import Flask, current_app
-from sqlalchemy import case, delete, select, text
+from sqlalchemy import Double, Integer, bindparam, case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,8 +40,22 @@ class DatabaseStorage(limits.storage.Storage):
         super().__init__()
         self.engine = engine
         self.table = RateLimitCounter.__table__
-        self.upsert = UPSERTS[engine.dialect.name]
         self.next_purge = 0.0
+        # Built once: making the statement anew costs more than running it.
+        columns = self.table.c
+        amount = bindparam("amount", type_=Integer)
+        ends = bindparam("ends", type_=Double)
+        ended = columns.expires_at <= bindparam("now", type_=Double)
+        self.count_hit = (
+            UPSERTS[engine.dialect.name](self.table)
+            .values(key=bindparam("key"), count=amount, expires_at=ends)
+            .on_conflict_do_update(
+                index_elements=[columns.key],
+                set_={"count": case((ended, amount), else_=columns.count + amount),
+                      "expires_at": case((ended, ends), else_=columns.expires_at)})
+            .returning(columns.count)
+        )
+        self.purge = delete(self.table).where(ended)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -50,22 +64,12 @@ class DatabaseStorage(limits.storage.Storage):
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Count `amount` hits of `key`; the count in its window afterwards."""
         now = time.time()
-        columns = self.table.c
-        ended = columns.expires_at <= now
-        statement = (
-            self.upsert(self.table)
-            .values(key=_stored(key), count=amount, expires_at=now + expiry)
-            .on_conflict_do_update(
-                index_elements=[columns.key],
-                set_={"count": case((ended, amount), else_=columns.count + amount),
-                      "expires_at": case((ended, now + expiry), else_=columns.expires_at)})
-            .returning(columns.count)
-        )
+        values = {"key": _stored(key), "amount": amount, "now": now, "ends": now + expiry}
         with self.engine.begin() as connection:
-            count = connection.execute(statement).scalar_one()
+            count = connection.execute(self.count_hit, values).scalar_one()
             if now >= self.next_purge:
                 self.next_purge = now + PURGE_SECONDS
-                connection.execute(delete(self.table).where(ended))
+                connection.execute(self.purge, {"now": now})
         return count
 
     def get(self, key: str) -> int:

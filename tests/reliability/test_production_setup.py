@@ -56,7 +56,7 @@ def gunicorn_command(port: int) -> list[str]:
 
 def substitute(text: str, old: str, new: str) -> str:
     """`text` with every `old` replaced; the placeholder must be there."""
-    assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+    assert old in text, f"the file in deploy/ no longer has {old!r}"
     return text.replace(old, new)
 
 
@@ -388,3 +388,17 @@ def test_units_and_settings_agree_with_nginx():
         assert unit_setting(unit, "ProtectSystem") == "strict"
     scheduler = unit_setting("capture-scheduler.service", "ExecStart")
     assert scheduler.endswith("/.venv/bin/flask --app wsgi scheduler")
+
+
+def test_systemd_accepts_the_units(tmp_path):
+    """`systemd-analyze verify` on both units, pointed at this checkout."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    for unit in ("capture-web.service", "capture-scheduler.service"):
+        text = (DEPLOY / unit).read_text()
+        text = substitute(text, "/srv/capture", str(ROOT))
+        text = substitute(text, "/etc/capture/capture.env", str(DEPLOY / "capture.env.example"))
+        (tmp_path / unit).write_text(text.replace("=capture\n", f"={getpass.getuser()}\n"))
+    verified = subprocess.run(["systemd-analyze", "verify", *sorted(map(str, tmp_path.glob("*")))],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr

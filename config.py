@@ -77,8 +77,10 @@ class Config:
     # Opt-in defences.
     MIN_FORM_SECONDS = 2
     OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off
-    RATE_LIMIT_STORAGE = "memory://"  # per process; redis://host:6379 to share
-    # API requests per token (moving window); 0 turns the limit off.
+    # Where the rate-limit counters live: database (the app's own, shared by every
+    # worker and server), redis://host:6379, or memory:// (each process counts alone).
+    RATE_LIMIT_STORAGE = "database"
+    # API requests per token; 0 turns the limit off.
     API_RATE_LIMIT = "600/minute"
     # A repeat opt-in of an unconfirmed address re-sends the confirmation email at
     # most once in this many minutes, so a flood cannot mail-bomb anyone.

@@ -39,7 +39,8 @@ def free_port() -> int:
 def stack_env(workdir: Path, database: Path, *, base_url: str, smtp_port: int,
               extra: dict | None = None) -> dict:
     """The environment of a production-like stack: SMTP to the sink, the scheduler
-    off (sending is measured on its own), rate limit and fill-time trap off."""
+    off (sending is measured on its own), the fill-time trap off, the opt-in rate limit
+    counting (in the database, as in production) but too high to refuse anything."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CAPTURE_")}
     env.pop("FLASK_DEBUG", None)
     env.update({
@@ -51,7 +52,7 @@ def stack_env(workdir: Path, database: Path, *, base_url: str, smtp_port: int,
         "CAPTURE_SMTP_PORT": str(smtp_port),
         "CAPTURE_SEQUENCES_DIR": str(workdir / "sequences"),
         "CAPTURE_SCHEDULER": "off",
-        "CAPTURE_OPTIN_RATE_LIMIT": "0",
+        "CAPTURE_OPTIN_RATE_LIMIT": "1000000/minute",
         "CAPTURE_MIN_FORM_SECONDS": "0",
         "CAPTURE_POSTAL_ADDRESS": "1 Bench Street, Benchville",
         "CAPTURE_MAIL_FROM": "Capture Bench <no-reply@bench.example>",

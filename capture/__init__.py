@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
         hygiene,
         logredact,
         pages,
+        rate_limits,
         scheduler,
         sending,
         sequence_commands,
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     settings.init_app(app)
     app.session_interface = extensions.SessionInterface()
     _init_database(app)
+    rate_limits.init_app(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True
     )

@@ -6,12 +6,11 @@ import re
 from collections.abc import Callable
 
 import limits
-import limits.storage
 import limits.strategies
 from flask import Flask, current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from capture import clock
+from capture import clock, rate_limits
 
 # Crawlers, link previewers and scripted clients. Headless browsers are not listed:
 # they are how people test their own pages, and they run JavaScript like a person.
@@ -83,17 +82,16 @@ def filled_too_fast(data: dict) -> bool:
 
 
 class RateLimit:
-    """A moving-window limit per client address on opt-in submissions."""
+    """A limit per client address on opt-in submissions, counted for the whole site."""
 
     def __init__(self) -> None:
-        self.limiter: limits.strategies.MovingWindowRateLimiter | None = None
+        self.limiter: limits.strategies.RateLimiter | None = None
         self.rate: limits.RateLimitItem | None = None
 
     def init_app(self, app: Flask) -> None:
-        """Build the limiter from OPTIN_RATE_LIMIT and RATE_LIMIT_STORAGE."""
+        """Take OPTIN_RATE_LIMIT and the app's limiter (capture.rate_limits)."""
         self.rate = app.config["OPTIN_RATE_LIMIT"]
-        storage = limits.storage.storage_from_string(app.config["RATE_LIMIT_STORAGE"])
-        self.limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        self.limiter = rate_limits.limiter(app)
         app.extensions["capture.rate_limit"] = self
 
     def allow(self, client: str) -> bool:

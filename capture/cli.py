@@ -50,7 +50,7 @@ def init_command() -> None:
     created = demo.install()
     click.echo("Database ready." + (f" Added: {', '.join(created)}." if created else ""))
     if db.session.scalar(select(func.count()).select_from(Owner)) == 0:
-        click.echo("No dashboard login yet: flask --app wsgi owner create YOU@EXAMPLE.COM")
+        click.echo("No dashboard login yet: .venv/bin/flask --app wsgi owner create YOU@EXAMPLE.COM")
 
 
 @pages_cli.command("list")
@@ -61,7 +61,7 @@ def pages_list() -> None:
     )
     pages = db.session.scalars(select(Page).order_by(Page.slug)).all()
     if not pages:
-        click.echo("No pages yet. Import some with: flask --app wsgi pages import FILE")
+        click.echo("No pages yet. Import some with: .venv/bin/flask --app wsgi pages import FILE")
         return
     click.echo(f"{'slug':<24} {'state':<11} {'review':<7} {'sequence':<16} {'leads':>7}  title")
     for page in pages:

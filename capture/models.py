@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Numeric,
@@ -527,3 +528,15 @@ class RollupUnsent(db.Model):
 
     delivery_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     lead_id: Mapped[int] = mapped_column()
+
+
+class RateLimitCounter(db.Model):
+    """One rate-limit counter (CAPTURE_RATE_LIMIT_STORAGE=database, see
+    capture.rate_limits): the hits of one key in its window, which ends at
+    `expires_at` (Unix time, as the `limits` library counts)."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column()
+    expires_at: Mapped[float] = mapped_column(Double, index=True)

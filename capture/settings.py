@@ -87,6 +87,7 @@ def init_app(app: Flask) -> None:
     _integer(config, "WEBHOOK_BATCH_SIZE", 1)
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
+    _rate_limit_storage(config)
     _rate_limit(config)
     _rate_limit(config, "API_RATE_LIMIT")
     _mail_from(config)
@@ -255,10 +256,21 @@ def _rate_limit(config: dict, name: str = "OPTIN_RATE_LIMIT") -> None:
         raise SettingError(
             name, f"{value!r} is not a rate like 20/minute (or 0 for off)"
         ) from None
+
+
+def _rate_limit_storage(config: dict) -> None:
+    """`database`, or a URI the `limits` library opens (capture.rate_limits checks
+    that the database is one it can count in, once it is connected)."""
+    value = str(config.get("RATE_LIMIT_STORAGE") or "").strip()
+    config["RATE_LIMIT_STORAGE"] = value
+    if value == "database":
+        return
     try:
-        limits.storage.storage_from_string(str(config["RATE_LIMIT_STORAGE"]))
+        limits.storage.storage_from_string(value)
     except Exception as error:  # the library raises several types for a bad URI
-        raise SettingError("RATE_LIMIT_STORAGE", str(error)) from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SettingError("RATE_LIMIT_STORAGE", f"{value!r} is not database, memory:// or "
+                                                 f"redis://host:port ({reason})") from None
 
 
 def _mail_from(config: dict) -> None:

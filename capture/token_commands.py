@@ -30,7 +30,7 @@ def list_command() -> None:
     """One line per token: id, prefix, state, created, last used (UTC), name."""
     rows = api_tokens.all_tokens()
     if not rows:
-        click.echo("No API tokens yet. Create one with: flask --app wsgi tokens create NAME")
+        click.echo("No API tokens yet. Create one with: .venv/bin/flask --app wsgi tokens create NAME")
         return
     click.echo(f"{'id':>4}  {'prefix':<14} {'state':<8} {'created':<17} {'last used':<17} name")
     for row in rows:

@@ -115,9 +115,11 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -
 
 
 def start_stack(tmp: Path, *, workers: int = 2, scheduler: bool = True,
-                extra_env: dict | None = None, smtp: SmtpCollector | None = None):
+                extra_env: dict | None = None, smtp: SmtpCollector | None = None,
+                server_command=None):
     """Start SMTP (`smtp`: a handler of the test's own), migrate and seed the
-    database, then gunicorn (and the scheduler)."""
+    database, then gunicorn (and the scheduler). `server_command(port)`: the gunicorn
+    command line to serve on that loopback port, instead of `gunicorn -w workers`."""
     from aiosmtpd.controller import Controller
 
     smtp = smtp or SmtpCollector()
@@ -164,9 +166,10 @@ def start_stack(tmp: Path, *, workers: int = 2, scheduler: bool = True,
     ]))
     stack.flask("pages", "import", str(pages))
     stack.flask("owner", "create", OWNER_EMAIL, "--password", OWNER_PASSWORD)
+    command = (server_command(port) if server_command else
+               [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"])
     server = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     stack.processes.append(server)
     if scheduler:
@@ -184,6 +187,7 @@ def start_stack(tmp: Path, *, workers: int = 2, scheduler: bool = True,
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         if server.stderr:
             server.stderr.close()
         controller.stop()

@@ -7,8 +7,9 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, ValidationError
 
+from capture import rate_limits
 from capture.admin import bp
-from capture.admin.auth import (LOGIN_FAILURES, MIN_PASSWORD_LENGTH, _limiter, hash_password,
+from capture.admin.auth import (LOGIN_FAILURES, MIN_PASSWORD_LENGTH, hash_password,
                                 password_matches)
 from capture.extensions import db
 from capture.models import Owner, new_session_token
@@ -55,12 +56,12 @@ def account():
     # A wrong current password counts as a failed log-in of the account: a session
     # left open on someone's screen is no way to guess the password.
     limit, key = LOGIN_FAILURES["email"], ("login", "email", current_user.email)
-    if not _limiter().test(limit, *key):
+    if not rate_limits.limiter().test(limit, *key):
         flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
         return _page(form, 429)
     valid = form.validate()
     if form.current.data and not password_matches(current_user, form.current.data):
-        _limiter().hit(limit, *key)
+        rate_limits.limiter().hit(limit, *key)
         form.current.errors = [*form.current.errors, "The current password is wrong."]
         valid = False
     if not valid:

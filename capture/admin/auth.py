@@ -3,9 +3,7 @@
 import functools
 
 import limits
-import limits.storage
-import limits.strategies
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -13,7 +11,7 @@ from werkzeug import security
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from capture import clock
+from capture import clock, rate_limits
 from capture.admin import bp
 from capture.extensions import db
 from capture.models import Owner, new_session_token
@@ -54,6 +52,8 @@ def hash_password(password: str) -> str:
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
     return security.generate_password_hash(password)
+
+
 @functools.cache
 def _unknown_owner_hash() -> str:
     """A hash made the way owners' hashes are (same method, same cost), checked when
@@ -68,15 +68,6 @@ def password_matches(owner: Owner | None, password: str) -> bool:
         security.check_password_hash(_unknown_owner_hash(), password)
         return False
     return security.check_password_hash(owner.password_hash, password)
-
-
-def _limiter() -> limits.strategies.MovingWindowRateLimiter:
-    limiter = current_app.extensions.get("capture.login_limiter")
-    if limiter is None:
-        storage = limits.storage.storage_from_string(current_app.config["RATE_LIMIT_STORAGE"])
-        limiter = limits.strategies.MovingWindowRateLimiter(storage)
-        current_app.extensions["capture.login_limiter"] = limiter
-    return limiter
 
 
 def _safe_next(target: str | None) -> str:
@@ -99,7 +90,7 @@ def login():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         keys = (("ip", request.remote_addr or "unknown"), ("email", email))
-        limiter = _limiter()
+        limiter = rate_limits.limiter()
         if not all(limiter.test(LOGIN_FAILURES[kind], "login", kind, value)
                    for kind, value in keys):
             flash("Too many failed attempts. Wait 15 minutes and try again.", "error")

@@ -11,12 +11,10 @@ from functools import cache
 from pathlib import Path
 
 import limits
-import limits.storage
-import limits.strategies
 from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from capture import api_tokens
+from capture import api_tokens, rate_limits
 from capture.api.errors import ApiError, error_response, http_error, unexpected_error
 from capture.extensions import csrf
 
@@ -79,12 +77,11 @@ def _document() -> dict:
 
 
 class TokenRateLimit:
-    """A moving-window limit of requests per token (API_RATE_LIMIT)."""
+    """A limit of requests per token (API_RATE_LIMIT), counted for the whole site."""
 
     def __init__(self, app: Flask) -> None:
         self.rate: limits.RateLimitItem | None = app.config["API_RATE_LIMIT"]
-        storage = limits.storage.storage_from_string(app.config["RATE_LIMIT_STORAGE"])
-        self.limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        self.limiter = rate_limits.limiter(app)
 
     def allow(self, token_id: str) -> bool:
         """Count one request; False once the token is past its limit."""

@@ -1,0 +1,16 @@
+"""gunicorn settings for deploy/capture-web.service (`gunicorn -c deploy/gunicorn.conf.py`).
+
+The bind address, the worker count and the trusted proxy are on the unit's command
+line, where an operator looks for them; what is here rarely changes.
+"""
+
+# A worker stuck longer than this (a lock, a hung connection) is killed and replaced;
+# nginx waits longer (proxy_read_timeout 60s), so the visitor gets gunicorn's answer.
+timeout = 30
+graceful_timeout = 30
+# Logs go to the journal (journalctl -u capture-web).
+accesslog = "-"
+errorlog = "-"
+# Tokens in request lines, query strings and Referers are cut before gunicorn writes
+# its access log, also for lines logged before the app is loaded (SECURITY.md).
+logger_class = "capture.logredact.GunicornLogger"

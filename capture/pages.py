@@ -22,13 +22,12 @@ from sqlalchemy import bindparam, event, select
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.extensions import db
+from capture.hygiene import FORM_TYPES
 from capture.markup import render_markdown
 from capture.models import Page
 from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
-# What a browser's form submits; anything else (JSON, XML …) is not an opt-in.
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def published_page(slug: str) -> Page:

@@ -26,7 +26,7 @@ from capture.attribution import record_embedded_visit
 from capture.extensions import csrf, db
 from capture.models import Page, Visit
 from capture.optin_form import COUNTRY_CHOICES, OptInForm, form_class, optin_values
-from capture.origins import request_origin
+from capture.origins import OPAQUE, request_origin
 from capture.pages import FORM_TYPES, render_page
 
 bp = Blueprint("embed", __name__)
@@ -97,6 +97,10 @@ def _checked(slug: str) -> tuple[Page | None, str | None, Response | None]:
     if origin is None:
         message = ("This sign-up form only accepts sign-ups from the sites its owner "
                    "allowed, and this request did not say which site it came from.")
+    elif origin == OPAQUE:
+        message = ("This sign-up form only accepts sign-ups from the sites its owner "
+                   "allowed, and this request came from a page without a web address "
+                   "(a sandboxed frame or a local file).")
     elif not page.allowed_origins or not page.double_opt_in:
         message = "This page does not accept sign-ups from other sites."
     else:

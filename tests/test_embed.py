@@ -136,7 +136,7 @@ def test_another_origin_is_refused_and_nothing_is_stored(app, client, origin):
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response.headers
     assert "does not accept sign-ups" in response.get_json()["error"] \
-        or "did not say which site" in response.get_json()["error"]
+        or "page without a web address" in response.get_json()["error"]
     assert count(app, Lead) == 0 and count(app, Visit) == 0
 
 
@@ -156,6 +156,23 @@ def test_post_without_origin_or_referer_is_refused(app, client):
     assert response.status_code == 403
     assert "did not say which site it came from" in response.get_json()["error"]
     assert count(app, Lead) == 0
+
+
+@pytest.mark.parametrize("script", [True, False])
+def test_origin_null_is_refused_even_with_an_allowed_referer(app, client, script):
+    """A sandboxed frame or a local file sends `Origin: null` on purpose: the Referer
+    must not stand in for it as for a missing Origin (issue 15, item 13)."""
+    embeddable_page(app)
+    sent = {"Origin": "null", "Referer": HOST_PAGE, **(JSON if script else {})}
+    assert client.get("/p/offer/embed/token", headers=sent).status_code == 403
+    assert client.options("/p/offer/embed", headers=sent).status_code == 403
+    response = client.post("/p/offer/embed", data={"email": "nu@example.com"}, headers=sent)
+    assert response.status_code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+    text = response.get_json()["error"] if script else html.unescape(response.get_data(
+        as_text=True))
+    assert "came from a page without a web address" in text
+    assert count(app, Lead) == 0 and count(app, Visit) == 0
 
 
 def test_page_with_an_empty_allowlist_refuses_every_site(app, client, make_page):

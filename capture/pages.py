@@ -16,15 +16,16 @@ from flask import (
     request,
     url_for,
 )
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, generate_csrf
 from sqlalchemy import bindparam, event, select
 
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
-from capture.extensions import db
+from capture.extensions import csrf, db
 from capture.hygiene import FORM_TYPES
-from capture.markup import render_markdown
-from capture.models import Page
+from capture.markup import render_markdown, under_heading
+from capture.models import Lead, Page
 from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
@@ -183,16 +184,52 @@ def thanks(slug: str):
     return render_template("thanks.html", page=page, text=render_markdown(page.thank_you))
 
 
-@bp.get("/confirm/<token>")
-def confirm(token: str):
-    """Double opt-in confirmation: idempotent, a bad token is 404."""
+class ConfirmForm(FlaskForm):
+    """The confirmation page's one button (its CSRF token is all it holds)."""
+
+
+def _lead_to_confirm(token: str) -> Lead:
+    """The lead a confirmation token names, or 404 (tampered, unknown, another kind)."""
     lead = leads.lead_for_confirm_token(token)
     if lead is None:
         abort(404)
-    leads.confirm(lead, request.remote_addr)
+    return lead
+
+
+def _confirm_page(lead: Lead, form: ConfirmForm | None = None, status: int = 200,
+                  notice: str = ""):
+    """The button for an unconfirmed lead; otherwise what its subscription now is."""
     page = lead.page
-    text = render_markdown(page.thank_you) if page is not None else ""
-    return render_template("confirmed.html", page=page, lead=lead, text=text)
+    if lead.subscription == "unconfirmed":
+        html = render_template("confirm.html", page=page, lead=lead,
+                               form=form or ConfirmForm(), notice=notice)
+    else:
+        text = under_heading(render_markdown(page.thank_you)) if page is not None else ""
+        html = render_template("confirmed.html", page=page, lead=lead, text=text)
+    response = make_response(html, status)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str):
+    """The double opt-in link lands here: a page with one button. Opening it (or a
+    HEAD) changes nothing: mail scanners and link previewers open every link."""
+    return _confirm_page(_lead_to_confirm(token))
+
+
+@bp.post("/confirm/<token>")
+@csrf.exempt  # checked by the form below, after the token: a bad token is 404 first
+def confirm(token: str):
+    """The button: confirm the subscription (idempotent) with this request's time and
+    client address as consent evidence."""
+    lead = _lead_to_confirm(token)
+    form = ConfirmForm()
+    if not form.validate():
+        notice = "This page had expired. Please press the button again."
+        return _confirm_page(lead, ConfirmForm(formdata=None), 400, notice)
+    leads.confirm(lead, request.remote_addr)
+    return _confirm_page(lead)
 
 
 def csrf_failed(error: CSRFError):

@@ -82,7 +82,7 @@ def test_first_step_goes_at_once_and_the_next_only_after_its_delay(smtp_app, smt
 
 
 def test_confirmed_lead_of_a_page_is_enrolled_and_mailed(smtp_app, smtp, clock):
-    from tests.conftest import create_page, optin
+    from tests.conftest import confirm, create_page, optin
 
     three_steps(smtp_app)
     create_page(smtp_app, slug="guide", sequence="course")
@@ -91,7 +91,7 @@ def test_confirmed_lead_of_a_page_is_enrolled_and_mailed(smtp_app, smtp, clock):
     confirmation = smtp.to("bo@example.com")[0]
     link = re.search(r"http://127\.0\.0\.1:5000(/confirm/\S+)",
                      confirmation.get_body(("plain",)).get_content()).group(1)
-    assert client.get(link).status_code == 200
+    assert confirm(client, link).status_code == 200
     tick(smtp_app)
     assert [str(m["Subject"]) for m in smtp.to("bo@example.com")][-1] == "Welcome, Bo"
 

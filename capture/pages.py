@@ -29,6 +29,8 @@ from capture.models import Lead, Page
 from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
+FIX_FIELDS = "Please correct the highlighted fields."
+FORM_EXPIRED = "This form had expired. Please check your details and submit again."
 
 
 def published_page(slug: str) -> Page:
@@ -67,7 +69,8 @@ def show(slug: str):
     html = shown.html
     if _CSRF_SLOT in html:
         html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
-    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(visit_id)))
+    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(shown.page.id, visit_id,
+                                                                    vid)))
     response = make_response(html)
     response.headers["Cache-Control"] = "private, no-store"
     if new_visitor:
@@ -151,12 +154,18 @@ def submit(slug: str):
         notice = "Too many sign-ups from your network. Please wait a minute and try again."
         return render_page(page, form, 429, notice)
 
+    verdict, started = bots.check_form_token(form.started.data, page.id,
+                                             visitor_id(request)[0])
+    visit = started.get("v") if started else None
+    if verdict == bots.EXPIRED:
+        form.started.data = None  # a fresh one comes with the page shown again
     # Field errors first: a person who clicks the button at once on an empty form
     # must see what is missing, not a fake success.
     if not form.validate():
-        return render_page(page, form, 422, "Please correct the highlighted fields.")
-    started = bots.read_form_token(form.started.data)
-    if form.website.data or started is None or bots.filled_too_fast(started):
+        return render_form_again(page, form, 422, FIX_FIELDS, visit)
+    if verdict == bots.EXPIRED:
+        return render_form_again(page, form, 422, FORM_EXPIRED, visit)
+    if form.website.data or verdict != bots.FINE:
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
 
@@ -164,12 +173,26 @@ def submit(slug: str):
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
-        visit_id=started.get("v"),
+        visit_id=visit,
     )
     outcome = leads.submit_optin(page, optin)
     if outcome.send_confirmation and outcome.lead is not None:
         leads.send_confirmation(outcome.lead)
     return redirect(success_url(page), code=303)
+
+
+def render_form_again(page: Page, form: OptInForm, status: int, notice: str,
+                      visit_id: int | None = None):
+    """The page's form shown again with what the visitor typed and `notice`; a form
+    without a usable fill-time token gets a fresh one (for this visitor: the cookie
+    is set when there is none yet), counted from now."""
+    vid, new_visitor = visitor_id(request)
+    if not form.started.data:
+        form.started.data = bots.form_token(page.id, visit_id, vid)
+    response = render_page(page, form, status, notice)
+    if new_visitor:
+        set_visitor_cookie(response, vid)
+    return response
 
 
 def success_url(page: Page) -> str:
@@ -241,10 +264,12 @@ def csrf_failed(error: CSRFError):
         )
         if page is not None:
             form = form_class(page)()
-            if bots.read_form_token(form.started.data) is None:
-                form.started.data = bots.form_token(None)
-            notice = "This form had expired. Please check your details and submit again."
-            return render_page(page, form, 400, notice)
+            verdict, started = bots.check_form_token(form.started.data, page.id,
+                                                     visitor_id(request)[0])
+            if verdict not in (bots.FINE, bots.TOO_FAST):
+                form.started.data = None
+            return render_form_again(page, form, 400, FORM_EXPIRED,
+                                     started.get("v") if started else None)
     current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
     return render_template("error.html", title="Form expired",
                            message="This form had expired. Go back, reload and try again."), 400

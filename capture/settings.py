@@ -68,6 +68,9 @@ def init_app(app: Flask) -> None:
     _integer(config, "WEBHOOK_BATCH_SIZE", 1)
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
+    _integer(config, "FORM_MAX_AGE_SECONDS", 60)
+    if config["FORM_MAX_AGE_SECONDS"] <= config["MIN_FORM_SECONDS"]:
+        raise SettingError("FORM_MAX_AGE_SECONDS", "must be longer than MIN_FORM_SECONDS")
     _rate_limit(config)
     _rate_limit(config, "API_RATE_LIMIT")
     _mail_from(config)

@@ -5,6 +5,7 @@ command, the scheduler and a test call them alike.
 """
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +44,27 @@ def normalize_email(raw: str) -> str:
         allow_smtputf8=False,
     )
     return result.normalized.lower()
+
+
+# What a name may not hold: it is repeated in the confirmation email to whatever
+# address was typed ("Hi …", the To: line), so a link, an address or a phone number in
+# it would turn our email into the sender's message to anyone.
+_NAME_RULES = (
+    (re.compile(r"[a-z][a-z0-9+.-]*://|\bwww\.|[\w-]+\.[a-z]{2,}/", re.IGNORECASE),
+     "Enter just your name: no web addresses."),
+    (re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+"), "Enter just your name: no email addresses."),
+    (re.compile(r"\d(?:[\s().+-]*\d){4,}"),
+     "Enter just your name: no phone numbers or other long numbers."),
+)
+
+
+def name_problem(name: str) -> str:
+    """Why a name cannot be taken ('' when it can): the one rule of the opt-in form,
+    the API and the import."""
+    for pattern, message in _NAME_RULES:
+        if pattern.search(name or ""):
+            return message
+    return ""
 
 
 @dataclass

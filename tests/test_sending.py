@@ -447,11 +447,12 @@ def test_lead_data_with_template_syntax_and_crlf_is_sent_literally(smtp_app, smt
     message = smtp.messages[0]
     assert message["Bcc"] is None
     assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
-    assert message["Subject"] == "Hello {{ config }} {% print 7*7 %} Bcc: victim@example.com"
+    # The name as written, cut to its first 40 characters' whole words.
+    assert message["Subject"] == "Hello {{ config }} {% print 7*7 %} Bcc:"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert "Dear {{ config }} {% print 7*7 %}" in text
-    assert "{{ config }} {% print 7*7 %} Bcc: victim@example.com" in html
+    assert "{{ config }} {% print 7*7 %} Bcc:" in html and "victim" not in html
     assert "SECRET" not in text and "49" not in text
     assert [a.addr_spec for a in message["To"].addresses] == ["x@example.com"]
 

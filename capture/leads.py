@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from email_validator import validate_email
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -37,13 +37,60 @@ def normalize_email(raw: str) -> str:
     """The address as stored: checked by email-validator, then lower-cased so one
     person is one lead (mail providers treat local parts case-insensitively).
 
-    Raises EmailNotValidError with a message fit to show the visitor."""
-    result = validate_email(
-        raw.strip(),
-        check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
-        allow_smtputf8=False,
-    )
+    Raises EmailNotValidError with a message fit to show the visitor (email_problem)."""
+    try:
+        result = validate_email(
+            raw.strip(),
+            check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
+            allow_smtputf8=False,
+        )
+    except EmailNotValidError as error:
+        raise type(error)(email_problem(raw, str(error))) from None
     return result.normalized.lower()
+
+
+# email-validator's messages ("The part after the @-sign contains invalid characters:
+# '@'.") said as a person would, first match wins: (words in its message, ours).
+_EMAIL_PROBLEMS = (
+    ("must have an @-sign", "An email address needs an @, like name@example.com."),
+    ("something before the @-sign", "Add the part before the @, like name@example.com."),
+    ("something after the @-sign", "Add the part after the @, like name@example.com."),
+    ("anything after the email address", "Enter just the email address, nothing after it."),
+    ("two periods in a row", "This email address has two dots in a row."),
+    ("too long", "This email address is too long."),
+    ("should have a period", "Check the part after the @: it needs a dot, like example.com."),
+    ("top-level domain", "Check the part after the @: it does not end like a real domain "
+                         "(.com, .de …)."),
+    ("special-use or reserved", "The part after the @ is a name that cannot receive email."),
+    ("does not exist", "The part after the @ does not exist: check it for a typo."),
+    ("does not accept email", "The part after the @ does not accept email: check it for a "
+                              "typo."),
+    ("Internationalized characters before the @-sign",
+     "Letters with accents or of other scripts cannot come before the @ here: please use "
+     "another address."),
+    ("before the @-sign", "Check the part before the @: it has a character an email "
+                          "address cannot have."),
+)
+
+
+def email_problem(raw: str, message: str) -> str:
+    """What is wrong with an address, as one sentence a person would write: one wording
+    for the form, the embed, the API and the import."""
+    text = (raw or "").strip()
+    if text.count("@") > 1:
+        return "This email address has more than one @ sign." if text.count("@") > 2 \
+            else "This email address has two @ signs."
+    if "<" in text or ">" in text:
+        return "Enter just the email address, without a name or < >."
+    if any(character.isspace() for character in text):
+        return "An email address cannot contain spaces."
+    if "@" in text and "must have an @-sign" in message:  # an @ inside quotes
+        message = "before the @-sign"
+    for words, sentence in _EMAIL_PROBLEMS:
+        if words in message:
+            return sentence
+    return "This doesn't look like an email address: check the part after the @." \
+        if "after the @" in message else "This doesn't look like an email address."
 
 
 # What a name may not hold: it is repeated in the confirmation email to whatever

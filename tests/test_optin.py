@@ -1,5 +1,7 @@
 """The opt-in: a valid submission stores one lead; every rejection stores nothing."""
 
+import html
+
 import pytest
 from sqlalchemy import select
 
@@ -56,7 +58,7 @@ def test_page_with_redirect_url_sends_visitor_there(client, make_page):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"email": "not-an-address", "consent": "y"}, "An email address must have an @-sign"),
+        ({"email": "not-an-address", "consent": "y"}, "An email address needs an @, like name@example.com."),
         ({"email": "", "consent": "y"}, "Enter your email address."),
         ({"email": "x@example.com"}, "Please tick the box to agree."),
         ({"email": "x@example.com", "consent": "y", "name": "n" * 201}, "At most 200"),
@@ -261,3 +263,23 @@ def test_the_greeting_and_the_to_line_hold_at_most_40_characters_of_the_name(
     assert message["To"].addresses[0].display_name == long_word[:40]
     html = message.get_body(preferencelist=("html",)).get_content()
     assert long_word[:41] not in html
+
+
+# --- a bad address said as a person would (issue 15, item 24) -------------------------
+
+@pytest.mark.parametrize(("address", "sentence"), [
+    ("ann@@example.com", "This email address has two @ signs."),
+    ("ann@example@com", "This email address has two @ signs."),
+    ("ann.example.com", "An email address needs an @, like name@example.com."),
+    ("ann@", "Add the part after the @, like name@example.com."),
+    ("ann@localhost", "Check the part after the @: it needs a dot, like example.com."),
+    ("ann@exa_mple.com", "This doesn't look like an email address: check the part after the @."),
+    ("ann lee@example.com", "An email address cannot contain spaces."),
+    ("Ann <ann@example.com>", "Enter just the email address, without a name or < >."),
+])
+def test_a_bad_address_is_explained_in_plain_words(client, demo_page, address, sentence):
+    response = optin(client, email=address, consent="y")
+    assert response.status_code == 422
+    page = html.unescape(response.get_data(as_text=True))
+    assert sentence in page
+    assert "@-sign" not in page

@@ -298,7 +298,8 @@ def test_headers_are_recognised_by_common_names_and_page_labels(app, page, tmp_p
 def test_a_bad_address_is_explained_in_plain_words(app, page, tmp_path):
     path = write(tmp_path, "email\nann@@example.com\n")
     [rejection] = run_import(app, path).rejections
-    assert rejection.detail == "invalid email 'ann@@example.com': This email address has two @ signs."
+    assert rejection.detail == ("invalid email 'ann@@example.com': "
+                                "This email address has two @ signs.")
 
 
 def test_a_name_with_a_link_an_address_or_a_number_rejects_the_row(app, page, tmp_path):

@@ -58,7 +58,8 @@ def test_page_with_redirect_url_sends_visitor_there(client, make_page):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"email": "not-an-address", "consent": "y"}, "An email address needs an @, like name@example.com."),
+        ({"email": "not-an-address", "consent": "y"},
+         "An email address needs an @, like name@example.com."),
         ({"email": "", "consent": "y"}, "Enter your email address."),
         ({"email": "x@example.com"}, "Please tick the box to agree."),
         ({"email": "x@example.com", "consent": "y", "name": "n" * 201}, "At most 200"),

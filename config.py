@@ -74,8 +74,11 @@ class Config:
     WEBHOOK_BATCH_SIZE = 100
     WEBHOOK_ALLOW_PRIVATE = False
 
-    # Opt-in defences.
+    # Opt-in defences: a form sent back sooner than MIN_FORM_SECONDS after it was shown
+    # is a bot's; one open longer than FORM_MAX_AGE_SECONDS is shown again, to submit
+    # once more (its fill-time token has expired).
     MIN_FORM_SECONDS = 2
+    FORM_MAX_AGE_SECONDS = 6 * 3600
     OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off
     # Where the rate-limit counters live: database (the app's own, shared by every
     # worker and server), redis://host:6379, or memory:// (each process counts alone).

@@ -1,5 +1,8 @@
 """Bot defences for the opt-in: user-agent detection, the fill-time token and the
-per-client rate limit. The honeypot field itself lives in the form."""
+per-client rate limit. The honeypot field itself lives in the form.
+
+The fill-time token is signed and bound to one page and one visitor, and lives
+FORM_MAX_AGE_SECONDS: one harvested token does not serve a stream of sign-ups."""
 
 import functools
 import re
@@ -57,28 +60,41 @@ def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt=_FORM_TOKEN_SALT)
 
 
-def form_token(visit_id: int | None) -> str:
-    """A signed token carrying when the form was shown and from which visit."""
-    return _serializer().dumps({"v": visit_id, "t": clock.utcnow().timestamp()})
+# What a fill-time token says about a submission (`check_form_token`).
+MISSING = "missing"  # no token at all
+FORGED = "forged"  # tampered, signed elsewhere, or made for another page or visitor
+EXPIRED = "expired"  # genuine, but older than FORM_MAX_AGE_SECONDS: a tab left open
+TOO_FAST = "too fast"  # genuine, but back sooner than MIN_FORM_SECONDS
+FINE = "fine"
 
 
-def read_form_token(token: str | None) -> dict | None:
-    """The token's content, or None when it is missing or tampered with."""
+def form_token(page_id: int, visit_id: int | None, visitor: str | None) -> str:
+    """A signed token carrying when the form of page `page_id` was shown, in which
+    visit and to which visitor (the visitor cookie's id; None on another site, where
+    the cookie does not travel)."""
+    return _serializer().dumps({"p": page_id, "v": visit_id, "u": visitor,
+                                "t": clock.utcnow().timestamp()})
+
+
+def check_form_token(token: str | None, page_id: int,
+                     visitor: str | None) -> tuple[str, dict | None]:
+    """What the token of a submission to page `page_id` by `visitor` says (one of
+    MISSING, FORGED, EXPIRED, TOO_FAST, FINE) and its content when it is genuine."""
     if not token:
-        return None
+        return MISSING, None
     try:
         data = _serializer().loads(token)
     except BadSignature:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("t"), (int, float)):
-        return None
-    return data
-
-
-def filled_too_fast(data: dict) -> bool:
-    """True when the form came back sooner than a person can fill it in."""
+        return FORGED, None
+    if (not isinstance(data, dict) or not isinstance(data.get("t"), (int, float))
+            or data.get("p") != page_id or data.get("u") != visitor):
+        return FORGED, None
     elapsed = clock.utcnow().timestamp() - data["t"]
-    return elapsed < current_app.config["MIN_FORM_SECONDS"]
+    if elapsed > current_app.config["FORM_MAX_AGE_SECONDS"]:
+        return EXPIRED, data
+    if elapsed < current_app.config["MIN_FORM_SECONDS"]:
+        return TOO_FAST, data
+    return FINE, data
 
 
 class RateLimit:

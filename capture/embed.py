@@ -3,7 +3,7 @@ their script fetches, and the copy-paste snippet an owner puts on their site.
 
 A form on another site cannot carry this site's CSRF cookie, so `POST /p/<slug>/embed`
 is exempt from CSRF and protected instead by the page's allowlist of origins, the
-honeypot, the fill-time token (when the snippet's script fetched one), the per-client
+honeypot, the fill-time token (always on the script's form), the per-client
 rate limit and double opt-in: a page must have double opt-in to be embedded, so an
 address typed into someone else's site gets nothing but a confirmation email.
 """
@@ -26,8 +26,8 @@ from capture.attribution import record_embedded_visit
 from capture.extensions import csrf, db
 from capture.models import Page, Visit
 from capture.optin_form import COUNTRY_CHOICES, OptInForm, form_class, optin_values
-from capture.origins import request_origin
-from capture.pages import FORM_TYPES, render_page
+from capture.origins import OPAQUE, request_origin
+from capture.pages import FIX_FIELDS, FORM_EXPIRED, FORM_TYPES, render_form_again
 
 bp = Blueprint("embed", __name__)
 # The snippet's script fills these with the host page's address and its referrer.
@@ -35,7 +35,6 @@ bp = Blueprint("embed", __name__)
 HOST_URL_FIELD = "embed-url"
 HOST_REFERRER_FIELD = "embed-referrer"
 PREFLIGHT_MAX_AGE = 600
-FIX_FIELDS = "Please correct the highlighted fields."
 RATE_LIMITED = "Too many sign-ups from your network. Please wait a minute and try again."
 NOT_FOUND = "There is no sign-up form at this address."
 NOT_A_FORM = "This address only accepts a submitted form."
@@ -97,6 +96,10 @@ def _checked(slug: str) -> tuple[Page | None, str | None, Response | None]:
     if origin is None:
         message = ("This sign-up form only accepts sign-ups from the sites its owner "
                    "allowed, and this request did not say which site it came from.")
+    elif origin == OPAQUE:
+        message = ("This sign-up form only accepts sign-ups from the sites its owner "
+                   "allowed, and this request came from a page without a web address "
+                   "(a sandboxed frame or a local file).")
     elif not page.allowed_origins or not page.double_opt_in:
         message = "This page does not accept sign-ups from other sites."
     else:
@@ -132,7 +135,7 @@ def token(slug: str):
     visit_id = record_embedded_visit(page, request, request.args.get("url"),
                                      request.args.get("referrer"))
     db.session.commit()
-    return _with_cors(jsonify(started=bots.form_token(visit_id)), origin)
+    return _with_cors(jsonify(started=bots.form_token(page.id, visit_id, None)), origin)
 
 
 @bp.post("/p/<slug>/embed", provide_automatic_options=False)
@@ -149,12 +152,15 @@ def submit(slug: str):
                           origin)
 
     form = form_class(page)(meta={"csrf": False})
-    # A token is there when the snippet's script fetched one; the script-free snippet
-    # has none and relies on the honeypot, the rate limit and double opt-in.
-    started = bots.read_form_token(form.started.data) if form.started.data else {}
+    # Cookies do not travel across sites, so the token is bound to the page alone.
+    verdict, started = bots.check_form_token(form.started.data, page.id, None)
+    if verdict == bots.EXPIRED:
+        form.started.data = None
     if not form.validate():
         return _with_cors(_invalid(page, form, started), origin)
-    if form.website.data or started is None or (started and bots.filled_too_fast(started)):
+    if verdict == bots.EXPIRED:
+        return _with_cors(_expired(page, form, started), origin)
+    if form.website.data or _trapped(verdict):
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return _with_cors(_success(page), origin)
 
@@ -168,6 +174,16 @@ def submit(slug: str):
     # address: the confirmation email is queued for the scheduler.
     leads.submit_optin(page, optin)
     return _with_cors(_success(page), origin)
+
+
+def _trapped(verdict: str) -> bool:
+    """True for a sign-up the fill-time token gives away as a bot's. The script-free
+    snippet has no token, so a post without one passes, unless it is the script's
+    form: the script fills the host page's address at once and asks for JSON, and
+    fetched a token on load, so its form without one was sent too fast to get it."""
+    if verdict == bots.MISSING:
+        return _wants_json() or bool(request.form.get(HOST_URL_FIELD))
+    return verdict != bots.FINE
 
 
 # Exempt from CSRF by name: the origin allowlist above takes its place.
@@ -199,6 +215,16 @@ def _success(page: Page) -> Response:
     return redirect(page.redirect_url or url_for("pages.thanks", slug=page.slug), code=303)
 
 
+def _expired(page: Page, form: OptInForm, started: dict | None) -> Response:
+    """A form left open past FORM_MAX_AGE_SECONDS: `422` asking to send it again, with
+    a fresh token (for the script: `started`, which it puts into its form)."""
+    if _wants_json():
+        fresh = bots.form_token(page.id, _visit(page, started), None)
+        return make_response(jsonify(ok=False, errors={}, error=FORM_EXPIRED,
+                                     started=fresh), 422)
+    return _shown_here(page, form, started, FORM_EXPIRED)
+
+
 def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:
     """Invalid input: for a script, `422` with one message per field; for a browser's
     own post, the page's form on this site with what the visitor typed and the
@@ -207,11 +233,18 @@ def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:
               if name is not None and messages}
     if _wants_json():
         return make_response(jsonify(ok=False, errors=errors, error=FIX_FIELDS), 422)
+    return _shown_here(page, form, started, FIX_FIELDS)
+
+
+def _shown_here(page: Page, form: OptInForm, started: dict | None, notice: str) -> Response:
+    """The page's form on this site, with what the visitor typed, the messages and
+    `notice`, ready to send again from here (with this site's CSRF token and a fill-time
+    token for this site's visitor)."""
     shown = form_class(page)()
     for name, field in form._fields.items():
         shown[name].errors = list(field.errors)
-    shown.started.data = bots.form_token(_visit(page, started))
-    return render_page(page, shown, 422, FIX_FIELDS)
+    shown.started.data = None
+    return render_form_again(page, shown, 422, notice, _visit(page, started))
 
 
 # --- the snippet ------------------------------------------------------------------------

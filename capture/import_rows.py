@@ -124,6 +124,8 @@ def check_row(line: int, cells: list[str], columns: list[tuple[int, str]],
             continue
         if target == "name":
             row.name = _text(value, "name")
+            if leads.name_problem(row.name):
+                raise Rejected(f"name: {leads.name_problem(row.name)}")
         elif target == "country":
             text = one_line(value)
             if text:

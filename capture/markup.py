@@ -1,6 +1,7 @@
 """Owner-written Markdown (page body, thank-you text, email steps) to safe HTML, and
 email steps to clean plain text."""
 
+import re
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
@@ -18,6 +19,15 @@ _email = MarkdownIt("commonmark", {"html": False, "typographer": True, "breaks":
 def render_markdown(text: str) -> Markup:
     """The HTML of a Markdown text (cached: page texts change rarely)."""
     return Markup(_markdown.render(text or ""))
+
+
+_LEADING_HEADING = re.compile(r"\A\s*<h([1-6])>(.*?)</h\1>", re.DOTALL)
+
+
+def under_heading(html: Markup) -> Markup:
+    """Rendered text shown below a page's own heading: a heading it starts with becomes
+    a lead paragraph, so the page has one heading, not two stacked."""
+    return Markup(_LEADING_HEADING.sub(r'<p class="lead">\2</p>', str(html), count=1))
 
 
 @lru_cache(maxsize=1024)

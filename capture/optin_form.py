@@ -11,7 +11,7 @@ from wtforms import BooleanField, EmailField, HiddenField, SelectField, StringFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from capture.leads import normalize_email
+from capture.leads import name_problem, normalize_email
 from capture.models import Page
 
 TEXT_MAX = 200
@@ -40,6 +40,12 @@ class OptInForm(FlaskForm):
 def _phone(form: FlaskForm, field: TelField) -> None:
     if field.data and not PHONE.match(field.data):
         raise ValidationError("Enter a phone number with digits only (and + ( ) -).")
+
+
+def _plain_name(form: FlaskForm, field: StringField) -> None:
+    problem = name_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
 
 
 def _required(label: str) -> DataRequired:
@@ -71,11 +77,12 @@ def _field(spec: dict[str, Any]):
     if kind == "checkbox":
         message = f"Please tick: {label}"
         return BooleanField(label, validators=[DataRequired(message)] if required else [])
-    autocomplete = "name" if spec["name"] == "name" else "on"
+    is_name = spec["name"] == "name"
     return StringField(
         label,
-        validators=[*presence, Length(max=TEXT_MAX, message=f"At most {TEXT_MAX} characters.")],
-        render_kw={"autocomplete": autocomplete},
+        validators=[*presence, Length(max=TEXT_MAX, message=f"At most {TEXT_MAX} characters."),
+                    *([_plain_name] if is_name else [])],
+        render_kw={"autocomplete": "name" if is_name else "on"},
     )
 
 

@@ -10,6 +10,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
                    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 EXAMPLE = "https://blog.example.com"
+# The Origin a browser sends from a page without a web origin of its own: a sandboxed
+# frame, a local file, a data: URL. It names no site, so no allowlist can hold it.
+OPAQUE = "null"
 
 
 class OriginError(ValueError):
@@ -68,10 +71,13 @@ def _host(hostname: str) -> str | None:
 
 def request_origin(request: Request) -> str | None:
     """The origin a request says it was sent from: its Origin header, else the origin
-    of its Referer; None when neither names an http(s) origin ("null" does not)."""
+    of its Referer; OPAQUE for `Origin: null` (sent on purpose, it is not a missing
+    Origin: the Referer is not looked at); None when neither names an http(s) origin."""
+    if request.headers.get("Origin", "").strip() == OPAQUE:
+        return OPAQUE
     for header, whole_url in (("Origin", False), ("Referer", True)):
         value = request.headers.get(header, "").strip()
-        if not value or value == "null":
+        if not value:
             continue
         if whole_url:
             try:

@@ -17,20 +17,22 @@ from flask import (
     request,
     url_for,
 )
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, generate_csrf
 from sqlalchemy import bindparam, event, select
 
 from capture import bots, leads
 from capture.attribution import record_visit, set_visitor_cookie, visitor_id
-from capture.extensions import db
+from capture.extensions import csrf, db
 from capture.headers import allow_form_target
-from capture.markup import render_markdown
-from capture.models import Page
+from capture.hygiene import FORM_TYPES
+from capture.markup import render_markdown, under_heading
+from capture.models import Lead, Page
 from capture.optin_form import OptInForm, form_class, optin_values
 
 bp = Blueprint("pages", __name__)
-# What a browser's form submits; anything else (JSON, XML …) is not an opt-in.
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+FIX_FIELDS = "Please correct the highlighted fields."
+FORM_EXPIRED = "This form had expired. Please check your details and submit again."
 
 
 def published_page(slug: str) -> Page:
@@ -71,7 +73,8 @@ def show(slug: str):
     html = shown.html
     if _CSRF_SLOT in html:
         html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
-    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(visit_id)))
+    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(shown.page.id, visit_id,
+                                                                    vid)))
     response = make_response(html)
     response.headers["Cache-Control"] = "private, no-store"
     if new_visitor:
@@ -156,12 +159,18 @@ def submit(slug: str):
         notice = "Too many sign-ups from your network. Please wait a minute and try again."
         return render_page(page, form, 429, notice)
 
+    verdict, started = bots.check_form_token(form.started.data, page.id,
+                                             visitor_id(request)[0])
+    visit = started.get("v") if started else None
+    if verdict == bots.EXPIRED:
+        form.started.data = None  # a fresh one comes with the page shown again
     # Field errors first: a person who clicks the button at once on an empty form
     # must see what is missing, not a fake success.
     if not form.validate():
-        return render_page(page, form, 422, "Please correct the highlighted fields.")
-    started = bots.read_form_token(form.started.data)
-    if form.website.data or started is None or bots.filled_too_fast(started):
+        return render_form_again(page, form, 422, FIX_FIELDS, visit)
+    if verdict == bots.EXPIRED:
+        return render_form_again(page, form, 422, FORM_EXPIRED, visit)
+    if form.website.data or verdict != bots.FINE:
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
 
@@ -169,12 +178,26 @@ def submit(slug: str):
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
-        visit_id=started.get("v"),
+        visit_id=visit,
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
     # address: the confirmation email is queued for the scheduler.
     leads.submit_optin(page, optin)
     return redirect(success_url(page), code=303)
+
+
+def render_form_again(page: Page, form: OptInForm, status: int, notice: str,
+                      visit_id: int | None = None):
+    """The page's form shown again with what the visitor typed and `notice`; a form
+    without a usable fill-time token gets a fresh one (for this visitor: the cookie
+    is set when there is none yet), counted from now."""
+    vid, new_visitor = visitor_id(request)
+    if not form.started.data:
+        form.started.data = bots.form_token(page.id, visit_id, vid)
+    response = render_page(page, form, status, notice)
+    if new_visitor:
+        set_visitor_cookie(response, vid)
+    return response
 
 
 def success_url(page: Page) -> str:
@@ -189,16 +212,52 @@ def thanks(slug: str):
     return render_template("thanks.html", page=page, text=render_markdown(page.thank_you))
 
 
-@bp.get("/confirm/<token>")
-def confirm(token: str):
-    """Double opt-in confirmation: idempotent, a bad token is 404."""
+class ConfirmForm(FlaskForm):
+    """The confirmation page's one button (its CSRF token is all it holds)."""
+
+
+def _lead_to_confirm(token: str) -> Lead:
+    """The lead a confirmation token names, or 404 (tampered, unknown, another kind)."""
     lead = leads.lead_for_confirm_token(token)
     if lead is None:
         abort(404)
-    leads.confirm(lead, request.remote_addr)
+    return lead
+
+
+def _confirm_page(lead: Lead, form: ConfirmForm | None = None, status: int = 200,
+                  notice: str = ""):
+    """The button for an unconfirmed lead; otherwise what its subscription now is."""
     page = lead.page
-    text = render_markdown(page.thank_you) if page is not None else ""
-    return render_template("confirmed.html", page=page, lead=lead, text=text)
+    if lead.subscription == "unconfirmed":
+        html = render_template("confirm.html", page=page, lead=lead,
+                               form=form or ConfirmForm(), notice=notice)
+    else:
+        text = under_heading(render_markdown(page.thank_you)) if page is not None else ""
+        html = render_template("confirmed.html", page=page, lead=lead, text=text)
+    response = make_response(html, status)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str):
+    """The double opt-in link lands here: a page with one button. Opening it (or a
+    HEAD) changes nothing: mail scanners and link previewers open every link."""
+    return _confirm_page(_lead_to_confirm(token))
+
+
+@bp.post("/confirm/<token>")
+@csrf.exempt  # checked by the form below, after the token: a bad token is 404 first
+def confirm(token: str):
+    """The button: confirm the subscription (idempotent) with this request's time and
+    client address as consent evidence."""
+    lead = _lead_to_confirm(token)
+    form = ConfirmForm()
+    if not form.validate():
+        notice = "This page had expired. Please press the button again."
+        return _confirm_page(lead, ConfirmForm(formdata=None), 400, notice)
+    leads.confirm(lead, request.remote_addr)
+    return _confirm_page(lead)
 
 
 def csrf_failed(error: CSRFError):
@@ -210,10 +269,12 @@ def csrf_failed(error: CSRFError):
         )
         if page is not None:
             form = form_class(page)()
-            if bots.read_form_token(form.started.data) is None:
-                form.started.data = bots.form_token(None)
-            notice = "This form had expired. Please check your details and submit again."
-            return render_page(page, form, 400, notice)
+            verdict, started = bots.check_form_token(form.started.data, page.id,
+                                                     visitor_id(request)[0])
+            if verdict not in (bots.FINE, bots.TOO_FAST):
+                form.started.data = None
+            return render_form_again(page, form, 400, FORM_EXPIRED,
+                                     started.get("v") if started else None)
     current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
     return render_template("error.html", title="Form expired",
                            message="This form had expired. Go back, reload and try again."), 400

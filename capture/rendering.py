@@ -32,10 +32,27 @@ def header_text(value: str, limit: int = 200) -> str:
 _DISPLAY_NAME_DROP = re.compile(r"[^\w .'-]+")
 
 
+# The most of a lead's name an email repeats (greeting, To:): whole words up to this
+# length, so a long name cannot fill an email with the signer-up's text.
+NAME_IN_EMAIL_MAX = 40
+
+
+def short_name(name: str) -> str:
+    """The first words of a name, at most NAME_IN_EMAIL_MAX characters (a single longer
+    word is cut)."""
+    words = (name or "").split()
+    kept = []
+    for word in words:
+        if len(" ".join([*kept, word])) > NAME_IN_EMAIL_MAX:
+            break
+        kept.append(word)
+    return " ".join(kept) or (words[0][:NAME_IN_EMAIL_MAX] if words else "")
+
+
 def recipient(lead: Lead) -> str:
     """The lead as a To: address; its name is display text only, reduced to
     characters that no mail parser can mistake for address syntax."""
-    return mime.address(display_name(lead.name), lead.email)
+    return mime.address(display_name(short_name(lead.name)), lead.email)
 
 
 def display_name(text: str) -> str:
@@ -72,6 +89,7 @@ def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email
     """The double opt-in email: one link to confirm, nothing else to click."""
     context = {
         "lead": lead,
+        "first_name": short_name(lead.first_name),
         "page": page,
         "confirm_url": confirm_url,
         "postal_address": current_app.config["POSTAL_ADDRESS"],
@@ -114,8 +132,8 @@ def _variables(lead: Lead, page: Page | None, unsubscribe_url: str, literal) -> 
     """What a step template sees: plain values, never the model objects."""
     return {
         "lead": {
-            "name": literal(lead.name),
-            "first_name": literal(lead.first_name),
+            "name": literal(short_name(lead.name)),
+            "first_name": literal(short_name(lead.first_name)),
             "email": literal(lead.email),
             "ref": lead.public_ref,
         },

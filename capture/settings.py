@@ -88,6 +88,9 @@ def init_app(app: Flask) -> None:
     _unsubscribe_mailto(config)
     _number(config, "MIN_FORM_SECONDS", 0)
     _rate_limit_storage(config)
+    _integer(config, "FORM_MAX_AGE_SECONDS", 60)
+    if config["FORM_MAX_AGE_SECONDS"] <= config["MIN_FORM_SECONDS"]:
+        raise SettingError("FORM_MAX_AGE_SECONDS", "must be longer than MIN_FORM_SECONDS")
     _rate_limit(config)
     _rate_limit(config, "API_RATE_LIMIT")
     _mail_from(config)

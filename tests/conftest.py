@@ -15,6 +15,7 @@ import socket
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -151,6 +152,14 @@ def form_tokens(html: str) -> dict[str, str]:
         if match:
             values[name] = match.group(1)
     return values
+
+
+def confirm(client, link: str):
+    """Open a confirmation link like a person and press the page's one button."""
+    path = urlsplit(link).path
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    return client.post(path, data=form_tokens(page.get_data(as_text=True)))
 
 
 def optin(client, slug="demo", query="", headers=None, **fields):

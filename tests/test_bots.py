@@ -8,7 +8,7 @@ from sqlalchemy import select
 from capture import bots
 from capture.extensions import db
 from capture.models import Event, Lead, Visit
-from tests.conftest import count, form_tokens, optin
+from tests.conftest import count, create_page, form_tokens, optin
 
 
 def emails(app):
@@ -106,7 +106,7 @@ def test_started_token_signed_with_another_secret_is_trapped(make_app, demo_page
     app = make_app()
     other = make_app(SECRET_KEY="another-secret")
     with other.test_request_context():
-        foreign = bots.form_token(None)
+        foreign = bots.form_token(1, None, None)
     client = app.test_client()
     tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
     response = client.post(
@@ -167,3 +167,73 @@ def test_trapped_submission_still_leaves_the_page_visit_recorded(app, client, de
     optin(client, email="bot@example.com", consent="y", website="spam")
     assert count(app, Visit) == 1
     assert count(app, Lead) == 0
+
+
+# --- the fill-time token: a maximum age, bound to the page and the visitor (issue 15,
+# item 7) ------------------------------------------------------------------------------
+
+def test_a_form_left_open_past_its_maximum_age_is_shown_again_to_submit_once_more(
+        make_app, demo_page, outbox, frozen_clock):
+    app = make_app(MIN_FORM_SECONDS=2, FORM_MAX_AGE_SECONDS=3600)
+    client = app.test_client()
+    tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
+    frozen_clock.advance(hours=2)
+    response = client.post("/p/demo", data={**tokens, "email": "slow@example.com",
+                                            "name": "Sam", "consent": "y"})
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "This form had expired. Please check your details and submit again." in page
+    assert 'value="slow@example.com"' in page and 'value="Sam"' in page
+    fresh = form_tokens(page)
+    assert fresh["started"] != tokens["started"]
+    assert count(app, Lead) == 0
+
+    frozen_clock.advance(seconds=5)
+    again = client.post("/p/demo", data={**fresh, "email": "slow@example.com",
+                                         "name": "Sam", "consent": "y"})
+    assert again.status_code == 303
+    assert emails(app) == ["slow@example.com"]
+    assert len(outbox.to("slow@example.com")) == 1
+
+
+def test_a_token_within_its_maximum_age_is_accepted(make_app, demo_page, frozen_clock):
+    app = make_app(FORM_MAX_AGE_SECONDS=3600)
+    client = app.test_client()
+    tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
+    frozen_clock.advance(minutes=59)
+    response = client.post("/p/demo", data={**tokens, "email": "ok@example.com", "consent": "y"})
+    assert response.status_code == 303
+    assert emails(app) == ["ok@example.com"]
+
+
+def test_the_token_of_one_page_is_refused_on_another(app, client, demo_page, outbox):
+    create_page(app, slug="other", double_opt_in=False)
+    demo_tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
+    other_tokens = form_tokens(client.get("/p/other").get_data(as_text=True))
+    response = client.post("/p/other", data={**other_tokens, "started": demo_tokens["started"],
+                                             "email": "bot@example.com"})
+    assert response.status_code == 303
+    assert count(app, Lead) == 0
+
+    fine = client.post("/p/other", data={**other_tokens, "email": "person@example.com"})
+    assert fine.status_code == 303
+    assert emails(app) == ["person@example.com"]
+
+
+def test_the_token_of_one_visitor_is_refused_to_another(app, demo_page, outbox):
+    harvested = form_tokens(app.test_client().get("/p/demo").get_data(as_text=True))
+    bot = app.test_client()
+    own = form_tokens(bot.get("/p/demo").get_data(as_text=True))
+    response = bot.post("/p/demo", data={**own, "started": harvested["started"],
+                                         "email": "bot@example.com", "consent": "y"})
+    assert_trapped(app, outbox, response)
+
+
+def test_a_visitor_without_the_cookie_it_was_shown_the_form_with_is_trapped(
+        app, client, demo_page, outbox):
+    tokens = form_tokens(client.get("/p/demo").get_data(as_text=True))
+    client.delete_cookie("capture_vid")
+    response = client.post("/p/demo", data={**tokens, "email": "bot@example.com",
+                                            "consent": "y"})
+    assert_trapped(app, outbox, response)

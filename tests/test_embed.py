@@ -145,7 +145,7 @@ def test_another_origin_is_refused_and_nothing_is_stored(app, client, origin):
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response.headers
     assert "does not accept sign-ups" in response.get_json()["error"] \
-        or "did not say which site" in response.get_json()["error"]
+        or "page without a web address" in response.get_json()["error"]
     assert count(app, Lead) == 0 and count(app, Visit) == 0
 
 
@@ -165,6 +165,23 @@ def test_post_without_origin_or_referer_is_refused(app, client):
     assert response.status_code == 403
     assert "did not say which site it came from" in response.get_json()["error"]
     assert count(app, Lead) == 0
+
+
+@pytest.mark.parametrize("script", [True, False])
+def test_origin_null_is_refused_even_with_an_allowed_referer(app, client, script):
+    """A sandboxed frame or a local file sends `Origin: null` on purpose: the Referer
+    must not stand in for it as for a missing Origin (issue 15, item 13)."""
+    embeddable_page(app)
+    sent = {"Origin": "null", "Referer": HOST_PAGE, **(JSON if script else {})}
+    assert client.get("/p/offer/embed/token", headers=sent).status_code == 403
+    assert client.options("/p/offer/embed", headers=sent).status_code == 403
+    response = client.post("/p/offer/embed", data={"email": "nu@example.com"}, headers=sent)
+    assert response.status_code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+    text = response.get_json()["error"] if script else html.unescape(response.get_data(
+        as_text=True))
+    assert "came from a page without a web address" in text
+    assert count(app, Lead) == 0 and count(app, Visit) == 0
 
 
 def test_page_with_an_empty_allowlist_refuses_every_site(app, client, make_page):
@@ -234,6 +251,81 @@ def test_a_form_sent_sooner_than_a_person_can_fill_it_is_trapped(make_app, clock
     assert lead_of(app, "human@example.com") is not None
 
 
+@pytest.mark.parametrize("sent", [
+    pytest.param({"headers": JSON, "data": {}}, id="script-fetch"),
+    pytest.param({"headers": JSON, "data": {"started": ""}}, id="script-fetch-empty-token"),
+    pytest.param({"headers": {}, "data": {"started": "", "embed-url": HOST_PAGE}},
+                 id="script-form-sent-plain"),
+])
+def test_the_script_form_without_a_token_counts_as_too_fast(app, client, sent):
+    embeddable_page(app)
+    response = client.post("/p/offer/embed", data={"email": "fast@example.com", **sent["data"]},
+                           headers={"Origin": BLOG, **sent["headers"]})
+    assert response.status_code in (200, 303)  # the normal answer: the bot learns nothing
+    assert count(app, Lead) == 0
+
+
+def test_the_script_free_snippet_still_signs_up_without_a_token(app, client):
+    embeddable_page(app)
+    response = post(client, script=False, email="plain@example.com")
+    assert response.status_code == 303
+    assert lead_of(app, "plain@example.com") is not None
+
+
+def test_an_expired_script_token_asks_to_send_again_with_a_fresh_one(make_app, clock):
+    app = make_app(MIN_FORM_SECONDS=2, FORM_MAX_AGE_SECONDS=3600)
+    embeddable_page(app)
+    client = app.test_client()
+    started = fetch_token(client).get_json()["started"]
+    clock.advance(hours=3)
+    response = client.post("/p/offer/embed", data={"email": "late@example.com",
+                                                   "started": started},
+                           headers={"Origin": BLOG, **JSON})
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["ok"] is False and "submit again" in body["error"]
+    assert body["started"] and body["started"] != started
+    assert response.headers["Access-Control-Allow-Origin"] == BLOG
+    assert count(app, Lead) == 0
+
+    clock.advance(seconds=5)
+    again = client.post("/p/offer/embed", data={"email": "late@example.com",
+                                                "started": body["started"]},
+                        headers={"Origin": BLOG, **JSON})
+    assert again.get_json()["ok"] is True
+    assert lead_of(app, "late@example.com") is not None
+
+
+def test_an_expired_token_in_a_plain_post_shows_the_form_here_to_send_again(make_app, clock):
+    app = make_app(FORM_MAX_AGE_SECONDS=3600)
+    embeddable_page(app)
+    client = app.test_client()
+    started = fetch_token(client).get_json()["started"]
+    clock.advance(hours=3)
+    response = client.post("/p/offer/embed", data={"email": "late@example.com",
+                                                   "started": started, "embed-url": HOST_PAGE},
+                           headers={"Origin": BLOG})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "This form had expired" in page and 'value="late@example.com"' in page
+    again = client.post("/p/offer", data={**form_tokens(page), "email": "late@example.com"})
+    assert again.status_code == 303
+    assert lead_of(app, "late@example.com") is not None
+
+
+def test_a_token_of_another_page_or_of_the_page_form_is_trapped(app, client):
+    embeddable_page(app)
+    embeddable_page(app, slug="second")
+    other = fetch_token(client, "second").get_json()["started"]
+    page_token = form_tokens(client.get("/p/offer").get_data(as_text=True))["started"]
+    for started in (other, page_token):
+        response = client.post("/p/offer/embed", data={"email": "mo@example.com",
+                                                       "started": started},
+                               headers={"Origin": BLOG, **JSON})
+        assert response.get_json()["ok"] is True
+    assert count(app, Lead) == 0
+
+
 def test_a_tampered_token_is_trapped(app, client):
     embeddable_page(app)
     response = client.post("/p/offer/embed", data={"email": "mo@example.com",
@@ -269,7 +361,7 @@ def test_invalid_input_answers_json_with_a_message_per_field(app, client):
     body = response.get_json()
     assert body["ok"] is False
     assert set(body["errors"]) == {"email", "name", "phone", "consent"}
-    assert "@-sign" in body["errors"]["email"]
+    assert body["errors"]["email"] == "An email address needs an @, like name@example.com."
     assert body["errors"]["name"] == "Name is required."
     assert body["errors"]["consent"] == "Please tick the box to agree."
     assert response.headers["Access-Control-Allow-Origin"] == BLOG

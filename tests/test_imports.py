@@ -297,6 +297,28 @@ def test_headers_are_recognised_by_common_names_and_page_labels(app, page, tmp_p
         "Ann", "DE", {"plan": "Basic", "phone": "+49 30 1234567"})
 
 
+def test_a_bad_address_is_explained_in_plain_words(app, page, tmp_path):
+    path = write(tmp_path, "email\nann@@example.com\n")
+    [rejection] = run_import(app, path).rejections
+    assert rejection.detail == ("invalid email 'ann@@example.com': "
+                                "This email address has two @ signs.")
+
+
+def test_a_name_with_a_link_an_address_or_a_number_rejects_the_row(app, page, tmp_path):
+    path = write(tmp_path, "email,name\n"
+                 "ok@example.com,Ann Lee\n"
+                 "url@example.com,Claim at https://evil.example/win\n"
+                 "mail@example.com,Write to boss@evil.example\n"
+                 "tel@example.com,Call +1-555-0100\n")
+    report = run_import(app, path)
+    assert [(r.line, r.detail) for r in report.rejections] == [
+        (3, "name: Enter just your name: no web addresses."),
+        (4, "name: Enter just your name: no email addresses."),
+        (5, "name: Enter just your name: no phone numbers or other long numbers."),
+    ]
+    assert emails(app) == ["ok@example.com"]
+
+
 def test_page_field_values_are_checked_like_the_form_checks_them(app, page, tmp_path):
     path = write(tmp_path, "email,plan,phone\na@example.com,Gold,\nb@example.com,,call me\n")
 
@@ -331,12 +353,12 @@ def test_quoted_values_keep_delimiters_and_line_breaks_and_lines_count_from_the_
 
 
 def test_formula_values_are_stored_as_plain_data(app, page, tmp_path):
-    path = write(tmp_path, 'email,name,utm_source\nann@example.com,"=HYPERLINK(""http://x"")",@SUM(1)\n')
+    path = write(tmp_path, 'email,name,utm_source\nann@example.com,"=HYPERLINK(""x"")",@SUM(1)\n')
 
     run_import(app, path)
 
     lead = lead_of(app, "ann@example.com")
-    assert (lead.name, lead.utm_source) == ('=HYPERLINK("http://x")', "@SUM(1)")
+    assert (lead.name, lead.utm_source) == ('=HYPERLINK("x")', "@SUM(1)")
 
 
 def test_a_file_in_another_encoding_needs_its_name(app, page, tmp_path):

@@ -1,5 +1,7 @@
 """The opt-in: a valid submission stores one lead; every rejection stores nothing."""
 
+import html
+
 import pytest
 from sqlalchemy import select
 
@@ -56,7 +58,8 @@ def test_page_with_redirect_url_sends_visitor_there(client, make_page):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"email": "not-an-address", "consent": "y"}, "An email address must have an @-sign"),
+        ({"email": "not-an-address", "consent": "y"},
+         "An email address needs an @, like name@example.com."),
         ({"email": "", "consent": "y"}, "Enter your email address."),
         ({"email": "x@example.com"}, "Please tick the box to agree."),
         ({"email": "x@example.com", "consent": "y", "name": "n" * 201}, "At most 200"),
@@ -220,3 +223,64 @@ def test_a_page_changed_by_another_process_shows_on_the_next_view(app, client, m
         db.session.execute(update(Page).where(Page.slug == "shared").values(headline="After"))
         db.session.commit()
     assert "After" in client.get("/p/shared").get_data(as_text=True)
+
+
+# --- names: only a name goes into the confirmation email (issue 15, item 11) ---------
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("https://evil.example/claim Your account is suspended call +1-555-0100",
+     "no web addresses"),
+    ("Visit www.prize.example today", "no web addresses"),
+    ("Claim at evil.example/win", "no web addresses"),
+    ("Write to boss@evil.example", "no email addresses"),
+    ("Call +1-555-0100 now", "no phone numbers"),
+    ("Winner 123456", "no phone numbers"),
+])
+def test_a_name_carrying_a_link_an_address_or_a_number_is_refused(
+        app, client, demo_page, outbox, name, message):
+    response = optin(client, email="victim@example.com", name=name, consent="y")
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f"Enter just your name: {message}" in page
+    assert count(app, Lead) == 0
+    assert outbox.messages() == []
+
+
+@pytest.mark.parametrize("name", ["J.R.R. Tolkien", "Agent 007", "Zoë O'Brien-Straße",
+                                  "Louis XIV", "名前 テスト", "Dr. A. Smith, Jr."])
+def test_ordinary_names_are_taken(app, client, demo_page, name):
+    assert optin(client, email="p@example.com", name=name, consent="y").status_code == 303
+    assert lead_of(app, "p@example.com").name == name
+
+
+def test_the_greeting_and_the_to_line_hold_at_most_40_characters_of_the_name(
+        app, client, demo_page, outbox):
+    long_word = "Bartholomew" * 6
+    optin(client, email="long@example.com", name=f"{long_word} Smith", consent="y")
+    [message] = outbox.to("long@example.com")
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert f"Hi {long_word[:40]}," in text
+    assert long_word[:41] not in text
+    assert message["To"].addresses[0].display_name == long_word[:40]
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert long_word[:41] not in html
+
+
+# --- a bad address said as a person would (issue 15, item 24) -------------------------
+
+@pytest.mark.parametrize(("address", "sentence"), [
+    ("ann@@example.com", "This email address has two @ signs."),
+    ("ann@example@com", "This email address has two @ signs."),
+    ("ann.example.com", "An email address needs an @, like name@example.com."),
+    ("ann@", "Add the part after the @, like name@example.com."),
+    ("ann@localhost", "Check the part after the @: it needs a dot, like example.com."),
+    ("ann@exa_mple.com", "This doesn't look like an email address: check the part after the @."),
+    ("ann lee@example.com", "An email address cannot contain spaces."),
+    ("Ann <ann@example.com>", "Enter just the email address, without a name or < >."),
+])
+def test_a_bad_address_is_explained_in_plain_words(client, demo_page, address, sentence):
+    response = optin(client, email=address, consent="y")
+    assert response.status_code == 422
+    page = html.unescape(response.get_data(as_text=True))
+    assert sentence in page
+    assert "@-sign" not in page

@@ -54,6 +54,8 @@ def clean_environ(monkeypatch):
         ("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/capture"),
         ("MIN_FORM_SECONDS", "soon"),
         ("MIN_FORM_SECONDS", "nan"),
+        ("FORM_MAX_AGE_SECONDS", "a day"),
+        ("FORM_MAX_AGE_SECONDS", 10),
         ("DB_LOCK_TIMEOUT_SECONDS", "0"),
         ("DB_LOCK_TIMEOUT_SECONDS", "inf"),
     ],

@@ -138,6 +138,24 @@ def test_get_on_unsubscribe_link_only_shows_a_button(smtp_app, sent):
     assert subscription(smtp_app, sent["lead_id"]) == "subscribed"
 
 
+def test_the_unsubscribe_page_names_the_address_before_and_after(smtp_app, sent):
+    page = sent["client"].get(unsubscribe_path(sent)).get_data(as_text=True)
+    assert "Stop all emails from this list to <strong>ann@example.com</strong>." in page
+    done = sent["client"].post(unsubscribe_path(sent)).get_data(as_text=True)
+    assert "<strong>ann@example.com</strong> will get no more emails" in done
+
+
+def test_the_address_on_the_unsubscribe_page_is_escaped(smtp_app, smtp, clock):
+    write_step(sequence_folder(smtp_app), "01-hi.md", "Hi", "[Leave]({{ unsubscribe_url }})",
+               delay=0)
+    add_lead(smtp_app, email="tom&jerry<b>@example.com")
+    tick(smtp_app)
+    path = re.search(rf"<{BASE}(/u/\S+)>", smtp.messages[0]["List-Unsubscribe"]).group(1)
+    page = smtp_app.test_client().get(path).get_data(as_text=True)
+    assert "tom&amp;jerry&lt;b&gt;@example.com" in page
+    assert "<b>" not in page
+
+
 def test_one_click_post_unsubscribes_without_cookie_or_csrf(smtp_app, sent):
     client = smtp_app.test_client(use_cookies=False)
     response = client.post(unsubscribe_path(sent), data="List-Unsubscribe=One-Click",

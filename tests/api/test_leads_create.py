@@ -81,8 +81,16 @@ def test_field_errors_come_back_per_property_and_store_nothing(app, api, page):
     error = error_of(response)
     assert error["code"] == "validation_failed"
     assert set(error["fields"]) == {"email", "consent", "country", "fields.phone"}
-    assert "@" in error["fields"]["email"]
+    assert error["fields"]["email"] == "An email address needs an @, like name@example.com."
     assert count(app, Lead) == 0
+
+
+def test_a_name_with_a_link_is_refused_like_on_the_form(app, api, page, outbox):
+    response = api.post("/leads", valid(name="Ann https://evil.example/claim"))
+    assert response.status_code == 422
+    assert error_of(response)["fields"] == {"name": "Enter just your name: no web addresses."}
+    assert count(app, Lead) == 0
+    assert outbox.messages() == []
 
 
 def test_missing_required_page_field_is_named(api, page):

@@ -75,7 +75,7 @@ def test_a_visitor_signs_up_with_the_form_pasted_on_an_allowed_site(page, owner_
     page.get_by_role("button", name="Subscribe").click()
     error = page.locator('[data-capture-error="email"]')
     error.wait_for()
-    assert "It should have a period" in error.inner_text()
+    assert "Check the part after the @: it needs a dot" in error.inner_text()
     assert page.url.startswith(blog)
 
     page.get_by_label("Email", exact=True).fill("eve@example.com")

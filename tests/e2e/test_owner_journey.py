@@ -11,6 +11,7 @@ def test_owner_sees_the_lead_with_its_source_and_timeline(page, owner_page, stac
     opt_in(page, stack, "ada@example.com", name="Ada", query="?utm_source=podcast")
     confirmation = stack.wait_for_mail("ada@example.com")[0]
     page.goto(link_in(confirmation, rf"{re.escape(stack.base_url)}/confirm/[A-Za-z0-9_.-]+"))
+    page.get_by_role("button", name="Confirm my subscription").click()
     welcome = stack.wait_for_mail("ada@example.com", count=2)[1]
     html = welcome.get_body(("html",)).get_content()
     page.goto(re.search(r'<img src="([^"]+/o/[^"]+)"', html).group(1))  # opens the email

@@ -21,7 +21,14 @@ def test_visitor_confirms_gets_the_welcome_email_and_its_link_lands_right(page, 
     confirmation = stack.wait_for_mail("robin@example.com")[0]
     assert "confirm" in str(confirmation["Subject"]).lower()
     page.goto(link_in(confirmation, rf"{re.escape(stack.base_url)}/confirm/[A-Za-z0-9_.-]+"))
+    # The link alone confirms nothing (mail scanners open links): the visitor presses.
+    page.get_by_role("heading", name="Confirm your subscription").wait_for()
+    assert "robin@example.com" in page.locator("main").inner_text()
+    [lead] = [row for row in stack.leads("launch") if row["email"] == "robin@example.com"]
+    assert lead["subscription"] == "unconfirmed"
+    page.get_by_role("button", name="Confirm my subscription").click()
     page.get_by_role("heading", name="Your subscription is confirmed").wait_for()
+    assert page.locator("h1, h2, h3").count() == 1
 
     welcome = stack.wait_for_mail("robin@example.com", count=2)[1]
     assert str(welcome["Subject"]) == "Welcome aboard, Robin"

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, select
 from capture import tokens
 from capture.extensions import db
 from capture.models import Lead
-from tests.conftest import body_text, create_page, optin
+from tests.conftest import body_text, confirm, create_page, optin
 
 SCRIPT = "<script>alert(1)</script>"
 SQL = "Robert'); DROP TABLE leads;--"
@@ -97,7 +97,7 @@ def test_confirm_token_of_one_lead_confirms_only_that_lead(app, demo_page, outbo
     optin(client, email="one@example.com", consent="y")
     optin(app.test_client(), email="two@example.com", consent="y")
     link = re.search(r"/confirm/\S+", body_text(outbox.to("one@example.com")[0])).group(0)
-    assert client.get(link).status_code == 200
+    assert confirm(client, link).status_code == 200
     with app.app_context():
         states = dict(db.session.execute(select(Lead.email, Lead.subscription)).all())
     assert states == {"one@example.com": "subscribed", "two@example.com": "unconfirmed"}

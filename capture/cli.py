@@ -283,7 +283,7 @@ def owner_password(email: str, password: str | None) -> None:
 
     owner = db.session.scalar(select(Owner).where(Owner.email == email.strip().lower()))
     if owner is None:
-        raise click.ClickException(f"no owner {email!r} (see: flask --app wsgi owner create)")
+        raise click.ClickException(f"no owner {email!r} (see: .venv/bin/flask --app wsgi owner create)")
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     try:

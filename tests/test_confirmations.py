@@ -354,5 +354,5 @@ def test_mail_test_refuses_a_bad_address_in_one_line(app):
     result = app.test_cli_runner().invoke(args=["mail", "test", "not-an-address"])
     assert result.exit_code == 1
     assert result.output == ("Error: 'not-an-address' is not an email address: An email "
-                             "address must have an @-sign.\n")
+                             "address needs an @, like name@example.com.\n")
     assert count(app, Lead) == 0

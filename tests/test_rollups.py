@@ -7,6 +7,7 @@ The data set is the one of tests/test_metrics.py (two pages, D1 and D2 in the pe
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import inspect, select, update
 
 from capture import imports, leads, metrics, rollups
@@ -306,7 +307,11 @@ def copy_rows(source_app, target_app) -> None:
                 if not rows[table.name] or not inspector.has_table(table.name):
                     continue
                 names = {column["name"] for column in inspector.get_columns(table.name)}
-                connection.execute(table.insert(), [
+                # Only the target's columns: table.insert() would add every column
+                # with a default of today's model (leads.imported) to the statement.
+                target = sa.table(table.name, *(sa.column(name, table.c[name].type)
+                                                for name in names if name in table.c))
+                connection.execute(target.insert(), [
                     {name: value for name, value in row.items() if name in names}
                     for row in rows[table.name]])
 

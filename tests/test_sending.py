@@ -481,7 +481,8 @@ def test_markdown_in_lead_values_is_not_turned_into_links(smtp_app, smtp, clock)
     assert "<script>" not in html
     assert "[click me](https://evil.example)" in html
     text = smtp.messages[0].get_body(("plain",)).get_content()
-    assert "Hello [click me](https://evil.example) <script>alert(1)</script>!" in text
+    # Literal, and cut to whole words within rendering.NAME_IN_EMAIL_MAX characters.
+    assert "Hello [click me](https://evil.example)!" in text
 
 
 def test_broken_step_is_held_and_other_sequences_go_on(smtp_app, smtp, clock):

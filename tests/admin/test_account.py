@@ -53,7 +53,7 @@ def test_owner_password_of_an_unknown_address_is_one_line_and_exit_1(app, owner,
                                  "--password", NEW_PASSWORD])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: no owner 'nobody@example.com' (see: flask --app wsgi owner create)"]
+        "Error: no owner 'nobody@example.com' (see: .venv/bin/flask --app wsgi owner create)"]
     assert stored_hash(app) == before
 
 

@@ -7,6 +7,7 @@ static/), so the policy lets only our own files run: an injected `<script>` or
 dashboard frames its own previews, whose answers set a policy of their own.
 """
 
+import functools
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
 
 
+@functools.cache  # a handful of policies, built once each instead of per answer
 def content_security_policy(**changes: str) -> str:
     """The policy with some directives changed: `style_src="'self' 'unsafe-inline'"`."""
     directives = {**POLICY, **{name.replace("_", "-"): value
@@ -81,6 +83,7 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+@functools.cache
 def _directive(policy: str, name: str) -> str | None:
     for directive in policy.split(";"):
         key, _, value = directive.strip().partition(" ")

@@ -27,7 +27,7 @@ What it makes, for N leads (every choice is seeded, so a run is repeatable):
   machine-made);
 - the sequence's version row, as a running scheduler would have left it (so the
   first tick does not wake every finished lead);
-- the report rollups (`capture.rollups`), rebuilt from every row at the end, as the
+- the report rollups (`capture.numbers.rollups`), rebuilt from every row at the end, as the
   migration does on an existing database (so the first report does not fold them all).
 """
 
@@ -192,8 +192,10 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
     """Insert the rows (inside an app context); return counts and timings."""
     from sqlalchemy import select
 
-    from capture import clock, rollups, sending
-    from capture.extensions import db
+    from capture import clock
+    from capture.numbers import rollups
+    from capture.mail import sending
+    from capture.db import db
     from capture.models import Delivery, Enrollment, Event, Lead, Page, SequenceVersion, Visit
 
     visits = 2 * leads if visits is None else visits

@@ -5,7 +5,7 @@
 
 Writes a CSV (half the rows consent, half must confirm; every 100th row is bad, every
 50th repeats an earlier address), imports it into a fresh database with
-`capture.imports.import_file` under tracemalloc, and checks the counts. Exit status 1
+`capture.leads.imports.importer.import_file` under tracemalloc, and checks the counts. Exit status 1
 when a count is wrong or Python's peak allocations pass --max-mb (streaming broke).
 Everything goes to a temporary folder that is removed afterwards (unless --keep).
 """
@@ -53,8 +53,9 @@ def main() -> int:
     options = parser.parse_args()
     ensure_venv_python()
 
-    from capture import create_app, imports
-    from capture.extensions import db
+    from capture import create_app
+    from capture.leads.imports import importer as imports
+    from capture.db import db
     from tests.conftest import create_page
 
     folder = Path(tempfile.mkdtemp(prefix="capture-import-"))

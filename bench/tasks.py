@@ -4,7 +4,7 @@ line on standard output.
 
     python bench/tasks.py send                # one sending.tick(), timed
     python bench/tasks.py scheduler --reps 5  # idle ticks, claims, one full tick
-    python bench/tasks.py metrics --reps 3    # capture.metrics.report() variants
+    python bench/tasks.py metrics --reps 3    # capture.numbers.metrics.report() variants
     python bench/tasks.py tokens --limit 2000 # pixel and click paths of sent emails
     python bench/tasks.py counts --prefix P --since ISO  # what a load run stored
 """
@@ -99,7 +99,8 @@ def _stats(seconds: list[float]) -> dict:
 def _warm_up() -> None:
     """What a running scheduler process has already done before the measured tick:
     the sequence files read and the version row written."""
-    from capture import clock, sending
+    from capture import clock
+    from capture.mail import sending
 
     sending.library().all()
     sending._wake_changed_sequences(clock.utcnow())
@@ -112,8 +113,9 @@ def task_send(args) -> dict:
     the scheduler does on its next run."""
     from sqlalchemy import func, select
 
-    from capture import clock, sending
-    from capture.extensions import db
+    from capture import clock
+    from capture.mail import sending
+    from capture.db import db
     from capture.models import Enrollment
 
     def due() -> int:
@@ -141,8 +143,9 @@ def task_scheduler(args) -> dict:
     batch, and one full tick that sends it."""
     from sqlalchemy import func, select, update
 
-    from capture import clock, sending
-    from capture.extensions import db
+    from capture import clock
+    from capture.mail import sending
+    from capture.db import db
     from capture.models import Delivery, Enrollment, Lead
 
     _warm_up()
@@ -228,15 +231,15 @@ def task_metrics(args) -> dict:
     """The reports the dashboard runs, at the size of this database."""
     from sqlalchemy import func, select
 
-    from capture import metrics
-    from capture.extensions import db
+    from capture.numbers import metrics
+    from capture.db import db
     from capture.models import Event, Lead, RollupCount, RollupFirst, Visit
 
     counts = {
         "events": db.session.scalar(select(func.count()).select_from(Event)),
         "leads": db.session.scalar(select(func.count()).select_from(Lead)),
         "visits": db.session.scalar(select(func.count()).select_from(Visit)),
-        # The report rollups the whole-day reports read (capture.rollups).
+        # The report rollups the whole-day reports read (capture.numbers.rollups).
         "rollup_counts": db.session.scalar(select(func.count()).select_from(RollupCount)),
         "rollup_firsts": db.session.scalar(select(func.count()).select_from(RollupFirst)),
     }
@@ -272,8 +275,8 @@ def task_tokens(args) -> dict:
     """Real pixel and click paths from emails that were sent."""
     from sqlalchemy import select
 
-    from capture import engagement
-    from capture.extensions import db
+    from capture.leads import engagement
+    from capture.db import db
     from capture.models import Delivery, Link
 
     ids = list(db.session.scalars(select(Delivery.id).where(Delivery.status == "sent")
@@ -292,7 +295,7 @@ def task_statements(args) -> dict:
 
     from flask import current_app
 
-    from capture.extensions import db
+    from capture.db import db
 
     app = current_app._get_current_object()
     client = app.test_client()
@@ -339,7 +342,7 @@ def task_counts(args) -> dict:
     opt-in event), and events of each kind since a moment."""
     from sqlalchemy import distinct, func, select
 
-    from capture.extensions import db
+    from capture.db import db
     from capture.models import Enrollment, Event, Lead
 
     result: dict = {}

@@ -31,40 +31,35 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.from_prefixed_env("CAPTURE")
     app.config.update(overrides)
 
-    from capture import (
-        admin,
-        api,
-        bots,
-        cli,
-        embed,
-        errors,
-        extensions,
-        headers,
-        health,
-        hygiene,
-        logredact,
-        pages,
-        rate_limits,
-        scheduler,
-        sending,
-        sequence_commands,
-        settings,
-        tracking,
-    )
+    from capture import admin, api, scheduler, settings
+    from capture.public import bots
+    from capture.commands import core
+    from capture.public import embed
+    from capture.web import errors
+    from capture import db
+    from capture.web import headers
+    from capture.public import health
+    from capture.web import hygiene
+    from capture.web import logredact
+    from capture.public import optin
+    from capture.web import rate_limits
+    from capture.mail import sending
+    from capture.commands import sequences
+    from capture.public import tracking
 
     logredact.init_app(app)
     settings.init_app(app)
-    app.session_interface = extensions.SessionInterface()
+    app.session_interface = db.SessionInterface()
     _init_database(app)
     rate_limits.init_app(app)
-    extensions.migrate.init_app(
-        app, extensions.db, directory=MIGRATIONS_DIR, render_as_batch=True
+    db.migrate.init_app(
+        app, db.db, directory=MIGRATIONS_DIR, render_as_batch=True
     )
     hygiene.init_app(app)
-    extensions.csrf.init_app(app)
+    db.csrf.init_app(app)
     bots.RateLimit().init_app(app)
     sending.init_app(app)
-    app.register_blueprint(pages.bp)
+    app.register_blueprint(optin.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(health.bp)
@@ -72,8 +67,8 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     api.init_app(app)
     errors.init_app(app)
     headers.init_app(app)
-    cli.init_app(app)
-    sequence_commands.init_app(app)
+    core.init_app(app)
+    sequences.init_app(app)
     scheduler.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
@@ -99,7 +94,7 @@ def _as_mapping(config: dict[str, Any] | type | None) -> dict[str, Any]:
 
 def _init_database(app: Flask) -> None:
     """Bind the database; stop start-up with one line when it cannot be reached."""
-    from capture.extensions import db
+    from capture.db import db
     from capture.settings import SettingError
 
     try:

@@ -7,7 +7,7 @@ alone, with `unexpected(error)` as its reason: it never stops the rest."""
 
 from sqlalchemy import update
 
-from capture.extensions import db
+from capture.db import db
 
 
 def claim(model, ids_query, state_column, from_state: str, values: dict) -> list[int]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from capture import clock
-from capture.extensions import db
+from capture.db import db
 
 
 def _now():
@@ -439,7 +439,7 @@ class WebhookDelivery(db.Model):
     webhook: Mapped[Webhook] = relationship()
 
 
-# --- the report rollups: derived from the tables above, kept by capture.rollups ---
+# --- the report rollups: derived from the tables above, kept by capture.numbers.rollups ---
 
 class RollupState(db.Model):
     """How far the rollups have read: the last folded id of each source table."""
@@ -532,7 +532,7 @@ class RollupUnsent(db.Model):
 
 class RateLimitCounter(db.Model):
     """One rate-limit counter (CAPTURE_RATE_LIMIT_STORAGE=database, see
-    capture.rate_limits): the hits of one key in its window, which ends at
+    capture.web.rate_limits): the hits of one key in its window, which ends at
     `expires_at` (Unix time, as the `limits` library counts)."""
 
     __tablename__ = "rate_limit_counters"

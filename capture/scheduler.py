@@ -18,8 +18,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-from capture import confirmations, rollups, sending, webhooks
-from capture.extensions import db
+from capture.leads import confirmations
+from capture.numbers import rollups
+from capture.mail import sending
+from capture.webhooks import events
+from capture.db import db
 
 log = logging.getLogger(__name__)
 JOB_ID = "capture-send-due"
@@ -77,7 +80,7 @@ def _send_queued_confirmations() -> None:
 def _deliver_webhooks() -> None:
     """Post the due webhook deliveries (inside the app context)."""
     try:
-        result = webhooks.deliver_due()
+        result = events.deliver_due()
     except Exception:
         log.exception("webhook delivery run failed")
         db.session.rollback()

@@ -262,7 +262,7 @@ def _rate_limit(config: dict, name: str = "OPTIN_RATE_LIMIT") -> None:
 
 
 def _rate_limit_storage(config: dict) -> None:
-    """`database`, or a URI the `limits` library opens (capture.rate_limits checks
+    """`database`, or a URI the `limits` library opens (capture.web.rate_limits checks
     that the database is one it can count in, once it is connected)."""
     value = str(config.get("RATE_LIMIT_STORAGE") or "").strip()
     config["RATE_LIMIT_STORAGE"] = value

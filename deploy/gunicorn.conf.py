@@ -13,4 +13,4 @@ accesslog = "-"
 errorlog = "-"
 # Tokens in request lines, query strings and Referers are cut before gunicorn writes
 # its access log, also for lines logged before the app is loaded (SECURITY.md).
-logger_class = "capture.logredact.GunicornLogger"
+logger_class = "capture.web.logredact.GunicornLogger"

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from capture import create_app
-from capture.extensions import db
+from capture.db import db
 from config import ROOT, TestConfig
 
 POSTGRES_URL = os.environ.get("CAPTURE_TEST_DATABASE_URL")
@@ -177,7 +177,7 @@ def optin(client, slug="demo", query="", headers=None, **fields):
 def send_confirmations(app) -> int:
     """Send the queued confirmation emails once (the scheduler's fast lane); return
     how many went out."""
-    from capture import confirmations
+    from capture.leads import confirmations
 
     with app.app_context():
         return confirmations.send_queued()
@@ -186,7 +186,7 @@ def send_confirmations(app) -> int:
 @pytest.fixture
 def demo_page(app):
     """The demo page, installed as `init` does."""
-    from capture import demo
+    from capture.pages import demo
 
     with app.app_context():
         demo.install()
@@ -195,9 +195,9 @@ def demo_page(app):
 
 def create_page(app, **values) -> str:
     """Create a page in `app` from JSON-format values (the defaults make a valid page)."""
-    from capture.demo import page_templates_dir
+    from capture.pages.demo import page_templates_dir
     from capture.models import Page
-    from capture.page_schema import apply_page, validate_page
+    from capture.pages.schema import apply_page, validate_page
 
     data = {
         "slug": "offer",

@@ -58,7 +58,7 @@ class Stack:
         script = f"""
 from sqlalchemy import select
 from capture import create_app, sending
-from capture.extensions import db
+from capture.db import db
 from capture.models import Lead, Page
 with create_app().app_context():
     page = db.session.scalar(select(Page).where(Page.slug == {page!r}))

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Visit
 from tests.conftest import lead_of, optin
 

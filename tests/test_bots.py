@@ -5,8 +5,8 @@ nothing; the rate limit answers 429 with a clear message."""
 import pytest
 from sqlalchemy import select
 
-from capture import bots
-from capture.extensions import db
+from capture.public import bots
+from capture.db import db
 from capture.models import Event, Lead, Visit
 from tests.conftest import count, create_page, form_tokens, optin, send_confirmations
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from capture import tokens
-from capture.extensions import db
+from capture import links as tokens
+from capture.db import db
 from capture.models import Enrollment, Event, Lead
 from tests.conftest import body_text, confirm, optin
 

@@ -1,4 +1,4 @@
-"""The confirmation email queue (`capture.confirmations`): an opt-in request never
+"""The confirmation email queue (`capture.leads.confirmations`): an opt-in request never
 sends an email, whatever the address; the scheduler's fast lane sends it; failed
 attempts are recorded where the owner sees them; `flask --app wsgi mail test`."""
 
@@ -11,8 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select, update
 
-from capture import confirmations, leads, rendering
-from capture.extensions import db
+from capture.leads import confirmations
+from capture.leads import lifecycle as leads
+from capture.mail import compose as rendering
+from capture.db import db
 from capture.models import Event, Lead, Suppression
 from tests.admin.test_overview import banners, owner_client
 from tests.conftest import (
@@ -228,7 +230,7 @@ def test_one_leads_unexpected_error_never_stops_the_queue(offer, smtp, monkeypat
         return real(lead, page, url)
 
     monkeypatch.setattr(rendering, "confirmation_message", breaks_for_bob)
-    with caplog.at_level(logging.ERROR, logger="capture.confirmations"):
+    with caplog.at_level(logging.ERROR, logger="capture.leads.confirmations"):
         assert send_confirmations(offer) == 2
     assert sorted(recipients(smtp)) == ["ann@example.com", "cy@example.com"]
     assert "template exploded" in caplog.text

@@ -4,7 +4,7 @@ as a first opt-in, and no mail-bombing through the confirmation email."""
 
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Event, Lead, Page, Suppression
 from tests.conftest import count, optin
 

@@ -1,4 +1,4 @@
-"""List import (`flask --app wsgi leads import`, capture.imports): the report, the rows
+"""List import (`flask --app wsgi leads import`, capture.leads.imports.importer): the report, the rows
 it writes, consent and confirmation, merging, suppression, the file formats, dry runs
 and streaming."""
 
@@ -9,8 +9,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from capture import confirmations, imports, scheduler
-from capture.extensions import db
+from capture import scheduler
+from capture.leads import confirmations
+from capture.leads.imports import importer as imports
+from capture.db import db
 from capture.models import Enrollment, Event, Lead, Suppression
 from tests.conftest import count, create_page, lead_of
 

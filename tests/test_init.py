@@ -10,7 +10,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import OperationalError
 
 from capture import create_app
-from capture.extensions import db
+from capture.db import db
 from capture.models import Page
 from config import ROOT, TestConfig
 from tests.conftest import POSTGRES_URL, new_postgres_schema, optin
@@ -108,7 +108,7 @@ def test_init_keeps_an_edited_demo_page(fresh_app):
 
 
 def test_init_leaves_the_apps_loggers_working(fresh_app):
-    logger = logging.getLogger("capture.leads")  # exists before init, like in a server
+    logger = logging.getLogger("capture.leads.lifecycle")  # exists before init, like in a server
     seen = []
     handler = logging.Handler()
     handler.emit = seen.append
@@ -174,8 +174,8 @@ def test_instance_folder_database_secrets_and_outbox_are_private(tmp_path):
     import os
     import stat
 
-    from capture import mail
-    from capture.mime import Email
+    from capture.mail import backends as mail
+    from capture.mail.mime import Email
 
     instance = tmp_path / "instance"
     app = create_app({
@@ -254,7 +254,8 @@ def test_healthz_recovers_when_the_database_is_back(app, client, monkeypatch):
 
 
 def test_the_demo_welcome_email_comes_at_any_hour(fresh_app, tmp_path, clock):
-    from capture import leads, sending
+    from capture.leads import lifecycle as leads
+    from capture.mail import sending
     from tests.conftest import Outbox, body_text
 
     clock.now = clock.now.replace(hour=23)  # outside the 08:00-20:00 the demo once had

@@ -9,8 +9,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from capture import mail, rendering
-from capture.extensions import db
+from capture.mail import backends as mail
+from capture.mail import compose as rendering
+from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page, Upgrade
 from tests.conftest import (SmtpCollector, _free_port, count, create_page, lead_of, optin,
                             send_confirmations)
@@ -144,7 +145,7 @@ def test_non_ascii_local_part_is_refused_at_opt_in_with_one_sentence(app, client
 def test_non_ascii_local_part_is_accepted_when_smtputf8_is_on(make_app, demo_page):
     app = make_app(SMTP_UTF8=True)
     with app.app_context():
-        from capture import demo
+        from capture.pages import demo
 
         demo.install()
     response = optin(app.test_client(), email="Müller@MÜNCHEN.de", consent="y")
@@ -283,7 +284,8 @@ def test_a_confirmation_that_cannot_be_built_fails_without_a_500(app, client, de
 
 
 def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, monkeypatch):
-    from capture import outbound, webhooks
+    from capture.webhooks import outbound
+    from capture.webhooks import events as webhooks
     from capture.models import WebhookDelivery
     from tests.test_webhooks import Receiver, add_webhook
 
@@ -320,7 +322,7 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
 def test_a_lead_whose_due_step_cannot_be_worked_out_holds_only_itself(make_app, plain_server,
                                                                       tmp_path, clock,
                                                                       monkeypatch):
-    from capture import sending
+    from capture.mail import sending
 
     app = _smtp_app(make_app, plain_server, tmp_path)
     three_steps(app)

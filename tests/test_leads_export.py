@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from capture import engagement
-from capture.extensions import db
+from capture.leads import engagement
+from capture.db import db
 from capture.models import Lead, Page
 from tests.conftest import optin
 

@@ -1,4 +1,4 @@
-"""capture.logredact: no token in any log line, whoever writes it."""
+"""capture.web.logredact: no token in any log line, whoever writes it."""
 
 import logging
 import urllib.error
@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from capture.logredact import RedactingFilter, redact
+from capture.web.logredact import RedactingFilter, redact
 from tests.live import start_stack
 
 TOKEN = "ImFiYzEyMyI.Xk3j5H1yZsWbQ8pLq0rTuVwXyZ"
@@ -51,10 +51,10 @@ def test_redacting_filter_for_a_logging_config():
 
 
 def test_gunicorn_access_log_lines_are_redacted(tmp_path):
-    """gunicorn with `--logger-class capture.logredact.GunicornLogger` (a real server):
+    """gunicorn with `--logger-class capture.web.logredact.GunicornLogger` (a real server):
     the request line, query string and Referer of its access log hold no token."""
     access_log = tmp_path / "access.log"
-    arguments = (f"--logger-class capture.logredact.GunicornLogger --access-logfile {access_log}"
+    arguments = (f"--logger-class capture.web.logredact.GunicornLogger --access-logfile {access_log}"
                  " --access-logformat '%(r)s %(s)s %(q)s \"%(f)s\" \"%({authorization}i)s\"'")
     stack, stop = start_stack(tmp_path, workers=1, scheduler=False,
                               extra_env={"GUNICORN_CMD_ARGS": arguments})

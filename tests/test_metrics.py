@@ -1,4 +1,4 @@
-"""The metrics (`capture.metrics.report`) and `flask report`, against numbers worked
+"""The metrics (`capture.numbers.metrics.report`) and `flask report`, against numbers worked
 out by hand from a small data set inserted row by row.
 
 The data set (see `seed`): two pages, alpha (payout 2.50) and beta (payout 4.00); two
@@ -43,8 +43,8 @@ from decimal import Decimal
 
 import pytest
 
-from capture import metrics
-from capture.extensions import db
+from capture.numbers import metrics
+from capture.db import db
 from capture.models import Delivery, Event, Lead, Page, Upgrade, Visit
 
 ALPHA = Decimal("2.50")
@@ -191,7 +191,7 @@ def seed(app) -> dict[str, int]:
 
 @pytest.fixture(autouse=True, params=["rollups", "tables"])
 def source(request, monkeypatch):
-    """Every test twice: whole-day periods read from the rollups (capture.rollups),
+    """Every test twice: whole-day periods read from the rollups (capture.numbers.rollups),
     and everything aggregated from the rows, which must agree number for number."""
     if request.param == "tables":
         monkeypatch.setattr(metrics, "uses_rollups", lambda start, end: False)

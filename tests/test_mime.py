@@ -4,7 +4,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from capture import mime
+from capture.mail import mime
 
 
 def parsed(message: mime.Email):

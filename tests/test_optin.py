@@ -5,7 +5,7 @@ import html
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Event, Lead
 from tests.conftest import count, lead_of, optin
 
@@ -150,7 +150,7 @@ def test_oversized_body_is_413_and_stores_nothing(app, client, demo_page):
 
 
 def test_no_traceback_reaches_a_visitor(app, client, demo_page, monkeypatch):
-    from capture import leads
+    from capture.leads import lifecycle as leads
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
@@ -164,7 +164,7 @@ def test_no_traceback_reaches_a_visitor(app, client, demo_page, monkeypatch):
 
 
 def test_quick_empty_submission_shows_field_errors_not_a_fake_success(make_app):
-    from capture import demo
+    from capture.pages import demo
 
     app = make_app(MIN_FORM_SECONDS=2)
     with app.app_context():

@@ -5,7 +5,7 @@ import secrets
 
 from sqlalchemy import delete, func, select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Lead, Page
 from tests.conftest import optin
 

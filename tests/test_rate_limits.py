@@ -1,4 +1,4 @@
-"""The database storage of the rate-limit counters (capture.rate_limits)."""
+"""The database storage of the rate-limit counters (capture.web.rate_limits)."""
 
 import time
 
@@ -6,8 +6,8 @@ import limits
 import pytest
 from sqlalchemy import func, select
 
-from capture import rate_limits
-from capture.extensions import db
+from capture.web import rate_limits
+from capture.db import db
 from capture.models import RateLimitCounter
 from capture.settings import SettingError
 

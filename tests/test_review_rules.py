@@ -4,7 +4,7 @@ automatically (stored, with a reason); manual pages wait; auto pages approve."""
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Event, Lead
 from tests.conftest import lead_of, optin
 
@@ -183,8 +183,8 @@ def test_owner_blocks_an_international_domain_in_either_form(app, client, make_p
 
 
 def _checked_block_domains(app, domains):
-    from capture.demo import page_templates_dir
-    from capture.page_schema import validate_page
+    from capture.pages.demo import page_templates_dir
+    from capture.pages.schema import validate_page
 
     page = {"slug": "open", "title": "Open",
             "fields": [{"name": "email", "label": "Email", "type": "email", "required": True}],

@@ -1,4 +1,4 @@
-"""The report rollups (`capture.rollups`) after changes made once a report already read
+"""The report rollups (`capture.numbers.rollups`) after changes made once a report already read
 them: each change shows in the next report, exactly as counting the rows gives it.
 
 The data set is the one of tests/test_metrics.py (two pages, D1 and D2 in the period).
@@ -10,10 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import inspect, select, update
 
-from capture import imports, leads, metrics, rollups
-from capture.extensions import db
+from capture.leads.imports import importer as imports
+from capture.leads import lifecycle as leads
+from capture.numbers import metrics
+from capture.numbers import rollups
+from capture.db import db
 from capture.models import Delivery, Event, Lead, Page, Visit
-from capture.timeline import insert_event
+from capture.leads.timeline import insert_event
 from tests.conftest import POSTGRES_URL, create_page
 from tests.test_imports import FIELDS, HEADER, run_import, write
 from tests.test_init import fresh_app, fresh_database  # noqa: F401 - fixtures

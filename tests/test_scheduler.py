@@ -12,8 +12,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import text
 
-from capture import scheduler, sending
-from capture.extensions import db
+from capture import scheduler
+from capture.mail import sending
+from capture.db import db
 from tests.conftest import body_text, create_page, form_tokens
 
 EMBEDDED = {"SCHEDULER": "embedded", "TESTING": False, "SCHEDULER_INTERVAL_SECONDS": 3600,

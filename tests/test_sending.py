@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from capture import leads, sending
-from capture.extensions import db
+from capture.leads import lifecycle as leads
+from capture.mail import sending
+from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
 from tests.conftest import send_confirmations, write_step
 
@@ -203,7 +204,7 @@ def test_crash_between_claim_and_send_leaves_unknown_and_never_resends(
     class Crash(BaseException):
         """The process dies: nothing after the SMTP hand-over runs."""
 
-    from capture import mail
+    from capture.mail import backends as mail
 
     def die(self, message):
         raise Crash()
@@ -426,7 +427,7 @@ def test_upgrade_stops_a_sequence_with_stop_on_upgrade(smtp_app, smtp, clock):
     with smtp_app.app_context():
         from decimal import Decimal
 
-        from capture import engagement
+        from capture.leads import engagement
 
         engagement.record_upgrade(db.session.get(Lead, lead_id), Decimal("49.00"), "USD",
                                   "txn-1", source="test")

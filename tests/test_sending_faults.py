@@ -8,8 +8,10 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select
 
-from capture import mail, rendering, sending
-from capture.extensions import db
+from capture.mail import backends as mail
+from capture.mail import compose as rendering
+from capture.mail import sending
+from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Suppression
 from tests.conftest import count, create_page, optin, write_step
 from tests.test_sending import (
@@ -177,7 +179,7 @@ def test_unsubscribe_while_a_retry_is_pending_cancels_it(smtp_app, smtp, clock):
     smtp.data_replies = ["451 later"]
     tick(smtp_app)
     with smtp_app.app_context():
-        from capture import leads
+        from capture.leads import lifecycle as leads
 
         leads.unsubscribe(db.session.get(Lead, lead_id), source="test")
     clock.advance(hours=2)

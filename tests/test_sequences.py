@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from capture import sending
-from capture.extensions import db
+from capture.mail import sending
+from capture.db import db
 from capture.models import Lead, Page
-from capture.sequences import Library
+from capture.mail.sequences import Library
 from config import ROOT, Config
 from tests.conftest import write_step
 from tests.test_sending import add_lead

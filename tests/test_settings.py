@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from capture import create_app
-from capture.extensions import db
+from capture.db import db
 from capture.settings import SettingError
 from config import ROOT
 

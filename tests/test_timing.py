@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from capture.sending import due_time, into_send_window
-from capture.sequences import Sequence, Step
+from capture.mail.sending import due_time, into_send_window
+from capture.mail.sequences import Sequence, Step
 
 MONDAY_10_UTC = datetime(2026, 3, 2, 10, 0)
 

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from capture import engagement
-from capture.extensions import db
+from capture.leads import engagement
+from capture.db import db
 from capture.models import Event, Lead, Upgrade
 from tests.conftest import write_step
 from tests.test_sending import add_lead, sequence_folder, tick
@@ -296,7 +296,7 @@ def test_timeline_records_send_open_click_and_unsubscribe(smtp_app, sent):
 
 
 def test_per_step_numbers_count_people_once_and_unsubscribes_by_email(smtp_app, smtp, clock):
-    from capture import metrics
+    from capture.numbers import metrics
 
     three_steps_folder = sequence_folder(smtp_app)
     write_step(three_steps_folder, "01-hi.md", "Hi", "[Go](https://example.com/go)", delay=0)

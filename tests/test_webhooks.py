@@ -20,8 +20,13 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from capture import engagement, outbound, scheduler, sending, tokens, webhooks
-from capture.extensions import db
+from capture import scheduler
+from capture.leads import engagement
+from capture.webhooks import outbound
+from capture.mail import sending
+from capture import links as tokens
+from capture.webhooks import events as webhooks
+from capture.db import db
 from capture.models import Lead, Page, Webhook, WebhookDelivery
 from capture.settings import SettingError
 from tests.conftest import confirm, create_page, csrf_of, lead_of, optin

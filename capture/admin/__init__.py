@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Config, Flask, abort, current_app, request
 from flask_login import current_user
 
-from capture.extensions import db, login_manager
+from capture.db import db, login_manager
 from capture.models import Owner
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

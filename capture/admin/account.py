@@ -7,11 +7,11 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, ValidationError
 
-from capture import rate_limits
+from capture.web import rate_limits
 from capture.admin import bp
 from capture.admin.auth import (LOGIN_FAILURES, MIN_PASSWORD_LENGTH, hash_password,
                                 password_matches)
-from capture.extensions import db
+from capture.db import db
 from capture.models import Owner, new_session_token
 
 

@@ -11,9 +11,10 @@ from werkzeug import security
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from capture import clock, rate_limits
+from capture import clock
+from capture.web import rate_limits
 from capture.admin import bp
-from capture.extensions import db
+from capture.db import db
 from capture.models import Owner, new_session_token
 
 # Failed log-ins allowed before a pause: per client address, and (higher, so that a

@@ -3,9 +3,9 @@ each with a button to resend it on purpose."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from capture import sending
+from capture.mail import sending
 from capture.admin import bp
-from capture.extensions import db
+from capture.db import db
 from capture.models import Delivery
 
 PER_PAGE = 50

@@ -23,10 +23,10 @@ from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
-from capture import imports
+from capture.leads.imports import importer
 from capture.admin import UPLOAD_LIMITS, bp
-from capture.extensions import db
-from capture.import_csv import (
+from capture.db import db
+from capture.leads.imports.files import (
     auto_mapping,
     inspect,
     require_email_column,
@@ -34,7 +34,7 @@ from capture.import_csv import (
     targets,
 )
 from capture.models import Page
-from capture.optin_form import one_line
+from capture.public.forms import one_line
 
 PREVIEW_ROWS = 10
 # Uploads never imported nor discarded are deleted after this long.
@@ -148,7 +148,7 @@ def leads_import():
             shape = inspect(data_path, encoding=form.encoding.data)
             if page is not None:
                 require_email_column(shape, page)
-        except imports.UnusableFile as error:
+        except importer.UnusableFile as error:
             # The saved file's random name means nothing to the owner.
             problem = str(error).removeprefix(f"{data_path.name}: ")
             problem = problem[:1].upper() + problem[1:]
@@ -207,7 +207,7 @@ def leads_import_map(token: str):
     pages = _pages()
     try:
         shape = inspect(data_path, encoding=details["encoding"])
-    except imports.UnusableFile:
+    except importer.UnusableFile:
         _discard(token)
         abort(404)
     chosen_slug = request.form.get("page") if request.method == "POST" else details["page"]
@@ -237,14 +237,14 @@ def leads_import_map(token: str):
         mapping = _chosen(form, shape.headers)
         try:
             # Said as soon as the page shows (no email column, say), not after Import.
-            imports.check_mapping(shape.headers, mapping, page)
-        except imports.UnusableFile as error:
+            importer.check_mapping(shape.headers, mapping, page)
+        except importer.UnusableFile as error:
             problem, status = str(error), 422 if submitted else 200
         else:
             if submitted and action == "import":
                 return _run(token, details, shape, page, mapping)
             if submitted and action == "check":
-                report = imports.run(shape, page, mapping, source=details["name"],
+                report = importer.run(shape, page, mapping, source=details["name"],
                                      dry_run=True)
     return render_template(
         "admin/imports/mapping.html", form=form, token=token, details=details, page=page,
@@ -253,18 +253,18 @@ def leads_import_map(token: str):
     ), status
 
 
-def _preview(shape, page: Page, form: MappingForm) -> dict[int, imports.RowResult]:
+def _preview(shape, page: Page, form: MappingForm) -> dict[int, importer.RowResult]:
     """What would become of the first rows with the chosen mapping, by line."""
     mapping = _chosen(form, shape.headers)
-    outcomes: dict[int, imports.RowResult] = {}
+    outcomes: dict[int, importer.RowResult] = {}
 
-    def keep(result: imports.RowResult) -> None:
+    def keep(result: importer.RowResult) -> None:
         outcomes[result.line] = result
 
     try:
-        imports.run(shape, page, mapping, source="preview", dry_run=True,
+        importer.run(shape, page, mapping, source="preview", dry_run=True,
                     limit=PREVIEW_ROWS, on_row=keep)
-    except imports.UnusableFile:
+    except importer.UnusableFile:
         return {}
     return outcomes
 
@@ -282,7 +282,7 @@ def _run(token: str, details: dict[str, Any], shape, page: Page,
         return redirect(url_for("admin.leads"))
     shape.path = running
     try:
-        report = imports.run(shape, page, mapping, source=details["name"])
+        report = importer.run(shape, page, mapping, source=details["name"])
     finally:
         running.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)

@@ -19,9 +19,13 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from capture import clock, engagement, exports, lead_queries, leads
+from capture import clock
+from capture.leads import engagement
+from capture.leads import exports
+from capture.leads import queries
+from capture.leads import lifecycle
 from capture.admin import bp
-from capture.extensions import db
+from capture.db import db
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page
 
 
@@ -30,7 +34,7 @@ class RejectForm(FlaskForm):
 
     reason = StringField("Reason", validators=[
         DataRequired(message="Give a reason for rejecting."),
-        Length(max=leads.REASON_MAX_LENGTH),
+        Length(max=lifecycle.REASON_MAX_LENGTH),
     ])
 
 
@@ -69,14 +73,14 @@ def _without_field_name(error: Exception) -> str:
 @bp.get("/leads", endpoint="leads")
 def leads_table():
     """Leads matching the search and filters, a page at a time."""
-    filters, problems = lead_queries.parse_filters(request.args)
-    table = lead_queries.lead_table(filters, after=_cursor("after"), before=_cursor("before"),
+    filters, problems = queries.parse_filters(request.args)
+    table = queries.lead_table(filters, after=_cursor("after"), before=_cursor("before"),
                                     per_page=current_app.config["LEADS_PER_PAGE"])
     return render_template(
         "admin/leads/index.html", filters=filters, problems=problems, table=table,
-        pages=lead_queries.pages_for_filter(), sources=lead_queries.known_sources(),
+        pages=queries.pages_for_filter(), sources=queries.known_sources(),
         review_states=REVIEW_STATES, subscription_states=SUBSCRIPTION_STATES,
-        no_source=lead_queries.NO_SOURCE, back=request.full_path.rstrip("?"),
+        no_source=queries.NO_SOURCE, back=request.full_path.rstrip("?"),
     )
 
 
@@ -93,7 +97,7 @@ def _cursor(name: str) -> int | None:
 @bp.get("/leads/export.csv")
 def leads_export():
     """The CSV of every lead the table's current filters match (not just one page)."""
-    filters, _ = lead_queries.parse_filters(request.args)
+    filters, _ = queries.parse_filters(request.args)
     lines = exports.csv_lines(filters=filters)
     name = f"leads-{clock.utcnow():%Y-%m-%d}.csv"
     return Response(stream_with_context(lines), mimetype="text/csv",
@@ -114,7 +118,7 @@ def leads_bulk():
         flash("Choose Approve or Reject.", "error")
         return redirect(back)
     try:
-        changed = leads.review_many(ids, action, request.form.get("reason", ""))
+        changed = lifecycle.review_many(ids, action, request.form.get("reason", ""))
     except ValueError as error:
         flash(str(error), "error")
         return redirect(back)
@@ -156,7 +160,7 @@ def _render_lead(lead: Lead, reject_form: RejectForm | None = None,
     if upgrade_form is None:
         upgrade_form = UpgradeForm(formdata=None, currency=page.currency if page else "USD")
     return render_template(
-        "admin/leads/detail.html", lead=lead, page=page, history=lead_queries.history(lead),
+        "admin/leads/detail.html", lead=lead, page=page, history=queries.history(lead),
         fields=_field_values(lead, page), country=_country_name(lead.country),
         reject_form=reject_form or RejectForm(formdata=None), upgrade_form=upgrade_form,
     ), status
@@ -192,7 +196,7 @@ def _country_name(code: str | None) -> str:
 def lead_approve(lead_id: int):
     """Approve: the lead joins its page's sequence."""
     lead = _lead_or_404(lead_id)
-    if leads.approve(lead):
+    if lifecycle.approve(lead):
         flash(f"{lead.email} is approved.", "success")
     else:
         flash(f"{lead.email} was already approved.")
@@ -206,7 +210,7 @@ def lead_reject(lead_id: int):
     form = RejectForm()
     if not form.validate():
         return _render_lead(lead, reject_form=form, status=422)
-    if leads.reject(lead, form.reason.data):
+    if lifecycle.reject(lead, form.reason.data):
         flash(f"{lead.email} is rejected.", "success")
     else:
         flash(f"{lead.email} was already rejected for that reason.")
@@ -235,7 +239,7 @@ def lead_upgrade(lead_id: int):
 def lead_unsubscribe(lead_id: int):
     """Unsubscribe on the lead's behalf (asked by reply or by phone, say)."""
     lead = _lead_or_404(lead_id)
-    if leads.unsubscribe(lead, source="owner"):
+    if lifecycle.unsubscribe(lead, source="owner"):
         flash(f"{lead.email} is unsubscribed; no more sequence emails go out.", "success")
     else:
         flash(f"{lead.email} was already unsubscribed.")
@@ -249,6 +253,6 @@ def lead_delete(lead_id: int):
     if request.method == "GET":
         return render_template("admin/leads/delete.html", lead=lead)
     email = lead.email
-    leads.delete(lead)
+    lifecycle.delete(lead)
     flash(f"Deleted {email}. A new sign-up from this address will be ignored.", "success")
     return redirect(url_for("admin.leads"))

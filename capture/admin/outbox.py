@@ -5,9 +5,9 @@ import re
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 
-from capture import mail
+from capture.mail import backends
 from capture.admin import bp
-from capture.headers import content_security_policy
+from capture.web.headers import content_security_policy
 
 PER_PAGE = 50
 # The dashboard's policy, but the message frame (which inherits it) may use the
@@ -24,21 +24,21 @@ _IMAGE_SOURCE = re.compile(r"(<img\b[^>]*?\s)src=", re.IGNORECASE)
 @bp.get("/outbox")
 def outbox():
     """The outbox files, newest first, 50 a page."""
-    names = mail.outbox_names()
+    names = backends.outbox_names()
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(names) + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         return redirect(url_for("admin.outbox", page=pages))
-    shown = mail.read_outbox(names[(page - 1) * PER_PAGE:page * PER_PAGE])
+    shown = backends.read_outbox(names[(page - 1) * PER_PAGE:page * PER_PAGE])
     return render_template("admin/outbox/index.html", messages=shown, total=len(names),
-                           page=page, pages=pages, folder=mail.outbox_folder(),
+                           page=page, pages=pages, folder=backends.outbox_folder(),
                            backend=current_app.config["MAIL_BACKEND"])
 
 
 @bp.get("/outbox/<name>")
 def outbox_message(name: str):
     """One message: headers, text part, HTML part in a sandboxed frame."""
-    message = mail.outbox_message(name)
+    message = backends.outbox_message(name)
     if message is None:
         abort(404)
     html = message.html

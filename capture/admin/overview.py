@@ -1,7 +1,7 @@
 """The dashboard's first page: the numbers of a period, a chart over time, and the
 warnings that need the owner.
 
-Every number comes from `capture.metrics`; this module only lays the daily series
+Every number comes from `capture.numbers.metrics`; this module only lays the daily series
 out as an SVG chart (positions and axis ticks, no metric formula).
 """
 
@@ -11,7 +11,8 @@ from datetime import date
 
 from flask import current_app, render_template, request, url_for
 
-from capture import metrics, warnings
+from capture.numbers import metrics
+from capture.numbers import attention
 from capture.admin import bp
 
 # The chart's drawing area, in SVG user units (the SVG scales to its container).
@@ -36,7 +37,7 @@ def overview():
         currency=metrics.currency_label(),
         chart=build_chart(days) if _has_activity(day_report.total) else None,
         warnings=[(warning, _link(warning.endpoint, warning.params))
-                  for warning in warnings.for_owner()],
+                  for warning in attention.for_owner()],
         pages_link=_link("admin.pages"),
     )
 

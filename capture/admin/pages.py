@@ -1,7 +1,7 @@
 """Dashboard area: pages — list with numbers, editor with live preview, publish, copy,
 share links.
 
-The editor is a form over the page definition of `capture.page_schema`; every check is
+The editor is a form over the page definition of `capture.pages.schema`; every check is
 `validate_page`'s, so the dashboard and `pages import` accept exactly the same pages.
 """
 
@@ -32,14 +32,16 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 
-from capture import embed, metrics, sending
+from capture.public import embed
+from capture.numbers import metrics
+from capture.mail import sending
 from capture.admin import bp
-from capture.demo import page_templates_dir
-from capture.extensions import db
+from capture.pages.demo import page_templates_dir
+from capture.db import db
 from capture.markup import render_markdown
 from capture.models import Page
-from capture.optin_form import form_class
-from capture.page_schema import (
+from capture.public.forms import form_class
+from capture.pages.schema import (
     DEFAULTS,
     FIELD_TYPES,
     apply_page,
@@ -52,7 +54,7 @@ from capture.page_schema import (
     template_names,
     validate_page,
 )
-from capture.pages import render_page
+from capture.public.optin import render_page
 
 MAX_FIELD_ROWS = 40
 BLANK_ROWS = 2  # empty rows under a page's fields, ready for a new one

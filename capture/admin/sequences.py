@@ -7,12 +7,16 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from capture import leads, mail, metrics, rendering, sending
+from capture.leads import lifecycle
+from capture.mail import backends
+from capture.numbers import metrics
+from capture.mail import compose
+from capture.mail import sending
 from capture.admin import bp
-from capture.headers import content_security_policy
-from capture.extensions import db
+from capture.web.headers import content_security_policy
+from capture.db import db
 from capture.models import Lead, Page
-from capture.sequences import Sequence, Step
+from capture.mail.sequences import Sequence, Step
 
 # The dashboard's policy, but the preview frame (sandboxed, no script; it inherits
 # this policy) may use the email's own inline styles and its images.
@@ -63,10 +67,10 @@ def sequences_step(name: str, step_key: str):
     rendered, error = None, None
     if step.ok:
         try:
-            rendered = rendering.render_step(
+            rendered = compose.render_step(
                 sequence, step, lead, getattr(lead, "page", None),
                 unsubscribe_url=sending.preview_unsubscribe_url())
-        except rendering.RenderError as failure:
+        except compose.RenderError as failure:
             error = str(failure)
     index = sequence.steps.index(step)
     response = render_template(
@@ -93,7 +97,7 @@ def sequences_test(name: str, step_key: str):
     lead, _ = _preview_lead(sequence, lead_email)
     try:
         sending.send_test(sequence, step, current_user.email, lead)
-    except (rendering.RenderError, mail.MailError) as error:
+    except (compose.RenderError, backends.MailError) as error:
         flash(f"The test email was not sent: {error}", "error")
     else:
         flash(f"Test email sent to {current_user.email}.", "success")
@@ -115,7 +119,7 @@ def _preview_lead(sequence: Sequence, email: str):
     page that uses the sequence. Also a note when the email matched nobody."""
     email = email.strip()
     if email:
-        lead = db.session.scalar(select(Lead).where(Lead.email == leads.stored_form(email)))
+        lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
         if lead is not None:
             return lead, ""
     page = db.session.scalar(
@@ -130,9 +134,9 @@ def _subject(sequence: Sequence, step: Step, lead) -> tuple[str, str]:
     if not step.ok:
         return step.subject or step.filename, ""
     try:
-        return rendering.render_subject(sequence, step, lead, getattr(lead, "page", None),
+        return compose.render_subject(sequence, step, lead, getattr(lead, "page", None),
                                         unsubscribe_url=sending.preview_unsubscribe_url()), ""
-    except rendering.RenderError as error:
+    except compose.RenderError as error:
         return step.subject, f"not rendered: {error}"
 
 

@@ -2,7 +2,7 @@
 
 from flask import render_template, request
 
-from capture import metrics
+from capture.numbers import metrics
 from capture.admin import bp
 
 # The groupings offered, as metrics dimensions: ?by= -> (tab label, column heading).

@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
-from capture import api_tokens
+from capture.access import api_tokens
 from capture.admin import bp
 
 

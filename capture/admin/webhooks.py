@@ -9,9 +9,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from capture import outbound, webhooks
+from capture.webhooks import outbound
+from capture.webhooks import events as webhooks
 from capture.admin import bp
-from capture.extensions import db
+from capture.db import db
 from capture.models import Page, Webhook, WebhookDelivery
 
 PER_PAGE = 50

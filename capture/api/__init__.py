@@ -1,6 +1,6 @@
 """The JSON API under /api/v1/: leads, upgrades and metrics for other programs.
 
-Token auth (`Authorization: Bearer <token>`, see `capture.api_tokens`), no cookies and
+Token auth (`Authorization: Bearer <token>`, see `capture.access.api_tokens`), no cookies and
 so no CSRF; every answer is JSON, errors in the one shape of `capture.api.errors`.
 The contract is `openapi.json` beside this file, served at /api/v1/openapi.json.
 """
@@ -14,9 +14,10 @@ import limits
 from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from capture import api_tokens, rate_limits
+from capture.access import api_tokens
+from capture.web import rate_limits
 from capture.api.errors import ApiError, error_response, http_error, unexpected_error
-from capture.extensions import csrf
+from capture.db import csrf
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -25,7 +26,7 @@ OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
 # Errors of the API's own views; a 404/405 that matched no view at all reaches
-# capture.errors, which answers it with the same http_error for paths under /api/.
+# capture.web.errors, which answers it with the same http_error for paths under /api/.
 bp.register_error_handler(ApiError, error_response)
 bp.register_error_handler(HTTPException, http_error)
 bp.register_error_handler(Exception, unexpected_error)

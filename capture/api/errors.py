@@ -12,7 +12,7 @@ from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from capture.extensions import db
+from capture.db import db
 
 # The code of each HTTP status the API answers with on its own.
 CODES = {
@@ -92,8 +92,8 @@ def http_error(error: HTTPException):
 
 def unexpected_error(error: Exception):
     """A bug (or a database outage): logged, and JSON for the client."""
-    # Imported here: capture.errors sends unmatched /api/ paths to http_error above.
-    from capture.errors import RETRY_AFTER_SECONDS, is_unavailable
+    # Imported here: capture.web.errors sends unmatched /api/ paths to http_error above.
+    from capture.web.errors import RETRY_AFTER_SECONDS, is_unavailable
 
     try:
         db.session.rollback()

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from capture import leads, tokens
+from capture.leads import lifecycle
+from capture import links
 from capture.api import bp
 from capture.api.errors import ApiError, bad_parameters, invalid
 from capture.api.inputs import (
@@ -21,8 +22,8 @@ from capture.api.inputs import (
     refuse_unknown,
 )
 from capture.api.shapes import event_json, lead_json
-from capture.extensions import db
-from capture.lead_queries import TIMELINE_LIMIT, LeadFilters, filter_leads
+from capture.db import db
+from capture.leads.queries import TIMELINE_LIMIT, LeadFilters, filter_leads
 from capture.models import (
     ATTRIBUTION_KEYS,
     REVIEW_STATES,
@@ -31,7 +32,7 @@ from capture.models import (
     Lead,
     Page,
 )
-from capture.optin_form import form_class, optin_values
+from capture.public.forms import form_class, optin_values
 
 ATTRIBUTION_MAX = {**dict.fromkeys(ATTRIBUTION_KEYS, 200), "referrer": 1000}
 LEAD_PROPERTIES = {"page", "email", "name", "country", "consent", "fields", "ip",
@@ -62,13 +63,13 @@ def create_lead():
     if problems:
         raise invalid(problems)
 
-    optin = leads.OptIn(
+    optin = lifecycle.OptIn(
         email=form.email.data,
         **optin_values(page, form),
         client_ip=client_ip,
         attribution=attribution,
     )
-    outcome = leads.submit_optin(page, optin)
+    outcome = lifecycle.submit_optin(page, optin)
     if outcome.kind == "suppressed" or outcome.lead is None:
         raise ApiError(409, "This address is on the suppression list (deleted, bounced or "
                        "unsubscribed for good); it is not added again.", code="suppressed",
@@ -220,7 +221,7 @@ def list_leads():
     rows = db.session.execute(stmt.order_by(Lead.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = tokens.make(_CURSOR_PURPOSE, str(rows[-1][0].id)) if more else None
+    next_cursor = links.make(_CURSOR_PURPOSE, str(rows[-1][0].id)) if more else None
     return {"leads": [lead_json(lead, page_slug, referred_by)
                       for lead, page_slug, referred_by in rows],
             "next_cursor": next_cursor}
@@ -230,7 +231,7 @@ def _read_cursor(value: str) -> int | None:
     """The lead id inside a cursor this API handed out; 400 for anything else."""
     if not value:
         return None
-    inside = tokens.read(_CURSOR_PURPOSE, value)
+    inside = links.read(_CURSOR_PURPOSE, value)
     if inside is None or not inside.isdigit():
         raise bad_parameters({"cursor": "not a cursor from this API: pass next_cursor as is"})
     return int(inside)

@@ -1,16 +1,16 @@
-"""API operation: the metrics report of `capture.metrics`, as JSON."""
+"""API operation: the metrics report of `capture.numbers.metrics`, as JSON."""
 
 from datetime import datetime, time, timedelta
 
 from flask import request
 from sqlalchemy import select
 
-from capture import metrics
+from capture.numbers import metrics
 from capture.api import bp
 from capture.api.errors import bad_parameters
 from capture.api.inputs import query_choice, query_date, query_text, refuse_unknown
 from capture.api.shapes import numbers_json
-from capture.extensions import db
+from capture.db import db
 from capture.models import Page
 
 

@@ -7,7 +7,7 @@ rounds it through a float; a lead is known by its public ref, never its row id.
 from datetime import datetime
 from typing import Any
 
-from capture.metrics import Numbers
+from capture.numbers.metrics import Numbers
 from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 
 # The Numbers values given as they are (counts) and as decimal strings (money).

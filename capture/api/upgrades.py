@@ -5,12 +5,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from capture import engagement
+from capture.leads import engagement
 from capture.api import bp
 from capture.api.errors import invalid
 from capture.api.inputs import json_object, refuse_unknown
 from capture.api.shapes import upgrade_json
-from capture.extensions import db
+from capture.db import db
 from capture.models import Lead
 
 REQUIRED = {"lead": "the lead's public ref", "amount": "an amount like 19.90",

@@ -33,7 +33,7 @@ def upgrade():
         "UPDATE leads SET imported = :yes WHERE id IN (SELECT lead_id FROM events "
         "WHERE kind = 'import')").bindparams(yes=True))
 
-    from capture import rollups
+    from capture.numbers import rollups
 
     filled = bind.execute(sa.text('SELECT COUNT(*) FROM rollup_state')).scalar()
     if filled:

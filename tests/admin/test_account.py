@@ -4,7 +4,7 @@
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Owner
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, csrf_of, login
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from werkzeug.routing import IntegerConverter, PathConverter
 
 from capture.admin.auth import create_owner
-from capture.extensions import db
+from capture.db import db
 from capture.models import Owner
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, csrf_of, login
 

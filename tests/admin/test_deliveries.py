@@ -6,8 +6,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from capture import leads, mail, sending
-from capture.extensions import db
+from capture.leads import lifecycle as leads
+from capture.mail import backends as mail
+from capture.mail import sending
+from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead
 from tests.admin.test_sequences import owner_of
 from tests.conftest import csrf_of

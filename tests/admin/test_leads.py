@@ -12,9 +12,9 @@ from html import unescape
 import pytest
 from sqlalchemy import func, select, update
 
-from capture import leads as leads_module
+from capture.leads import lifecycle as leads_module
 from capture import scheduler
-from capture.extensions import db
+from capture.db import db
 from capture.models import (
     Delivery,
     Enrollment,
@@ -443,7 +443,7 @@ def full_lead(app, client, make_page, clock):
                              created_at=clock.now))
         db.session.commit()
         clock.advance(minutes=1)
-        from capture import engagement
+        from capture.leads import engagement
         engagement.record_upgrade(lead, Decimal("49.5"), "EUR", "order-77", source="postback")
     return jane.id
 

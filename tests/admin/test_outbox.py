@@ -6,7 +6,7 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
-from capture import mail
+from capture.mail import backends as mail
 from tests.admin.test_sequences import owner_of
 
 

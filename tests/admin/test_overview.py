@@ -1,4 +1,4 @@
-"""The overview page: the period's numbers (equal to capture.metrics), the SVG chart,
+"""The overview page: the period's numbers (equal to capture.numbers.metrics), the SVG chart,
 and the warning banners that appear exactly when their condition holds.
 
 The seeded data set is the one of tests/test_metrics.py (clock at 2026-03-02 10:00):
@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from capture import metrics
+from capture.numbers import metrics
 from capture.admin.auth import create_owner
-from capture.extensions import db
+from capture.db import db
 from capture.models import Delivery, Lead, Owner, Page, Visit
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, login, write_step
 from tests.test_metrics import seed
@@ -336,7 +336,7 @@ def test_sequence_problems_show_their_count_and_link(make_app, tmp_path, clock):
     found = banners(html)
     assert list(found) == ["sequence_problems"]
     with app.app_context():
-        from capture.sending import library
+        from capture.mail.sending import library
 
         count = sum(len(s.all_problems()) for s in library().all())
     assert count >= 3

@@ -8,10 +8,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from capture import leads, metrics
-from capture.extensions import db
+from capture.leads import lifecycle as leads
+from capture.numbers import metrics
+from capture.db import db
 from capture.models import Lead, Page, Visit
-from capture.page_schema import unique_slug
+from capture.pages.schema import unique_slug
 from tests.conftest import create_page, csrf_of, optin
 
 

@@ -4,8 +4,10 @@ import re
 
 from sqlalchemy import select
 
-from capture import leads, sending, warnings
-from capture.extensions import db
+from capture.leads import lifecycle as leads
+from capture.mail import sending
+from capture.numbers import attention as warnings
+from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page
 from tests.conftest import create_page
 from tests.test_sending import add_lead, three_steps, tick
@@ -36,7 +38,7 @@ def test_a_rejected_lead_approved_again_gets_its_emails(smtp_app, smtp, clock):
 
 
 def test_field_names_the_form_uses_itself_are_refused(owner, app):
-    from capture.page_schema import validate_page
+    from capture.pages.schema import validate_page
 
     with app.app_context():
         for name in ("validate", "meta", "process", "data", "validate_email", "errors"):

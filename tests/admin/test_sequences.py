@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from capture import metrics
+from capture.numbers import metrics
 from capture.admin.auth import create_owner
-from capture.extensions import db
+from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Link, Page
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, Outbox, csrf_of, login, write_step
 from tests.test_sending import add_lead, three_steps, tick

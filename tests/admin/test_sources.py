@@ -1,5 +1,5 @@
 """The sources page: numbers per utm_source, utm_campaign and ref, equal to
-capture.metrics.report(by=…), for each period, sortable by any column.
+capture.numbers.metrics.report(by=…), for each period, sortable by any column.
 
 The seeded data set is the one of tests/test_metrics.py (clock at 2026-03-02 10:00).
 """
@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from capture import metrics
-from capture.extensions import db
+from capture.numbers import metrics
+from capture.db import db
 from capture.models import Lead, Page, Visit
 from tests.admin.test_overview import PERIODS, shown
 from tests.conftest import optin

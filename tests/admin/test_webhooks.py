@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Page, Webhook, WebhookDelivery
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, create_page, csrf_of, login
 from tests.test_webhooks import Receiver, add_webhook, deliver, rows, sign_up

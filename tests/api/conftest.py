@@ -2,7 +2,7 @@
 
 import pytest
 
-from capture import api_tokens
+from capture.access import api_tokens
 
 
 def new_token(app, name: str = "tests") -> str:

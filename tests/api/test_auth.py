@@ -5,9 +5,9 @@ import json
 
 from sqlalchemy import select
 
-from capture import api_tokens
+from capture.access import api_tokens
 from capture.api import OPENAPI_FILE
-from capture.extensions import db
+from capture.db import db
 from capture.models import ApiToken
 from tests.api.conftest import error_of, new_token
 
@@ -126,7 +126,7 @@ def test_api_answers_need_no_csrf_token_and_set_no_cookie(api, make_page):
 
 
 def test_a_bug_is_a_json_500_without_details(api, monkeypatch):
-    from capture import metrics
+    from capture.numbers import metrics
 
     def broken(**_):
         raise RuntimeError("secret detail")
@@ -142,7 +142,7 @@ def test_a_bug_is_a_json_500_without_details(api, monkeypatch):
 def test_an_unreachable_database_is_a_json_503_to_retry(api, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from capture import metrics
+    from capture.numbers import metrics
 
     def locked(**_):
         raise OperationalError("SELECT 1", {}, Exception("database is locked"))

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Event, Lead, Suppression
 from tests.api.conftest import error_of
 from tests.conftest import count, lead_of, send_confirmations

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from capture import leads
-from capture.extensions import db
+from capture.leads import lifecycle as leads
+from capture.db import db
 from capture.models import Lead, Page
 from tests.api.conftest import error_of
 from tests.conftest import lead_of

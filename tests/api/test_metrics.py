@@ -1,10 +1,10 @@
-"""GET /api/v1/metrics: the numbers of capture.metrics, as JSON."""
+"""GET /api/v1/metrics: the numbers of capture.numbers.metrics, as JSON."""
 
 from datetime import datetime
 
 import pytest
 
-from capture import metrics
+from capture.numbers import metrics
 from capture.api.shapes import numbers_json
 from tests.api.conftest import error_of
 from tests.conftest import optin

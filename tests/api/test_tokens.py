@@ -4,7 +4,7 @@ import re
 
 from sqlalchemy import select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import ApiToken
 from tests.conftest import csrf_of
 

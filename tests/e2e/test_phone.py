@@ -21,7 +21,7 @@ SEED = f"""
 import secrets
 from sqlalchemy import select
 from capture import create_app, leads, sending
-from capture.extensions import db
+from capture.db import db
 from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
 with create_app().app_context():
     page = db.session.scalar(select(Page).where(Page.slug == "launch"))

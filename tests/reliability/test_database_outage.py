@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 
-from capture import tokens
-from capture.engagement import postback_signature
-from capture.extensions import db
+from capture import links as tokens
+from capture.leads.engagement import postback_signature
+from capture.db import db
 from capture.models import Event, Lead
 from tests.conftest import (
     POSTGRES_URL,
@@ -291,7 +291,7 @@ def relayed_app(make_app, database_url):
     relay.open()
     app = make_app(DATABASE_URL=url.set(host="127.0.0.1", port=relay.port)
                    .render_as_string(hide_password=False))
-    from capture import demo
+    from capture.pages import demo
 
     with app.app_context():
         demo.install()

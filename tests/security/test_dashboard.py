@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Lead, Owner, Page
 from tests.admin.test_auth import admin_urls
 from tests.conftest import create_page, csrf_of

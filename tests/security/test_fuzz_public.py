@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from capture.extensions import db
+from capture.db import db
 from capture.models import Event, Lead, Upgrade
 
 FUZZ = settings(max_examples=60, deadline=None,
@@ -37,7 +37,7 @@ def count(app, model):
 @pytest.fixture
 def csrf_off_app(make_app):
     """CSRF off, so the fuzzing reaches the form validation behind it."""
-    from capture import demo
+    from capture.pages import demo
 
     app = make_app(WTF_CSRF_ENABLED=False)
     with app.app_context():

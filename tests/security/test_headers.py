@@ -56,7 +56,7 @@ def test_login_errors_json_and_files_carry_the_headers_too(client):
 def test_the_dashboard_frames_its_own_page_preview_only(app, owner, demo_page):
     from sqlalchemy import select
 
-    from capture.extensions import db
+    from capture.db import db
     from capture.models import Page
 
     with app.app_context():

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import inspect, select
 
-from capture import tokens
-from capture.extensions import db
+from capture import links as tokens
+from capture.db import db
 from capture.models import Lead
 from tests.conftest import body_text, confirm, create_page, optin
 
@@ -116,7 +116,7 @@ def test_whatever_the_name_the_email_goes_to_the_lead_alone(app, name):
     from email import message_from_bytes, policy
     from email.utils import getaddresses
 
-    from capture import rendering
+    from capture.mail import compose as rendering
 
     with app.app_context():
         lead = Lead(email="lead@example.com", name=name, public_ref="r")

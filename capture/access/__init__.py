@@ -1,0 +1,1 @@
+"""Who may come in: owners and API tokens."""

@@ -1,0 +1,1 @@
+"""The flask command groups, registered by one function."""

@@ -1,0 +1,118 @@
+"""The flask commands for sequences and sending: check, preview, plan, send-due,
+scheduler."""
+
+import sys
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from capture import clock, scheduler
+from capture.leads import confirmations
+from capture.leads import lifecycle
+from capture.mail import compose
+from capture.mail import sending
+from capture.webhooks import events
+from capture.db import db
+from capture.models import Lead
+
+sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequences.")
+
+
+def init_app(app) -> None:
+    """Register the commands."""
+    app.cli.add_command(sequences_cli)
+    app.cli.add_command(send_due)
+    app.cli.add_command(scheduler_command)
+
+
+@sequences_cli.command("check")
+def check() -> None:
+    """Validate every sequence file; print file:line: message for each problem."""
+    library = sending.library()
+    problems = [str(p) for sequence in library.all() for p in sequence.all_problems()]
+    for line in problems:
+        click.echo(line)
+    count = len(library.names())
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {count} sequence(s).", err=True)
+        sys.exit(1)
+    click.echo(f"{count} sequence(s), no problems.")
+
+
+@sequences_cli.command("preview")
+@click.argument("name")
+@click.argument("step")
+@click.option("--lead", "email", help="Render for this lead instead of a sample one.")
+def preview(name: str, step: str, email: str | None) -> None:
+    """Print the rendered subject, text and HTML of step STEP of sequence NAME."""
+    sequence = sending.library().get(name)
+    if sequence is None:
+        raise click.ClickException(f"no sequence folder {name!r}")
+    found = sequence.step(step) or next(
+        (s for s in sequence.steps if s.filename in (step, f"{step}.md")), None)
+    if found is None:
+        keys = ", ".join(s.key for s in sequence.steps) or "none"
+        raise click.ClickException(f"no step {step!r} in {name} (steps: {keys})")
+    if found.problems:
+        raise click.ClickException("; ".join(str(p) for p in found.problems))
+    lead = sending.sample_lead()
+    if email:
+        lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+        if lead is None:
+            raise click.ClickException(f"no lead with email {email!r}")
+    unsubscribe = sending.preview_unsubscribe_url()
+    try:
+        rendered = compose.render_step(sequence, found, lead, getattr(lead, "page", None),
+                                         unsubscribe_url=unsubscribe)
+    except compose.RenderError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Subject: {rendered['subject']}")
+    click.echo(f"Preheader: {rendered['preheader']}")
+    click.echo("\n----- text -----")
+    click.echo(rendered["text"])
+    click.echo("----- html -----")
+    click.echo(rendered["html"])
+
+
+@sequences_cli.command("plan")
+@click.argument("name", required=False)
+@click.option("--days", default=7, show_default=True, help="How far ahead to look.")
+@click.option("--limit", default=200, show_default=True, help="Most rows to print.")
+def plan(name: str | None, days: int, limit: int) -> None:
+    """Dry run: who gets which step when over the coming days, by the scheduler's
+    own rules (as if every email were accepted). Sends nothing."""
+    now = clock.utcnow()
+    rows = sending.plan(now, now + timedelta(days=days), name, limit)
+    if not rows:
+        click.echo(f"Nothing due in the next {days} day(s).")
+        return
+    click.echo(f"{'when (UTC)':<17} {'lead':<32} {'sequence':<16} step")
+    for row in rows:
+        click.echo(f"{row.when:%Y-%m-%d %H:%M} {row.email:<32} {row.sequence:<16} {row.step}"
+                   + (" (retry)" if row.retry else ""))
+
+
+@click.command("send-due")
+@with_appcontext
+def send_due() -> None:
+    """One scheduler tick, now: send the due emails, the queued confirmations
+    (imported and bulk-approved leads) and the due webhook deliveries; print a
+    summary."""
+    summary = sending.tick()
+    queued = confirmations.send_queued()
+    hooks = events.deliver_due()
+    click.echo(summary.line() + (f"; queued confirmations {queued}" if queued else "")
+               + (f"; {hooks.line()}" if hooks.busy() else ""))
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the sending job in the foreground until interrupted (Ctrl-C)."""
+    app = current_app._get_current_object()
+    click.echo(f"Scheduler running every {app.config['SCHEDULER_INTERVAL_SECONDS']}s; "
+               "Ctrl-C stops it.")
+    scheduler.run_foreground(app)

@@ -1,0 +1,1 @@
+"""Leads: the one opt-in, their lifecycle, confirmations, timeline, engagement, queries, exports and imports."""

@@ -1,0 +1,215 @@
+"""What leads do with the emails and offers: opens, clicks and upgrades.
+
+Plain functions over the session (the tracking blueprint, the CLI and the tests call
+them). Opens and clicks that mail scanners or image proxies make are recorded but
+marked `machine`, so the metrics can count people only.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+import pycountry
+from flask import current_app
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from capture import clock
+from capture import links
+from capture.webhooks import events
+from capture.public.bots import user_agent_matcher
+from capture.db import db
+from capture.models import Delivery, Lead, Link, Upgrade
+from capture.leads.timeline import event_row, insert_events, record_event
+
+# Security gateways, link scanners and scripted clients that fetch links in mail
+# before (or instead of) the person. Image proxies that fetch when the person opens
+# the mail (Gmail's GoogleImageProxy) are not listed: those opens are real.
+SCANNER_USER_AGENT = re.compile(
+    r"bot\b|bot/|crawl|spider|scan|barracuda|mimecast|proofpoint|urldefense|symantec|"
+    r"messagelabs|trend ?micro|forcepoint|fortinet|sophos|ironport|cisco|zscaler|"
+    r"safelinks|microsoft office|ms-office|outlook-ios|skype|slack|preview|"
+    r"python|curl/|wget/|go-http-client|java/|okhttp|libwww|headlesschrome|phantomjs",
+    re.IGNORECASE,
+)
+_names_a_scanner = user_agent_matcher(SCANNER_USER_AGENT)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# The largest row id a database integer column holds.
+_MAX_ID = 2**31 - 1
+_AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
+
+
+def is_machine(user_agent: str | None, sent_at, now) -> bool:
+    """True for a known scanner, no user agent, or a request too soon after sending
+    for a person to have read the email."""
+    if not user_agent or _names_a_scanner(user_agent):
+        return True
+    if sent_at is None:
+        return False
+    return now - sent_at < timedelta(seconds=current_app.config["MACHINE_SECONDS"])
+
+
+# --- links in emails -------------------------------------------------------------
+
+def pixel_url(delivery_id: int) -> str:
+    """The open pixel's URL for one email."""
+    return f"{current_app.config['BASE_URL']}/o/{links.make('open', str(delivery_id))}"
+
+
+def link_tracker(delivery_id: int, *, new: bool = False,
+                 into: list[dict] | None = None) -> Callable[[str], str]:
+    """The rendering hook: store each link target of an email, return its /c/ URL.
+
+    The same target in the same email (a retry renders it again) keeps one token;
+    a `new` delivery has no links yet. With `into`, new links are appended there as
+    rows for `insert_links` (a batch of emails stores its links in one statement)
+    instead of being added to the session."""
+    base = current_app.config["BASE_URL"]
+    existing = {} if new else {
+        link.url: link.token
+        for link in db.session.scalars(select(Link).where(Link.delivery_id == delivery_id))
+    }
+
+    def track(url: str) -> str:
+        token = existing.get(url)
+        if token is None:
+            token = secrets.token_urlsafe(16)
+            row = {"token": token, "delivery_id": delivery_id, "url": url[:2000]}
+            if into is None:
+                db.session.add(Link(**row))
+            else:
+                into.append(row)
+            existing[url] = token
+        return f"{base}/c/{token}"
+
+    return track
+
+
+def insert_links(rows: list[dict]) -> None:
+    """Store the links `link_tracker(..., into=rows)` collected (the caller commits)."""
+    if rows:
+        db.session.connection().execute(insert(Link.__table__), rows)
+
+
+# One query each for the pixel and the click: the email, its lead's page, the link.
+_OPENED_EMAIL = (
+    select(Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    .join(Lead, Lead.id == Delivery.lead_id)
+    .where(Delivery.id == bindparam("id"))
+)
+_CLICKED_LINK = (
+    select(Link.url, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    .join(Delivery, Delivery.id == Link.delivery_id)
+    .join(Lead, Lead.id == Delivery.lead_id)
+    .where(Link.token == bindparam("token"))
+)
+
+
+def record_open(token: str, user_agent: str | None) -> bool:
+    """Log an open of the email behind a pixel token; False (nothing logged) when the
+    token is not genuine."""
+    value = links.read("open", token)
+    if value is None or not value.isdigit() or int(value) > _MAX_ID:
+        return False
+    # A connection of its own, not the session: the hottest path of all has no use
+    # for the unit of work, and skipping it is a tenth of the request.
+    with db.engine.begin() as connection:
+        email = connection.execute(_OPENED_EMAIL, {"id": int(value)}).first()
+        if email is None:
+            return False
+        _log_engagement(connection, email, "open", user_agent)
+    return True
+
+
+def record_click(token: str, user_agent: str | None) -> str | None:
+    """Log a click and return the stored target URL; None for an unknown token."""
+    if not _TOKEN.match(token or ""):
+        return None
+    with db.engine.begin() as connection:
+        link = connection.execute(_CLICKED_LINK, {"token": token}).first()
+        if link is None:
+            return None
+        _log_engagement(connection, link, "click", user_agent, url=link.url)
+    return link.url
+
+
+def _log_engagement(connection, email, kind: str, user_agent: str | None, **data) -> None:
+    """An open or click of `email` (its delivery id, lead, page and send time) on the
+    lead's timeline, marked machine-made by its user agent or how soon it came."""
+    insert_events([event_row(email.lead_id, email.page_id, kind, delivery_id=email.id,
+                             machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
+                             user_agent=(user_agent or "")[:200], **data)], connection)
+
+
+# --- upgrades ---------------------------------------------------------------------
+
+class UpgradeError(ValueError):
+    """An upgrade with a missing or invalid value; the message names it."""
+
+
+def parse_amount(value: str) -> Decimal:
+    """A positive amount written like 19 or 19.90 (no exponent, at most two decimals)."""
+    text = str(value or "").strip()
+    if not _AMOUNT.match(text):
+        raise UpgradeError(f"amount: {value!r} is not an amount like 19.90")
+    amount = Decimal(text)
+    if amount <= 0 or amount > Decimal("1000000000"):
+        raise UpgradeError("amount: must be more than 0 and at most 1000000000")
+    return amount
+
+
+def parse_currency(value: str) -> str:
+    """An ISO 4217 currency code, upper-cased."""
+    code = str(value or "").strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code) or pycountry.currencies.get(alpha_3=code) is None:
+        raise UpgradeError(f"currency: {value!r} is not an ISO 4217 code")
+    return code
+
+
+TXN_MAX = Upgrade.__table__.c.txn.type.length
+
+
+def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
+                   source: str) -> tuple[Upgrade, bool]:
+    """Store an upgrade once per `txn`; return it and whether it is new. A replay
+    (same txn) changes nothing."""
+    txn = txn.strip()
+    if not txn:
+        raise UpgradeError("txn: required (the transaction id makes replays harmless)")
+    if len(txn) > TXN_MAX:
+        # Never cut: two long ids that share their start would become one upgrade.
+        raise UpgradeError(f"txn: at most {TXN_MAX} characters (this one has {len(txn)})")
+    existing = db.session.scalar(select(Upgrade).where(Upgrade.txn == txn))
+    if existing is not None:
+        return existing, False
+    upgrade = Upgrade(lead_id=lead.id, amount=amount, currency=currency, txn=txn,
+                      source=source)
+    db.session.add(upgrade)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same txn in a parallel request
+        db.session.rollback()
+        return db.session.scalar(select(Upgrade).where(Upgrade.txn == txn)), False
+    record_event(lead, "upgrade", amount=str(amount), currency=currency, txn=txn,
+                 source=source)
+    events.emit("upgrade.recorded", lead, extra=events.upgrade_data(upgrade))
+    db.session.commit()
+    return upgrade, True
+
+
+def postback_signature(params: dict[str, str], secret: str) -> str:
+    """Hex HMAC-SHA256 over the parameters except `sig`, sorted by name, joined as
+    k=v&… (decoded values), keyed by the postback secret."""
+    message = "&".join(f"{key}={params[key]}" for key in sorted(params) if key != "sig")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def signature_valid(params: dict[str, str], secret: str) -> bool:
+    """Compare the given `sig` with the expected one in constant time."""
+    given = params.get("sig", "")
+    expected = postback_signature(params, secret)
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,118 @@
+"""CSV export of leads, safe to open in a spreadsheet."""
+
+import csv
+import re
+from collections.abc import Iterator
+from typing import TextIO
+
+from sqlalchemy import func, select
+
+from capture.numbers import metrics
+from capture.db import db
+from capture.leads.queries import LeadFilters, filter_leads, table_order
+from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
+
+COLUMNS = (
+    "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
+    "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet set to another separator (";" in much of Europe) splits a cell at it,
+# quotes or not: a formula character right after one would start a cell of its own.
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([,;\t|])(?=[=+\-@])")
+
+
+def neutralize(value: object) -> str:
+    """A cell's text with a quote before each formula start: at the beginning, and
+    after any character a spreadsheet may take as the separator."""
+    text = "" if value is None else str(value)
+    text = _FORMULA_AFTER_SEPARATOR.sub(r"\1'", text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | None = None,
+                    filters: LeadFilters | None = None) -> int:
+    """Write the header and one row per lead matching the filters; return the count.
+
+    `status` and `page_slug` are the CLI's filters; `filters` are the dashboard table's
+    (search, review, subscription, page, source, dates), whose order the rows follow.
+    Raises ValueError for an unknown status or page."""
+    count = -1
+    for line in csv_lines(status=status, page_slug=page_slug, filters=filters):
+        out.write(line)
+        count += 1
+    return count
+
+
+def csv_lines(*, status: str | None = None, page_slug: str | None = None,
+              filters: LeadFilters | None = None) -> Iterator[str]:
+    """The CSV text line by line (header first), for streaming a large export.
+
+    Raises ValueError at once (before any line) for an unknown status or page."""
+    query = _leads_query(status, page_slug, filters)
+    return _lines(query)
+
+
+def _leads_query(status: str | None, page_slug: str | None, filters: LeadFilters | None):
+    upgrades = (
+        select(
+            Upgrade.lead_id,
+            func.count().label("count"),
+            func.sum(Upgrade.amount).label("amount"),
+        )
+        .group_by(Upgrade.lead_id)
+        .subquery()
+    )
+    query = (
+        select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount)
+        .outerjoin(Page, Lead.page_id == Page.id)
+        .outerjoin(upgrades, upgrades.c.lead_id == Lead.id)
+    )
+    if filters is not None:
+        query = filter_leads(query, filters).order_by(*table_order(filters))
+    else:
+        query = query.order_by(Lead.id)
+    if status:
+        if status in REVIEW_STATES:
+            query = query.where(Lead.review == status)
+        elif status in SUBSCRIPTION_STATES:
+            query = query.where(Lead.subscription == status)
+        else:
+            states = ", ".join(REVIEW_STATES + SUBSCRIPTION_STATES)
+            raise ValueError(f"unknown status {status!r}; use one of {states}")
+    if page_slug:
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == page_slug))
+        if page_id is None:
+            raise ValueError(f"no page with slug {page_slug!r}")
+        query = query.where(Lead.page_id == page_id)
+    return query
+
+
+class _Line:
+    """A file-like object that keeps the last line the csv writer wrote."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+def _lines(query) -> Iterator[str]:
+    line = _Line()
+    # Every cell quoted: a separator inside a value never ends the cell.
+    writer = csv.writer(line, quoting=csv.QUOTE_ALL)
+    writer.writerow(COLUMNS)
+    yield line.text
+    for lead, slug, payout, upgrade_count, upgrade_amount in db.session.execute(
+        query.execution_options(yield_per=1000)
+    ):
+        revenue = metrics.lead_revenue(lead.review, payout, upgrade_amount)
+        row = (
+            lead.email, lead.name, slug, lead.review, lead.subscription, lead.utm_source,
+            lead.utm_medium, lead.utm_campaign, lead.ref, lead.created_at.isoformat(),
+            lead.confirmed_at.isoformat() if lead.confirmed_at else "",
+            upgrade_count or 0, f"{revenue:.2f}",
+        )
+        writer.writerow([neutralize(value) for value in row])
+        yield line.text

@@ -1,0 +1,1 @@
+"""List import: a CSV file read as a stream, each row checked, written in batches."""

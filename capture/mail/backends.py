@@ -1,0 +1,426 @@
+"""Mail backends behind one interface: outbox (files), smtp, console.
+
+`send(message)` hands one message to the configured backend; `open_backend()` gives
+a backend to reuse across a batch (one SMTP connection for many messages). A backend's
+`send` returns its answer as one line (the SMTP server's final reply, say).
+"""
+
+import email.policy
+import logging
+import os
+import re
+import secrets
+import smtplib
+import ssl
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import Parser
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from flask import current_app
+
+from capture import clock
+from capture.domains import DomainError
+from capture.mail.mime import Email
+from capture.settings import PRIVATE_FILE, PRIVATE_FOLDER
+
+log = logging.getLogger(__name__)
+
+
+class MailError(Exception):
+    """A message could not be handed over. `temporary` says whether to retry."""
+
+    def __init__(self, message: str, *, temporary: bool, code: int | None = None,
+                 recipient: bool = False, transport: bool = False,
+                 unknown: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.code = code
+        # True when the server refused the address itself (a bounce).
+        self.recipient = recipient
+        # True when the server or our account is the problem, not this message: the
+        # rest of the batch would fail the same way.
+        self.transport = transport
+        # True when the whole message went to the server but no answer came back (a
+        # timeout or a dropped connection after DATA): it may have been delivered.
+        self.unknown = unknown
+
+
+_ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _refused(code: int, reply: bytes) -> MailError:
+    """Classify a refused recipient (RFC 3463 enhanced status codes): a bad mailbox
+    (5.1.x, 5.2.1, or a bare 550/551/553) is a bounce; a policy refusal such as
+    "554 5.7.1 relay access denied" is our problem, not the lead's."""
+    text = f"recipient refused: SMTP {code} {reply.decode(errors='replace')[:200]}"
+    if code < 500:
+        return MailError(text, temporary=True, code=code)
+    status = _ENHANCED_STATUS.search(reply or b"")
+    if status is None:
+        bounce = code in (550, 551, 553)
+    else:
+        subject, detail = status.group(2), status.group(3)
+        bounce = subject == b"1" or (subject == b"2" and detail == b"1")
+        if subject == b"7":
+            return MailError(text, temporary=True, code=code, transport=True)
+    return MailError(text, temporary=False, code=code, recipient=bounce)
+
+
+class OutboxBackend:
+    """Writes each message as an .eml file under instance/outbox/ (newest last by name)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def send(self, message: Email) -> str:
+        """Write the message atomically: a reader never sees half a file."""
+        self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        name = f"{clock.utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
+        partial = self.folder / f".{name}.tmp"
+        try:
+            # Emails hold addresses and confirm links: readable by this user alone.
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(message.as_bytes())
+            os.replace(partial, self.folder / name)
+        except OSError as error:
+            raise MailError(f"outbox: {error}", temporary=True) from error
+        return f"written to {self.folder / name}"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ConsoleBackend:
+    """Prints each message to standard output, for development."""
+
+    def send(self, message: Email) -> str:
+        """Print the whole message."""
+        sys.stdout.write(message.as_string() + "\n")
+        sys.stdout.flush()
+        return "printed to standard output"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _HandOver:
+    """Notes when the whole message has gone to the server (DATA's final dot): a
+    failure after that moment may still have been delivered."""
+
+    handed_over = False
+    _in_data = False
+    # The server's answer to the last message: (code, text).
+    last_reply: tuple[int, bytes] | None = None
+
+    def data(self, msg):
+        self.handed_over, self._in_data = False, True
+        try:
+            self.last_reply = super().data(msg)
+            return self.last_reply
+        finally:
+            self._in_data = False
+
+    def send(self, s):
+        super().send(s)
+        if self._in_data and isinstance(s, bytes):  # the message itself, not "DATA"
+            self.handed_over = True
+
+
+# A line of the message that starts with a dot gets a second one (RFC 5321 4.5.2).
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Pipelining:
+    """MAIL, RCPT and DATA in one write and their answers read together when the
+    server offers PIPELINING (RFC 2920; Postfix, Exim and the big relays do): two
+    round trips per message instead of four, which over a network to a relay is
+    most of the time an email takes. Otherwise smtplib's own exchange. Failures
+    raise what smtplib raises, so they are told apart the same way."""
+
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+        self.ehlo_or_helo_if_needed()
+        plain = (isinstance(to_addrs, list) and len(to_addrs) == 1
+                 and isinstance(msg, bytes) and not mail_options and not rcpt_options
+                 and (from_addr + to_addrs[0]).isascii())
+        if not (plain and self.has_extn("pipelining")):
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        [to_addr] = to_addrs
+        size = f" SIZE={len(msg)}" if self.has_extn("size") else ""
+        self.handed_over = False
+        self.send(f"MAIL FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
+                  f"RCPT TO:{smtplib.quoteaddr(to_addr)}\r\nDATA\r\n")
+        answers = []
+        for _ in range(3):
+            answers.append(self.getreply())
+            if answers[-1][0] == 421:  # the server is closing the connection
+                self.close()
+                break
+        (mail_code, mail_reply), *rest = answers
+        if mail_code != 250:
+            self._after_refusal(answers)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, from_addr)
+        rcpt_code, rcpt_reply = rest[0]
+        if rcpt_code not in (250, 251):
+            self._after_refusal(answers)
+            raise smtplib.SMTPRecipientsRefused({to_addr: (rcpt_code, rcpt_reply)})
+        data_code, data_reply = rest[1]
+        if data_code != 354:
+            self._after_refusal(answers)
+            raise smtplib.SMTPDataError(data_code, data_reply)
+        body = _LEADING_DOT.sub(b"..", msg)
+        self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        self.handed_over = True
+        code, reply = self.last_reply = self.getreply()
+        if code != 250:
+            if code == 421:
+                self.close()
+            else:
+                self._rset()
+            raise smtplib.SMTPDataError(code, reply)
+        return {}
+
+    def _after_refusal(self, answers) -> None:
+        """Leave the connection ready for the next message after a refused command
+        (a server that said 354 to DATA anyway gets an empty message to refuse)."""
+        if self.sock is None or len(answers) < 3:
+            return
+        if answers[2][0] == 354:
+            self.send(b".\r\n")
+            self.getreply()
+        self._rset()
+
+
+class _SMTP(_Pipelining, _HandOver, smtplib.SMTP):
+    """smtplib.SMTP that knows whether the message went over."""
+
+
+class _SMTP_SSL(_Pipelining, _HandOver, smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL that knows whether the message went over."""
+
+
+class SmtpBackend:
+    """Sends over SMTP, opening the connection on first use and keeping it open."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        config = self.config
+        host, port, timeout = config["SMTP_HOST"], config["SMTP_PORT"], config["SMTP_TIMEOUT"]
+        if config["SMTP_SECURITY"] == "ssl":
+            connection: smtplib.SMTP = _SMTP_SSL(
+                host, port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            connection = _SMTP(host, port, timeout=timeout)
+        try:
+            if config["SMTP_SECURITY"] == "starttls":
+                connection.starttls(context=ssl.create_default_context())
+            if config["SMTP_USERNAME"]:
+                connection.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
+        except BaseException:
+            connection.close()  # a refused login (535) must not leave the socket open
+            raise
+        return connection
+
+    def send(self, message: Email) -> str:
+        """Send one message; return the server's final reply ("250 2.0.0 Ok …"). 4xx
+        and network trouble are temporary; a problem with the server or our account
+        (connect, login, sender, relay refused) is a `transport` error for every
+        message; only a refused mailbox is a bounce."""
+        if self.connection is None:
+            try:
+                self.connection = self._connect()
+            except (smtplib.SMTPException, OSError) as error:
+                self.connection = None
+                raise MailError(f"SMTP connection: {error}", temporary=True,
+                                transport=True) from error
+        try:
+            sender, recipient = message.envelope()
+        except DomainError as error:
+            raise MailError(str(error), temporary=False) from error
+        try:
+            self.connection.sendmail(sender, [recipient], message.as_bytes(),
+                                     self._utf8_options(message))
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = next(iter(error.recipients.values()))
+            raise _refused(code, reply) from error
+        except smtplib.SMTPSenderRefused as error:
+            self.close()
+            raise MailError(f"sender refused: SMTP {error.smtp_code} {error.smtp_error!r}",
+                            temporary=True, code=error.smtp_code, transport=True) from error
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            raise MailError(
+                f"SMTP {error.smtp_code}: {error.smtp_error!r}",
+                temporary=error.smtp_code < 500,
+                code=error.smtp_code,
+            ) from error
+        except (smtplib.SMTPException, OSError) as error:
+            handed_over = getattr(self.connection, "handed_over", False)
+            self.close()
+            if handed_over:
+                # Resending could deliver it twice; the server is unwell, so the rest
+                # of the batch waits too.
+                raise MailError(f"no answer after the message was sent: {error}",
+                                temporary=False, transport=True, unknown=True) from error
+            raise MailError(f"SMTP connection: {error}", temporary=True,
+                            transport=True) from error
+        code, reply = getattr(self.connection, "last_reply", None) or (250, b"")
+        return " ".join(f"{code} {reply.decode(errors='replace')}".split())
+
+    def _utf8_options(self, message: Email) -> list[str]:
+        """["SMTPUTF8"] for a message that needs it (a non-ASCII local part), when
+        the server offers it; a permanent MailError for that message alone when it
+        does not (an ASCII form of such an address does not exist)."""
+        if not message.smtputf8:
+            return []
+        self.connection.ehlo_or_helo_if_needed()
+        if not self.connection.has_extn("smtputf8"):
+            raise MailError(
+                f"not sent: {message.recipient} has non-ASCII characters before the @, "
+                "and the mail server does not offer SMTPUTF8 to deliver to it",
+                temporary=False)
+        return ["SMTPUTF8"]
+
+    def close(self) -> None:
+        """Say QUIT if the connection is still open."""
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.connection = None
+
+
+def open_backend() -> OutboxBackend | ConsoleBackend | SmtpBackend:
+    """A new backend of the configured kind; call close() when done."""
+    kind = current_app.config["MAIL_BACKEND"]
+    if kind == "outbox":
+        return OutboxBackend(outbox_folder())
+    if kind == "console":
+        return ConsoleBackend()
+    return SmtpBackend(current_app.config)
+
+
+def outbox_folder() -> Path:
+    """Where the outbox backend writes its files."""
+    return Path(current_app.instance_path) / "outbox"
+
+
+def send(message: Email) -> str:
+    """Send one message through a backend opened for it alone; return its answer."""
+    backend = open_backend()
+    try:
+        return backend.send(message)
+    finally:
+        backend.close()
+
+
+# --- reading the outbox back (the dashboard's Outbox) ----------------------------------
+
+@dataclass
+class OutboxMessage:
+    """One file the outbox backend wrote, with the headers a list shows."""
+
+    name: str
+    date: datetime | None
+    to: str
+    subject: str
+    message: EmailMessage | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The plain-text part, if the message has one."""
+        return _part(self.message, "plain")
+
+    @property
+    def html(self) -> str | None:
+        """The HTML part, if the message has one."""
+        return _part(self.message, "html")
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header, in order."""
+        return [(name, str(value)) for name, value in self.message.items()] if self.message else []
+
+
+def outbox_names() -> list[str]:
+    """The messages in the outbox folder, newest first (the file names start with
+    the time they were written). Half-written files are hidden (they start with .)."""
+    folder = outbox_folder()
+    try:
+        entries = [entry for entry in os.scandir(folder)
+                   if entry.name.endswith(".eml") and not entry.name.startswith(".")
+                   and entry.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # Same-moment names (a frozen clock, a busy second) fall back to the write time.
+    entries.sort(key=lambda entry: (entry.name[:21], entry.stat().st_mtime_ns, entry.name),
+                 reverse=True)
+    return [entry.name for entry in entries]
+
+
+def read_outbox(names: list[str], *, whole: bool = False) -> list[OutboxMessage]:
+    """The listed messages (names from `outbox_names()`), headers only unless `whole`."""
+    # Read as UTF-8 text: the address headers of an SMTPUTF8 message are UTF-8
+    # (a bytes parser would show them as escapes); everything else is ASCII.
+    parser = Parser(policy=email.policy.default)
+    found = []
+    for name in names:
+        path = outbox_folder() / name
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:  # removed meanwhile
+            continue
+        message = parser.parsestr(text, headersonly=not whole)
+        found.append(OutboxMessage(name=name, date=_header_date(message),
+                                   to=_header(message, "To"),
+                                   subject=_header(message, "Subject"),
+                                   message=message if whole else None))
+    return found
+
+
+def outbox_message(name: str) -> OutboxMessage | None:
+    """One outbox message by file name; None unless `name` is one of the listed files,
+    so a crafted name can never reach another file."""
+    if name not in outbox_names():
+        return None
+    found = read_outbox([name], whole=True)
+    return found[0] if found else None
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    try:
+        return str(message.get(name, ""))
+    except (ValueError, TypeError, IndexError):  # a malformed header
+        return str(message.get_all(name, [""])[0])
+
+
+def _header_date(message: EmailMessage) -> datetime | None:
+    """The Date header as naive UTC, like every time in Capture."""
+    try:
+        value = parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _part(message: EmailMessage | None, subtype: str) -> str | None:
+    if message is None:
+        return None
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    try:
+        return part.get_content()
+    except (LookupError, ValueError, KeyError):  # an unknown charset, a broken encoding
+        return part.get_payload(decode=True).decode("utf-8", errors="replace")

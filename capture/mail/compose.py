@@ -1,0 +1,272 @@
+"""Email messages: headers that cannot be injected into, text and HTML parts."""
+
+import html as html_lib
+import re
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from flask import current_app, render_template
+from markupsafe import Markup
+
+from capture import domains
+from capture.mail import mime
+from capture.models import Lead, Page
+
+# Control characters (CR, LF, tabs, NUL …) never reach a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_text(value: str, limit: int = 200) -> str:
+    """A value made safe for a header: one line, no control characters, and no
+    `=?…?=` sequence a mail client could decode as an encoded word."""
+    text = _CONTROL.sub(" ", value or "").strip()
+    text = text.replace("=?", "= ?")
+    return " ".join(text.split())[:limit]
+
+
+# What a display name in To: may keep: letters and digits of any script, spaces and
+# . ' - (O'Brien, Jean-Luc, J. Doe). Everything else (quotes, brackets, commas,
+# semicolons …) could make a mail parser read the name as another address.
+_DISPLAY_NAME_DROP = re.compile(r"[^\w .'-]+")
+
+
+# The most of a lead's name an email repeats (greeting, To:): whole words up to this
+# length, so a long name cannot fill an email with the signer-up's text.
+NAME_IN_EMAIL_MAX = 40
+
+
+def short_name(name: str) -> str:
+    """The first words of a name, at most NAME_IN_EMAIL_MAX characters (a single longer
+    word is cut)."""
+    words = (name or "").split()
+    kept = []
+    for word in words:
+        if len(" ".join([*kept, word])) > NAME_IN_EMAIL_MAX:
+            break
+        kept.append(word)
+    return " ".join(kept) or (words[0][:NAME_IN_EMAIL_MAX] if words else "")
+
+
+def recipient(lead: Lead) -> str:
+    """The lead as a To: address; its name is display text only, reduced to
+    characters that no mail parser can mistake for address syntax."""
+    return mime.address(display_name(short_name(lead.name)), lead.email)
+
+
+def display_name(text: str) -> str:
+    """A name fit for an address header (see _DISPLAY_NAME_DROP), at most 64 long."""
+    name = " ".join(_DISPLAY_NAME_DROP.sub(" ", header_text(text, 200)).split())[:64]
+    return name.strip(" .'-")
+
+
+def new_message(lead: Lead, subject: str, text: str, html: str, *,
+                sender: Address | None = None,
+                extra: list[tuple[str, str]] = ()) -> mime.Email:
+    """A multipart/alternative message to one lead from `sender` (the configured
+    sender when None), with `extra` headers after the standard ones."""
+    config = current_app.config
+    sender = sender or config["MAIL_FROM_ADDRESS"]
+    headers = [
+        ("From", mime.address(sender.display_name, sender.addr_spec)),
+        ("To", recipient(lead)),
+        ("Subject", header_text(subject, 300)),
+        ("Date", format_datetime(datetime.now(UTC))),
+        ("Message-ID", make_msgid(domain=message_id_domain())),
+        *extra,
+    ]
+    return mime.Email(headers, text, html, sender=config["MAIL_FROM_ADDRESS"].addr_spec,
+                      recipient=lead.email)
+
+
+def message_id_domain() -> str:
+    """The right-hand side of our Message-IDs: the sender's domain, in ASCII."""
+    return domains.to_ascii(current_app.config["MAIL_FROM_ADDRESS"].domain or "localhost")
+
+
+def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email:
+    """The double opt-in email: one link to confirm, nothing else to click."""
+    context = {
+        "lead": lead,
+        "first_name": short_name(lead.first_name),
+        "page": page,
+        "confirm_url": confirm_url,
+        "postal_address": current_app.config["POSTAL_ADDRESS"],
+    }
+    subject = f"Please confirm your subscription: {page.title}"
+    text = render_template("email/confirm.txt", **context)
+    html = render_template("email/confirm.html", **context)
+    return new_message(lead, subject, text, html)
+
+
+# Inline styles for the HTML that Markdown produces: many mail clients drop <style>.
+_INLINE_STYLES = {
+    "p": "margin:0 0 16px;font-size:16px;line-height:1.6;",
+    "h1": "margin:0 0 16px;font-size:24px;line-height:1.3;",
+    "h2": "margin:24px 0 12px;font-size:20px;line-height:1.3;",
+    "h3": "margin:20px 0 10px;font-size:17px;line-height:1.3;",
+    "ul": "margin:0 0 16px;padding-left:22px;font-size:16px;line-height:1.6;",
+    "ol": "margin:0 0 16px;padding-left:22px;font-size:16px;line-height:1.6;",
+    "li": "margin:0 0 6px;",
+    "a": "color:#4f46e5;text-decoration:underline;",
+    "blockquote": "margin:0 0 16px;padding:4px 16px;border-left:3px solid #d6d8e0;color:#5b6170;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f1f2f6;"
+            "padding:1px 4px;border-radius:4px;",
+    "hr": "border:0;border-top:1px solid #e3e5ea;margin:24px 0;",
+}
+_TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")
+_HREF = re.compile(r'href="(https?://[^"]*)"')
+# A URL in the text part ends at white space or at the ) [ ] < > " of Markdown links.
+_TEXT_URL = re.compile(r"https?://[^\s()<>\[\]\"]+")
+_TRAILING = ".,;:!?'"
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _markdown_literal(value: str) -> str:
+    """A lead's value made literal inside Markdown: no links, emphasis or HTML."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _variables(lead: Lead, page: Page | None, unsubscribe_url: str, literal) -> dict:
+    """What a step template sees: plain values, never the model objects."""
+    return {
+        "lead": {
+            "name": literal(short_name(lead.name)),
+            "first_name": literal(short_name(lead.first_name)),
+            "email": literal(lead.email),
+            "ref": lead.public_ref,
+        },
+        "page": {"title": literal(page.title if page else "")},
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+class RenderError(Exception):
+    """A step could not be rendered for a lead; nothing is sent."""
+
+
+def render_subject(sequence, step, lead: Lead, page: Page | None, *,
+                   unsubscribe_url: str) -> str:
+    """The subject of one step for one lead, as it is sent (RenderError if it
+    cannot be rendered)."""
+    from capture.mail.sequences import compiled
+
+    try:
+        subject = compiled(step.subject).render(
+            _variables(lead, page, unsubscribe_url, lambda value: value))
+    except Exception as error:  # the sandbox raises several kinds; none may escape
+        raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    return header_text(subject, 300)
+
+
+def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
+                track_link=None, pixel_url: str | None = None) -> dict[str, str]:
+    """Subject, preheader, text and HTML of one step for one lead.
+
+    `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
+    link of the HTML part is passed through `track_link`, the pixel is appended."""
+    from capture.markup import email_parts
+    from capture.mail.sequences import compiled
+
+    subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
+    plain = _variables(lead, page, unsubscribe_url, lambda value: value)
+    escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
+    try:
+        preheader = compiled(step.preheader).render(plain)
+        markdown_body = compiled(step.body).render(escaped)
+    except Exception as error:  # the sandbox raises several kinds; none may escape
+        raise RenderError(f"{sequence.name}/{step.filename}: {error}") from error
+    # Both parts come from the one Markdown text, in which the lead's values are
+    # literal: the text part shows them as typed, never as links or emphasis.
+    html_body, text_body = email_parts(markdown_body)
+    content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
+                       html_body)
+    if track_link is not None:
+        tracked: dict[str, str] = {}
+
+        def remember(url: str) -> str:
+            if url not in tracked:
+                tracked[url] = track_link(url)
+            return tracked[url]
+
+        content = _HREF.sub(lambda m: _tracked_href(m.group(1), remember, unsubscribe_url),
+                            content)
+        # The text part: only URLs the owner wrote (the links of the HTML part, and
+        # bare URLs in the step file) are tracked, so a lead who types a URL as their
+        # name cannot turn our /c/ links into a redirect to it.
+        for url in _urls(step.body):
+            if url != unsubscribe_url and "{" not in url:
+                remember(url)
+        text_body = _TEXT_URL.sub(lambda m: _tracked_text_url(m.group(0), tracked), text_body)
+    postal_address = current_app.config["POSTAL_ADDRESS"]
+    # The layouts see only these values (no request or session): rendered straight
+    # from the app's template environment, autoescaped like every .html template.
+    templates = current_app.jinja_env
+    html = templates.get_template("email/layout.html").render(
+        content=Markup(content), preheader=header_text(preheader, 200),
+        postal_address=postal_address, unsubscribe_url=unsubscribe_url, pixel_url=pixel_url,
+        page=page,
+    )
+    text = templates.get_template("email/layout.txt").render(
+        content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
+    )
+    return {"subject": subject, "preheader": preheader, "text": text,
+            "html": html}
+
+
+def _urls(text: str) -> list[str]:
+    """The http(s) URLs in a text, without trailing sentence punctuation."""
+    return [m.group(0).rstrip(_TRAILING) for m in _TEXT_URL.finditer(text)]
+
+
+def _tracked_text_url(found: str, tracked: dict[str, str]) -> str:
+    """A URL of the text part, replaced by its /c/ link when the owner wrote it."""
+    url = found.rstrip(_TRAILING)
+    return tracked[url] + found[len(url):] if url in tracked else found
+
+
+def _tracked_href(escaped_url: str, track_link, unsubscribe_url: str) -> str:
+    """The href attribute for a link: through the tracking hook, except unsubscribe."""
+    url = html_lib.unescape(escaped_url)
+    if url == unsubscribe_url:
+        return f'href="{escaped_url}"'
+    return f'href="{html_lib.escape(track_link(url))}"'
+
+
+def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: int,
+                 unsubscribe_url: str, track_link=None, pixel_url=None) -> mime.Email:
+    """The complete email of a sequence step, with the list headers of RFC 2369/8058."""
+    config = current_app.config
+    rendered = render_step(sequence, step, lead, page, unsubscribe_url=unsubscribe_url,
+                           track_link=track_link, pixel_url=pixel_url)
+    domain = message_id_domain()
+    host = urlsplit(config["BASE_URL"]).hostname or "localhost"
+    list_name = re.sub(r"[^A-Za-z0-9-]", "-", sequence.name)
+    unsubscribe = f"<{unsubscribe_url}>"
+    if config.get("UNSUBSCRIBE_MAILTO"):
+        unsubscribe += f", <mailto:{config['UNSUBSCRIBE_MAILTO']}?subject=unsubscribe>"
+    extra = ([("Reply-To", _formatted(parse_address(sequence.reply_to)))]
+             if sequence.reply_to else [])
+    extra += [("List-Id", f"{list_name} <{list_name}.{host}>"),
+              ("List-Unsubscribe", unsubscribe),
+              ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    message = new_message(
+        lead, rendered["subject"], rendered["text"], rendered["html"],
+        sender=parse_address(sequence.sender) if sequence.sender else None, extra=extra)
+    message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
+    return message
+
+
+def _formatted(address: Address) -> str:
+    return mime.address(address.display_name, address.addr_spec)
+
+
+@lru_cache(maxsize=64)
+def parse_address(value: str) -> Address:
+    """`Name <user@domain>` as a header Address, its name made header-safe (cached:
+    a sequence's sender is parsed for each of its emails)."""
+    name, address = parseaddr(value)
+    username, _, domain = address.rpartition("@")
+    return Address(display_name(name), username, domain)

@@ -1,0 +1,1 @@
+"""Every number: the metrics, the report rollups and what the overview warns about."""

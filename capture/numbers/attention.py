@@ -1,0 +1,187 @@
+"""What needs the owner's attention: the warnings the dashboard's overview shows.
+
+Each check is a plain function over the app's settings and database (no request),
+returning an `OwnerWarning` when its condition holds, else None.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, or_, select
+
+from capture import clock
+from capture.db import db
+from capture.models import Delivery, Event, Lead
+from capture.mail.sending import library
+
+# A mail-server failure older than this no longer counts as "SMTP is failing".
+SMTP_FAILURE_HOURS = 24
+# How mail.py words errors that concern the server or our account, not one message
+# (connection and login trouble, a refused sender, a relay refusal 5.7.x).
+_TRANSPORT_ERRORS = ("%SMTP connection:%", "%sender refused:%",
+                     "%recipient refused: SMTP 5%5.7.%")
+
+
+@dataclass(frozen=True)
+class OwnerWarning:
+    """One thing the owner should act on: a sentence, and where to act on it."""
+
+    kind: str
+    message: str
+    count: int = 1
+    # The dashboard area to go to (an endpoint name and its query), and the link's words.
+    endpoint: str | None = None
+    action: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def missing_postal_address() -> OwnerWarning | None:
+    """CAN-SPAM wants a postal address in every email footer."""
+    if current_app.config["POSTAL_ADDRESS"].strip():
+        return None
+    return OwnerWarning(
+        "postal_address",
+        "Your emails have no postal address: set CAPTURE_POSTAL_ADDRESS to your "
+        "business address (the law requires it in every marketing email) and restart.",
+    )
+
+
+def sequence_problems() -> OwnerWarning | None:
+    """Broken sequence files: their steps are held until fixed."""
+    broken = {sequence.name: len(sequence.all_problems()) for sequence in library().all()}
+    broken = {name: count for name, count in broken.items() if count}
+    if not broken:
+        return None
+    count = sum(broken.values())
+    problems = "problem" if count == 1 else "problems"
+    return OwnerWarning(
+        "sequence_problems",
+        f"{count} {problems} in your sequence files ({', '.join(sorted(broken))}): "
+        "the emails they affect are held, so fix the files listed under Sequences.",
+        count=count, endpoint="admin.sequences", action="See the problems",
+    )
+
+
+def unknown_deliveries() -> OwnerWarning | None:
+    """Emails whose sender stopped mid-send: they may or may not have gone out."""
+    count = db.session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.status == "unknown")
+    ) or 0
+    if not count:
+        return None
+    emails = "email is" if count == 1 else "emails are"
+    return OwnerWarning(
+        "unknown_deliveries",
+        f"{count} {emails} in state unknown (the sender stopped while sending, so they "
+        "may not have arrived): check them under Deliveries and resend on purpose if needed.",
+        count=count, endpoint="admin.deliveries", action="Review deliveries",
+    )
+
+
+def smtp_failing(now: datetime | None = None) -> OwnerWarning | None:
+    """The mail server refused us recently (connection, login, sender, relay), for a
+    sequence email or a confirmation email, and no email has gone out since."""
+    now = now or clock.utcnow()
+    since = now - timedelta(hours=SMTP_FAILURE_HOURS)
+    failures = [failure for failure in (_sequence_failure(since), _confirmation_failure(since))
+                if failure is not None]
+    if not failures:
+        return None
+    failed_at, error, confirmation = max(failures)
+    last_sent = max((moment for moment in (
+        db.session.scalar(select(func.max(Delivery.sent_at)).where(Delivery.status == "sent")),
+        db.session.scalar(select(func.max(Event.created_at))
+                          .where(Event.kind == "confirmation_sent")),
+    ) if moment is not None), default=None)
+    if last_sent is not None and last_sent > failed_at:
+        return None
+    deliveries = db.session.scalar(
+        select(func.count()).select_from(Delivery)
+        .where(*_failed_deliveries(since), Delivery.status.in_(("retry", "claimed")))
+    ) or 0
+    confirmations = db.session.scalar(
+        select(func.count()).select_from(Lead)
+        .where(Lead.confirmation_due_at.is_not(None), Lead.subscription == "unconfirmed",
+               Lead.review != "rejected")
+    ) or 0
+    waiting = deliveries + confirmations
+    retried = (f"; {waiting} waiting {'email is' if waiting == 1 else 'emails are'} "
+               "retried automatically" if waiting else "")
+    if confirmations:
+        retried += (" (confirmation emails: " if confirmations > 1
+                    else " (confirmation email: ") + f"{confirmations})"
+    link = ({"endpoint": "admin.leads", "action": "See unconfirmed leads",
+             "params": {"subscription": "unconfirmed"}} if confirmation
+            else {"endpoint": "admin.deliveries", "action": "See deliveries"})
+    return OwnerWarning(
+        "smtp_failing",
+        f"Emails are not going out because the mail server refused us "
+        f"({error[:160]}): check the CAPTURE_SMTP_* settings and your mail "
+        f"account{retried}.",
+        count=waiting, **link,
+    )
+
+
+def _failed_deliveries(since: datetime) -> tuple:
+    """Sequence emails the server or our account refused since then."""
+    return (
+        or_(*(Delivery.error.like(pattern) for pattern in _TRANSPORT_ERRORS)),
+        Delivery.status.in_(("retry", "claimed", "failed")),
+        Delivery.claimed_at >= since,
+    )
+
+
+def _sequence_failure(since: datetime) -> tuple[datetime, str, bool] | None:
+    """When and why the latest sequence email failed for the server's sake."""
+    latest = db.session.execute(
+        select(Delivery.claimed_at, Delivery.error).where(*_failed_deliveries(since))
+        .order_by(Delivery.claimed_at.desc()).limit(1)
+    ).first()
+    return None if latest is None else (latest.claimed_at, latest.error, False)
+
+
+def _confirmation_failure(since: datetime) -> tuple[datetime, str, bool] | None:
+    """When and why the latest confirmation email failed for the server's sake (its
+    `confirmation_failed` event, see `confirmations`)."""
+    error = Event.data["error"].as_string()
+    latest = db.session.execute(
+        select(Event.created_at, error.label("error"))
+        .where(Event.kind == "confirmation_failed", Event.created_at >= since,
+               or_(*(error.like(pattern) for pattern in _TRANSPORT_ERRORS)))
+        .order_by(Event.created_at.desc()).limit(1)
+    ).first()
+    return None if latest is None else (latest.created_at, latest.error, True)
+
+
+def broken_pages() -> OwnerWarning | None:
+    """Published pages whose design file or sequence folder is gone: the page
+    fails for visitors, or its leads get no emails."""
+    from capture.pages.demo import page_templates_dir
+    from capture.models import Page
+
+    templates = Path(page_templates_dir())
+    problems = []
+    for page in db.session.scalars(select(Page).where(Page.published)):
+        if not (templates / page.template).is_file():
+            problems.append(f"/p/{page.slug} uses the missing design {page.template}")
+        if page.sequence and library().get(page.sequence) is None:
+            problems.append(f"/p/{page.slug} sends to the missing sequence {page.sequence}")
+    if not problems:
+        return None
+    return OwnerWarning(
+        "broken_pages",
+        "Fix these pages: " + "; ".join(problems[:3])
+        + (f" and {len(problems) - 3} more" if len(problems) > 3 else "") + ".",
+        count=len(problems), endpoint="admin.pages", action="See pages",
+    )
+
+
+CHECKS = (missing_postal_address, smtp_failing, broken_pages, unknown_deliveries,
+          sequence_problems)
+
+
+def for_owner() -> list[OwnerWarning]:
+    """Every warning that holds now, most urgent first."""
+    return [warning for check in CHECKS if (warning := check()) is not None]

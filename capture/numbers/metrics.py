@@ -1,0 +1,518 @@
+"""Every number the reports and the dashboard show, with one definition each.
+
+- visitors: distinct visitor cookies that viewed a page (bots left out)
+- leads: new leads that opted in (form, embedded form, API); duplicates and trapped
+  bots are not leads, nor are imported leads, which count apart as `imported`
+- conversion rate = leads / visitors (opt-ins only: an import has no visitors)
+- approval rate = approved / (approved + rejected), opt-ins and imported leads alike
+- open rate = leads with at least one human open / leads delivered; click rate likewise
+- payout = approved leads (opt-ins and imported) × page payout; revenue = payout +
+  upgrade amounts (of every lead)
+- earnings per visitor = revenue of the opt-ins (their payout and upgrades) / visitors
+
+Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
+in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
+upgrades) count what happened during the period. Everything is aggregated in SQL:
+from the rollups (`capture.numbers.rollups`) for whole-day periods, from the rows otherwise.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import case, distinct, func, select
+from sqlalchemy.exc import OperationalError
+
+from capture import clock
+from capture.numbers import rollups
+from capture.db import db
+from capture.models import (
+    Delivery,
+    Event,
+    Lead,
+    Page,
+    RollupCount,
+    RollupFirst,
+    Upgrade,
+    Visit,
+)
+
+log = logging.getLogger(__name__)
+
+DIMENSIONS = ("page", "source", "campaign", "ref", "day")
+# The Numbers values that are money (two decimals).
+MONEY = ("payout", "upgrade_revenue", "imported_payout", "imported_upgrade_revenue")
+_LEAD_KEYS = {"page": "page_id", "source": "utm_source", "campaign": "utm_campaign",
+              "ref": "ref"}
+
+
+@dataclass
+class Numbers:
+    """The metrics of one group (or of everything)."""
+
+    visitors: int = 0
+    leads: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    approved: int = 0
+    rejected: int = 0
+    pending: int = 0
+    confirmed: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    opens_raw: int = 0
+    clicks_raw: int = 0
+    unsubscribes: int = 0
+    upgrades: int = 0
+    upgrade_revenue: Decimal = field(default_factory=Decimal)
+    payout: Decimal = field(default_factory=Decimal)
+    # The imported leads' part of payout and upgrade_revenue (left out per visitor).
+    imported_payout: Decimal = field(default_factory=Decimal)
+    imported_upgrade_revenue: Decimal = field(default_factory=Decimal)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.leads / self.visitors if self.visitors else None
+
+    @property
+    def approval_rate(self) -> float | None:
+        decided = self.approved + self.rejected
+        return self.approved / decided if decided else None
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.delivered if self.delivered else None
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.clicked / self.delivered if self.delivered else None
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.payout + self.upgrade_revenue
+
+    @property
+    def optin_revenue(self) -> Decimal:
+        """The revenue of the leads that opted in (imported leads had no visit)."""
+        return self.revenue - self.imported_payout - self.imported_upgrade_revenue
+
+    @property
+    def earnings_per_visitor(self) -> Decimal | None:
+        if not self.visitors:
+            return None
+        return (self.optin_revenue / self.visitors).quantize(Decimal("0.0001"))
+
+
+def lead_revenue(review: str, payout, upgrade_amount) -> Decimal:
+    """One lead's revenue, by the same definition: its page's payout if approved,
+    plus its upgrades."""
+    revenue = Decimal(upgrade_amount or 0)
+    if review == "approved" and payout:
+        revenue += Decimal(payout)
+    return revenue
+
+
+@dataclass
+class Report:
+    """The totals and, when grouped, one Numbers per group key."""
+
+    total: Numbers
+    rows: dict[str, Numbers]
+    by: str | None = None
+
+
+def _day(column):
+    return func.date(column)
+
+
+def _group_key(by: str | None, entity, time_column):
+    """The SQL expression to group on for a dimension."""
+    if by is None:
+        return None
+    if by == "day":
+        return _day(time_column)
+    return getattr(entity, _LEAD_KEYS[by])
+
+
+def _run(stmt, key) -> dict:
+    """Execute an aggregate; return {group: value} (group None when ungrouped)."""
+    if key is None:
+        return {None: db.session.execute(stmt).one()}
+    stmt = stmt.add_columns(key).group_by(key)
+    return {row[-1]: row[:-1] for row in db.session.execute(stmt)}
+
+
+def _period(stmt, column, start: datetime | None, end: datetime | None):
+    if start is not None:
+        stmt = stmt.where(column >= start)
+    if end is not None:
+        stmt = stmt.where(column < end)
+    return stmt
+
+
+def report(*, start: datetime | None = None, end: datetime | None = None,
+           page_id: int | None = None, by: str | None = None) -> Report:
+    """The metrics for a period, optionally for one page and grouped by a dimension.
+
+    Whole-day periods (the dashboard's, the API's) are read from the rollups, brought
+    up to date first; other periods are aggregated from the rows themselves."""
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    groups = None
+    if uses_rollups(start, end):
+        groups = _from_rollups(start, end, page_id, by)
+    if groups is None:
+        groups = _from_tables(start, end, page_id, by)
+    for numbers in groups.values():
+        for name in MONEY:
+            setattr(numbers, name, Decimal(str(getattr(numbers, name) or 0)).quantize(
+                Decimal("0.01")))
+    if by is None:
+        return Report(total=groups.get(None, Numbers()), rows={}, by=None)
+    rows = {("(none)" if group is None else str(group)): numbers
+            for group, numbers in groups.items()}
+    if by == "page":
+        slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
+        rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
+    total = report(start=start, end=end, page_id=page_id).total
+    return Report(total=total, rows=dict(sorted(rows.items())), by=by)
+
+
+def uses_rollups(start: datetime | None, end: datetime | None) -> bool:
+    """Whether a period is made of whole UTC days (or open), which the rollups hold."""
+    return all(bound is None or bound.time() == time() for bound in (start, end))
+
+
+def _from_rollups(start: datetime | None, end: datetime | None, page_id: int | None,
+                  by: str | None) -> dict | None:
+    """The groups of a whole-day report from the rollups, on a connection of its own
+    that first folds in what changed; None when the fold cannot run now (the tables
+    are locked by a long writer), so the caller reads the rows instead."""
+    with db.engine.connect() as connection:
+        try:
+            rollups.refresh(connection)
+        except OperationalError as error:
+            log.warning("report rollups not refreshed, reading the tables: %s", error)
+            return None
+        return _read_rollups(connection, start.date() if start else None,
+                             end.date() if end else None, page_id, by)
+
+
+_FIRSTS = {"delivered": "delivered", "opened": "opened", "clicked": "clicked",
+           "unsubscribed": "unsubscribes"}
+
+
+def _read_rollups(connection, start: date | None, end: date | None, page_id: int | None,
+                  by: str | None) -> dict:
+    """The groups of a report from rollup_counts and rollup_firsts (see capture.numbers.rollups):
+    sums over the days of the period, the distinct counts as first occurrences."""
+    groups: dict = {}
+    dimension = by if by in ("source", "campaign", "ref") else "source"
+
+    def key_of(table):
+        if by is None:
+            return None
+        return {"page": table.c.page_id, "day": table.c.day}.get(by, table.c.value)
+
+    def within(stmt, table, *, firsts: bool = False):
+        if start is not None:
+            stmt = stmt.where(table.c.day >= start)
+        if end is not None:
+            stmt = stmt.where(table.c.day < end)
+        if firsts and by != "day":
+            # A (lead or visitor, group) counts at its first day inside the period.
+            earlier = table.c.prev_day.is_(None)
+            stmt = stmt.where(earlier | (table.c.prev_day < start) if start else earlier)
+        return stmt
+
+    table = RollupCount.__table__
+    key = key_of(table)
+    columns = [table.c.page_id] + ([key] if key is not None and by != "page" else [])
+    stmt = (select(*columns, *(func.sum(table.c[name]) for name in rollups.COUNT_FIELDS))
+            .where(table.c.dimension == dimension).group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    payouts = dict(connection.execute(select(Page.id, Page.payout)).all())
+    for row in connection.execute(within(stmt, table)):
+        page, group = row[0], (row[0] if by == "page" else row[1] if key is not None else None)
+        values = dict(zip(rollups.COUNT_FIELDS, row[len(columns):], strict=True))
+        numbers = groups.setdefault(group, Numbers())
+        for name in rollups.COUNT_FIELDS:
+            if hasattr(numbers, name):
+                setattr(numbers, name, getattr(numbers, name) + int(values[name]))
+        payout = Decimal(payouts.get(page) or 0)
+        numbers.upgrade_revenue += Decimal(int(values["upgrade_cents"])) / 100
+        numbers.imported_upgrade_revenue += Decimal(int(values["imported_upgrade_cents"])) / 100
+        numbers.payout += int(values["approved"]) * payout
+        numbers.imported_payout += int(values["imported_approved"]) * payout
+
+    table = RollupFirst.__table__
+    key = key_of(table)
+    columns = [table.c.metric] + ([key] if key is not None else [])
+    stmt = (select(*columns, func.sum(table.c.count))
+            .where(table.c.metric.in_(rollups.LEAD_FIRSTS), table.c.dimension == dimension)
+            .group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    for metric, *rest in connection.execute(within(stmt, table, firsts=True)):
+        numbers = groups.setdefault(rest[0] if key is not None else None, Numbers())
+        setattr(numbers, _FIRSTS[metric], int(rest[-1]))
+
+    columns = [key] if key is not None else []
+    stmt = (select(*columns, func.sum(table.c.count))
+            .where(table.c.metric == "visitors",
+                   table.c.dimension == (dimension if by == dimension else ""))
+            .group_by(*columns))
+    if page_id is not None:
+        stmt = stmt.where(table.c.page_id == page_id)
+    elif by == "page":
+        stmt = stmt.where(table.c.page_id != rollups.ALL_PAGES)
+    else:
+        stmt = stmt.where(table.c.page_id == rollups.ALL_PAGES)
+    for *rest, number in connection.execute(within(stmt, table, firsts=True)):
+        if number is None:  # no visitor at all (an aggregate without groups)
+            continue
+        groups.setdefault(rest[0] if key is not None else None, Numbers()).visitors = int(number)
+    return groups
+
+
+def _from_tables(start: datetime | None, end: datetime | None, page_id: int | None,
+                 by: str | None) -> dict:
+    """The groups of a report aggregated from the rows themselves."""
+    groups: dict = {}
+
+    def put(values: dict, *names: str) -> None:
+        for group, row in values.items():
+            numbers = groups.setdefault(group, Numbers())
+            for name, value in zip(names, row, strict=True):
+                setattr(numbers, name, value if value is not None else getattr(numbers, name))
+
+    def for_page(stmt, column):
+        return stmt.where(column == page_id) if page_id is not None else stmt
+
+    # Visitors: distinct cookies per group, bots left out.
+    key = _group_key(by, Visit, Visit.created_at)
+    stmt = select(func.count(distinct(Visit.visitor_id))).where(Visit.is_bot.is_(False))
+    stmt = for_page(_period(stmt, Visit.created_at, start, end), Visit.page_id)
+    put(_run(stmt, key), "visitors")
+
+    # Leads of the period (opt-ins and imported apart) and their review, confirmation
+    # and payout.
+    key = _group_key(by, Lead, Lead.created_at)
+    approved = Lead.review == "approved"
+    stmt = (
+        select(
+            func.count(case((Lead.imported.is_(False), 1))),
+            func.count(case((Lead.imported.is_(True), 1))),
+            func.count(case((approved, 1))),
+            func.count(case((Lead.review == "rejected", 1))),
+            func.count(case((Lead.review == "pending", 1))),
+            func.count(Lead.confirmed_at),
+            func.coalesce(func.sum(case((approved, Page.payout), else_=0)), 0),
+            func.coalesce(func.sum(case((approved & Lead.imported.is_(True), Page.payout),
+                                        else_=0)), 0),
+        )
+        .select_from(Lead)
+        .outerjoin(Page, Page.id == Lead.page_id)
+    )
+    stmt = for_page(_period(stmt, Lead.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "leads", "imported", "approved", "rejected", "pending", "confirmed",
+        "payout", "imported_payout")
+
+    # Duplicates, grouped by where the repeat opt-in came from.
+    if by in (None, "page", "day"):
+        key = None if by is None else (Event.page_id if by == "page" else _day(Event.created_at))
+    else:
+        key = Event.data[_LEAD_KEYS[by]].as_string()
+    stmt = select(func.count(Event.id)).where(Event.kind == "duplicate")
+    stmt = for_page(_period(stmt, Event.created_at, start, end), Event.page_id)
+    put(_run(stmt, key), "duplicates")
+
+    # The activity numbers below need the lead's row only to group or filter by it.
+    needs_lead = page_id is not None or by not in (None, "day")
+
+    def with_lead(stmt, column):
+        return stmt.join(Lead, Lead.id == column) if needs_lead else stmt
+
+    # Leads delivered in the period (at least one sequence email sent).
+    key = _group_key(by, Lead, Delivery.sent_at)
+    stmt = with_lead(select(func.count(distinct(Delivery.lead_id))), Delivery.lead_id)
+    stmt = stmt.where(Delivery.status == "sent")
+    stmt = for_page(_period(stmt, Delivery.sent_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "delivered")
+
+    # Opens, clicks, unsubscribes: distinct leads by people; raw counts alongside.
+    key = _group_key(by, Lead, Event.created_at)
+    human = Event.machine.is_(False)
+    stmt = (
+        select(
+            func.count(distinct(case((human & (Event.kind == "open"), Event.lead_id)))),
+            func.count(distinct(case((human & (Event.kind == "click"), Event.lead_id)))),
+            func.count(case((Event.kind == "open", 1))),
+            func.count(case((Event.kind == "click", 1))),
+            func.count(distinct(case((Event.kind == "unsubscribe", Event.lead_id)))),
+        )
+        .where(Event.kind.in_(("open", "click", "unsubscribe")))
+    )
+    stmt = with_lead(stmt, Event.lead_id)
+    stmt = for_page(_period(stmt, Event.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "opened", "clicked", "opens_raw", "clicks_raw", "unsubscribes")
+
+    # Upgrades in the period.
+    key = _group_key(by, Lead, Upgrade.created_at)
+    stmt = (select(func.count(Upgrade.id), func.coalesce(func.sum(Upgrade.amount), 0),
+                   func.coalesce(func.sum(case((Lead.imported.is_(True), Upgrade.amount),
+                                               else_=0)), 0))
+            .join(Lead, Lead.id == Upgrade.lead_id))
+    stmt = for_page(_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
+    put(_run(stmt, key), "upgrades", "upgrade_revenue", "imported_upgrade_revenue")
+
+    return groups
+
+
+# --- periods, day series and ordering for the dashboard ----------------------------
+
+# The periods the dashboard offers: key -> (label, whole UTC days ending today).
+PERIODS = {"today": ("Today", 1), "7d": ("Last 7 days", 7), "30d": ("Last 30 days", 30),
+           "all": ("All time", None)}
+DEFAULT_PERIOD = "30d"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of whole UTC days ending with today, or everything (no bounds)."""
+
+    key: str
+    label: str
+    start: datetime | None
+    end: datetime | None
+
+    @property
+    def first_day(self) -> date | None:
+        return self.start.date() if self.start is not None else None
+
+    @property
+    def last_day(self) -> date | None:
+        return (self.end - timedelta(microseconds=1)).date() if self.end is not None else None
+
+
+def period(key: str | None = None, now: datetime | None = None) -> Period:
+    """The period named `key` (today, 7d, 30d, all); an unknown key gives the default.
+
+    "7d" is today and the six days before it; the end is the coming midnight, so
+    everything of today counts."""
+    key = key if key in PERIODS else DEFAULT_PERIOD
+    label, days = PERIODS[key]
+    if days is None:
+        return Period(key, label, None, None)
+    today = (now or clock.utcnow()).date()
+    end = datetime.combine(today + timedelta(days=1), time())
+    return Period(key, label, end - timedelta(days=days), end)
+
+
+def days_of(day_report: Report, start: datetime | None = None,
+            end: datetime | None = None) -> list[tuple[date, Numbers]]:
+    """The rows of a report(by="day") as one (day, Numbers) per calendar day from
+    start to end, quiet days filled in with zeros. Without a start the series begins
+    on the first day with any activity; without an end it runs to today."""
+    if day_report.by != "day":
+        raise ValueError('days_of needs a report(by="day")')
+    found = {date.fromisoformat(key[:10]): numbers for key, numbers in day_report.rows.items()
+             if key != "(none)"}
+    first = start.date() if start is not None else min(found, default=None)
+    if end is not None:
+        last = (end - timedelta(microseconds=1)).date()
+    else:
+        last = max([clock.utcnow().date(), *found])
+    if first is None or last < first:
+        return []
+    return [(first + timedelta(days=offset), found.get(first + timedelta(days=offset),
+                                                        Numbers()))
+            for offset in range((last - first).days + 1)]
+
+
+def daily(*, start: datetime | None = None, end: datetime | None = None,
+          page_id: int | None = None) -> list[tuple[date, Numbers]]:
+    """The numbers of each day of a period (report(by="day"), zeros on quiet days)."""
+    return days_of(report(start=start, end=end, page_id=page_id, by="day"), start, end)
+
+
+# Columns a grouped report can be ordered by: "name" (the group) or a Numbers value.
+SORT_COLUMNS = ("name", "visitors", "leads", "imported", "conversion_rate", "approval_rate",
+                "payout", "upgrade_revenue", "revenue", "earnings_per_visitor")
+
+
+def sorted_rows(rows: dict[str, Numbers], column: str = "name",
+                descending: bool = False) -> list[tuple[str, Numbers]]:
+    """The groups of a report ordered by one column. Undefined values (a rate
+    without a denominator) go last either way; ties keep the name order."""
+    if column not in SORT_COLUMNS:
+        raise ValueError(f"column must be one of {', '.join(SORT_COLUMNS)}")
+    by_name = sorted(rows.items(), key=lambda item: item[0].casefold())
+    if column == "name":
+        return by_name[::-1] if descending else by_name
+    defined = [item for item in by_name if getattr(item[1], column) is not None]
+    undefined = [item for item in by_name if getattr(item[1], column) is None]
+    defined.sort(key=lambda item: getattr(item[1], column), reverse=descending)
+    return defined + undefined
+
+
+def currency_label() -> str:
+    """The currency of the money numbers when every page uses the same one, else ''."""
+    codes = db.session.scalars(select(Page.currency).distinct()).all()
+    return codes[0] if len(codes) == 1 else ""
+
+
+@dataclass
+class StepNumbers:
+    """How one step of a sequence did: counted per lead, people only."""
+
+    sequence: str
+    step: str
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.sent if self.sent else None
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.clicked / self.sent if self.sent else None
+
+
+def steps(*, sequence: str | None = None, start: datetime | None = None,
+          end: datetime | None = None) -> list[StepNumbers]:
+    """Per sequence step: leads sent it, and leads who opened, clicked or
+    unsubscribed from that email (machine-made opens and clicks left out)."""
+    sent = select(Delivery.sequence, Delivery.step, func.count(distinct(Delivery.lead_id)))
+    sent = _period(sent.where(Delivery.status == "sent"), Delivery.sent_at, start, end)
+    human = Event.machine.is_(False)
+    acted = (
+        select(
+            Delivery.sequence,
+            Delivery.step,
+            func.count(distinct(case((human & (Event.kind == "open"), Event.lead_id)))),
+            func.count(distinct(case((human & (Event.kind == "click"), Event.lead_id)))),
+            func.count(distinct(case((Event.kind == "unsubscribe", Event.lead_id)))),
+        )
+        .join(Delivery, Delivery.id == Event.delivery_id)
+        .where(Event.kind.in_(("open", "click", "unsubscribe")))
+    )
+    acted = _period(acted, Event.created_at, start, end)
+    if sequence is not None:
+        sent = sent.where(Delivery.sequence == sequence)
+        acted = acted.where(Delivery.sequence == sequence)
+    rows: dict[tuple[str, str], StepNumbers] = {}
+    for name, step, count in db.session.execute(sent.group_by(Delivery.sequence, Delivery.step)):
+        rows[(name, step)] = StepNumbers(name, step, sent=count)
+    for name, step, opened, clicked, unsubscribed in db.session.execute(
+        acted.group_by(Delivery.sequence, Delivery.step)
+    ):
+        numbers = rows.setdefault((name, step), StepNumbers(name, step))
+        numbers.opened, numbers.clicked, numbers.unsubscribed = opened, clicked, unsubscribed
+    return [rows[key] for key in sorted(rows)]

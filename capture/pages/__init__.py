@@ -1,0 +1,1 @@
+"""The page format and the owner's page service."""

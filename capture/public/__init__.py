@@ -1,0 +1,1 @@
+"""What a visitor meets: the opt-in page, the embedded form, the URLs inside emails, the health check."""

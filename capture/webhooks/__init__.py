@@ -1,0 +1,1 @@
+"""Outgoing webhooks: the events emitted and their delivery."""

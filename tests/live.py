@@ -57,7 +57,8 @@ class Stack:
         enrolled in its sequence, written in one transaction."""
         script = f"""
 from sqlalchemy import select
-from capture import create_app, sending
+from capture import create_app
+from capture.mail import sending
 from capture.db import db
 from capture.models import Lead, Page
 with create_app().app_context():

@@ -20,7 +20,9 @@ HOOK_URL = "https://crm.example.com/hooks/capture/incoming-leads-from-the-launch
 SEED = f"""
 import secrets
 from sqlalchemy import select
-from capture import create_app, leads, sending
+from capture import create_app
+from capture.leads import lifecycle as leads
+from capture.mail import sending
 from capture.db import db
 from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
 with create_app().app_context():

@@ -12,8 +12,6 @@ from werkzeug.routing import IntegerConverter
 
 from config import ROOT, Config
 
-MIGRATIONS_DIR = str(ROOT / "migrations")
-
 
 def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     """Build the app: defaults, then CAPTURE_* variables, then `config` (tests)."""
@@ -31,21 +29,10 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.from_prefixed_env("CAPTURE")
     app.config.update(overrides)
 
-    from capture import admin, api, scheduler, settings
-    from capture.public import bots
-    from capture.commands import core
-    from capture.public import embed
-    from capture.web import errors
-    from capture import db
-    from capture.web import headers
-    from capture.public import health
-    from capture.web import hygiene
-    from capture.web import logredact
-    from capture.public import optin
-    from capture.web import rate_limits
+    from capture import admin, api, commands, db, scheduler, settings
     from capture.mail import sending
-    from capture.commands import sequences
-    from capture.public import tracking
+    from capture.public import bots, embed, health, optin, tracking
+    from capture.web import errors, headers, hygiene, logredact, rate_limits
 
     logredact.init_app(app)
     settings.init_app(app)
@@ -53,7 +40,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     _init_database(app)
     rate_limits.init_app(app)
     db.migrate.init_app(
-        app, db.db, directory=MIGRATIONS_DIR, render_as_batch=True
+        app, db.db, directory=db.MIGRATIONS_DIR, render_as_batch=True
     )
     hygiene.init_app(app)
     db.csrf.init_app(app)
@@ -67,8 +54,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     api.init_app(app)
     errors.init_app(app)
     headers.init_app(app)
-    core.init_app(app)
-    sequences.init_app(app)
+    commands.register(app)
     scheduler.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]

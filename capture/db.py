@@ -1,4 +1,5 @@
-"""The Flask extension objects, created once and bound to the app in create_app()."""
+"""The database and the Flask extensions: the objects bound to the app in create_app(),
+the SQLite tuning, and the check that tells a database outage from a bug."""
 
 import sqlite3
 
@@ -8,8 +9,16 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+
+from config import ROOT
+
+MIGRATIONS_DIR = str(ROOT / "migrations")
+# PostgreSQL refusing a write in a read-only transaction (a standby after a failover,
+# default_transaction_read_only): the site cannot take writes now, which is no bug.
+READ_ONLY_SQLSTATE = "25006"
 
 
 class Base(DeclarativeBase):
@@ -23,6 +32,23 @@ login_manager = LoginManager()
 login_manager.login_view = "admin.login"
 login_manager.login_message = "Please log in to see that page."
 login_manager.session_protection = "strong"
+
+
+def is_unavailable(error: Exception) -> bool:
+    """True when the database could not be reached or was locked (a moment's
+    trouble), not when a query was wrong (a bug)."""
+    if isinstance(error, sa_exc.TimeoutError):  # every pooled connection was busy
+        return True
+    if getattr(getattr(error, "orig", None), "sqlstate", None) == READ_ONLY_SQLSTATE:
+        return True
+    return isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)) or bool(
+        getattr(error, "connection_invalidated", False))
+
+
+def unavailable_reason(error: Exception) -> str:
+    """The first line of the driver's message, for one log line (no traceback, no
+    SQL parameters)."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
 
 
 @event.listens_for(Engine, "connect")

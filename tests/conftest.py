@@ -372,7 +372,7 @@ def csrf_of(client, path: str) -> str:
 @pytest.fixture
 def owner(app):
     """A client logged in to the dashboard as an owner."""
-    from capture.admin.auth import create_owner
+    from capture.access.owners import create_owner
 
     with app.app_context():
         create_owner(OWNER_EMAIL, OWNER_PASSWORD)

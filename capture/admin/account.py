@@ -1,5 +1,4 @@
-"""Dashboard area: the logged-in owner's account (changing the password), and the
-password change the `owner password` command makes too."""
+"""Dashboard area: the logged-in owner's account (changing the password)."""
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user, login_user
@@ -7,20 +6,10 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, ValidationError
 
+from capture.access import owners
 from capture.web import rate_limits
 from capture.admin import bp
-from capture.admin.auth import (LOGIN_FAILURES, MIN_PASSWORD_LENGTH, hash_password,
-                                password_matches)
-from capture.db import db
-from capture.models import Owner, new_session_token
-
-
-def set_password(owner: Owner, password: str) -> None:
-    """Give the owner a new password and end every session of theirs (a new session
-    token); ValueError with a clear message when the password cannot be used."""
-    owner.password_hash = hash_password(password)
-    owner.session_token = new_session_token()
-    db.session.commit()
+from capture.admin.auth import LOGIN_FAILURES
 
 
 class PasswordForm(FlaskForm):
@@ -34,9 +23,9 @@ class PasswordForm(FlaskForm):
         message="Enter the new password a second time.")])
 
     def validate_new(self, field: PasswordField) -> None:
-        """The length rules of every owner password (auth.hash_password)."""
+        """The length rules of every owner password (owners.hash_password)."""
         try:
-            hash_password(field.data)
+            owners.hash_password(field.data)
         except ValueError as error:
             message = str(error)
             raise ValidationError(message[0].upper() + message[1:] + ".") from None
@@ -60,13 +49,13 @@ def account():
         flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
         return _page(form, 429)
     valid = form.validate()
-    if form.current.data and not password_matches(current_user, form.current.data):
+    if form.current.data and not owners.password_matches(current_user, form.current.data):
         rate_limits.limiter().hit(limit, *key)
         form.current.errors = [*form.current.errors, "The current password is wrong."]
         valid = False
     if not valid:
         return _page(form, 422)
-    set_password(current_user, form.new.data)
+    owners.set_password(current_user, form.new.data)
     # The new session token ended every session, this one too: log it in again.
     login_user(current_user._get_current_object())
     flash("Your password is changed. Every other session is logged out.", "success")
@@ -75,4 +64,4 @@ def account():
 
 def _page(form: PasswordForm, status: int = 200):
     return render_template("admin/account.html", form=form,
-                           min_length=MIN_PASSWORD_LENGTH), status
+                           min_length=owners.MIN_PASSWORD_LENGTH), status

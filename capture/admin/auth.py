@@ -1,17 +1,15 @@
-"""Dashboard log-in: owners, passwords, throttled attempts, log-out."""
-
-import functools
+"""Dashboard log-in: the form, throttled attempts, log-out."""
 
 import limits
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from werkzeug import security
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from capture import clock
+from capture.access import owners
 from capture.web import rate_limits
 from capture.admin import bp
 from capture.db import db
@@ -20,8 +18,6 @@ from capture.models import Owner, new_session_token
 # Failed log-ins allowed before a pause: per client address, and (higher, so that a
 # stranger cannot lock the owner out as easily) per account.
 LOGIN_FAILURES = {"ip": limits.parse("5/15minutes"), "email": limits.parse("20/15minutes")}
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 200  # what the log-in form accepts
 
 
 class LoginForm(FlaskForm):
@@ -29,46 +25,7 @@ class LoginForm(FlaskForm):
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(),
-                                                      Length(max=MAX_PASSWORD_LENGTH)])
-
-
-def create_owner(email: str, password: str) -> Owner:
-    """Add a dashboard login; ValueError with a clear message when it cannot be."""
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise ValueError(f"{email!r} is not an email address")
-    password_hash = hash_password(password)
-    if db.session.scalar(select(Owner.id).where(Owner.email == email)):
-        raise ValueError(f"an owner {email} exists already")
-    owner = Owner(email=email, password_hash=password_hash)
-    db.session.add(owner)
-    db.session.commit()
-    return owner
-
-
-def hash_password(password: str) -> str:
-    """The stored hash of a new password; ValueError when it is too short or too long."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValueError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
-    return security.generate_password_hash(password)
-
-
-@functools.cache
-def _unknown_owner_hash() -> str:
-    """A hash made the way owners' hashes are (same method, same cost), checked when
-    no owner has the address typed: both answers then take the same time, so the
-    log-in does not tell which addresses are owners."""
-    return security.generate_password_hash("no owner has this address")
-
-
-def password_matches(owner: Owner | None, password: str) -> bool:
-    """True when `owner` exists and `password` is theirs; one hash check either way."""
-    if owner is None:
-        security.check_password_hash(_unknown_owner_hash(), password)
-        return False
-    return security.check_password_hash(owner.password_hash, password)
+                                                      Length(max=owners.MAX_PASSWORD_LENGTH)])
 
 
 def _safe_next(target: str | None) -> str:
@@ -97,7 +54,7 @@ def login():
             flash("Too many failed attempts. Wait 15 minutes and try again.", "error")
             return render_template("admin/login.html", form=form), 429
         owner = db.session.scalar(select(Owner).where(Owner.email == email))
-        if password_matches(owner, form.password.data):
+        if owners.password_matches(owner, form.password.data):
             # A new session on log-in: nothing set before (a planted session or CSRF
             # token) survives into the logged-in one.
             target = _safe_next(request.args.get("next"))

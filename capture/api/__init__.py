@@ -18,6 +18,7 @@ from capture.access import api_tokens
 from capture.web import rate_limits
 from capture.api.errors import ApiError, error_response, http_error, unexpected_error
 from capture.db import csrf
+from capture.web.errors import answer_errors_under
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -26,7 +27,8 @@ OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
 # Errors of the API's own views; a 404/405 that matched no view at all reaches
-# capture.web.errors, which answers it with the same http_error for paths under /api/.
+# capture.web.errors, which hands it to the same http_error for paths under /api/
+# (registered in init_app).
 bp.register_error_handler(ApiError, error_response)
 bp.register_error_handler(HTTPException, http_error)
 bp.register_error_handler(Exception, unexpected_error)
@@ -101,5 +103,6 @@ def init_app(app: Flask) -> None:
     from capture.api import leads, metrics, upgrades  # noqa: F401  (register views on bp)
 
     csrf.exempt(bp)
+    answer_errors_under(app, "/api/", http_error)
     app.extensions["capture.api_rate_limit"] = TokenRateLimit(app)
     app.register_blueprint(bp)

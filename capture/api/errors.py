@@ -12,7 +12,8 @@ from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from capture.db import db
+from capture.db import db, is_unavailable
+from capture.web.errors import RETRY_AFTER_SECONDS
 
 # The code of each HTTP status the API answers with on its own.
 CODES = {
@@ -92,9 +93,6 @@ def http_error(error: HTTPException):
 
 def unexpected_error(error: Exception):
     """A bug (or a database outage): logged, and JSON for the client."""
-    # Imported here: capture.web.errors sends unmatched /api/ paths to http_error above.
-    from capture.web.errors import RETRY_AFTER_SECONDS, is_unavailable
-
     try:
         db.session.rollback()
     except SQLAlchemyError:  # the connection is gone; the session is reset anyway

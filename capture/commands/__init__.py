@@ -1,1 +1,16 @@
-"""The flask command groups, registered by one function."""
+"""The flask command groups, one module each, registered by one function."""
+
+from flask import Flask
+
+from capture.commands import leads, mail, owner, pages, report, rollups, sequences, setup
+from capture.commands import tokens, webhooks
+
+
+def register(app: Flask) -> None:
+    """Add every command to `flask --app wsgi …`."""
+    for command in (setup.init_command, pages.pages_cli, leads.leads_cli,
+                    report.report_command, owner.owner_cli, tokens.tokens_cli,
+                    webhooks.webhooks_cli, rollups.rollups_cli, mail.mail_cli,
+                    sequences.sequences_cli, sequences.send_due,
+                    sequences.scheduler_command):
+        app.cli.add_command(command)

@@ -21,13 +21,6 @@ from capture.models import Lead
 sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequences.")
 
 
-def init_app(app) -> None:
-    """Register the commands."""
-    app.cli.add_command(sequences_cli)
-    app.cli.add_command(send_due)
-    app.cli.add_command(scheduler_command)
-
-
 @sequences_cli.command("check")
 def check() -> None:
     """Validate every sequence file; print file:line: message for each problem."""

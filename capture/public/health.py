@@ -8,8 +8,7 @@ from sqlalchemy import false, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from capture.web.errors import unavailable_reason
-from capture.db import db
+from capture.db import db, unavailable_reason
 from capture.models import RollupState
 from config import HEALTH_MIN_FREE_BYTES
 

@@ -20,11 +20,13 @@ from flask import (
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, generate_csrf
 from sqlalchemy import bindparam, event, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from capture.public import bots
 from capture.leads import lifecycle
 from capture.public.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.db import csrf, db
+from capture.web import errors
 from capture.web.headers import allow_form_target
 from capture.web.hygiene import FORM_TYPES
 from capture.markup import render_markdown, under_heading
@@ -34,6 +36,9 @@ from capture.public.forms import OptInForm, form_class, optin_values
 bp = Blueprint("pages", __name__)
 FIX_FIELDS = "Please correct the highlighted fields."
 FORM_EXPIRED = "This form had expired. Please check your details and submit again."
+# What the opt-in form says when the sign-up could not be saved.
+OPTIN_RETRY = ("We could not finish your sign-up just now. "
+               "Please submit the form again in a moment.")
 
 
 def published_page(slug: str) -> Page:
@@ -259,6 +264,41 @@ def confirm(token: str):
         return _confirm_page(lead, ConfirmForm(formdata=None), 400, notice)
     lifecycle.confirm(lead, request.remote_addr)
     return _confirm_page(lead)
+
+
+@bp.record_once
+def _register_error_answers(state) -> None:
+    """An expired form and a database outage during a submission come back to the
+    visitor with what they typed (see csrf_failed and submit_unavailable)."""
+    state.app.register_error_handler(CSRFError, csrf_failed)
+    errors.answer_unavailable(state.app, "pages.submit", submit_unavailable)
+
+
+def submit_unavailable():
+    """The answer to a submission the database could not take: the page again,
+    holding what the visitor typed, with a notice to submit it again; the short 503
+    page with a "Try again" button holding those values when the page itself
+    cannot be read now."""
+    response = None
+    if request.view_args:
+        response = _page_again(request.view_args.get("slug"))
+    if response is None:
+        resubmit = [(key, value) for key, values in request.form.lists() for value in values]
+        response = errors.unavailable_page(errors.MESSAGES[503][0], OPTIN_RETRY, resubmit)
+    return response
+
+
+def _page_again(slug: str | None):
+    """The opt-in page with the visitor's input and OPTIN_RETRY; None when the page
+    cannot be read now."""
+    try:
+        page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
+        if page is None:
+            return None
+        return render_page(page, form_class(page)(), 503, OPTIN_RETRY)
+    except SQLAlchemyError:
+        errors.rollback()
+        return None
 
 
 def csrf_failed(error: CSRFError):

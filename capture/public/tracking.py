@@ -7,10 +7,9 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from sqlalchemy import select
 
 from capture.leads import engagement
-from capture.web import errors
 from capture.leads import lifecycle
 from capture import links
-from capture.db import csrf, db
+from capture.db import csrf, db, is_unavailable, unavailable_reason
 from capture.models import Lead
 
 bp = Blueprint("tracking", __name__)
@@ -27,9 +26,9 @@ def pixel(token: str):
         engagement.record_open(token, request.headers.get("User-Agent"))
     except Exception as error:  # an open is never worth a broken image
         db.session.rollback()
-        if errors.is_unavailable(error):  # one line each, not a traceback per open
+        if is_unavailable(error):  # one line each, not a traceback per open
             current_app.logger.error("open not recorded, database unavailable: %s",
-                                     errors.unavailable_reason(error))
+                                     unavailable_reason(error))
         else:
             current_app.logger.exception("open not recorded")
     return PIXEL, 200, {

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.routing import IntegerConverter, PathConverter
 
-from capture.admin.auth import create_owner
+from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Owner
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, csrf_of, login

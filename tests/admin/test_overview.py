@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from capture.numbers import metrics
-from capture.admin.auth import create_owner
+from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Delivery, Lead, Owner, Page, Visit
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, login, write_step

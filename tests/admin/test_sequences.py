@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from capture.numbers import metrics
-from capture.admin.auth import create_owner
+from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Link, Page
 from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, Outbox, csrf_of, login, write_step

@@ -141,7 +141,7 @@ def test_a_bad_url_is_shown_with_one_clear_line_and_nothing_is_stored(app, owner
 
 
 def test_a_private_address_is_refused_when_the_setting_is_off(make_app):
-    from capture.admin.auth import create_owner
+    from capture.access.owners import create_owner
 
     app = make_app()
     with app.app_context():
@@ -255,7 +255,7 @@ def test_deliveries_show_status_code_time_attempts_and_error(app, owner, receive
 
 
 def test_resend_queues_a_failed_delivery_for_the_next_run(make_app, receiver, clock):
-    from capture.admin.auth import create_owner
+    from capture.access.owners import create_owner
 
     app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_RETRY_HOURS=0)
     with app.app_context():

@@ -1,0 +1,80 @@
+"""The `flask --app wsgi leads …` commands: export and import leads, record an upgrade."""
+
+import secrets
+import sys
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from capture.db import db
+from capture.leads import engagement, exports, lifecycle
+from capture.leads.imports import importer
+from capture.models import Lead
+
+leads_cli = AppGroup("leads", help="Import and export leads, record upgrades.")
+
+
+@leads_cli.command("export")
+@click.option("--status", help="A review state (pending, approved, rejected) or a "
+              "subscription state (unconfirmed, subscribed, unsubscribed, bounced).")
+@click.option("--page", "slug", help="Only leads that opted in on this page.")
+def leads_export(status: str | None, slug: str | None) -> None:
+    """Print leads as CSV, one row per lead."""
+    try:
+        exports.write_leads_csv(sys.stdout, status=status, page_slug=slug)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@leads_cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--page", "slug", required=True, help="The page the leads join.")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a column to a field (email, name, country, consent, consented_at, "
+              "utm_*, ref or a page field); COLUMN= ignores it. Repeatable.")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.option("--encoding", default="utf-8", show_default=True, help="The file's encoding.")
+@click.option("--delimiter", help="The column separator (default: guessed from the header).")
+def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
+                 encoding: str, delimiter: str | None) -> None:
+    """Import the people in the CSV FILE as leads of a page, and print the report:
+    every rejected row with its line and reason, then the counts."""
+    def rejected(result: importer.RowResult) -> None:
+        if result.outcome == "rejected":
+            click.echo(f"line {result.line}: {result.detail}")
+
+    try:
+        report = importer.import_file(
+            file, slug, overrides=importer.parse_map_options(mappings), dry_run=dry_run,
+            encoding=encoding, delimiter=delimiter, on_row=rejected)
+    except importer.UnusableFile as error:
+        raise click.ClickException(str(error)) from None
+    for line in report.lines():
+        click.echo(line)
+    if report.to_confirm and not dry_run:
+        click.echo(f"Confirmation emails to send: {report.to_confirm} (by the scheduler, "
+                   "within the sending rate cap).")
+
+
+@leads_cli.command("upgrade")
+@click.argument("email")
+@click.argument("amount")
+@click.option("--currency", default="USD", show_default=True, help="ISO 4217 code.")
+@click.option("--txn", help="Transaction id (default: one is made up); a repeat changes nothing.")
+def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> None:
+    """Record an upgrade (a purchase) by hand for the lead with EMAIL."""
+    lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+    if lead is None:
+        raise click.ClickException(f"no lead with email {email!r}")
+    try:
+        value = engagement.parse_amount(amount)
+        code = engagement.parse_currency(currency)
+        upgrade, created = engagement.record_upgrade(
+            lead, value, code, txn or f"manual-{secrets.token_hex(8)}", source="manual")
+    except engagement.UpgradeError as error:
+        raise click.ClickException(str(error)) from None
+    if created:
+        click.echo(f"Recorded {upgrade.amount} {upgrade.currency} for {lead.email}.")
+    else:
+        click.echo(f"Transaction {upgrade.txn} was already recorded; nothing changed.")

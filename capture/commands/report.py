@@ -1,0 +1,64 @@
+"""The `flask --app wsgi report` command: the metrics as a table."""
+
+from datetime import timedelta
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from capture import clock
+from capture.db import db
+from capture.models import Page
+from capture.numbers import metrics
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+@click.command("report")
+@click.option("--page", "slug", help="Only this page.")
+@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step")),
+              help="One row per group; 'step' gives one row per sequence step.")
+@click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
+@with_appcontext
+def report_command(slug: str | None, by: str | None, days: int | None) -> None:
+    """Print the metrics (visitors, leads and imported leads, conversion, approval,
+    opens, clicks, revenue …)."""
+    page_id = None
+    if slug:
+        page_id = db.session.scalar(select(Page.id).where(Page.slug == slug))
+        if page_id is None:
+            raise click.ClickException(f"no page with slug {slug!r}")
+    start = clock.utcnow() - timedelta(days=days) if days else None
+    if by == "step":
+        _print_steps(metrics.steps(start=start))
+        return
+    result = metrics.report(start=start, page_id=page_id, by=by)
+    columns = ("visitors", "leads", "imported", "conv", "approved", "rejected", "appr",
+               "delivered", "open", "click", "unsubs", "upgrades", "revenue", "per visitor")
+    click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
+    rows = [*result.rows.items(), ("total", result.total)]
+    for name, n in rows:
+        epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
+        cells = (n.visitors, n.leads, n.imported, _percent(n.conversion_rate), n.approved,
+                 n.rejected, _percent(n.approval_rate), n.delivered, _percent(n.open_rate),
+                 _percent(n.click_rate), n.unsubscribes, n.upgrades, f"{n.revenue:.2f}", epv)
+        click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))
+    total = result.total
+    click.echo(f"Raw opens {total.opens_raw}, raw clicks {total.clicks_raw} (machine-made "
+               f"included); duplicates {total.duplicates}; payout {total.payout:.2f}.")
+
+
+def _print_steps(rows: list) -> None:
+    """The per-step table of `report --by step`."""
+    if not rows:
+        click.echo("No sequence email sent yet.")
+        return
+    click.echo(f"{'sequence':<20}{'step':<20}" + "".join(
+        f"{c:>12}" for c in ("sent", "opened", "open", "clicked", "click", "unsubs")))
+    for row in rows:
+        cells = (row.sent, row.opened, _percent(row.open_rate), row.clicked,
+                 _percent(row.click_rate), row.unsubscribed)
+        click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
+                   + "".join(f"{str(c):>12}" for c in cells))

@@ -1,0 +1,21 @@
+"""The `flask --app wsgi init` command: create or upgrade the database, add the demo."""
+
+import click
+from flask.cli import with_appcontext
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from capture.db import MIGRATIONS_DIR, db
+from capture.models import Owner
+from capture.pages import demo
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the schema, and add the demo page and sequence if missing."""
+    upgrade(directory=MIGRATIONS_DIR)
+    created = demo.install()
+    click.echo("Database ready." + (f" Added: {', '.join(created)}." if created else ""))
+    if db.session.scalar(select(func.count()).select_from(Owner)) == 0:
+        click.echo("No dashboard login yet: .venv/bin/flask --app wsgi owner create YOU@EXAMPLE.COM")

@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture.web import hygiene
     from capture.web import logredact
     from capture.public import optin
+    from capture.public import render
     from capture.web import rate_limits
     from capture.mail import sending
     from capture.commands import sequences
@@ -59,6 +60,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     db.csrf.init_app(app)
     bots.RateLimit().init_app(app)
     sending.init_app(app)
+    render.init_app(app)
     app.register_blueprint(optin.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(tracking.bp)

@@ -24,7 +24,7 @@ from capture.numbers import rollups
 from capture.db import db
 from capture.commands.mail import mail_cli
 from capture.models import Lead, Owner, Page
-from capture.pages.schema import apply_page, page_to_dict, validate_page
+from capture.pages.definition import apply_page, page_templates_dir, page_to_dict, validate_page
 from capture.commands.tokens import tokens_cli
 from capture.commands.webhooks import webhooks_cli
 
@@ -113,7 +113,7 @@ def pages_import(file) -> None:
         clean, errors = validate_page(
             item,
             sequences_dir=current_app.config["SEQUENCES_DIR"],
-            templates_dir=demo.page_templates_dir(),
+            templates_dir=page_templates_dir(),
         )
         slug = item.get("slug") if isinstance(item, dict) else None
         where = f"{name}: page {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")

@@ -121,7 +121,7 @@ def _optin_again(slug: str | None):
     it again; None when the page itself cannot be read now."""
     from capture.models import Page
     from capture.public.forms import form_class
-    from capture.public.optin import render_page
+    from capture.public.render import render_page
 
     try:
         page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))

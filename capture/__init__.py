@@ -31,7 +31,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
 
     from capture import admin, api, commands, db, scheduler, settings
     from capture.mail import sending
-    from capture.public import bots, embed, health, optin, tracking
+    from capture.public import bots, embed, health, optin, render, tracking
     from capture.web import errors, headers, hygiene, logredact, rate_limits
 
     logredact.init_app(app)
@@ -46,6 +46,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     db.csrf.init_app(app)
     bots.RateLimit().init_app(app)
     sending.init_app(app)
+    render.init_app(app)
     app.register_blueprint(optin.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(tracking.bp)

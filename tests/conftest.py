@@ -195,9 +195,8 @@ def demo_page(app):
 
 def create_page(app, **values) -> str:
     """Create a page in `app` from JSON-format values (the defaults make a valid page)."""
-    from capture.pages.demo import page_templates_dir
     from capture.models import Page
-    from capture.pages.schema import apply_page, validate_page
+    from capture.pages.definition import apply_page, page_templates_dir, validate_page
 
     data = {
         "slug": "offer",

@@ -8,10 +8,10 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from capture.public.embed import snippet
+from capture.public.render import snippet
 from capture.db import db
 from capture.models import Lead, Page, Visit
-from capture.public.origins import OriginError, parse_origin
+from capture.origins import OriginError, parse_origin
 from tests.conftest import (
     body_text,
     count,

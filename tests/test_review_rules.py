@@ -183,8 +183,7 @@ def test_owner_blocks_an_international_domain_in_either_form(app, client, make_p
 
 
 def _checked_block_domains(app, domains):
-    from capture.pages.demo import page_templates_dir
-    from capture.pages.schema import validate_page
+    from capture.pages.definition import page_templates_dir, validate_page
 
     page = {"slug": "open", "title": "Open",
             "fields": [{"name": "email", "label": "Email", "type": "email", "required": True}],

@@ -1,8 +1,8 @@
 """Dashboard area: pages — list with numbers, editor with live preview, publish, copy,
 share links.
 
-The editor is a form over the page definition of `capture.pages.schema`; every check is
-`validate_page`'s, so the dashboard and `pages import` accept exactly the same pages.
+The editor is a form over the page definition of `capture.pages.definition`; every check
+is `validate_page`'s, so the dashboard and `pages import` accept exactly the same pages.
 """
 
 import re
@@ -32,29 +32,31 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 
-from capture.public import embed
 from capture.numbers import metrics
 from capture.mail import sending
 from capture.admin import bp
-from capture.pages.demo import page_templates_dir
 from capture.db import db
 from capture.markup import render_markdown
 from capture.models import Page
-from capture.public.forms import form_class
-from capture.pages.schema import (
+from capture.pages.definition import (
     DEFAULTS,
     FIELD_TYPES,
     apply_page,
-    copy_page,
-    embed_snippet,
+    page_templates_dir,
     page_to_dict,
     preview_values,
-    save_page,
-    share_link,
     template_names,
     validate_page,
 )
-from capture.public.optin import render_page
+from capture.pages.service import (
+    copy_page,
+    embed_snippet,
+    save_page,
+    set_published,
+    share_link,
+)
+from capture.public.forms import form_class
+from capture.public.render import render_page, snippet
 
 MAX_FIELD_ROWS = 40
 BLANK_ROWS = 2  # empty rows under a page's fields, ready for a new one
@@ -252,7 +254,7 @@ def _page_or_404(page_id: int) -> Page:
 def _editor(form: PageForm, page: Page | None, status: int = 200, problems=()):
     snippets = None
     if page is not None and page.allowed_origins and page.double_opt_in:
-        snippets = {"script": embed.snippet(page), "plain": embed.snippet(page, script=False)}
+        snippets = {"script": snippet(page), "plain": snippet(page, script=False)}
     return render_template("admin/pages/edit.html", form=form, page=page,
                            problems=list(problems), snippets=snippets,
                            row_errors=getattr(form, "row_errors", {})), status
@@ -369,8 +371,7 @@ def pages_unpublish(page_id: int):
 
 
 def _set_published(page: Page, published: bool):
-    page.published = published
-    db.session.commit()
+    set_published(page, published)
     if published:
         flash(f"{page.title} is live at /p/{page.slug}.", "success")
     else:

@@ -10,8 +10,7 @@ from sqlalchemy import func, select
 
 from capture.db import db
 from capture.models import Lead, Page
-from capture.pages import demo
-from capture.pages.schema import apply_page, page_to_dict, validate_page
+from capture.pages.definition import apply_page, page_templates_dir, page_to_dict, validate_page
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
 
@@ -69,7 +68,7 @@ def pages_import(file) -> None:
         clean, errors = validate_page(
             item,
             sequences_dir=current_app.config["SEQUENCES_DIR"],
-            templates_dir=demo.page_templates_dir(),
+            templates_dir=page_templates_dir(),
         )
         slug = item.get("slug") if isinstance(item, dict) else None
         where = f"{name}: page {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")

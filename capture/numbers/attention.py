@@ -158,7 +158,7 @@ def _confirmation_failure(since: datetime) -> tuple[datetime, str, bool] | None:
 def broken_pages() -> OwnerWarning | None:
     """Published pages whose design file or sequence folder is gone: the page
     fails for visitors, or its leads get no emails."""
-    from capture.pages.demo import page_templates_dir
+    from capture.pages.definition import page_templates_dir
     from capture.models import Page
 
     templates = Path(page_templates_dir())

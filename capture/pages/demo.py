@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.models import Page
-from capture.pages.schema import apply_page, validate_page
+from capture.pages.definition import apply_page, page_templates_dir, validate_page
 from config import ROOT
 
 DEMO_PAGE = {
@@ -43,11 +43,6 @@ DEMO_PAGE = {
     "template": "default.html",
     "published": True,
 }
-
-
-def page_templates_dir() -> str:
-    """The folder page templates are chosen from."""
-    return str(ROOT / "templates" / "pages")
 
 
 def install() -> list[str]:

@@ -1,5 +1,6 @@
-"""Blueprint for the embeddable form: sign-ups posted from other sites, the form token
-their script fetches, and the copy-paste snippet an owner puts on their site.
+"""Blueprint for the embeddable form: sign-ups posted from other sites and the form
+token their script fetches (the copy-paste snippet an owner puts on their site is
+`capture.public.render.snippet`).
 
 A form on another site cannot carry this site's CSRF cookie, so `POST /p/<slug>/embed`
 is exempt from CSRF and protected instead by the page's allowlist of origins, the
@@ -26,15 +27,18 @@ from capture.leads import lifecycle
 from capture.public.attribution import record_embedded_visit
 from capture.db import csrf, db
 from capture.models import Page, Visit
-from capture.public.forms import COUNTRY_CHOICES, OptInForm, form_class, optin_values
-from capture.public.origins import OPAQUE, request_origin
-from capture.public.optin import FIX_FIELDS, FORM_EXPIRED, FORM_TYPES, render_form_again
+from capture.public.forms import OptInForm, form_class, optin_values
+from capture.origins import OPAQUE, request_origin
+from capture.public.render import (
+    FIX_FIELDS,
+    FORM_EXPIRED,
+    HOST_REFERRER_FIELD,
+    HOST_URL_FIELD,
+    render_form_again,
+)
+from capture.web.hygiene import FORM_TYPES
 
 bp = Blueprint("embed", __name__)
-# The snippet's script fills these with the host page's address and its referrer.
-# A dash keeps them apart from page fields, whose names are identifiers.
-HOST_URL_FIELD = "embed-url"
-HOST_REFERRER_FIELD = "embed-referrer"
 PREFLIGHT_MAX_AGE = 600
 RATE_LIMITED = "Too many sign-ups from your network. Please wait a minute and try again."
 NOT_FOUND = "There is no sign-up form at this address."
@@ -246,23 +250,3 @@ def _shown_here(page: Page, form: OptInForm, started: dict | None, notice: str) 
         shown[name].errors = list(field.errors)
     shown.started.data = None
     return render_form_again(page, shown, 422, notice, _visit(page, started))
-
-
-# --- the snippet ------------------------------------------------------------------------
-
-def snippet(page: Page, script: bool = True) -> str:
-    """The HTML an owner pastes into another site: the page's form posting to
-    `/p/<slug>/embed`, with the honeypot; with `script`, also the hidden fields and
-    the small script that fetches a fill-time token, sends the form with `fetch`,
-    shows each field's error in place and follows the redirect. Without `script` it
-    is a plain form (errors are shown on this site's page). Autoescaped."""
-    base = current_app.config["BASE_URL"].rstrip("/")
-    fields = list(page.fields)
-    if page.consent:
-        fields.append({"name": "consent", "label": page.consent, "type": "checkbox",
-                       "required": True})
-    return render_template(
-        "embed/snippet.html", page=page, fields=fields, script=script,
-        action=f"{base}/p/{page.slug}/embed", countries=COUNTRY_CHOICES[1:],
-        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD,
-    ).strip() + "\n"

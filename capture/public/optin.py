@@ -1,25 +1,19 @@
 """Blueprint for the visitor side: the opt-in page, its submission, thanks, confirm."""
 
-import re
-import secrets
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from flask import (
     Blueprint,
     abort,
     current_app,
-    has_app_context,
     make_response,
     redirect,
     render_template,
     request,
-    url_for,
 )
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFError, generate_csrf
-from sqlalchemy import bindparam, event, select
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from capture.public import bots
@@ -27,45 +21,24 @@ from capture.leads import lifecycle
 from capture.public.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.db import csrf, db
 from capture.web import errors
-from capture.web.headers import allow_form_target
 from capture.web.hygiene import FORM_TYPES
 from capture.markup import render_markdown, under_heading
 from capture.models import Lead, Page
-from capture.public.forms import OptInForm, form_class, optin_values
+from capture.public.forms import form_class, optin_values
+from capture.public.render import (
+    FIX_FIELDS,
+    FORM_EXPIRED,
+    published_page,
+    render_form_again,
+    render_page,
+    shown_page,
+    success_url,
+)
 
 bp = Blueprint("pages", __name__)
-FIX_FIELDS = "Please correct the highlighted fields."
-FORM_EXPIRED = "This form had expired. Please check your details and submit again."
 # What the opt-in form says when the sign-up could not be saved.
 OPTIN_RETRY = ("We could not finish your sign-up just now. "
                "Please submit the form again in a moment.")
-
-
-def published_page(slug: str) -> Page:
-    """The published page with this slug, or 404."""
-    page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
-    if page is None:
-        abort(404)
-    return page
-
-
-def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""):
-    """The opt-in page through its template, never cached (it holds a CSRF token)."""
-    response = make_response(
-        render_template(
-            f"pages/{page.template}",
-            page=page,
-            form=form,
-            field_names=[spec["name"] for spec in page.fields],
-            body=render_markdown(page.body),
-            notice=notice,
-        ),
-        status,
-    )
-    response.headers["Cache-Control"] = "private, no-store"
-    if page.redirect_url:  # where its form's answer leads (Content-Security-Policy)
-        allow_form_target(page.redirect_url)
-    return response
 
 
 @bp.get("/p/<slug>")
@@ -73,91 +46,22 @@ def show(slug: str):
     """Render the page and record the visit with its attribution."""
     # A connection of its own, not the session: two plain statements, no unit of work.
     with db.engine.begin() as connection:
-        shown = _shown_page(slug, connection)
+        shown = shown_page(slug, connection)
         vid, new_visitor = visitor_id(request)
         visit_id = record_visit(shown.page, request, vid, connection)
-    html = shown.html
-    if _CSRF_SLOT in html:
-        html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
-    html = html.replace(_STARTED_SLOT, _slot_value(bots.form_token(shown.page.id, visit_id,
-                                                                    vid)))
-    response = make_response(html)
+    started = bots.form_token(shown.page.id, visit_id, vid)
+    response = make_response(shown.html_with_tokens(started))
     response.headers["Cache-Control"] = "private, no-store"
     if new_visitor:
         set_visitor_cookie(response, vid)
     return response
 
 
-# The opt-in page as shown on a first view is the same for every visitor but for two
-# tokens, so each process renders it once per saved version of the page and puts the
-# visitor's tokens into the slots left for them. A version is (id, updated_at); a page
-# changed in this process also empties the cache at once (see `_page_changed`).
-_CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
-_STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
-_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
-_SHOWN_MAX = 256
-_SHOWN_KEY = "capture.shown_pages"
-
-
-# Built once, run on every view and opt-in: a plain statement skips the ORM's work.
-_PAGE_VERSION = select(Page.id, Page.updated_at).where(Page.slug == bindparam("slug"),
-                                                      Page.published)
-
-
-@dataclass(frozen=True)
-class _Shown:
-    page: Page  # detached from any session, fully loaded: read it, never change it
-    html: str
-
-
-def _shown_page(slug: str, connection=None) -> _Shown:
-    """The published page with this slug and its rendered first view, from this app's
-    cache (one small query checks the version, on `connection` if given), or 404."""
-    connection = connection if connection is not None else db.session.connection()
-    key = connection.execute(_PAGE_VERSION, {"slug": slug}).first()
-    if key is None:
-        abort(404)
-    cache: dict[tuple[int, datetime], _Shown] = current_app.extensions.setdefault(
-        _SHOWN_KEY, {}
-    )
-    shown = cache.get(tuple(key))
-    if shown is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
-        page = db.session.get(Page, key.id)
-        if page is None:
-            abort(404)
-        form = form_class(page)(formdata=None)
-        if form.meta.csrf:
-            form.csrf_token.current_token = _CSRF_SLOT
-        form.started.data = _STARTED_SLOT
-        html = render_page(page, form).get_data(as_text=True)
-        db.session.expunge(page)
-        shown = _Shown(page, html)
-        if len(cache) >= _SHOWN_MAX:
-            cache.clear()
-        cache[tuple(key)] = shown
-    return shown
-
-
-@event.listens_for(Page, "after_update")
-@event.listens_for(Page, "after_delete")
-def _page_changed(mapper, connection, target: Page) -> None:
-    """A page saved or deleted here is shown as it now is from the next view on."""
-    if has_app_context():
-        current_app.extensions.get(_SHOWN_KEY, {}).clear()
-
-
-def _slot_value(token: str) -> str:
-    """A token as it may go into a slot: the tokens are URL-safe, so never escaped."""
-    if not _TOKEN.fullmatch(token):
-        raise ValueError("unexpected characters in a form token")
-    return token
-
-
 @bp.post("/p/<slug>")
 def submit(slug: str):
     """The opt-in: trap bots, validate, store the lead (its confirmation email is
     queued for the scheduler)."""
-    page = _shown_page(slug).page
+    page = shown_page(slug).page
     if request.mimetype not in FORM_TYPES:
         abort(415)
     form = form_class(page)()
@@ -190,25 +94,6 @@ def submit(slug: str):
     # address: the confirmation email is queued for the scheduler.
     lifecycle.submit_optin(page, optin)
     return redirect(success_url(page), code=303)
-
-
-def render_form_again(page: Page, form: OptInForm, status: int, notice: str,
-                      visit_id: int | None = None):
-    """The page's form shown again with what the visitor typed and `notice`; a form
-    without a usable fill-time token gets a fresh one (for this visitor: the cookie
-    is set when there is none yet), counted from now."""
-    vid, new_visitor = visitor_id(request)
-    if not form.started.data:
-        form.started.data = bots.form_token(page.id, visit_id, vid)
-    response = render_page(page, form, status, notice)
-    if new_visitor:
-        set_visitor_cookie(response, vid)
-    return response
-
-
-def success_url(page: Page) -> str:
-    """Where a successful opt-in goes: the page's redirect URL or its thanks page."""
-    return page.redirect_url or url_for("pages.thanks", slug=page.slug)
 
 
 @bp.get("/p/<slug>/thanks")

@@ -12,7 +12,7 @@ from capture.leads import lifecycle as leads
 from capture.numbers import metrics
 from capture.db import db
 from capture.models import Lead, Page, Visit
-from capture.pages.schema import unique_slug
+from capture.pages.service import unique_slug
 from tests.conftest import create_page, csrf_of, optin
 
 

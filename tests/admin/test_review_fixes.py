@@ -38,7 +38,7 @@ def test_a_rejected_lead_approved_again_gets_its_emails(smtp_app, smtp, clock):
 
 
 def test_field_names_the_form_uses_itself_are_refused(owner, app):
-    from capture.pages.schema import validate_page
+    from capture.pages.definition import validate_page
 
     with app.app_context():
         for name in ("validate", "meta", "process", "data", "validate_email", "errors"):

@@ -1,0 +1,185 @@
+"""A page's form as visitors see it: the opt-in page (with each process's cache of its
+first view), the form shown again with a notice, where a sign-up goes next, and the
+snippet that embeds the form on other sites.
+
+Shared by the opt-in and embed blueprints and the dashboard's preview, so that none of
+them imports another blueprint.
+"""
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    has_app_context,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import generate_csrf
+from sqlalchemy import bindparam, event, select
+
+from capture.db import db
+from capture.markup import render_markdown
+from capture.models import Page
+from capture.public import bots
+from capture.public.attribution import set_visitor_cookie, visitor_id
+from capture.public.forms import COUNTRY_CHOICES, OptInForm, form_class
+from capture.web.headers import allow_form_target
+
+FIX_FIELDS = "Please correct the highlighted fields."
+FORM_EXPIRED = "This form had expired. Please check your details and submit again."
+# The snippet's script fills these with the host page's address and its referrer.
+# A dash keeps them apart from page fields, whose names are identifiers.
+HOST_URL_FIELD = "embed-url"
+HOST_REFERRER_FIELD = "embed-referrer"
+
+
+def init_app(app: Flask) -> None:
+    """Listen for pages saved or deleted in this process (see `_page_changed`). The
+    listener is on the Page mapper, shared by every app: it is added once."""
+    for name in ("after_update", "after_delete"):
+        if not event.contains(Page, name, _page_changed):
+            event.listen(Page, name, _page_changed)
+
+
+def published_page(slug: str) -> Page:
+    """The published page with this slug, or 404."""
+    page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
+    if page is None:
+        abort(404)
+    return page
+
+
+def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""):
+    """The opt-in page through its template, never cached (it holds a CSRF token)."""
+    response = make_response(
+        render_template(
+            f"pages/{page.template}",
+            page=page,
+            form=form,
+            field_names=[spec["name"] for spec in page.fields],
+            body=render_markdown(page.body),
+            notice=notice,
+        ),
+        status,
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    if page.redirect_url:  # where its form's answer leads (Content-Security-Policy)
+        allow_form_target(page.redirect_url)
+    return response
+
+
+# The opt-in page as shown on a first view is the same for every visitor but for two
+# tokens, so each process renders it once per saved version of the page and puts the
+# visitor's tokens into the slots left for them. A version is (id, updated_at); a page
+# changed in this process also empties the cache at once (see `_page_changed`).
+_CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
+_STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
+_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
+_SHOWN_MAX = 256
+_SHOWN_KEY = "capture.shown_pages"
+
+
+# Built once, run on every view and opt-in: a plain statement skips the ORM's work.
+_PAGE_VERSION = select(Page.id, Page.updated_at).where(Page.slug == bindparam("slug"),
+                                                      Page.published)
+
+
+@dataclass(frozen=True)
+class ShownPage:
+    """A published page and its rendered first view, with slots for the tokens."""
+
+    page: Page  # detached from any session, fully loaded: read it, never change it
+    html: str
+
+    def html_with_tokens(self, started: str) -> str:
+        """The first view with this visitor's tokens in their slots: a fresh CSRF token
+        (when the form has one) and the fill-time token `started`."""
+        html = self.html
+        if _CSRF_SLOT in html:
+            html = html.replace(_CSRF_SLOT, _slot_value(generate_csrf()))
+        return html.replace(_STARTED_SLOT, _slot_value(started))
+
+
+def shown_page(slug: str, connection=None) -> ShownPage:
+    """The published page with this slug and its rendered first view, from this app's
+    cache (one small query checks the version, on `connection` if given), or 404."""
+    connection = connection if connection is not None else db.session.connection()
+    key = connection.execute(_PAGE_VERSION, {"slug": slug}).first()
+    if key is None:
+        abort(404)
+    cache: dict[tuple[int, datetime], ShownPage] = current_app.extensions.setdefault(
+        _SHOWN_KEY, {}
+    )
+    shown = cache.get(tuple(key))
+    if shown is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
+        page = db.session.get(Page, key.id)
+        if page is None:
+            abort(404)
+        form = form_class(page)(formdata=None)
+        if form.meta.csrf:
+            form.csrf_token.current_token = _CSRF_SLOT
+        form.started.data = _STARTED_SLOT
+        html = render_page(page, form).get_data(as_text=True)
+        db.session.expunge(page)
+        shown = ShownPage(page, html)
+        if len(cache) >= _SHOWN_MAX:
+            cache.clear()
+        cache[tuple(key)] = shown
+    return shown
+
+
+def _page_changed(mapper, connection, target: Page) -> None:
+    """A page saved or deleted here is shown as it now is from the next view on."""
+    if has_app_context():
+        current_app.extensions.get(_SHOWN_KEY, {}).clear()
+
+
+def _slot_value(token: str) -> str:
+    """A token as it may go into a slot: the tokens are URL-safe, so never escaped."""
+    if not _TOKEN.fullmatch(token):
+        raise ValueError("unexpected characters in a form token")
+    return token
+
+
+def render_form_again(page: Page, form: OptInForm, status: int, notice: str,
+                      visit_id: int | None = None):
+    """The page's form shown again with what the visitor typed and `notice`; a form
+    without a usable fill-time token gets a fresh one (for this visitor: the cookie
+    is set when there is none yet), counted from now."""
+    vid, new_visitor = visitor_id(request)
+    if not form.started.data:
+        form.started.data = bots.form_token(page.id, visit_id, vid)
+    response = render_page(page, form, status, notice)
+    if new_visitor:
+        set_visitor_cookie(response, vid)
+    return response
+
+
+def success_url(page: Page) -> str:
+    """Where a successful opt-in goes: the page's redirect URL or its thanks page."""
+    return page.redirect_url or url_for("pages.thanks", slug=page.slug)
+
+
+def snippet(page: Page, script: bool = True) -> str:
+    """The HTML an owner pastes into another site: the page's form posting to
+    `/p/<slug>/embed`, with the honeypot; with `script`, also the hidden fields and
+    the small script that fetches a fill-time token, sends the form with `fetch`,
+    shows each field's error in place and follows the redirect. Without `script` it
+    is a plain form (errors are shown on this site's page). Autoescaped."""
+    base = current_app.config["BASE_URL"].rstrip("/")
+    fields = list(page.fields)
+    if page.consent:
+        fields.append({"name": "consent", "label": page.consent, "type": "checkbox",
+                       "required": True})
+    return render_template(
+        "embed/snippet.html", page=page, fields=fields, script=script,
+        action=f"{base}/p/{page.slug}/embed", countries=COUNTRY_CHOICES[1:],
+        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD,
+    ).strip() + "\n"

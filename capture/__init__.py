@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture.public import optin
     from capture.web import rate_limits
     from capture.mail import sending
+    from capture.numbers import rollup_queue
     from capture.commands import sequences
     from capture.public import tracking
 
@@ -51,6 +52,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     settings.init_app(app)
     app.session_interface = db.SessionInterface()
     _init_database(app)
+    rollup_queue.init_app(app)
     rate_limits.init_app(app)
     db.migrate.init_app(
         app, db.db, directory=MIGRATIONS_DIR, render_as_batch=True

@@ -1,6 +1,6 @@
-"""Outgoing webhooks, delivered: the scheduler posts the due delivery rows, signed,
-and retries with back-off for WEBHOOK_RETRY_HOURS.
+"""Webhook deliveries, posted by the scheduler: signed, claimed, retried with back-off.
 
+The scheduler's run posts the due rows and retries a failure for WEBHOOK_RETRY_HOURS.
 Rows are claimed like sequence emails (`FOR UPDATE SKIP LOCKED` on PostgreSQL, and a
 conditional update that only one process wins), so several scheduler processes never
 post a row twice at once. Delivery is at least once: a process that dies mid-post leaves

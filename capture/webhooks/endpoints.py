@@ -1,5 +1,4 @@
-"""The owner's webhook endpoints: a new one's secret and URL check, the list with
-their deliveries, resending a delivery, a test event, deleting an endpoint."""
+"""The owner's webhook endpoints: secret, URL check, list, resend, test event, delete."""
 
 import secrets
 from types import SimpleNamespace

@@ -1,7 +1,8 @@
-"""Outgoing webhooks, emitted: the events, their JSON payload, and the delivery rows
-written in the same transaction as the change they report (an outbox).
+"""Webhook events, emitted: their names, their JSON payload, the rows queued with the change.
 
-A visitor's request only inserts rows here; `capture.webhooks.delivery` posts them.
+`emit` writes one delivery row per interested endpoint in the same transaction as the
+change it reports (an outbox): a visitor's request only inserts rows, and
+`capture.webhooks.delivery` posts them later.
 """
 
 import json

@@ -231,7 +231,7 @@ def task_metrics(args) -> dict:
     """The reports the dashboard runs, at the size of this database."""
     from sqlalchemy import func, select
 
-    from capture.numbers import metrics
+    from capture.numbers import metrics, periods
     from capture.db import db
     from capture.models import Event, Lead, RollupCount, RollupFirst, Visit
 
@@ -243,7 +243,7 @@ def task_metrics(args) -> dict:
         "rollup_counts": db.session.scalar(select(func.count()).select_from(RollupCount)),
         "rollup_firsts": db.session.scalar(select(func.count()).select_from(RollupFirst)),
     }
-    period = metrics.period("30d")
+    period = periods.period("30d")
     cases = {
         "report": lambda: metrics.report(),
         "report_by_source": lambda: metrics.report(by="source"),

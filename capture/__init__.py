@@ -31,6 +31,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
 
     from capture import admin, api, commands, db, scheduler, settings
     from capture.mail import sending
+    from capture.numbers import rollup_queue
     from capture.public import bots, embed, health, optin, render, tracking
     from capture.web import errors, headers, hygiene, logredact, rate_limits
 
@@ -38,6 +39,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     settings.init_app(app)
     app.session_interface = db.SessionInterface()
     _init_database(app)
+    rollup_queue.init_app(app)
     rate_limits.init_app(app)
     db.migrate.init_app(
         app, db.db, directory=db.MIGRATIONS_DIR, render_as_batch=True

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from capture.leads import confirmations
 from capture.numbers import rollups
 from capture.mail import sending
-from capture.webhooks import events
+from capture.webhooks import delivery
 from capture.db import db
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _send_queued_confirmations() -> None:
 def _deliver_webhooks() -> None:
     """Post the due webhook deliveries (inside the app context)."""
     try:
-        result = events.deliver_due()
+        result = delivery.deliver_due()
     except Exception:
         log.exception("webhook delivery run failed")
         db.session.rollback()

@@ -284,8 +284,7 @@ def test_a_confirmation_that_cannot_be_built_fails_without_a_500(app, client, de
 
 
 def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, monkeypatch):
-    from capture.webhooks import outbound
-    from capture.webhooks import events as webhooks
+    from capture.webhooks import delivery, outbound
     from capture.models import WebhookDelivery
     from tests.test_webhooks import Receiver, add_webhook
 
@@ -306,7 +305,7 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
 
         monkeypatch.setattr(outbound, "post", post)
         with app.app_context():
-            summary = webhooks.deliver_due()
+            summary = delivery.deliver_due()
             rows = db.session.execute(select(WebhookDelivery.status, WebhookDelivery.error)
                                       .order_by(WebhookDelivery.id)).all()
     finally:

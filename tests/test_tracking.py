@@ -296,7 +296,7 @@ def test_timeline_records_send_open_click_and_unsubscribe(smtp_app, sent):
 
 
 def test_per_step_numbers_count_people_once_and_unsubscribes_by_email(smtp_app, smtp, clock):
-    from capture.numbers import metrics
+    from capture.numbers import sequence_steps
 
     three_steps_folder = sequence_folder(smtp_app)
     write_step(three_steps_folder, "01-hi.md", "Hi", "[Go](https://example.com/go)", delay=0)
@@ -318,7 +318,7 @@ def test_per_step_numbers_count_people_once_and_unsubscribes_by_email(smtp_app, 
     clock.advance(days=1)
     tick(smtp_app)
     with smtp_app.app_context():
-        rows = {(r.sequence, r.step): r for r in metrics.steps()}
+        rows = {(r.sequence, r.step): r for r in sequence_steps.steps()}
     hi, more = rows[("course", "hi")], rows[("course", "more")]
     assert (hi.sent, hi.opened, hi.clicked, hi.unsubscribed) == (2, 1, 1, 1)
     assert hi.open_rate == 0.5

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from capture import scheduler
 from capture.leads import engagement
-from capture.webhooks import outbound
+from capture.webhooks import delivery, endpoints, outbound
 from capture.mail import sending
 from capture import links as tokens
 from capture.webhooks import events as webhooks
@@ -107,7 +107,7 @@ def add_webhook(app, url, events=None, page=None, active=True) -> int:
     """An endpoint (for the page with slug `page`, if given); returns its id."""
     with app.app_context():
         page_id = db.session.scalar(select(Page.id).where(Page.slug == page)) if page else None
-        hook = Webhook(url=url, secret=webhooks.new_secret(), events=events or ALL,
+        hook = Webhook(url=url, secret=endpoints.new_secret(), events=events or ALL,
                        page_id=page_id, active=active)
         db.session.add(hook)
         db.session.commit()
@@ -129,9 +129,9 @@ def rows(app, **filters) -> list[WebhookDelivery]:
         return list(found)
 
 
-def deliver(app) -> webhooks.Summary:
+def deliver(app) -> delivery.Summary:
     with app.app_context():
-        return webhooks.deliver_due()
+        return delivery.deliver_due()
 
 
 def body_of(request) -> dict:
@@ -527,8 +527,8 @@ def test_concurrent_runs_post_each_delivery_once(app, receiver):
         try:
             with app.app_context():
                 barrier.wait()
-                webhooks.deliver_due(limit=10)
-                webhooks.deliver_due(limit=10)
+                delivery.deliver_due(limit=10)
+                delivery.deliver_due(limit=10)
         except Exception as error:  # reported below
             failures.append(error)
 
@@ -586,14 +586,14 @@ def test_a_hostname_resolving_to_loopback_is_refused_naming_the_address(strict_a
 @pytest.mark.parametrize("url", [u.format(port=8080) for u in PRIVATE_URLS])
 def test_saving_a_private_url_is_refused_with_one_line(strict_app, url):
     with strict_app.app_context(), pytest.raises(outbound.UrlError) as raised:
-        webhooks.check_url(url)
+        endpoints.check_url(url)
     assert "CAPTURE_WEBHOOK_ALLOW_PRIVATE" in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
 def test_private_urls_are_accepted_when_the_setting_allows_them(app):
     with app.app_context():
-        assert webhooks.check_url(" http://127.0.0.1:8080/hook ") == "http://127.0.0.1:8080/hook"
+        assert endpoints.check_url(" http://127.0.0.1:8080/hook ") == "http://127.0.0.1:8080/hook"
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -609,13 +609,13 @@ def test_private_urls_are_accepted_when_the_setting_allows_them(app):
 ])
 def test_a_webhook_url_must_be_http_with_a_host(strict_app, url, message):
     with strict_app.app_context(), pytest.raises(outbound.UrlError, match=message):
-        webhooks.check_url(url)
+        endpoints.check_url(url)
 
 
 def test_a_public_https_url_is_accepted_without_resolving_it(strict_app):
     with strict_app.app_context():
         url = "https://hooks.example.com/capture?x=1"
-        assert webhooks.check_url(url) == url
+        assert endpoints.check_url(url) == url
 
 
 @pytest.fixture
@@ -711,7 +711,7 @@ def test_a_failing_webhook_run_does_not_stop_the_email_tick(app, monkeypatch, ca
     def broken_delivery(limit=None):
         raise RuntimeError("webhooks exploded")
 
-    monkeypatch.setattr(webhooks, "deliver_due", broken_delivery)
+    monkeypatch.setattr(delivery, "deliver_due", broken_delivery)
     with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
         summary = scheduler.run_tick(app)
     assert isinstance(summary, sending.Summary)

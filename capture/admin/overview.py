@@ -11,7 +11,7 @@ from datetime import date
 
 from flask import current_app, render_template, request, url_for
 
-from capture.numbers import metrics
+from capture.numbers import metrics, periods
 from capture.numbers import attention
 from capture.admin import bp
 
@@ -28,12 +28,12 @@ MAX_X_LABELS = 8
 @bp.get("/")
 def overview():
     """The spec's metrics for the chosen period, its chart and the owner's warnings."""
-    period = metrics.period(request.args.get("period"))
+    period = periods.period(request.args.get("period"))
     day_report = metrics.report(start=period.start, end=period.end, by="day")
-    days = metrics.days_of(day_report, period.start, period.end)
+    days = periods.days_of(day_report, period.start, period.end)
     return render_template(
         "admin/overview.html",
-        period=period, periods=metrics.PERIODS, numbers=day_report.total,
+        period=period, periods=periods.PERIODS, numbers=day_report.total,
         currency=metrics.currency_label(),
         chart=build_chart(days) if _has_activity(day_report.total) else None,
         warnings=[(warning, _link(warning.endpoint, warning.params))

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from capture.leads import lifecycle
 from capture.mail import backends
-from capture.numbers import metrics
+from capture.numbers import periods, sequence_steps
 from capture.mail import compose
 from capture.mail import sending
 from capture.admin import bp
@@ -27,9 +27,9 @@ PREVIEW_POLICY = content_security_policy(style_src="'self' 'unsafe-inline'",
 @bp.get("/sequences")
 def sequences():
     """Every sequence folder: settings, steps with timing, problems, step numbers."""
-    period = metrics.period(request.args.get("period") or "all")
+    period = periods.period(request.args.get("period") or "all")
     numbers = {(row.sequence, row.step): row
-               for row in metrics.steps(start=period.start, end=period.end)}
+               for row in sequence_steps.steps(start=period.start, end=period.end)}
     pages: dict[str, list[str]] = {}
     for name, slug in db.session.execute(
         select(Page.sequence, Page.slug).where(Page.sequence.is_not(None)).order_by(Page.slug)
@@ -47,7 +47,7 @@ def sequences():
             "sample": lead.name,
             "steps": [(step, _timing(sequence, step, index),
                        numbers.get((sequence.name, step.key))
-                       or metrics.StepNumbers(sequence.name, step.key),
+                       or sequence_steps.StepNumbers(sequence.name, step.key),
                        *_subject(sequence, step, lead))
                       for index, step in enumerate(sequence.steps)],
             "removed": removed,
@@ -55,7 +55,7 @@ def sequences():
         })
     problem_count = sum(len(folder["problems"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
-                           periods=metrics.PERIODS, problem_count=problem_count,
+                           periods=periods.PERIODS, problem_count=problem_count,
                            root=sending.library().root)
 
 

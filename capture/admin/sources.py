@@ -2,7 +2,7 @@
 
 from flask import render_template, request
 
-from capture.numbers import metrics
+from capture.numbers import metrics, ordering, periods
 from capture.admin import bp
 
 # The groupings offered, as metrics dimensions: ?by= -> (tab label, column heading).
@@ -24,18 +24,18 @@ def sources():
     """One row per source, campaign or ref for the period, sortable by any column."""
     by = request.args.get("by")
     by = by if by in GROUPINGS else "source"
-    period = metrics.period(request.args.get("period"))
+    period = periods.period(request.args.get("period"))
     sort = request.args.get("sort")
-    sort = sort if sort in metrics.SORT_COLUMNS else DEFAULT_SORT
+    sort = sort if sort in ordering.SORT_COLUMNS else DEFAULT_SORT
     direction = request.args.get("dir")
     if direction not in ("asc", "desc"):
         direction = default_direction(sort)
     report = metrics.report(start=period.start, end=period.end, by=by)
     return render_template(
         "admin/sources.html",
-        by=by, groupings=GROUPINGS, columns=COLUMNS, period=period, periods=metrics.PERIODS,
+        by=by, groupings=GROUPINGS, columns=COLUMNS, period=period, periods=periods.PERIODS,
         sort=sort, direction=direction, default_direction=default_direction,
-        rows=metrics.sorted_rows(report.rows, sort, descending=direction == "desc"),
+        rows=ordering.sorted_rows(report.rows, sort, descending=direction == "desc"),
         total=report.total, currency=metrics.currency_label(),
     )
 

@@ -9,8 +9,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from capture.webhooks import outbound
-from capture.webhooks import events as webhooks
+from capture.webhooks import endpoints, outbound
+from capture.webhooks.events import EVENTS
 from capture.admin import bp
 from capture.db import db
 from capture.models import Page, Webhook, WebhookDelivery
@@ -32,7 +32,7 @@ class WebhookForm(FlaskForm):
     """An endpoint as the owner sets it up."""
 
     url = StringField("Endpoint URL")
-    events = SelectMultipleField("Events", choices=[SelectChoice(e) for e in webhooks.EVENTS],
+    events = SelectMultipleField("Events", choices=[SelectChoice(e) for e in EVENTS],
                                  widget=ListWidget(prefix_label=False),
                                  option_widget=CheckboxInput())
     page = SelectField("Page", validate_choice=False)
@@ -46,7 +46,7 @@ class WebhookForm(FlaskForm):
 
     def validate_url(self, field) -> None:
         try:
-            field.data = webhooks.check_url(field.data)
+            field.data = endpoints.check_url(field.data)
         except outbound.UrlError as error:
             raise ValidationError(str(error)) from None
 
@@ -61,7 +61,7 @@ class WebhookForm(FlaskForm):
     def apply(self, webhook: Webhook) -> None:
         """Copy the checked values onto the endpoint."""
         webhook.url = self.url.data
-        webhook.events = [event for event in webhooks.EVENTS if event in self.events.data]
+        webhook.events = [event for event in EVENTS if event in self.events.data]
         webhook.page_id = int(self.page.data) if self.page.data else None
         webhook.active = bool(self.active.data)
 
@@ -81,7 +81,7 @@ def _editor(form: WebhookForm, webhook: Webhook | None, status: int = 200):
 @bp.get("/webhooks", endpoint="webhooks")
 def webhooks_index():
     """Every endpoint with what is waiting, what failed and its latest delivery."""
-    return render_template("admin/webhooks/index.html", rows=webhooks.overview())
+    return render_template("admin/webhooks/index.html", rows=endpoints.overview())
 
 
 @bp.route("/webhooks/new", methods=["GET", "POST"])
@@ -90,11 +90,11 @@ def webhooks_new():
     form = WebhookForm() if request.method == "POST" else WebhookForm(formdata=None)
     form.set_pages()
     if request.method == "GET":
-        form.events.data = list(webhooks.EVENTS)
+        form.events.data = list(EVENTS)
         return _editor(form, None)
     if not form.validate():
         return _editor(form, None, 422)
-    webhook = Webhook(secret=webhooks.new_secret())
+    webhook = Webhook(secret=endpoints.new_secret())
     form.apply(webhook)
     db.session.add(webhook)
     db.session.commit()
@@ -110,7 +110,7 @@ def webhook(webhook_id: int):
     status = request.args.get("status", "")
     status = status if status in FILTERS else ""
     number = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**9)
-    rows, total = webhooks.deliveries_of(hook.id, status or None,
+    rows, total = endpoints.deliveries_of(hook.id, status or None,
                                          offset=(number - 1) * PER_PAGE, limit=PER_PAGE)
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if number > pages:
@@ -166,7 +166,7 @@ def _set_active(hook: Webhook, active: bool):
 def webhooks_secret(webhook_id: int):
     """Replace the signing secret (the old one stops verifying at once)."""
     hook = _webhook_or_404(webhook_id)
-    hook.secret = webhooks.new_secret()
+    hook.secret = endpoints.new_secret()
     db.session.commit()
     flash("New signing secret made: every request from now on is signed with it, so put "
           "it in the receiving app.", "success")
@@ -177,7 +177,7 @@ def webhooks_secret(webhook_id: int):
 def webhooks_test(webhook_id: int):
     """Post a `webhook.test` event about a made-up lead now, and show the answer."""
     hook = _webhook_or_404(webhook_id)
-    delivery = webhooks.send_test(hook)
+    delivery = endpoints.send_test(hook)
     if delivery.status == "delivered":
         flash(f"Test event delivered: HTTP {delivery.status_code} in "
               f"{delivery.response_ms} ms.", "success")
@@ -193,7 +193,7 @@ def webhooks_delete(webhook_id: int):
     if request.method == "GET":
         return render_template("admin/webhooks/delete.html", webhook=hook)
     url = hook.url
-    webhooks.delete(hook)
+    endpoints.delete(hook)
     flash(f"Deleted the webhook {url} and its deliveries.", "success")
     return redirect(url_for("admin.webhooks"))
 
@@ -206,7 +206,7 @@ def webhook_delivery_resend(delivery_id: int):
         abort(404)
     hook = delivery.webhook
     try:
-        webhooks.resend(delivery)
+        endpoints.resend(delivery)
     except ValueError as error:
         flash(f"Not queued: {error}", "error")
     else:

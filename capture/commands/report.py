@@ -9,7 +9,7 @@ from sqlalchemy import select
 from capture import clock
 from capture.db import db
 from capture.models import Page
-from capture.numbers import metrics
+from capture.numbers import metrics, sequence_steps
 
 
 def _percent(value: float | None) -> str:
@@ -32,7 +32,7 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
             raise click.ClickException(f"no page with slug {slug!r}")
     start = clock.utcnow() - timedelta(days=days) if days else None
     if by == "step":
-        _print_steps(metrics.steps(start=start))
+        _print_steps(sequence_steps.steps(start=start))
         return
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "imported", "conv", "approved", "rejected", "appr",

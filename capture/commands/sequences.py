@@ -14,7 +14,7 @@ from capture.leads import confirmations
 from capture.leads import lifecycle
 from capture.mail import compose
 from capture.mail import sending
-from capture.webhooks import events
+from capture.webhooks import delivery
 from capture.db import db
 from capture.models import Lead
 
@@ -96,7 +96,7 @@ def send_due() -> None:
     summary."""
     summary = sending.tick()
     queued = confirmations.send_queued()
-    hooks = events.deliver_due()
+    hooks = delivery.deliver_due()
     click.echo(summary.line() + (f"; queued confirmations {queued}" if queued else "")
                + (f"; {hooks.line()}" if hooks.busy() else ""))
 

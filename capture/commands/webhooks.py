@@ -3,7 +3,7 @@
 import click
 from flask.cli import AppGroup
 
-from capture.webhooks import events
+from capture.webhooks import delivery, endpoints
 
 webhooks_cli = AppGroup("webhooks", help="List webhook endpoints and deliver due events.")
 
@@ -11,7 +11,7 @@ webhooks_cli = AppGroup("webhooks", help="List webhook endpoints and deliver due
 @webhooks_cli.command("list")
 def list_command() -> None:
     """One line per endpoint: id, state, pending and failed deliveries, page, events, URL."""
-    rows = events.overview()
+    rows = endpoints.overview()
     if not rows:
         click.echo("No webhooks yet. Add one in the dashboard: /admin/webhooks")
         return
@@ -29,4 +29,4 @@ def list_command() -> None:
 @webhooks_cli.command("send-due")
 def send_due_command() -> None:
     """Post the due deliveries now (what the scheduler does each run); print a summary."""
-    click.echo(events.deliver_due().line())
+    click.echo(delivery.deliver_due().line())

@@ -18,7 +18,7 @@ from capture.mail.sending import library
 
 # A mail-server failure older than this no longer counts as "SMTP is failing".
 SMTP_FAILURE_HOURS = 24
-# How mail.py words errors that concern the server or our account, not one message
+# How capture.mail.backends words errors that concern the server or our account, not one message
 # (connection and login trouble, a refused sender, a relay refusal 5.7.x).
 _TRANSPORT_ERRORS = ("%SMTP connection:%", "%sender refused:%",
                      "%recipient refused: SMTP 5%5.7.%")

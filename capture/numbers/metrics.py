@@ -14,18 +14,18 @@ Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that
 in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
 upgrades) count what happened during the period. Everything is aggregated in SQL:
 from the rollups (`capture.numbers.rollups`) for whole-day periods, from the rows otherwise.
+Around the report: the dashboard's `periods`, the `ordering` of grouped rows, and the
+numbers of each sequence step (`sequence_steps`).
 """
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from sqlalchemy import case, distinct, func, select
 from sqlalchemy.exc import OperationalError
 
-from capture import clock
-from capture.numbers import rollups
 from capture.db import db
 from capture.models import (
     Delivery,
@@ -37,6 +37,7 @@ from capture.models import (
     Upgrade,
     Visit,
 )
+from capture.numbers import rollup_shares, rollups
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def _run(stmt, key) -> dict:
     return {row[-1]: row[:-1] for row in db.session.execute(stmt)}
 
 
-def _period(stmt, column, start: datetime | None, end: datetime | None):
+def in_period(stmt, column, start: datetime | None, end: datetime | None):
+    """`stmt` limited to the rows whose `column` falls in [start, end) (open bounds:
+    no limit)."""
     if start is not None:
         stmt = stmt.where(column >= start)
     if end is not None:
@@ -230,16 +233,16 @@ def _read_rollups(connection, start: date | None, end: date | None, page_id: int
     table = RollupCount.__table__
     key = key_of(table)
     columns = [table.c.page_id] + ([key] if key is not None and by != "page" else [])
-    stmt = (select(*columns, *(func.sum(table.c[name]) for name in rollups.COUNT_FIELDS))
+    stmt = (select(*columns, *(func.sum(table.c[name]) for name in rollup_shares.COUNT_FIELDS))
             .where(table.c.dimension == dimension).group_by(*columns))
     if page_id is not None:
         stmt = stmt.where(table.c.page_id == page_id)
     payouts = dict(connection.execute(select(Page.id, Page.payout)).all())
     for row in connection.execute(within(stmt, table)):
         page, group = row[0], (row[0] if by == "page" else row[1] if key is not None else None)
-        values = dict(zip(rollups.COUNT_FIELDS, row[len(columns):], strict=True))
+        values = dict(zip(rollup_shares.COUNT_FIELDS, row[len(columns):], strict=True))
         numbers = groups.setdefault(group, Numbers())
-        for name in rollups.COUNT_FIELDS:
+        for name in rollup_shares.COUNT_FIELDS:
             if hasattr(numbers, name):
                 setattr(numbers, name, getattr(numbers, name) + int(values[name]))
         payout = Decimal(payouts.get(page) or 0)
@@ -252,7 +255,7 @@ def _read_rollups(connection, start: date | None, end: date | None, page_id: int
     key = key_of(table)
     columns = [table.c.metric] + ([key] if key is not None else [])
     stmt = (select(*columns, func.sum(table.c.count))
-            .where(table.c.metric.in_(rollups.LEAD_FIRSTS), table.c.dimension == dimension)
+            .where(table.c.metric.in_(rollup_shares.LEAD_FIRSTS), table.c.dimension == dimension)
             .group_by(*columns))
     if page_id is not None:
         stmt = stmt.where(table.c.page_id == page_id)
@@ -268,9 +271,9 @@ def _read_rollups(connection, start: date | None, end: date | None, page_id: int
     if page_id is not None:
         stmt = stmt.where(table.c.page_id == page_id)
     elif by == "page":
-        stmt = stmt.where(table.c.page_id != rollups.ALL_PAGES)
+        stmt = stmt.where(table.c.page_id != rollup_shares.ALL_PAGES)
     else:
-        stmt = stmt.where(table.c.page_id == rollups.ALL_PAGES)
+        stmt = stmt.where(table.c.page_id == rollup_shares.ALL_PAGES)
     for *rest, number in connection.execute(within(stmt, table, firsts=True)):
         if number is None:  # no visitor at all (an aggregate without groups)
             continue
@@ -295,7 +298,7 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
     # Visitors: distinct cookies per group, bots left out.
     key = _group_key(by, Visit, Visit.created_at)
     stmt = select(func.count(distinct(Visit.visitor_id))).where(Visit.is_bot.is_(False))
-    stmt = for_page(_period(stmt, Visit.created_at, start, end), Visit.page_id)
+    stmt = for_page(in_period(stmt, Visit.created_at, start, end), Visit.page_id)
     put(_run(stmt, key), "visitors")
 
     # Leads of the period (opt-ins and imported apart) and their review, confirmation
@@ -317,7 +320,7 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
         .select_from(Lead)
         .outerjoin(Page, Page.id == Lead.page_id)
     )
-    stmt = for_page(_period(stmt, Lead.created_at, start, end), Lead.page_id)
+    stmt = for_page(in_period(stmt, Lead.created_at, start, end), Lead.page_id)
     put(_run(stmt, key), "leads", "imported", "approved", "rejected", "pending", "confirmed",
         "payout", "imported_payout")
 
@@ -327,7 +330,7 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
     else:
         key = Event.data[_LEAD_KEYS[by]].as_string()
     stmt = select(func.count(Event.id)).where(Event.kind == "duplicate")
-    stmt = for_page(_period(stmt, Event.created_at, start, end), Event.page_id)
+    stmt = for_page(in_period(stmt, Event.created_at, start, end), Event.page_id)
     put(_run(stmt, key), "duplicates")
 
     # The activity numbers below need the lead's row only to group or filter by it.
@@ -340,7 +343,7 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
     key = _group_key(by, Lead, Delivery.sent_at)
     stmt = with_lead(select(func.count(distinct(Delivery.lead_id))), Delivery.lead_id)
     stmt = stmt.where(Delivery.status == "sent")
-    stmt = for_page(_period(stmt, Delivery.sent_at, start, end), Lead.page_id)
+    stmt = for_page(in_period(stmt, Delivery.sent_at, start, end), Lead.page_id)
     put(_run(stmt, key), "delivered")
 
     # Opens, clicks, unsubscribes: distinct leads by people; raw counts alongside.
@@ -357,7 +360,7 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
         .where(Event.kind.in_(("open", "click", "unsubscribe")))
     )
     stmt = with_lead(stmt, Event.lead_id)
-    stmt = for_page(_period(stmt, Event.created_at, start, end), Lead.page_id)
+    stmt = for_page(in_period(stmt, Event.created_at, start, end), Lead.page_id)
     put(_run(stmt, key), "opened", "clicked", "opens_raw", "clicks_raw", "unsubscribes")
 
     # Upgrades in the period.
@@ -366,153 +369,13 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
                    func.coalesce(func.sum(case((Lead.imported.is_(True), Upgrade.amount),
                                                else_=0)), 0))
             .join(Lead, Lead.id == Upgrade.lead_id))
-    stmt = for_page(_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
+    stmt = for_page(in_period(stmt, Upgrade.created_at, start, end), Lead.page_id)
     put(_run(stmt, key), "upgrades", "upgrade_revenue", "imported_upgrade_revenue")
 
     return groups
-
-
-# --- periods, day series and ordering for the dashboard ----------------------------
-
-# The periods the dashboard offers: key -> (label, whole UTC days ending today).
-PERIODS = {"today": ("Today", 1), "7d": ("Last 7 days", 7), "30d": ("Last 30 days", 30),
-           "all": ("All time", None)}
-DEFAULT_PERIOD = "30d"
-
-
-@dataclass(frozen=True)
-class Period:
-    """A span of whole UTC days ending with today, or everything (no bounds)."""
-
-    key: str
-    label: str
-    start: datetime | None
-    end: datetime | None
-
-    @property
-    def first_day(self) -> date | None:
-        return self.start.date() if self.start is not None else None
-
-    @property
-    def last_day(self) -> date | None:
-        return (self.end - timedelta(microseconds=1)).date() if self.end is not None else None
-
-
-def period(key: str | None = None, now: datetime | None = None) -> Period:
-    """The period named `key` (today, 7d, 30d, all); an unknown key gives the default.
-
-    "7d" is today and the six days before it; the end is the coming midnight, so
-    everything of today counts."""
-    key = key if key in PERIODS else DEFAULT_PERIOD
-    label, days = PERIODS[key]
-    if days is None:
-        return Period(key, label, None, None)
-    today = (now or clock.utcnow()).date()
-    end = datetime.combine(today + timedelta(days=1), time())
-    return Period(key, label, end - timedelta(days=days), end)
-
-
-def days_of(day_report: Report, start: datetime | None = None,
-            end: datetime | None = None) -> list[tuple[date, Numbers]]:
-    """The rows of a report(by="day") as one (day, Numbers) per calendar day from
-    start to end, quiet days filled in with zeros. Without a start the series begins
-    on the first day with any activity; without an end it runs to today."""
-    if day_report.by != "day":
-        raise ValueError('days_of needs a report(by="day")')
-    found = {date.fromisoformat(key[:10]): numbers for key, numbers in day_report.rows.items()
-             if key != "(none)"}
-    first = start.date() if start is not None else min(found, default=None)
-    if end is not None:
-        last = (end - timedelta(microseconds=1)).date()
-    else:
-        last = max([clock.utcnow().date(), *found])
-    if first is None or last < first:
-        return []
-    return [(first + timedelta(days=offset), found.get(first + timedelta(days=offset),
-                                                        Numbers()))
-            for offset in range((last - first).days + 1)]
-
-
-def daily(*, start: datetime | None = None, end: datetime | None = None,
-          page_id: int | None = None) -> list[tuple[date, Numbers]]:
-    """The numbers of each day of a period (report(by="day"), zeros on quiet days)."""
-    return days_of(report(start=start, end=end, page_id=page_id, by="day"), start, end)
-
-
-# Columns a grouped report can be ordered by: "name" (the group) or a Numbers value.
-SORT_COLUMNS = ("name", "visitors", "leads", "imported", "conversion_rate", "approval_rate",
-                "payout", "upgrade_revenue", "revenue", "earnings_per_visitor")
-
-
-def sorted_rows(rows: dict[str, Numbers], column: str = "name",
-                descending: bool = False) -> list[tuple[str, Numbers]]:
-    """The groups of a report ordered by one column. Undefined values (a rate
-    without a denominator) go last either way; ties keep the name order."""
-    if column not in SORT_COLUMNS:
-        raise ValueError(f"column must be one of {', '.join(SORT_COLUMNS)}")
-    by_name = sorted(rows.items(), key=lambda item: item[0].casefold())
-    if column == "name":
-        return by_name[::-1] if descending else by_name
-    defined = [item for item in by_name if getattr(item[1], column) is not None]
-    undefined = [item for item in by_name if getattr(item[1], column) is None]
-    defined.sort(key=lambda item: getattr(item[1], column), reverse=descending)
-    return defined + undefined
 
 
 def currency_label() -> str:
     """The currency of the money numbers when every page uses the same one, else ''."""
     codes = db.session.scalars(select(Page.currency).distinct()).all()
     return codes[0] if len(codes) == 1 else ""
-
-
-@dataclass
-class StepNumbers:
-    """How one step of a sequence did: counted per lead, people only."""
-
-    sequence: str
-    step: str
-    sent: int = 0
-    opened: int = 0
-    clicked: int = 0
-    unsubscribed: int = 0
-
-    @property
-    def open_rate(self) -> float | None:
-        return self.opened / self.sent if self.sent else None
-
-    @property
-    def click_rate(self) -> float | None:
-        return self.clicked / self.sent if self.sent else None
-
-
-def steps(*, sequence: str | None = None, start: datetime | None = None,
-          end: datetime | None = None) -> list[StepNumbers]:
-    """Per sequence step: leads sent it, and leads who opened, clicked or
-    unsubscribed from that email (machine-made opens and clicks left out)."""
-    sent = select(Delivery.sequence, Delivery.step, func.count(distinct(Delivery.lead_id)))
-    sent = _period(sent.where(Delivery.status == "sent"), Delivery.sent_at, start, end)
-    human = Event.machine.is_(False)
-    acted = (
-        select(
-            Delivery.sequence,
-            Delivery.step,
-            func.count(distinct(case((human & (Event.kind == "open"), Event.lead_id)))),
-            func.count(distinct(case((human & (Event.kind == "click"), Event.lead_id)))),
-            func.count(distinct(case((Event.kind == "unsubscribe", Event.lead_id)))),
-        )
-        .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(Event.kind.in_(("open", "click", "unsubscribe")))
-    )
-    acted = _period(acted, Event.created_at, start, end)
-    if sequence is not None:
-        sent = sent.where(Delivery.sequence == sequence)
-        acted = acted.where(Delivery.sequence == sequence)
-    rows: dict[tuple[str, str], StepNumbers] = {}
-    for name, step, count in db.session.execute(sent.group_by(Delivery.sequence, Delivery.step)):
-        rows[(name, step)] = StepNumbers(name, step, sent=count)
-    for name, step, opened, clicked, unsubscribed in db.session.execute(
-        acted.group_by(Delivery.sequence, Delivery.step)
-    ):
-        numbers = rows.setdefault((name, step), StepNumbers(name, step))
-        numbers.opened, numbers.clicked, numbers.unsubscribed = opened, clicked, unsubscribed
-    return [rows[key] for key in sorted(rows)]

@@ -18,10 +18,12 @@ folds on every tick too, so that a dashboard load finds little to do). Inserted 
 found by id (one high-water mark per table: visits, leads, events, upgrades and
 deliveries); deliveries not yet sent are remembered (rollup_unsent) and folded again once
 sent; changes in place that the ORM flushes (a review, a confirmation, a deletion) put the
-lead's id into rollup_queue in the same transaction (`_note_changes`). A lead's share is
-recomputed from its rows and the share it added before (kept in rollup_leads) is taken
-back, so approving, rejecting, deleting or upgrading a lead later moves its numbers.
-Visits are only ever inserted: a visitor's share is recomputed from its visits.
+lead's id into rollup_queue in the same transaction (`capture.numbers.rollup_queue`).
+A lead's share is recomputed from its rows and the share it added before (kept in
+rollup_leads) is taken back, so approving, rejecting, deleting or upgrading a lead later
+moves its numbers. Visits are only ever inserted: a visitor's share is recomputed from
+its visits. What a share holds, and how it is read from the rows:
+`capture.numbers.rollup_shares`; this module folds shares into the tables.
 
 A fold holds the write lock (SQLite) or a SHARE ROW EXCLUSIVE lock on the source tables
 (PostgreSQL, so that no insert with a lower id commits after it): writes wait for it.
@@ -31,20 +33,16 @@ A deleted page (its visits go with it) asks for a full rebuild (`rebuild()`).
 """
 
 import json
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date
-from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, event, func, insert, inspect, select, text, true, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from capture.models import (
     Delivery,
     Event,
     Lead,
-    Page,
     RollupCount,
     RollupFirst,
     RollupLead,
@@ -54,210 +52,14 @@ from capture.models import (
     Upgrade,
     Visit,
 )
+from capture.numbers import rollup_shares
 
-# leads counts opt-ins; imported the leads an import created, and imported_approved,
-# imported_upgrade_cents their part of approved and upgrade_cents (new fields go last:
-# the shares kept in rollup_leads name fields by position).
-COUNT_FIELDS = ("leads", "approved", "rejected", "pending", "confirmed", "duplicates",
-                "opens_raw", "clicks_raw", "upgrades", "upgrade_cents", "imported",
-                "imported_approved", "imported_upgrade_cents")
-_FIELD = {name: index for index, name in enumerate(COUNT_FIELDS)}
-LEAD_FIRSTS = ("delivered", "opened", "clicked", "unsubscribed")
-DIMENSIONS = ("source", "campaign", "ref")
-# rollup_firsts.page_id of the visitor rows that count every page together.
-ALL_PAGES = 0
 # The tables whose new rows a fold reads, by their high-water mark's name.
 SOURCES = {"visits": Visit, "leads": Lead, "events": Event, "upgrades": Upgrade,
            "deliveries": Delivery}
-_EVENT_KINDS = ("open", "click", "unsubscribe", "duplicate")
 _CHUNK = 500
 # Most new ids of each table one fold transaction reads (a backlog takes several).
 FOLD_ROWS = 20_000
-# Lead columns whose change moves the lead's numbers (their rows are found by id).
-_LEAD_COLUMNS = ("review", "confirmed_at", "page_id", "created_at", "utm_source",
-                 "utm_campaign", "ref", "imported")
-
-
-# --- one lead's and one visitor's share ---------------------------------------------
-
-def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> dict:
-    """What one lead adds to the rollups, as JSON-ready lists (days as ordinals).
-
-    lead: (id, created_at, page_id, utm_source, utm_campaign, ref, review, confirmed_at,
-    imported);
-    events: (lead_id, kind, created_at, machine, page_id, data) of the counted kinds;
-    sent: (lead_id, sent_at, …) of its sent deliveries; upgrades: (lead_id, created_at,
-    amount)."""
-    counts: Counter = Counter()
-    elsewhere: Counter = Counter()
-    days: dict[str, set[int]] = {name: set() for name in LEAD_FIRSTS}
-    day = lead.created_at.toordinal()
-    counts[(day, _FIELD["imported" if lead.imported else "leads"])] += 1
-    if lead.review in ("approved", "rejected", "pending"):
-        counts[(day, _FIELD[lead.review])] += 1
-        if lead.imported and lead.review == "approved":
-            counts[(day, _FIELD["imported_approved"])] += 1
-    if lead.confirmed_at is not None:
-        counts[(day, _FIELD["confirmed"])] += 1
-    for _, kind, created_at, machine, page_id, data in events:
-        day = created_at.toordinal()
-        if kind == "duplicate":
-            data = data or {}
-            elsewhere[(day, page_id, _text(data.get("utm_source")),
-                       _text(data.get("utm_campaign")), _text(data.get("ref")))] += 1
-        elif kind == "unsubscribe":
-            days["unsubscribed"].add(day)
-        else:
-            counts[(day, _FIELD["opens_raw" if kind == "open" else "clicks_raw"])] += 1
-            if not machine:
-                days["opened" if kind == "open" else "clicked"].add(day)
-    for _, sent_at, *_ in sent:
-        if sent_at is not None:
-            days["delivered"].add(sent_at.toordinal())
-    for _, created_at, amount in upgrades:
-        day = created_at.toordinal()
-        counts[(day, _FIELD["upgrades"])] += 1
-        counts[(day, _FIELD["upgrade_cents"])] += _cents(amount)
-        if lead.imported:
-            counts[(day, _FIELD["imported_upgrade_cents"])] += _cents(amount)
-    firsts = []
-    for index, name in enumerate(LEAD_FIRSTS):
-        previous = None
-        for day in sorted(days[name]):
-            firsts.append([index, day, previous])
-            previous = day
-    return {"a": [lead.page_id, lead.utm_source, lead.utm_campaign, lead.ref],
-            "c": [[d, f, n] for (d, f), n in sorted(counts.items()) if n],
-            "d": [[*key, n] for key, n in elsewhere.items()],
-            "f": firsts}
-
-
-def visitor_firsts(visits: Iterable) -> Counter:
-    """The rollup_firsts rows of one visitor: visits are (page_id, utm_source,
-    utm_campaign, ref, day ordinal) of its views that were not a bot's."""
-    groups: dict[tuple, set[int]] = defaultdict(set)
-    for page_id, source, campaign, ref, day in visits:
-        for scope in (ALL_PAGES, page_id):
-            groups[(scope, "", None)].add(day)
-            groups[(scope, "source", source)].add(day)
-            groups[(scope, "campaign", campaign)].add(day)
-            groups[(scope, "ref", ref)].add(day)
-    rows: Counter = Counter()
-    for (scope, dimension, value), days in groups.items():
-        previous = None
-        for day in sorted(days):
-            rows[("visitors", day, previous, scope, dimension, value)] += 1
-            previous = day
-    return rows
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _cents(amount) -> int:
-    return int((Decimal(str(amount)) * 100).to_integral_value())
-
-
-class Totals:
-    """Changes to both rollup tables, keyed as their rows (days as ordinals)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple, list[int]] = {}
-        self.firsts: Counter = Counter()
-
-    def add_lead(self, share: dict, sign: int = 1) -> None:
-        page_id, *values = share["a"]
-        for day, field, number in share["c"]:
-            for dimension, value in zip(DIMENSIONS, values, strict=True):
-                self._count((day, page_id, dimension, value))[field] += sign * number
-        for day, where, source, campaign, ref, number in share["d"]:
-            for dimension, value in zip(DIMENSIONS, (source, campaign, ref), strict=True):
-                self._count((day, where, dimension, value))[_FIELD["duplicates"]] += (
-                    sign * number)
-        for index, day, previous in share["f"]:
-            for dimension, value in zip(DIMENSIONS, values, strict=True):
-                self.firsts[(LEAD_FIRSTS[index], day, previous, page_id, dimension,
-                             value)] += sign
-
-    def add_firsts(self, rows: Counter, sign: int = 1) -> None:
-        for key, number in rows.items():
-            self.firsts[key] += sign * number
-
-    def _count(self, key: tuple) -> list[int]:
-        vector = self.counts.get(key)
-        if vector is None:
-            vector = self.counts[key] = [0] * len(COUNT_FIELDS)
-        return vector
-
-
-# --- reading the source rows -----------------------------------------------------------
-
-def _lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterator:
-    """(lead, events, sent, upgrades) per lead, in lead id order: of the given leads,
-    or of every lead (four ordered queries merged).
-
-    For given leads the kind and status are checked here, not in SQL: the query then
-    goes by the lead's index instead of scanning every open or sent delivery."""
-    def only(statement, column, condition):
-        if lead_ids is None:
-            return statement.where(condition)
-        return statement.where(column.in_(lead_ids))
-
-    leads = connection.execute(
-        select(Lead.id, Lead.created_at, Lead.page_id, Lead.utm_source, Lead.utm_campaign,
-               Lead.ref, Lead.review, Lead.confirmed_at, Lead.imported)
-        .where(Lead.id.in_(lead_ids) if lead_ids is not None else true())
-        .order_by(Lead.id))
-    streams = [
-        connection.execute(only(
-            select(Event.lead_id, Event.kind, Event.created_at, Event.machine, Event.page_id,
-                   Event.data), Event.lead_id, Event.kind.in_(_EVENT_KINDS))
-            .order_by(Event.lead_id)),
-        connection.execute(only(
-            select(Delivery.lead_id, Delivery.sent_at, Delivery.status),
-            Delivery.lead_id, Delivery.status == "sent").order_by(Delivery.lead_id)),
-        connection.execute(
-            select(Upgrade.lead_id, Upgrade.created_at, Upgrade.amount)
-            .where(Upgrade.lead_id.in_(lead_ids) if lead_ids is not None else true())
-            .order_by(Upgrade.lead_id)),
-    ]
-    wanted = [lambda row: row.kind in _EVENT_KINDS, lambda row: row.status == "sent",
-              lambda row: True]
-    pending = [next(stream, None) for stream in streams]
-    for lead in leads:
-        groups: list[list] = [[], [], []]
-        for index, stream in enumerate(streams):
-            row = pending[index]
-            while row is not None and row[0] < lead.id:
-                row = next(stream, None)  # a row whose lead is gone meanwhile
-            while row is not None and row[0] == lead.id:
-                if wanted[index](row):
-                    groups[index].append(row)
-                row = next(stream, None)
-            pending[index] = row
-        yield lead, *groups
-
-
-def _visitor_rows(connection: Connection, visitor_ids: list[str] | None,
-                  up_to: int) -> Iterator[tuple[str, list[tuple]]]:
-    """(visitor id, [(id, page_id, source, campaign, ref, day ordinal)]) per visitor, for
-    the visits (not bots) up to id `up_to`."""
-    statement = (select(Visit.visitor_id, Visit.id, Visit.page_id, Visit.utm_source,
-                        Visit.utm_campaign, Visit.ref, Visit.created_at)
-                 .where(Visit.is_bot.is_(False), Visit.id <= up_to)
-                 .order_by(Visit.visitor_id))
-    if visitor_ids is not None:
-        statement = statement.where(Visit.visitor_id.in_(visitor_ids))
-    current, rows = None, []
-    for visitor_id, *row, created_at in connection.execute(statement):
-        if visitor_id != current:
-            if rows:
-                yield current, rows
-            current, rows = visitor_id, []
-        rows.append((*row, created_at.toordinal()))
-    if rows:
-        yield current, rows
 
 
 # --- writing the rollups ----------------------------------------------------------------
@@ -269,7 +71,7 @@ def _as_date(day: int | None) -> date | None:
 def _count_values(key: tuple, vector: list[int]) -> dict:
     day, page_id, dimension, value = key
     return {"day": _as_date(day), "page_id": page_id, "dimension": dimension, "value": value,
-            **dict(zip(COUNT_FIELDS, vector, strict=True))}
+            **dict(zip(rollup_shares.COUNT_FIELDS, vector, strict=True))}
 
 
 def _first_values(key: tuple, number: int) -> dict:
@@ -289,7 +91,7 @@ def _insert_all(connection: Connection, table, rows: Iterable[dict]) -> None:
         connection.execute(insert(table), batch)
 
 
-def _apply(connection: Connection, totals: Totals) -> None:
+def _apply(connection: Connection, totals: rollup_shares.Totals) -> None:
     """Add the changes to the rows of the days they touch."""
     counts = {key: vector for key, vector in totals.counts.items() if any(vector)}
     firsts = {key: number for key, number in totals.firsts.items() if number}
@@ -299,7 +101,7 @@ def _apply(connection: Connection, totals: Totals) -> None:
     for chunk in _chunks(days, _CHUNK):
         for row in connection.execute(select(table).where(table.c.day.in_(chunk))):
             key = (row.day.toordinal(), row.page_id, row.dimension, row.value)
-            existing[key] = (row.id, [getattr(row, name) for name in COUNT_FIELDS])
+            existing[key] = (row.id, [getattr(row, name) for name in rollup_shares.COUNT_FIELDS])
     new_rows, changed, gone = [], [], []
     for key, change in counts.items():
         if key not in existing:
@@ -308,12 +110,14 @@ def _apply(connection: Connection, totals: Totals) -> None:
         row_id, vector = existing[key]
         vector = [a + b for a, b in zip(vector, change, strict=True)]
         if any(vector):
-            changed.append({"row_id": row_id, **dict(zip(COUNT_FIELDS, vector, strict=True))})
+            changed.append({"row_id": row_id,
+                            **dict(zip(rollup_shares.COUNT_FIELDS, vector, strict=True))})
         else:
             gone.append(row_id)
     if changed:
         connection.execute(update(table).where(table.c.id == bindparam("row_id"))
-                           .values({name: bindparam(name) for name in COUNT_FIELDS}), changed)
+                           .values({name: bindparam(name)
+                                    for name in rollup_shares.COUNT_FIELDS}), changed)
     _insert_all(connection, table, new_rows)
     for chunk in _chunks(gone, _CHUNK):
         connection.execute(delete(table).where(table.c.id.in_(chunk)))
@@ -434,7 +238,7 @@ def _fold_once(connection: Connection) -> None:
                 select(column).distinct()
                 .where(model.id > marks[name], model.id <= upto[name])).scalars())
     dirty.update(row.lead_id for row in connection.execute(_newly_sent()))
-    totals = Totals()
+    totals = rollup_shares.Totals()
     _fold_leads(connection, sorted(dirty), totals)
     _fold_visitors(connection, marks["visits"], upto["visits"], totals)
     _apply(connection, totals)
@@ -442,7 +246,7 @@ def _fold_once(connection: Connection) -> None:
     _save_state(connection, upto)
 
 
-def _fold_leads(connection: Connection, lead_ids: list[int], totals: Totals) -> None:
+def _fold_leads(connection: Connection, lead_ids: list[int], totals: rollup_shares.Totals) -> None:
     """Take back what these leads added at the last fold; add what they add now."""
     for chunk in _chunks(lead_ids, _CHUNK):
         for (share,) in connection.execute(select(RollupLead.parts)
@@ -451,8 +255,8 @@ def _fold_leads(connection: Connection, lead_ids: list[int], totals: Totals) -> 
         connection.execute(delete(RollupLead).where(RollupLead.lead_id.in_(chunk)))
         connection.execute(delete(RollupUnsent).where(RollupUnsent.lead_id.in_(chunk)))
         shares = []
-        for lead, events, sent, upgrades in _lead_streams(connection, chunk):
-            share = lead_share(lead, events, sent, upgrades)
+        for lead, events, sent, upgrades in rollup_shares.lead_streams(connection, chunk):
+            share = rollup_shares.lead_share(lead, events, sent, upgrades)
             totals.add_lead(share)
             shares.append({"lead_id": lead.id, "parts": json.dumps(share, separators=(",", ":"))})
         _insert_all(connection, RollupLead.__table__, shares)
@@ -463,7 +267,8 @@ def _fold_leads(connection: Connection, lead_ids: list[int], totals: Totals) -> 
                     ({"delivery_id": row.id, "lead_id": row.lead_id} for row in unsent))
 
 
-def _fold_visitors(connection: Connection, mark: int, top: int, totals: Totals) -> None:
+def _fold_visitors(connection: Connection, mark: int, top: int,
+                   totals: rollup_shares.Totals) -> None:
     """Recompute the visitors that have new visits: before and after them."""
     if top <= mark:
         return
@@ -471,19 +276,20 @@ def _fold_visitors(connection: Connection, mark: int, top: int, totals: Totals) 
         select(Visit.visitor_id).where(Visit.id > mark, Visit.id <= top,
                                        Visit.is_bot.is_(False))).scalars()))
     for chunk in _chunks(visitors, _CHUNK):
-        for _, rows in _visitor_rows(connection, chunk, top):
-            totals.add_firsts(visitor_firsts(row[1:] for row in rows if row[0] <= mark), -1)
-            totals.add_firsts(visitor_firsts(row[1:] for row in rows))
+        for _, rows in rollup_shares.visitor_rows(connection, chunk, top):
+            before = (row[1:] for row in rows if row[0] <= mark)
+            totals.add_firsts(rollup_shares.visitor_firsts(before), -1)
+            totals.add_firsts(rollup_shares.visitor_firsts(row[1:] for row in rows))
 
 
 def _rebuild(connection: Connection, tops: dict[str, int]) -> None:
     """Every rollup again from every row (inside the caller's locked transaction)."""
     for model in (RollupCount, RollupFirst, RollupLead, RollupUnsent, RollupQueue):
         connection.execute(delete(model))
-    totals = Totals()
+    totals = rollup_shares.Totals()
     batch = []
-    for lead, events, sent, upgrades in _lead_streams(connection, None):
-        share = lead_share(lead, events, sent, upgrades)
+    for lead, events, sent, upgrades in rollup_shares.lead_streams(connection, None):
+        share = rollup_shares.lead_share(lead, events, sent, upgrades)
         totals.add_lead(share)
         batch.append({"lead_id": lead.id, "parts": json.dumps(share, separators=(",", ":"))})
         if len(batch) >= 5000:
@@ -495,8 +301,8 @@ def _rebuild(connection: Connection, tops: dict[str, int]) -> None:
                                 .where(Delivery.status != "sent"))
     _insert_all(connection, RollupUnsent.__table__,
                 ({"delivery_id": row.id, "lead_id": row.lead_id} for row in unsent))
-    for _, rows in _visitor_rows(connection, None, tops["visits"]):
-        totals.add_firsts(visitor_firsts(row[1:] for row in rows))
+    for _, rows in rollup_shares.visitor_rows(connection, None, tops["visits"]):
+        totals.add_firsts(rollup_shares.visitor_firsts(row[1:] for row in rows))
     _insert_all(connection, RollupCount.__table__,
                 (_count_values(key, vector) for key, vector in totals.counts.items()
                  if any(vector)))
@@ -518,57 +324,3 @@ def fill(connection: Connection) -> None:
     """Build every rollup from scratch inside the caller's transaction (a migration,
     a bulk load that holds the database to itself)."""
     _rebuild(connection, _tops(connection))
-
-
-# --- changes in place, noted in the transaction that makes them ----------------------------
-
-def _changed(obj, names: Iterable[str]) -> bool:
-    state = inspect(obj)
-    return any(state.attrs[name].history.has_changes() for name in names)
-
-
-def _note_changes(session: Session, flush_context) -> None:
-    """Queue the leads whose rows this flush changed or deleted (new rows are found by
-    id); a deleted page or visit asks for a rebuild."""
-    lead_ids: set[int | None] = set()
-    for obj in session.dirty:
-        if isinstance(obj, Lead) and _changed(obj, _LEAD_COLUMNS):
-            lead_ids.add(obj.id)
-        elif isinstance(obj, Event | Upgrade) and _changed(
-                obj, [c.key for c in inspect(type(obj)).column_attrs]):
-            lead_ids.add(obj.lead_id)
-        elif isinstance(obj, Visit) and _changed(
-                obj, [c.key for c in inspect(Visit).column_attrs]):
-            lead_ids.add(None)
-    for obj in session.deleted:
-        if isinstance(obj, Lead):
-            lead_ids.add(obj.id)
-        elif isinstance(obj, Event | Delivery | Upgrade):
-            lead_ids.add(obj.lead_id)
-        elif isinstance(obj, Page | Visit):
-            lead_ids.add(None)
-    if lead_ids:
-        note_changed(session.connection(), lead_ids)
-    if session.deleted and session.connection().dialect.name == "sqlite":
-        _lower_marks(session.connection())
-
-
-def note_changed(connection: Connection, lead_ids: Iterable[int | None]) -> None:
-    """Have the next fold recompute these leads (None: rebuild everything). For a write
-    that bypasses the ORM's flush and changes rows in place (a Core UPDATE of a lead's
-    review, a Core DELETE): call it in the same transaction. Inserts need nothing."""
-    connection.execute(insert(RollupQueue), [{"lead_id": lead_id} for lead_id in lead_ids])
-
-
-def _lower_marks(connection: Connection) -> None:
-    """SQLite gives a new row the highest id + 1, so after a delete of the newest rows
-    an id the last fold already passed can come back: bring each mark down to the
-    highest id left (the rows above it are gone, nothing is skipped)."""
-    for name, model in SOURCES.items():
-        highest = select(func.coalesce(func.max(model.id), 0)).scalar_subquery()
-        connection.execute(update(RollupState)
-                           .where(RollupState.name == name, RollupState.value > highest)
-                           .values(value=highest))
-
-
-event.listen(Session, "after_flush", _note_changes)

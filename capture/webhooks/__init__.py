@@ -1,1 +1,1 @@
-"""Outgoing webhooks: the events emitted and their delivery."""
+"""Outgoing webhooks: the events emitted, their delivery and the owner's endpoints."""

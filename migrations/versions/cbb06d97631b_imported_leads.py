@@ -33,14 +33,14 @@ def upgrade():
         "UPDATE leads SET imported = :yes WHERE id IN (SELECT lead_id FROM events "
         "WHERE kind = 'import')").bindparams(yes=True))
 
-    from capture.numbers import rollups
+    from capture.numbers import rollup_queue, rollups
 
     filled = bind.execute(sa.text('SELECT COUNT(*) FROM rollup_state')).scalar()
     if filled:
         # The leads' numbers move from opt-ins to imported at the next fold.
         lead_ids = bind.execute(sa.text('SELECT id FROM leads WHERE imported')).scalars().all()
         if lead_ids:
-            rollups.note_changed(bind, lead_ids)
+            rollup_queue.note_changed(bind, lead_ids)
     else:
         # Coming from before the rollups: fill them from the rows already there, so
         # that the reports give the same numbers as `flask rollups rebuild` would.

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from capture.numbers import metrics
+from capture.numbers import metrics, periods
 from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Delivery, Lead, Owner, Page, Visit
@@ -144,7 +144,7 @@ def test_overview_links_the_css_from_static_and_no_cdn(owner, clock):
 def test_cards_show_the_metrics_modules_numbers_for_each_period(app, owner, seeded, period):
     html = owner.get(f"/admin/?period={period}").get_data(as_text=True)
     with app.app_context():
-        chosen = metrics.period(period)
+        chosen = periods.period(period)
         expected = metrics.report(start=chosen.start, end=chosen.end).total
     assert cards(html) == {name: shown(kind, getattr(expected, name))
                            for name, kind in CARDS.items()}
@@ -197,14 +197,14 @@ def test_default_period_is_30_days_and_unknown_periods_fall_back_to_it(owner, se
 
 def test_periods_are_whole_utc_days_ending_today(app, clock):
     with app.app_context():
-        today = metrics.period("today")
-        week = metrics.period("7d")
-        everything = metrics.period("all")
+        today = periods.period("today")
+        week = periods.period("7d")
+        everything = periods.period("all")
     assert (today.start, today.end) == (datetime(2026, 3, 2), datetime(2026, 3, 3))
     assert (week.start, week.end) == (datetime(2026, 2, 24), datetime(2026, 3, 3))
     assert (week.first_day, week.last_day) == (date(2026, 2, 24), date(2026, 3, 2))
     assert (everything.start, everything.end) == (None, None)
-    assert metrics.period("nonsense", now=clock.now).key == metrics.DEFAULT_PERIOD
+    assert periods.period("nonsense", now=clock.now).key == periods.DEFAULT_PERIOD
 
 
 # --- the chart --------------------------------------------------------------------------
@@ -240,8 +240,8 @@ def test_chart_draws_the_days_of_metrics_daily(app, owner, seeded):
     html = owner.get("/admin/?period=7d").get_data(as_text=True)
     svg = chart_svg(html)
     with app.app_context():
-        chosen = metrics.period("7d")
-        days = metrics.daily(start=chosen.start, end=chosen.end)
+        chosen = periods.period("7d")
+        days = periods.daily(start=chosen.start, end=chosen.end)
     assert [day for day, _ in days] == [date(2026, 2, 24) + timedelta(days=n) for n in range(7)]
     # The day table under the chart lists each active day's numbers.
     table = re.findall(r'<tr data-day="([\d-]+)"><td>[\d-]+</td><td class="num">([^<]*)</td>'
@@ -262,8 +262,8 @@ def test_daily_series_agrees_with_the_grouped_report(app, seeded):
     with app.app_context():
         by_day = metrics.report(start=datetime(2026, 2, 1), end=datetime(2026, 3, 3),
                                 by="day")
-        days = dict(metrics.daily(start=datetime(2026, 2, 1), end=datetime(2026, 3, 3)))
-        everything = metrics.daily()
+        days = dict(periods.daily(start=datetime(2026, 2, 1), end=datetime(2026, 3, 3)))
+        everything = periods.daily()
     assert len(days) == 30
     for key, numbers in by_day.rows.items():
         assert days[date.fromisoformat(key)] == numbers

@@ -1,5 +1,5 @@
 """The Sequences area: folders, steps, problems with file:line, per-step numbers equal
-to metrics.steps(), the sandboxed preview and the test email to the owner."""
+to sequence_steps.steps(), the sandboxed preview and the test email to the owner."""
 
 import html
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from capture.numbers import metrics
+from capture.numbers import sequence_steps
 from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Link, Page
@@ -141,12 +141,12 @@ def test_per_step_numbers_equal_the_metrics_module(make_app, smtp, tmp_path, clo
             db.session.add(Event(lead_id=lead.id, kind=kind, delivery_id=delivery_id,
                                  machine=machine, data={}))
         db.session.commit()
-        expected = {row.step: row for row in metrics.steps() if row.sequence == "course"}
+        expected = {row.step: row for row in sequence_steps.steps() if row.sequence == "course"}
     assert expected["welcome"].sent == 4 and expected["welcome"].opened == 2
     page = owner_of(app).get("/admin/sequences").get_data(as_text=True)
     for step in ("welcome", "tips", "offer"):
         row = row_of(page, step)
-        numbers = expected.get(step, metrics.StepNumbers("course", step))
+        numbers = expected.get(step, sequence_steps.StepNumbers("course", step))
         assert cell(row, "sent") == [str(numbers.sent)]
         assert cell(row, "opened") == [str(numbers.opened), rate(numbers.open_rate)]
         assert cell(row, "clicked") == [str(numbers.clicked), rate(numbers.click_rate)]

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from capture.numbers import metrics
+from capture.numbers import metrics, ordering, periods
 from capture.db import db
 from capture.models import Lead, Page, Visit
 from tests.admin.test_overview import PERIODS, shown
@@ -94,7 +94,7 @@ def test_sources_renders_for_the_owner_with_an_empty_state(owner, clock):
 def test_rows_and_total_equal_the_metrics_report(app, owner, seeded, by, period):
     shown_table = table(owner, f"?by={by}&period={period}")
     with app.app_context():
-        chosen = metrics.period(period)
+        chosen = periods.period(period)
         report = metrics.report(start=chosen.start, end=chosen.end, by=by)
     assert report.rows, "the data set has traffic in every period"
     assert shown_table.rows == {key: as_shown(numbers) for key, numbers in report.rows.items()}
@@ -144,13 +144,13 @@ def test_unknown_choices_fall_back_to_the_defaults(owner, seeded):
 
 # --- sorting ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("column", metrics.SORT_COLUMNS)
+@pytest.mark.parametrize("column", ordering.SORT_COLUMNS)
 @pytest.mark.parametrize("direction", ["asc", "desc"])
 def test_every_column_sorts_like_the_metrics_rows(app, owner, seeded, column, direction):
     shown_order = list(table(owner, f"?by=source&period=all&sort={column}&dir={direction}").rows)
     with app.app_context():
         report = metrics.report(by="source")
-    expected = metrics.sorted_rows(report.rows, column, descending=direction == "desc")
+    expected = ordering.sorted_rows(report.rows, column, descending=direction == "desc")
     assert shown_order == [key for key, _ in expected]
     if column != "name":
         values = [getattr(numbers, column) for _, numbers in expected]
@@ -189,7 +189,7 @@ def test_headings_link_to_the_other_direction_and_mark_the_sorted_column(owner, 
 
 def test_sorted_rows_refuses_an_unknown_column():
     with pytest.raises(ValueError):
-        metrics.sorted_rows({}, "payout; drop table leads")
+        ordering.sorted_rows({}, "payout; drop table leads")
 
 
 # --- escaping -----------------------------------------------------------------------------

@@ -1,5 +1,4 @@
-"""Checks every setting at start-up against its declaration in config.py, and fills
-in the generated ones.
+"""Checks every setting at start-up by its declaration in config.py; fills in derived ones.
 
 A bad value stops start-up with one line naming the setting (`SettingError` is a
 `SystemExit`, so the process prints the line and exits 1 without a traceback).
@@ -10,10 +9,10 @@ import math
 import os
 import re
 import secrets
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 import click

@@ -26,3 +26,8 @@ clean:
 .PHONY: bench
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# make docs: rewrite the parts of docs/ written from code (settings, commands, package map)
+.PHONY: docs
+docs: $(BIN)/.installed
+	$(BIN)/python docs/generate.py

@@ -1,114 +1,229 @@
-"""Capture's settings: the defaults, each overridable by a CAPTURE_-prefixed variable.
+"""Capture's settings, each declared once: name, default, kind, bounds and meaning.
 
-`create_app()` loads `Config`, then `app.config.from_prefixed_env("CAPTURE")`, so
-`CAPTURE_BASE_URL=https://example.com` sets `BASE_URL`. Values that are `None` here are
-filled in at start-up (the SQLite file and the generated secrets live in the instance
-folder). `capture/settings.py` checks every value and stops start-up on a bad one.
+`create_app()` loads `Config` (built from `SETTINGS`), then
+`app.config.from_prefixed_env("CAPTURE")`, so `CAPTURE_BASE_URL=https://example.com`
+sets `BASE_URL`. Values that are `None` here are filled in at start-up (the SQLite file
+and the generated secrets live in the instance folder). `capture/settings.py` checks
+every value against its declaration and stops start-up on a bad one;
+`docs/generate.py` writes the settings table of docs/run/settings.md from the same
+declarations. This file imports nothing outside the standard library: any Python can
+read it.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 # /healthz answers 503 once less than this is free on the disk of the SQLite file.
 HEALTH_MIN_FREE_BYTES = 1024 * 1024
 
+# What a value of each kind may be, as the settings table says it. Kinds a declaration
+# fully describes (integer, number, boolean, choice, text) are checked from it alone;
+# capture/settings.py has one hand-written check for each of the others.
+KINDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "`true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`)",
+    "choice": "one of",
+    "text": "any text",
+    "folder": "a folder's path",
+    "secret": "any text; empty: generated",
+    "web address": "an `http://` or `https://` URL without query or fragment",
+    "database URL": "an SQLAlchemy URL, `postgresql+psycopg://…` or `sqlite:///…`",
+    "sender": "an address like `Name <news@example.com>`",
+    "email address": "an email address, or empty",
+    "rate": "`N/second`, `N/minute`, `N/hour` or `N/day`; `0` turns it off",
+    "rate storage": "`database`, `memory://` or `redis://host:port`",
+}
 
-class Config:
-    """Defaults for a local install; production overrides them from the environment."""
 
-    # Any SQLAlchemy URL; None means instance/capture.db (SQLite).
-    DATABASE_URL: str | None = None
-    # How long a query waits for a lock another connection holds before it gives up
-    # (a visitor then gets a 503 with what they typed kept): SQLite's busy timeout,
-    # PostgreSQL's lock_timeout.
-    DB_LOCK_TIMEOUT_SECONDS = 10
-    # None means: generated once and kept in instance/secret_key.
-    SECRET_KEY: str | None = None
-    # Absolute links in emails are built from this.
-    BASE_URL = "http://127.0.0.1:5000"
+@dataclass(frozen=True)
+class Setting:
+    """One setting: `CAPTURE_<name>` overrides `default`; `kind` (a key of KINDS) and
+    the bounds say which values start-up accepts; `meaning` is its line in the docs.
+    `shown_default` is what the docs print instead of the default where that says too
+    little (one worked out at start-up, a size in bytes)."""
 
-    MAIL_BACKEND = "outbox"  # outbox | smtp | console
-    MAIL_FROM = "Capture <no-reply@localhost>"
-    SMTP_HOST = "localhost"
-    SMTP_PORT = 25
-    SMTP_USERNAME = ""
-    SMTP_PASSWORD = ""
-    SMTP_SECURITY = "none"  # none | starttls | ssl
-    SMTP_TIMEOUT = 10
-    # Whether the SMTP server offers SMTPUTF8: only then are addresses with non-ASCII
-    # characters before the @ (müller@example.de) accepted at opt-in.
-    SMTP_UTF8 = False
-    # Printed in every email footer (CAN-SPAM); empty shows a warning to the owner.
-    POSTAL_ADDRESS = ""
+    name: str
+    default: object
+    kind: str
+    meaning: str
+    minimum: float | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    shown_default: str = ""
 
-    SEQUENCES_DIR = str(ROOT / "sequences")
-    SEND_RATE_PER_MINUTE = 600
-    # embedded: the scheduler job runs inside the web process (make run); off: a
-    # separate `flask --app wsgi scheduler` process does the sending.
-    SCHEDULER = "off"
-    # How often the scheduler job runs.
-    SCHEDULER_INTERVAL_SECONDS = 10
-    # How often the scheduler's fast lane sends the queued confirmation emails (a
-    # visitor waits for that one).
-    CONFIRM_INTERVAL_SECONDS = 2
-    # Most messages one tick sends (the rate cap may allow fewer).
-    SEND_BATCH_SIZE = 200
-    # A delivery claimed this long ago without an outcome is marked unknown.
-    SENDING_TIMEOUT_MINUTES = 10
-    # A lead whose next step file is broken is looked at again after this long.
-    HOLD_MINUTES = 5
-    # SMTP 4xx and connection errors are retried with back-off for this long.
-    RETRY_HOURS = 24
-    # Opens and clicks sooner than this after sending are taken as machine-made.
-    MACHINE_SECONDS = 10
-    # Optional address for List-Unsubscribe's mailto: form.
-    UNSUBSCRIBE_MAILTO = ""
-    # None means: generated once and kept in instance/postback_secret.
-    POSTBACK_SECRET: str | None = None
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError(f"{self.name}: choices go with the kind 'choice' alone")
+        if (self.minimum is not None or self.maximum is not None) and \
+                self.kind not in ("integer", "number"):
+            raise ValueError(f"{self.name}: bounds go with a number")
 
-    # Outgoing webhooks: seconds to wait for an endpoint's answer, hours to retry a
-    # failing delivery, most deliveries one scheduler run posts, and whether loopback
-    # and private-network addresses may be called (off: they are refused, see SSRF).
-    WEBHOOK_TIMEOUT_SECONDS = 5
-    WEBHOOK_RETRY_HOURS = 24
-    WEBHOOK_BATCH_SIZE = 100
-    WEBHOOK_ALLOW_PRIVATE = False
 
-    # Opt-in defences: a form sent back sooner than MIN_FORM_SECONDS after it was shown
-    # is a bot's; one open longer than FORM_MAX_AGE_SECONDS is shown again, to submit
-    # once more (its fill-time token has expired).
-    MIN_FORM_SECONDS = 2
-    FORM_MAX_AGE_SECONDS = 6 * 3600
-    OPTIN_RATE_LIMIT = "20/minute"  # per client address; 0 turns it off
-    # Where the rate-limit counters live: database (the app's own, shared by every
-    # worker and server), redis://host:6379, or memory:// (each process counts alone).
-    RATE_LIMIT_STORAGE = "database"
-    # API requests per token; 0 turns the limit off.
-    API_RATE_LIMIT = "600/minute"
-    # A repeat opt-in of an unconfirmed address re-sends the confirmation email at
-    # most once in this many minutes, so a flood cannot mail-bomb anyone.
-    CONFIRM_RESEND_MINUTES = 10
-    # Checking that the domain accepts mail needs DNS, so it is opt-in.
-    CHECK_DELIVERABILITY = False
-    # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
-    PROXY_COUNT = 0
-    # Largest request body accepted, in bytes (visitors; the dashboard's own limit).
-    MAX_CONTENT_LENGTH = 64 * 1024
-    ADMIN_MAX_CONTENT_LENGTH = 1024 * 1024
+SECTIONS = (
+    ("Database, secrets and links", (
+        Setting("DATABASE_URL", None, "database URL",
+                "the database: SQLite, or PostgreSQL for scale (`postgres://` and "
+                "`postgresql://` are refused: `postgresql+psycopg` is the driver Capture "
+                "installs)",
+                shown_default="`instance/capture.db` (SQLite)"),
+        Setting("DB_LOCK_TIMEOUT_SECONDS", 10, "number",
+                "longest wait for a lock another connection holds before the request gives "
+                "up with a `503`, what the visitor typed kept (SQLite's busy timeout, "
+                "PostgreSQL's `lock_timeout`)",
+                minimum=0.1),
+        Setting("SECRET_KEY", None, "secret", "signs sessions and tokens",
+                shown_default="generated once into `instance/secret_key`"),
+        Setting("BASE_URL", "http://127.0.0.1:5000", "web address",
+                "absolute links in emails are built from it; `https://…` makes cookies "
+                "`Secure`"),
+    )),
+    ("Mail", (
+        Setting("MAIL_BACKEND", "outbox", "choice",
+                "how email leaves: `outbox` (`.eml` files in `instance/outbox/`), `smtp`, or "
+                "`console` (printed)",
+                choices=("outbox", "smtp", "console")),
+        Setting("MAIL_FROM", "Capture <no-reply@localhost>", "sender", "the default sender"),
+        Setting("SMTP_HOST", "localhost", "text", "the SMTP server"),
+        Setting("SMTP_PORT", 25, "integer", "the SMTP server's port", minimum=1, maximum=65535),
+        Setting("SMTP_USERNAME", "", "text", "SMTP login; empty: no login"),
+        Setting("SMTP_PASSWORD", "", "text", "SMTP password"),
+        Setting("SMTP_SECURITY", "none", "choice",
+                "`starttls` upgrades the connection, `ssl` opens it encrypted",
+                choices=("none", "starttls", "ssl")),
+        Setting("SMTP_TIMEOUT", 10, "integer", "seconds to wait for the SMTP server",
+                minimum=1),
+        Setting("SMTP_UTF8", False, "boolean",
+                "`true` when the SMTP server offers SMTPUTF8: only then are addresses with "
+                "non-ASCII letters before the @ (`müller@example.de`) accepted at opt-in and "
+                "import"),
+        Setting("POSTAL_ADDRESS", "", "text",
+                "printed in every email footer (CAN-SPAM); empty shows a warning to the owner"),
+    )),
+    ("Sending", (
+        Setting("SEQUENCES_DIR", str(ROOT / "sequences"), "folder",
+                "where the sequence folders live", shown_default="`sequences/`"),
+        Setting("SEND_RATE_PER_MINUTE", 600, "integer",
+                "cap on outgoing mail: sequence and confirmation emails wait for the next "
+                "minute once the emails of the last minute (confirmations included) reach it",
+                minimum=1),
+        Setting("SCHEDULER", "off", "choice",
+                "`embedded` runs the sending job inside the web process (what `make run` "
+                "uses); `off` leaves it to a separate `.venv/bin/flask --app wsgi scheduler` "
+                "process",
+                choices=("embedded", "off")),
+        Setting("SCHEDULER_INTERVAL_SECONDS", 10, "integer", "how often the sending job runs",
+                minimum=1),
+        Setting("CONFIRM_INTERVAL_SECONDS", 2, "integer",
+                "how often the scheduler's fast lane sends the queued confirmation emails (a "
+                "visitor waits for that one)",
+                minimum=1),
+        Setting("SEND_BATCH_SIZE", 200, "integer",
+                "most messages one tick sends (the rate cap may allow fewer)", minimum=1),
+        Setting("SENDING_TIMEOUT_MINUTES", 10, "integer",
+                "a delivery claimed this long ago without an outcome is marked `unknown`",
+                minimum=1),
+        Setting("HOLD_MINUTES", 5, "integer",
+                "wait before looking again at a lead whose due step could not be worked out, "
+                "or a retry whose step file is broken",
+                minimum=1),
+        Setting("RETRY_HOURS", 24, "integer",
+                "how long SMTP `4xx` answers and connection errors are retried, with back-off",
+                minimum=0),
+        Setting("MACHINE_SECONDS", 10, "integer",
+                "opens and clicks sooner than this after sending count as machine-made",
+                minimum=0),
+        Setting("UNSUBSCRIBE_MAILTO", "", "email address",
+                "address for the `mailto:` form of `List-Unsubscribe`"),
+        Setting("POSTBACK_SECRET", None, "secret", "HMAC key of upgrade postbacks",
+                shown_default="generated once into `instance/postback_secret`"),
+    )),
+    ("Outgoing webhooks", (
+        Setting("WEBHOOK_TIMEOUT_SECONDS", 5, "integer",
+                "how long a webhook endpoint has to answer, in seconds", minimum=1, maximum=60),
+        Setting("WEBHOOK_RETRY_HOURS", 24, "integer",
+                "how long failing webhook deliveries are retried; `0`: the first failure is "
+                "final",
+                minimum=0),
+        Setting("WEBHOOK_BATCH_SIZE", 100, "integer",
+                "most webhook deliveries one scheduler run posts", minimum=1),
+        Setting("WEBHOOK_ALLOW_PRIVATE", False, "boolean",
+                "`true` lets webhooks call loopback and private-network addresses (refused "
+                "otherwise, against SSRF)"),
+    )),
+    ("Opt-in defences and requests", (
+        Setting("MIN_FORM_SECONDS", 2, "number",
+                "a form sent back sooner than this after it was shown is a bot's", minimum=0),
+        Setting("FORM_MAX_AGE_SECONDS", 6 * 3600, "integer",
+                "a form left open longer (its fill-time token has expired) is shown again, to "
+                "submit once more; longer than `CAPTURE_MIN_FORM_SECONDS`",
+                minimum=60, shown_default="`21600` (6 hours)"),
+        Setting("OPTIN_RATE_LIMIT", "20/minute", "rate", "opt-ins per client address"),
+        Setting("RATE_LIMIT_STORAGE", "database", "rate storage",
+                "where the rate-limit counters (opt-in, log-in, API) live: `database` (the "
+                "app's own, shared by every worker and server), `redis://host:6379`, or "
+                "`memory://` (each process counts alone)"),
+        Setting("API_RATE_LIMIT", "600/minute", "rate", "API requests per token"),
+        Setting("CONFIRM_RESEND_MINUTES", 10, "integer",
+                "a repeat opt-in of an unconfirmed address re-sends the confirmation email at "
+                "most once in this many minutes, so a flood cannot mail-bomb anyone",
+                minimum=0),
+        Setting("CHECK_DELIVERABILITY", False, "boolean",
+                "also check by DNS that the address's domain accepts mail"),
+        Setting("PROXY_COUNT", 0, "integer",
+                "reverse proxies in front of the app whose `X-Forwarded-*` headers to trust; "
+                "`1` behind `deploy/nginx.conf`",
+                minimum=0),
+        Setting("MAX_CONTENT_LENGTH", 64 * 1024, "integer",
+                "largest request body from visitors, in bytes (`413` above it)", minimum=1024,
+                shown_default="`65536` (64 KiB)"),
+        Setting("ADMIN_MAX_CONTENT_LENGTH", 1024 * 1024, "integer",
+                "largest request body in the dashboard, in bytes (long page texts)",
+                minimum=1024, shown_default="`1048576` (1 MiB)"),
+    )),
+    ("The dashboard and list imports", (
+        Setting("LEADS_PER_PAGE", 50, "integer", "rows per page of the dashboard's leads table",
+                minimum=1, maximum=1000),
+        Setting("LEADS_BULK_LIMIT", 500, "integer",
+                "most leads one bulk approve or reject takes", minimum=1),
+        Setting("IMPORT_BATCH_ROWS", 500, "integer",
+                "rows a list import writes per transaction", minimum=1, maximum=10000),
+        Setting("IMPORT_MAX_BYTES", 20 * 1024 * 1024, "integer",
+                "largest file the dashboard's list import accepts, in bytes", minimum=1024,
+                shown_default="`20971520` (20 MiB)"),
+        Setting("IMPORT_MAX_COLUMNS", 200, "integer",
+                "most columns a list import's file may have (each is a row of the mapping "
+                "page)",
+                minimum=1, maximum=10000),
+    )),
+    ("Visitors", (
+        Setting("VISITOR_COOKIE_DAYS", 365, "integer",
+                "lifetime of the visitor cookie (first-party, a random id)", minimum=1),
+    )),
+)
+# Every setting, in the order of the sections.
+SETTINGS = tuple(setting for _, settings in SECTIONS for setting in settings)
 
-    # The dashboard's leads table: rows per page, most leads one bulk action takes.
-    LEADS_PER_PAGE = 50
-    LEADS_BULK_LIMIT = 500
+# CAPTURE_ variables that are no setting of `Config` but are read all the same, before
+# there is an app (create_app) or by the test suite alone: known, so never warned about.
+OTHER_VARIABLES = (
+    Setting("INSTANCE_PATH", None, "folder",
+            "the folder of the SQLite file, the generated secrets and the outbox",
+            shown_default="`instance/`"),
+    Setting("TEST_DATABASE_URL", None, "database URL",
+            "the test suite runs on this PostgreSQL database instead of SQLite files",
+            shown_default="empty"),
+)
 
-    # List import (`leads import`, the dashboard's Import): rows written per
-    # transaction, the largest file the dashboard accepts, in bytes, and the most
-    # columns a file may have (each one is a row of the mapping page).
-    IMPORT_BATCH_ROWS = 500
-    IMPORT_MAX_BYTES = 20 * 1024 * 1024
-    IMPORT_MAX_COLUMNS = 200
 
-    # Visitor cookie lifetime (first-party, random id).
-    VISITOR_COOKIE_DAYS = 365
+Config = type("Config", (), {
+    "__doc__": "Defaults for a local install; production overrides them from the "
+               "environment.",
+    **{setting.name: setting.default for setting in SETTINGS},
+})
 
 
 class TestConfig(Config):

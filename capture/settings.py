@@ -1,4 +1,4 @@
-"""Checks every setting at start-up and fills in the generated ones.
+"""Checks every setting at start-up by its declaration in config.py; fills in derived ones.
 
 A bad value stops start-up with one line naming the setting (`SettingError` is a
 `SystemExit`, so the process prints the line and exits 1 without a traceback).
@@ -9,6 +9,7 @@ import math
 import os
 import re
 import secrets
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -20,14 +21,8 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from config import Config
+from config import OTHER_VARIABLES, SETTINGS, Setting
 
-MAIL_BACKENDS = ("outbox", "smtp", "console")
-SMTP_SECURITY = ("none", "starttls", "ssl")
-SCHEDULER_MODES = ("embedded", "off")
-# CAPTURE_ variables that are no setting of config.py but are read all the same: the
-# instance folder (create_app) and the test suite's PostgreSQL database.
-OTHER_VARIABLES = ("INSTANCE_PATH", "TEST_DATABASE_URL")
 # The database schemes SQLAlchemy maps to psycopg2, which Capture does not install.
 PSYCOPG2_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
 # Modes of what Capture creates in the instance folder: secrets, the SQLite file and
@@ -51,56 +46,12 @@ def init_app(app: Flask) -> None:
     # this user may read it (an existing folder keeps the mode its owner chose).
     Path(app.instance_path).mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
 
-    for name in ("SECRET_KEY", "POSTBACK_SECRET"):
-        if config.get(name) in (None, ""):
-            config[name] = _instance_secret(app, name.lower())
-        config[name] = str(config[name])
-
-    config["BASE_URL"] = _base_url(str(config["BASE_URL"]))
-    config["SQLALCHEMY_DATABASE_URI"] = _database_url(app)
-    _create_private_sqlite_file(config["SQLALCHEMY_DATABASE_URI"])
-    _choice(config, "MAIL_BACKEND", MAIL_BACKENDS)
-    _choice(config, "SMTP_SECURITY", SMTP_SECURITY)
-    _choice(config, "SCHEDULER", SCHEDULER_MODES)
-    _integer(config, "SMTP_PORT", 1, 65535)
-    _integer(config, "SMTP_TIMEOUT", 1)
-    _integer(config, "SEND_RATE_PER_MINUTE", 1)
-    _integer(config, "CONFIRM_RESEND_MINUTES", 0)
-    _integer(config, "PROXY_COUNT", 0)
-    _integer(config, "MAX_CONTENT_LENGTH", 1024)
-    _integer(config, "ADMIN_MAX_CONTENT_LENGTH", 1024)
-    _integer(config, "VISITOR_COOKIE_DAYS", 1)
-    _integer(config, "SCHEDULER_INTERVAL_SECONDS", 1)
-    _integer(config, "CONFIRM_INTERVAL_SECONDS", 1)
-    _integer(config, "SEND_BATCH_SIZE", 1)
-    _integer(config, "SENDING_TIMEOUT_MINUTES", 1)
-    _integer(config, "HOLD_MINUTES", 1)
-    _integer(config, "RETRY_HOURS", 0)
-    _integer(config, "MACHINE_SECONDS", 0)
-    _integer(config, "LEADS_PER_PAGE", 1, 1000)
-    _integer(config, "LEADS_BULK_LIMIT", 1)
-    _integer(config, "IMPORT_BATCH_ROWS", 1, 10000)
-    _integer(config, "IMPORT_MAX_BYTES", 1024)
-    _integer(config, "IMPORT_MAX_COLUMNS", 1, 10000)
-    _integer(config, "WEBHOOK_TIMEOUT_SECONDS", 1, 60)
-    _integer(config, "WEBHOOK_RETRY_HOURS", 0)
-    _integer(config, "WEBHOOK_BATCH_SIZE", 1)
-    _unsubscribe_mailto(config)
-    _number(config, "MIN_FORM_SECONDS", 0)
-    _rate_limit_storage(config)
-    _integer(config, "FORM_MAX_AGE_SECONDS", 60)
+    for setting in SETTINGS:
+        CHECKS[setting.kind](app, setting)
+    # What one declaration cannot say: a rule between two settings.
     if config["FORM_MAX_AGE_SECONDS"] <= config["MIN_FORM_SECONDS"]:
         raise SettingError("FORM_MAX_AGE_SECONDS", "must be longer than MIN_FORM_SECONDS")
-    _rate_limit(config)
-    _rate_limit(config, "API_RATE_LIMIT")
-    _mail_from(config)
-    config["POSTAL_ADDRESS"] = str(config.get("POSTAL_ADDRESS") or "")
-    config["SEQUENCES_DIR"] = str(config["SEQUENCES_DIR"])
-    config["CHECK_DELIVERABILITY"] = _boolean(config, "CHECK_DELIVERABILITY")
-    config["SMTP_UTF8"] = _boolean(config, "SMTP_UTF8")
-    config["WEBHOOK_ALLOW_PRIVATE"] = _boolean(config, "WEBHOOK_ALLOW_PRIVATE")
 
-    _number(config, "DB_LOCK_TIMEOUT_SECONDS", 0.1)
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(config))
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -114,10 +65,11 @@ def _warn_unknown_variables(app: Flask) -> None:
     """A misspelt CAPTURE_ variable would silently leave its setting at the default:
     name it with the closest known setting, in the log (on stderr for a command).
     Flask's own settings (CAPTURE_SESSION_COOKIE_NAME …) are known too."""
-    known = {name for name in dir(Config) if name.isupper()}
+    known = {setting.name for setting in SETTINGS}
+    other = {setting.name for setting in OTHER_VARIABLES}
     for variable in sorted(os.environ):
         name = variable.removeprefix("CAPTURE_")
-        if (name == variable or name in known or name in OTHER_VARIABLES
+        if (name == variable or name in known or name in other
                 or name in Flask.default_config):
             continue
         close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -179,114 +131,168 @@ def _create_private_sqlite_file(url: str) -> None:
         pass
 
 
-def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingError("BASE_URL", f"{value!r} is not an http(s) URL")
-    if parts.query or parts.fragment:
-        raise SettingError("BASE_URL", "must not have a query or fragment")
-    return value.rstrip("/")
+# --- kinds a declaration says in full: its type, bounds or choices ------------------
 
-
-def _database_url(app: Flask) -> str:
-    value = app.config.get("DATABASE_URL")
-    if not value:
-        return "sqlite:///" + str(Path(app.instance_path) / "capture.db")
-    try:
-        url = make_url(str(value))
-    except ArgumentError:
-        raise SettingError("DATABASE_URL", f"{value!r} is not a database URL") from None
-    if url.drivername in PSYCOPG2_SCHEMES:
-        raise SettingError("DATABASE_URL", f"start it with postgresql+psycopg:// (the "
-                           f"driver Capture installs), not {url.drivername}://")
-    return str(value)
-
-
-def _choice(config: dict, name: str, allowed: tuple[str, ...]) -> None:
-    value = str(config.get(name)).strip().lower()
-    if value not in allowed:
-        raise SettingError(
-            name, f"{config.get(name)!r} is not one of {', '.join(allowed)}"
-        )
-    config[name] = value
-
-
-def _integer(config: dict, name: str, minimum: int, maximum: int | None = None) -> None:
-    value = config.get(name)
+def _integer(app: Flask, setting: Setting) -> None:
+    value = app.config.get(setting.name)
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise SettingError(name, f"{value!r} is not a whole number") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        upper = f" and at most {maximum}" if maximum is not None else ""
-        raise SettingError(name, f"{number} must be at least {minimum}{upper}")
-    config[name] = number
+        raise SettingError(setting.name, f"{value!r} is not a whole number") from None
+    _within_bounds(setting, number)
+    app.config[setting.name] = number
 
 
-def _number(config: dict, name: str, minimum: float) -> None:
-    value = config.get(name)
+def _number(app: Flask, setting: Setting) -> None:
+    value = app.config.get(setting.name)
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise SettingError(name, f"{value!r} is not a number") from None
+        raise SettingError(setting.name, f"{value!r} is not a number") from None
     if not math.isfinite(number):
-        raise SettingError(name, f"{value!r} is not a finite number")
-    if number < minimum:
-        raise SettingError(name, f"{number} must be at least {minimum}")
-    config[name] = number
+        raise SettingError(setting.name, f"{value!r} is not a finite number")
+    _within_bounds(setting, number)
+    app.config[setting.name] = number
 
 
-def _boolean(config: dict, name: str) -> bool:
-    value = config.get(name)
+def _within_bounds(setting: Setting, number: float) -> None:
+    too_low = setting.minimum is not None and number < setting.minimum
+    too_high = setting.maximum is not None and number > setting.maximum
+    if too_low or too_high:
+        bounds = [f"{word} {bound}" for word, bound in
+                  (("at least", setting.minimum), ("at most", setting.maximum))
+                  if bound is not None]
+        raise SettingError(setting.name, f"{number} must be {' and '.join(bounds)}")
+
+
+def _boolean(app: Flask, setting: Setting) -> None:
+    value = app.config.get(setting.name)
     if isinstance(value, bool):
-        return value
+        return
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingError(name, f"{value!r} is not true or false")
+        app.config[setting.name] = True
+    elif text in ("0", "false", "no", "off", ""):
+        app.config[setting.name] = False
+    else:
+        raise SettingError(setting.name, f"{value!r} is not true or false")
 
 
-def _rate_limit(config: dict, name: str = "OPTIN_RATE_LIMIT") -> None:
-    value = str(config.get(name)).strip()
+def _choice(app: Flask, setting: Setting) -> None:
+    value = app.config.get(setting.name)
+    chosen = str(value).strip().lower()
+    if chosen not in setting.choices:
+        raise SettingError(
+            setting.name, f"{value!r} is not one of {', '.join(setting.choices)}")
+    app.config[setting.name] = chosen
+
+
+def _text(app: Flask, setting: Setting) -> None:
+    value = app.config.get(setting.name)
+    app.config[setting.name] = "" if value is None else str(value)
+
+
+def _folder(app: Flask, setting: Setting) -> None:
+    app.config[setting.name] = str(app.config[setting.name])
+
+
+# --- kinds with a hand-written check: what a declaration cannot say ------------------
+
+def _secret(app: Flask, setting: Setting) -> None:
+    """Empty: read from the instance folder, created there on first start."""
+    if app.config.get(setting.name) in (None, ""):
+        app.config[setting.name] = _instance_secret(app, setting.name.lower())
+    app.config[setting.name] = str(app.config[setting.name])
+
+
+def _web_address(app: Flask, setting: Setting) -> None:
+    value = str(app.config[setting.name])
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingError(setting.name, f"{value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise SettingError(setting.name, "must not have a query or fragment")
+    app.config[setting.name] = value.rstrip("/")
+
+
+def _database_url(app: Flask, setting: Setting) -> None:
+    """Sets SQLALCHEMY_DATABASE_URI: the URL, or the SQLite file in the instance folder
+    (created private)."""
+    value = app.config.get(setting.name)
+    if not value:
+        url = "sqlite:///" + str(Path(app.instance_path) / "capture.db")
+    else:
+        try:
+            parsed = make_url(str(value))
+        except ArgumentError:
+            raise SettingError(setting.name, f"{value!r} is not a database URL") from None
+        if parsed.drivername in PSYCOPG2_SCHEMES:
+            raise SettingError(setting.name, f"start it with postgresql+psycopg:// (the "
+                               f"driver Capture installs), not {parsed.drivername}://")
+        url = str(value)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    _create_private_sqlite_file(url)
+
+
+def _sender(app: Flask, setting: Setting) -> None:
+    """Also sets MAIL_FROM_ADDRESS, the parsed address the mail headers use."""
+    value = str(app.config.get(setting.name))
+    name, address = parseaddr(value)
+    if "@" not in address or any(ch in value for ch in "\r\n"):
+        raise SettingError(setting.name, f"{value!r} is not an address like Name <a@b.c>")
+    username, domain = address.rsplit("@", 1)
+    app.config["MAIL_FROM_ADDRESS"] = Address(name, username, domain)
+
+
+def _email_address(app: Flask, setting: Setting) -> None:
+    value = str(app.config.get(setting.name) or "").strip()
+    if value and (not re.fullmatch(r"[^@\s<>,?]+@[^@\s<>,?]+\.[^@\s<>,?]+", value)):
+        raise SettingError(setting.name, f"{value!r} is not an email address")
+    app.config[setting.name] = value
+
+
+def _rate(app: Flask, setting: Setting) -> None:
+    """A `limits` rate item, or None for off."""
+    value = str(app.config.get(setting.name)).strip()
     if value in ("0", "off", ""):
-        config[name] = None
+        app.config[setting.name] = None
         return
     try:
-        config[name] = limits.parse(value)
+        app.config[setting.name] = limits.parse(value)
     except ValueError:
         raise SettingError(
-            name, f"{value!r} is not a rate like 20/minute (or 0 for off)"
+            setting.name, f"{value!r} is not a rate like 20/minute (or 0 for off)"
         ) from None
 
 
-def _rate_limit_storage(config: dict) -> None:
+def _rate_storage(app: Flask, setting: Setting) -> None:
     """`database`, or a URI the `limits` library opens (capture.web.rate_limits checks
     that the database is one it can count in, once it is connected)."""
-    value = str(config.get("RATE_LIMIT_STORAGE") or "").strip()
-    config["RATE_LIMIT_STORAGE"] = value
+    value = str(app.config.get(setting.name) or "").strip()
+    app.config[setting.name] = value
     if value == "database":
         return
     try:
         limits.storage.storage_from_string(value)
     except Exception as error:  # the library raises several types for a bad URI
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SettingError("RATE_LIMIT_STORAGE", f"{value!r} is not database, memory:// or "
-                                                 f"redis://host:port ({reason})") from None
+        raise SettingError(setting.name, f"{value!r} is not database, memory:// or "
+                                         f"redis://host:port ({reason})") from None
 
 
-def _mail_from(config: dict) -> None:
-    value = str(config.get("MAIL_FROM"))
-    name, address = parseaddr(value)
-    if "@" not in address or any(ch in value for ch in "\r\n"):
-        raise SettingError("MAIL_FROM", f"{value!r} is not an address like Name <a@b.c>")
-    username, domain = address.rsplit("@", 1)
-    config["MAIL_FROM_ADDRESS"] = Address(name, username, domain)
-
-
-def _unsubscribe_mailto(config: dict) -> None:
-    value = str(config.get("UNSUBSCRIBE_MAILTO") or "").strip()
-    if value and (not re.fullmatch(r"[^@\s<>,?]+@[^@\s<>,?]+\.[^@\s<>,?]+", value)):
-        raise SettingError("UNSUBSCRIBE_MAILTO", f"{value!r} is not an email address")
-    config["UNSUBSCRIBE_MAILTO"] = value
+# One check per kind of config.KINDS.
+CHECKS: dict[str, Callable[[Flask, Setting], None]] = {
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "choice": _choice,
+    "text": _text,
+    "folder": _folder,
+    "secret": _secret,
+    "web address": _web_address,
+    "database URL": _database_url,
+    "sender": _sender,
+    "email address": _email_address,
+    "rate": _rate,
+    "rate storage": _rate_storage,
+}

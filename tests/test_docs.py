@@ -188,3 +188,16 @@ def test_docs_named_in_the_code_exist():
             to_readme.append(relative(path))
     assert missing == []
     assert to_readme == []
+
+
+def test_files_the_docs_name_exist():
+    """A path into the code the docs name in backticks (`capture/mail/`,
+    `deploy/nginx.conf`, `bench/run.py --quick`) is there: a module that moved or split
+    must not leave the docs pointing at its old place."""
+    named = re.compile(r"`((?:capture|deploy|bench|migrations|templates|static|sequences)/"
+                       r"[^`\s]*)[^`]*`")
+    missing = [f"{relative(doc)}: {path}" for doc in DOCS
+               for path in named.findall(doc.read_text())
+               if not re.search(r"[<*…]", path)     # a pattern, not a path: bench/out/<time>/
+               and not (ROOT / path).exists()]
+    assert missing == []

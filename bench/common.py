@@ -167,7 +167,7 @@ class Sink:
 
 
 class Server:
-    """gunicorn serving wsgi:app the way the README's production section does it."""
+    """gunicorn serving wsgi:app the way docs/run/production.md does it."""
 
     def __init__(self, env: dict, workdir: Path, *, workers: int,
                  worker_class: str = "sync", threads: int = 1, app: str = "wsgi:app",

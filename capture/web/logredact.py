@@ -7,7 +7,7 @@ to support tickets, log services, backups. `init_app` redacts every record the
 process makes, whoever logs it (our code, werkzeug's request lines, gunicorn's access
 log in a worker). `GunicornLogger` does the same for gunicorn's access log from the
 first request, for a config that names it: `logger_class =
-"capture.web.logredact.GunicornLogger"` (see deploy/ and the README's production section).
+"capture.web.logredact.GunicornLogger"` (see deploy/ and docs/run/production.md).
 """
 
 import logging

@@ -71,8 +71,8 @@ def emit_many(events: Sequence[str], lead: Any, page_id: int | None = None,
 
 def payload(event: str, lead: Any, occurred_at: datetime,
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON document posted for an event (its shape is documented in the README
-    and only ever grows)."""
+    """The JSON document posted for an event (its shape is documented in
+    docs/integrate/webhooks.md and only ever grows)."""
     return {"id": f"evt_{secrets.token_hex(12)}", "event": event,
             "occurred_at": _time(occurred_at), "lead": lead_data(lead), **(extra or {})}
 

@@ -16,11 +16,6 @@ APP_TEXTS = [*sorted((ROOT / "capture").rglob("*.py")), *sorted((ROOT / "capture
              *sorted((ROOT / "templates").rglob("*.html")), *sorted((ROOT / "deploy").iterdir())]
 README_LIMIT = 8_000
 
-# Generated from the code by another branch of the same change (issue 16); until that
-# branch is merged, links to them cannot resolve. The merge empties this set, and
-# `test_files_expected_from_the_merge_are_still_missing` fails until it does.
-GENERATED_AT_MERGE = {"docs/run/settings.md", "docs/run/commands.md",
-                      "docs/develop/packages.md"}
 
 FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`]*`")
@@ -92,19 +87,11 @@ def test_every_relative_link_and_anchor_resolves(doc):
             broken.append(f"{target}: outside the repository")
             continue
         if not file.exists():
-            if relative(file) not in GENERATED_AT_MERGE:
-                broken.append(f"{target}: no such file")
+            broken.append(f"{target}: no such file")
             continue
         if anchor and (file.suffix != ".md" or anchor not in anchors(file)):
             broken.append(f"{target}: no heading with the anchor #{anchor} in {relative(file)}")
     assert broken == [], f"{relative(doc)}: " + "; ".join(broken)
-
-
-def test_files_expected_from_the_merge_are_still_missing():
-    """Once the generated files are here, their links must be checked like any other:
-    empty GENERATED_AT_MERGE."""
-    arrived = sorted(path for path in GENERATED_AT_MERGE if (ROOT / path).exists())
-    assert arrived == [], f"remove {arrived} from GENERATED_AT_MERGE in {__file__}"
 
 
 def test_slugs_are_githubs():
@@ -183,7 +170,7 @@ def test_docs_named_in_the_code_exist():
             continue
         text = path.read_text(errors="replace")
         missing += [f"{relative(path)}: {doc}" for doc in named.findall(text)
-                    if not (ROOT / doc).exists() and doc not in GENERATED_AT_MERGE]
+                    if not (ROOT / doc).exists()]
         if re.search(r"\bREADME\b", text):
             to_readme.append(relative(path))
     assert missing == []

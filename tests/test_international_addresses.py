@@ -10,6 +10,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from capture.mail import backends as mail
+from capture.mail import outbox
 from capture.mail import compose as rendering
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page, Upgrade
@@ -165,7 +166,7 @@ def test_console_and_outbox_backends_write_an_smtputf8_address(make_app, capsys)
         lead = Lead(email="müller@münchen.de", name="Jörg", public_ref="ref")
         page = Page(slug="p", title="Guide", fields=[], rules={})
         mail.send(rendering.confirmation_message(lead, page, "https://example.com/c"))
-        [shown] = mail.read_outbox(mail.outbox_names(), whole=True)
+        [shown] = outbox.read_outbox(outbox.outbox_names(), whole=True)
     assert shown.to == "Jörg <müller@xn--mnchen-3ya.de>"
     assert "https://example.com/c" in shown.text
 

@@ -43,7 +43,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture.web import logredact
     from capture.public import optin
     from capture.web import rate_limits
-    from capture.mail import sending
+    from capture.mail.sequences import Library
     from capture.commands import sequences
     from capture.public import tracking
 
@@ -58,7 +58,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     hygiene.init_app(app)
     db.csrf.init_app(app)
     bots.RateLimit().init_app(app)
-    sending.init_app(app)
+    Library.init_app(app)
     app.register_blueprint(optin.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(tracking.bp)

@@ -57,7 +57,8 @@ class Stack:
         enrolled in its sequence, written in one transaction."""
         script = f"""
 from sqlalchemy import select
-from capture import create_app, sending
+from capture import create_app
+from capture.mail import membership
 from capture.db import db
 from capture.models import Lead, Page
 with create_app().app_context():
@@ -68,7 +69,7 @@ with create_app().app_context():
     db.session.add_all(leads)
     db.session.flush()
     for lead in leads:
-        sending.enroll(lead)
+        membership.enroll(lead)
     db.session.commit()
 """
         seeded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env,

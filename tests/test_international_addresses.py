@@ -323,20 +323,20 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
 def test_a_lead_whose_due_step_cannot_be_worked_out_holds_only_itself(make_app, plain_server,
                                                                       tmp_path, clock,
                                                                       monkeypatch):
-    from capture.mail import sending
+    from capture.mail import membership
 
     app = _smtp_app(make_app, plain_server, tmp_path)
     three_steps(app)
     for name in ("ann", "bob", "cid"):
         add_lead(app, email=f"{name}@example.com")
-    original = sending._should_stop
+    original = membership.should_stop
 
     def should_stop(lead, *args, **kwargs):
         if lead.email == "bob@example.com":
             raise RuntimeError("a bug")
         return original(lead, *args, **kwargs)
 
-    monkeypatch.setattr(sending, "_should_stop", should_stop)
+    monkeypatch.setattr(membership, "should_stop", should_stop)
     assert tick(app).sent == 2
     with app.app_context():
         states = dict(db.session.execute(select(Lead.email, Enrollment.state).join(

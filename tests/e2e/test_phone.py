@@ -20,7 +20,8 @@ HOOK_URL = "https://crm.example.com/hooks/capture/incoming-leads-from-the-launch
 SEED = f"""
 import secrets
 from sqlalchemy import select
-from capture import create_app, leads, sending
+from capture import create_app, leads
+from capture.mail import membership
 from capture.db import db
 from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
 with create_app().app_context():
@@ -31,7 +32,7 @@ with create_app().app_context():
                 utm_campaign="spring-launch-campaign-2026")
     db.session.add(lead)
     db.session.flush()
-    sending.enroll(lead)
+    membership.enroll(lead)
     db.session.add(Delivery(lead_id=lead.id, sequence="launch", step="01-welcome",
                             filename="01-welcome.md", status="failed", attempts=3,
                             subject="Welcome aboard, Maximiliana", error={FAILURE!r}))

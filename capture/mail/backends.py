@@ -1,12 +1,10 @@
-"""Mail backends behind one interface: outbox (files), smtp, console, chosen by name
-from `BACKENDS` (the MAIL_BACKEND setting).
+"""Mail backends behind one interface (outbox files, SMTP, console), chosen from BACKENDS.
 
 `send(message)` hands one message to the configured backend; `open_backend()` gives
 a backend to reuse across a batch (one SMTP connection for many messages). A backend's
 `send` returns its answer as one line (the SMTP server's final reply, say).
 """
 
-import logging
 import os
 import re
 import secrets
@@ -23,8 +21,6 @@ from capture.domains import DomainError
 from capture.mail import outbox
 from capture.mail.mime import Email
 from capture.settings import PRIVATE_FILE, PRIVATE_FOLDER
-
-log = logging.getLogger(__name__)
 
 
 class MailError(Exception):

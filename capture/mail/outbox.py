@@ -1,5 +1,4 @@
-"""The outbox folder: where the outbox backend writes each message as an .eml file,
-and reading the messages back for the dashboard's Outbox."""
+"""The outbox folder: where OutboxBackend writes .eml files, read back for the dashboard."""
 
 import email.policy
 import os

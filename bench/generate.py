@@ -194,7 +194,8 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
 
     from capture import clock
     from capture.numbers import rollups
-    from capture.mail import sending
+    from capture.mail import work_queue
+    from capture.mail.sequences import Library
     from capture.db import db
     from capture.models import Delivery, Enrollment, Event, Lead, Page, SequenceVersion, Visit
 
@@ -216,7 +217,7 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
         connection.exec_driver_sql("PRAGMA temp_store=MEMORY")
     page = connection.execute(
         select(Page.id, Page.consent, Page.sequence).where(Page.slug == page_slug)).one()
-    sequence = sending.library().get(page.sequence) if page.sequence else None
+    sequence = Library.current().get(page.sequence) if page.sequence else None
     if sequence is None or not sequence.steps:
         raise SystemExit(f"page {page_slug!r} needs a sequence with steps")
     steps = sequence.steps
@@ -404,7 +405,7 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
     with db.session.begin():
         if db.session.get(SequenceVersion, sequence.name) is None:
             db.session.add(SequenceVersion(name=sequence.name,
-                                           signature=sending._wake_signature(sequence)))
+                                           signature=work_queue.wake_signature(sequence)))
     if connection.dialect.name == "postgresql":
         for name in tables:
             connection.exec_driver_sql(

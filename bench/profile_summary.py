@@ -45,7 +45,7 @@ def _parse(path: Path):
 
 
 def _name(frame: str) -> tuple[str, str]:
-    """(function label, file) of a frame like `tick (capture/mail/sending.py:170)`."""
+    """(function label, file) of a frame like `tick (capture/mail/engine.py:36)`."""
     match = _FRAME.match(frame.strip())
     if not match:
         return frame.strip(), ""

@@ -2,7 +2,7 @@
 stack's CAPTURE_* environment, so that its peak RSS is its own; each prints one JSON
 line on standard output.
 
-    python bench/tasks.py send                # one sending.tick(), timed
+    python bench/tasks.py send                # one engine.tick(), timed
     python bench/tasks.py scheduler --reps 5  # idle ticks, claims, one full tick
     python bench/tasks.py metrics --reps 3    # capture.numbers.metrics.report() variants
     python bench/tasks.py tokens --limit 2000 # pixel and click paths of sent emails
@@ -100,10 +100,11 @@ def _warm_up() -> None:
     """What a running scheduler process has already done before the measured tick:
     the sequence files read and the version row written."""
     from capture import clock
-    from capture.mail import sending
+    from capture.mail import work_queue
+    from capture.mail.sequences import Library
 
-    sending.library().all()
-    sending._wake_changed_sequences(clock.utcnow())
+    Library.current().all()
+    work_queue.wake_changed_sequences(clock.utcnow())
 
 
 def task_send(args) -> dict:
@@ -114,7 +115,7 @@ def task_send(args) -> dict:
     from sqlalchemy import func, select
 
     from capture import clock
-    from capture.mail import sending
+    from capture.mail import engine
     from capture.db import db
     from capture.models import Enrollment
 
@@ -125,9 +126,9 @@ def task_send(args) -> dict:
     _warm_up()
     started = time.time()
     cpu = time.process_time()
-    summaries = [sending.tick()]
+    summaries = [engine.tick()]
     while due():
-        summaries.append(sending.tick())
+        summaries.append(engine.tick())
     seconds = time.time() - started
     sent = sum(s.sent for s in summaries)
     return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "sent": sent,
@@ -144,7 +145,7 @@ def task_scheduler(args) -> dict:
     from sqlalchemy import func, select, update
 
     from capture import clock
-    from capture.mail import sending
+    from capture.mail import engine, work_queue
     from capture.db import db
     from capture.models import Delivery, Enrollment, Lead
 
@@ -175,20 +176,20 @@ def task_scheduler(args) -> dict:
     set_due(due_ids + [row.id for row in soon], now + timedelta(days=30))
     idle = []
     for _ in range(args.reps):
-        seconds, summary = _timed(sending.tick)
+        seconds, summary = _timed(engine.tick)
         if summary.sent:
             raise SystemExit(f"an idle tick sent {summary.sent}")
         idle.append(seconds)
     with SqlTrace(db.engine) as trace:
-        sending.tick()
+        engine.tick()
     idle_sql = trace.top(6)
     parts = {}
     for name, step in (
-        ("wake_changed_sequences", lambda: sending._wake_changed_sequences(clock.utcnow())),
-        ("reap", lambda: sending._reap(clock.utcnow())),
-        ("budget", lambda: sending.rate_budget(clock.utcnow())),
-        ("claim_retries", lambda: sending._claim_retries(clock.utcnow(), args.batch)),
-        ("claim_enrollments", lambda: sending._claim_enrollments(clock.utcnow(), args.batch)),
+        ("wake_changed_sequences", lambda: work_queue.wake_changed_sequences(clock.utcnow())),
+        ("reap", lambda: work_queue.reap(clock.utcnow())),
+        ("budget", lambda: work_queue.rate_budget(clock.utcnow())),
+        ("claim_retries", lambda: work_queue.claim_retries(clock.utcnow(), args.batch)),
+        ("claim_enrollments", lambda: work_queue.claim_enrollments(clock.utcnow(), args.batch)),
     ):
         times = []
         for _ in range(args.reps):
@@ -210,13 +211,13 @@ def task_scheduler(args) -> dict:
     claims = []
     claimed = 0
     for _ in range(args.reps):
-        seconds, ids = _timed(lambda: sending._claim_enrollments(clock.utcnow(), args.batch))
+        seconds, ids = _timed(lambda: work_queue.claim_enrollments(clock.utcnow(), args.batch))
         claims.append(seconds)
         claimed = len(ids)
         set_due(ids, now - timedelta(seconds=1))
 
     # 3. One full tick that sends the due batch to the SMTP sink.
-    seconds, summary = _timed(sending.tick)
+    seconds, summary = _timed(engine.tick)
     return {
         "counts": counts, "due": len(due_ids), "batch": args.batch, "due_soon": len(soon),
         "idle_tick": _stats(idle), "idle_parts_median_s": parts, "idle_sql": idle_sql,

@@ -30,7 +30,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.update(overrides)
 
     from capture import admin, api, commands, db, scheduler, settings
-    from capture.mail import sending
+    from capture.mail.sequences import Library
     from capture.numbers import rollup_queue
     from capture.public import bots, embed, health, optin, render, tracking
     from capture.web import errors, headers, hygiene, logredact, rate_limits
@@ -47,7 +47,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     hygiene.init_app(app)
     db.csrf.init_app(app)
     bots.RateLimit().init_app(app)
-    sending.init_app(app)
+    Library.init_app(app)
     render.init_app(app)
     app.register_blueprint(optin.bp)
     app.register_blueprint(embed.bp)

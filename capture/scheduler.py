@@ -1,5 +1,5 @@
 """The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick
-(`sending.tick`, webhooks, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the
+(`engine.tick`, webhooks, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the
 fast lane that sends the queued confirmation emails every
 CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
 
@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from capture.leads import confirmations
 from capture.numbers import rollups
-from capture.mail import sending
+from capture.mail import engine, outcomes
 from capture.webhooks import delivery
 from capture.db import db
 
@@ -29,13 +29,13 @@ JOB_ID = "capture-send-due"
 CONFIRM_JOB_ID = "capture-confirmations"
 
 
-def run_tick(app: Flask) -> sending.Summary | None:
+def run_tick(app: Flask) -> outcomes.Summary | None:
     """One tick inside an app context: the emails, then the webhooks. Each part's
     errors are logged and never stop the other part or the scheduler. (The queued
     confirmation emails have their own, faster job: `run_confirmations`.)"""
     with app.app_context():
         try:
-            summary = sending.tick()
+            summary = engine.tick()
         except Exception:  # a bad tick must not kill the scheduler thread
             log.exception("scheduler tick failed")
             db.session.rollback()

@@ -58,7 +58,7 @@ class Stack:
         script = f"""
 from sqlalchemy import select
 from capture import create_app
-from capture.mail import sending
+from capture.mail import membership
 from capture.db import db
 from capture.models import Lead, Page
 with create_app().app_context():
@@ -69,7 +69,7 @@ with create_app().app_context():
     db.session.add_all(leads)
     db.session.flush()
     for lead in leads:
-        sending.enroll(lead)
+        membership.enroll(lead)
     db.session.commit()
 """
         seeded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env,

@@ -255,7 +255,7 @@ def test_healthz_recovers_when_the_database_is_back(app, client, monkeypatch):
 
 def test_the_demo_welcome_email_comes_at_any_hour(fresh_app, tmp_path, clock):
     from capture.leads import lifecycle as leads
-    from capture.mail import sending
+    from capture.mail import engine
     from tests.conftest import Outbox, body_text
 
     clock.now = clock.now.replace(hour=23)  # outside the 08:00-20:00 the demo once had
@@ -270,6 +270,6 @@ def test_the_demo_welcome_email_comes_at_any_hour(fresh_app, tmp_path, clock):
         # What the confirmation link does, whichever way the page asks for it.
         assert leads.confirm(leads.lead_for_confirm_token(token), "127.0.0.1")
         clock.advance(seconds=10)  # the next tick of the embedded scheduler
-        assert sending.tick().sent == 1
+        assert engine.tick().sent == 1
     subjects = [str(message["Subject"]) for message in outbox.to("night@example.com")]
     assert subjects[-1] == "Your checklist is here, Nia"

@@ -10,6 +10,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from capture.mail import backends as mail
+from capture.mail import outbox
 from capture.mail import compose as rendering
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page, Upgrade
@@ -165,7 +166,7 @@ def test_console_and_outbox_backends_write_an_smtputf8_address(make_app, capsys)
         lead = Lead(email="müller@münchen.de", name="Jörg", public_ref="ref")
         page = Page(slug="p", title="Guide", fields=[], rules={})
         mail.send(rendering.confirmation_message(lead, page, "https://example.com/c"))
-        [shown] = mail.read_outbox(mail.outbox_names(), whole=True)
+        [shown] = outbox.read_outbox(outbox.outbox_names(), whole=True)
     assert shown.to == "Jörg <müller@xn--mnchen-3ya.de>"
     assert "https://example.com/c" in shown.text
 
@@ -321,20 +322,20 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
 def test_a_lead_whose_due_step_cannot_be_worked_out_holds_only_itself(make_app, plain_server,
                                                                       tmp_path, clock,
                                                                       monkeypatch):
-    from capture.mail import sending
+    from capture.mail import membership
 
     app = _smtp_app(make_app, plain_server, tmp_path)
     three_steps(app)
     for name in ("ann", "bob", "cid"):
         add_lead(app, email=f"{name}@example.com")
-    original = sending._should_stop
+    original = membership.should_stop
 
     def should_stop(lead, *args, **kwargs):
         if lead.email == "bob@example.com":
             raise RuntimeError("a bug")
         return original(lead, *args, **kwargs)
 
-    monkeypatch.setattr(sending, "_should_stop", should_stop)
+    monkeypatch.setattr(membership, "should_stop", should_stop)
     assert tick(app).sent == 2
     with app.app_context():
         states = dict(db.session.execute(select(Lead.email, Enrollment.state).join(

@@ -13,7 +13,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import text
 
 from capture import scheduler
-from capture.mail import sending
+from capture.mail import engine, outcomes
 from capture.db import db
 from tests.conftest import body_text, create_page, form_tokens
 
@@ -102,9 +102,9 @@ def test_the_embedded_job_runs_a_send_tick_in_the_app(make_app, started, monkeyp
 
         seen["app"] = current_app._get_current_object()
         ran.set()
-        return sending.Summary()
+        return outcomes.Summary()
 
-    monkeypatch.setattr(sending, "tick", fake_tick)
+    monkeypatch.setattr(engine, "tick", fake_tick)
     get(app)
     started[0].modify_job(scheduler.JOB_ID, next_run_time=datetime.now(UTC))
     assert ran.wait(timeout=10), "the job did not run"
@@ -184,26 +184,26 @@ def test_a_failing_tick_is_logged_and_the_next_one_runs(app, monkeypatch, caplog
     def broken_tick():
         raise RuntimeError("SMTP configuration exploded")
 
-    monkeypatch.setattr(sending, "tick", broken_tick)
+    monkeypatch.setattr(engine, "tick", broken_tick)
     with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
         assert scheduler.run_tick(app) is None
     [record] = [r for r in caplog.records if r.name == "capture.scheduler"]
     assert record.getMessage() == "scheduler tick failed"
     assert "SMTP configuration exploded" in caplog.text  # with the traceback
     monkeypatch.undo()
-    assert isinstance(scheduler.run_tick(app), sending.Summary)
+    assert isinstance(scheduler.run_tick(app), outcomes.Summary)
 
 
 def test_a_tick_failing_inside_a_transaction_leaves_the_database_usable(app, monkeypatch,
                                                                        caplog):
-    real_tick = sending.tick
+    real_tick = engine.tick
 
     def tick_with_bad_query():
         db.session.execute(text("SELECT * FROM no_such_table"))
 
-    monkeypatch.setattr(sending, "tick", tick_with_bad_query)
+    monkeypatch.setattr(engine, "tick", tick_with_bad_query)
     with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
         assert scheduler.run_tick(app) is None
     assert "no_such_table" in caplog.text
-    monkeypatch.setattr(sending, "tick", real_tick)
+    monkeypatch.setattr(engine, "tick", real_tick)
     assert scheduler.run_tick(app).line().startswith("sent 0, ")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from capture.leads import lifecycle as leads
-from capture.mail import sending
+from capture.mail import engine, membership
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
 from tests.conftest import send_confirmations, write_step
@@ -42,14 +42,14 @@ def add_lead(app, email="ann@example.com", name="Ann Lee", sequence="course", **
                     page_id=page.id, review="approved", subscription="subscribed", **values)
         db.session.add(lead)
         db.session.flush()
-        sending.enroll(lead)
+        membership.enroll(lead)
         db.session.commit()
         return lead.id
 
 
 def tick(app):
     with app.app_context():
-        return sending.tick()
+        return engine.tick()
 
 
 def deliveries(app, lead_id=None):
@@ -110,7 +110,7 @@ def test_unconfirmed_or_unapproved_leads_are_not_enrolled(smtp_app, smtp, clock)
                         subscription=subscription)
             db.session.add(lead)
             db.session.flush()
-            assert sending.enroll(lead) is None
+            assert membership.enroll(lead) is None
         db.session.commit()
     tick(smtp_app)
     assert smtp.messages == []
@@ -332,7 +332,7 @@ def test_two_ticks_at_once_send_each_delivery_once(smtp_app, smtp, clock):
 
 def test_more_leads_than_one_chunk_each_get_their_step_once(smtp_app, smtp, clock):
     three_steps(smtp_app)
-    count = sending.CHUNK + 20
+    count = engine.CHUNK + 20
     ids = [add_lead(smtp_app, email=f"many{n}@example.com", name=f"Many {n}")
            for n in range(count)]
     with smtp_app.app_context():  # one in the middle of the first chunk unsubscribed
@@ -500,7 +500,7 @@ def test_broken_step_is_held_and_other_sequences_go_on(smtp_app, smtp, clock):
                     review="approved", subscription="subscribed")
         db.session.add(lead)
         db.session.flush()
-        sending.enroll(lead)
+        membership.enroll(lead)
         db.session.commit()
     tick(smtp_app)
     clock.advance(days=2)
@@ -523,7 +523,7 @@ def test_lead_without_a_sequence_gets_nothing(smtp_app, smtp, clock):
                     review="approved", subscription="subscribed")
         db.session.add(lead)
         db.session.flush()
-        assert sending.enroll(lead) is None
+        assert membership.enroll(lead) is None
         db.session.commit()
     assert tick(smtp_app).sent == 0
     assert smtp.messages == []

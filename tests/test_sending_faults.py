@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from capture.mail import backends as mail
 from capture.mail import compose as rendering
-from capture.mail import sending
+from capture.mail import actions, work_queue
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Suppression
 from tests.conftest import count, create_page, optin, write_step
@@ -62,7 +62,7 @@ def test_claims_of_a_killed_tick_are_given_back_and_sent_once(smtp_app, smtp, cl
         add_lead(smtp_app, email=f"k{number}@example.com")
     with smtp_app.app_context():
         # A tick claimed these and was killed before it sent anything.
-        assert len(sending._claim_enrollments(clock.now, 10)) == 3
+        assert len(work_queue.claim_enrollments(clock.now, 10)) == 3
     assert tick(smtp_app).sent == 0
     clock.advance(minutes=11)
     assert tick(smtp_app).sent == 3
@@ -300,7 +300,7 @@ def test_no_answer_after_the_whole_message_leaves_it_unknown_never_resent(
     assert deliveries(smtp_app, first) == [
         ("welcome", "unknown"), ("tips", "sent"), ("offer", "sent")]
     with smtp_app.app_context():
-        shown, total = sending.needing_owner("unknown")
+        shown, total = actions.needing_owner("unknown")
         assert total == 1 and shown[0].lead.email == "first@example.com"
 
 

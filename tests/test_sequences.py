@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from capture.mail import sending
+from capture.mail import engine, membership
 from capture.db import db
 from capture.models import Lead, Page
 from capture.mail.sequences import Library
@@ -391,7 +391,7 @@ def test_a_broken_step_is_reported_and_held_while_other_sequences_still_load(seq
     assert result.exit_code == 1
     assert [file for file, _ in where(result)] == ["broken/02-second.md"]
     with seq_app.app_context():
-        library = sending.library()
+        library = Library.current()
         assert [s.name for s in library.all()] == ["broken", "good"]
         good = library.get("good")
         assert [(step.key, step.ok) for step in good.steps] == [
@@ -412,7 +412,7 @@ def test_editor_lock_and_hidden_files_are_not_steps(seq_app, root):
     result = check(seq_app)
     assert result.exit_code == 0, result.output
     with seq_app.app_context():
-        assert [s.key for s in sending.library().get("course").steps] == [
+        assert [s.key for s in Library.current().get("course").steps] == [
             "welcome", "tips", "offer"]
 
 
@@ -425,7 +425,7 @@ def test_an_unreadable_step_file_is_reported_and_other_sequences_still_load(seq_
     assert where(result) == [("broken/02-gone.md", 1)]
     assert "cannot read" in reported(result)[0][2]
     with seq_app.app_context():
-        assert all(step.ok for step in sending.library().get("good").steps)
+        assert all(step.ok for step in Library.current().get("good").steps)
 
 
 # --- files are re-read when they change --------------------------------------------
@@ -452,12 +452,12 @@ def test_an_unchanged_folder_is_not_read_again(root):
 def test_added_and_removed_step_files_are_seen_without_a_restart(seq_app, root):
     folder = three_steps(root)
     with seq_app.app_context():
-        assert [s.key for s in sending.library().get("course").steps] == [
+        assert [s.key for s in Library.current().get("course").steps] == [
             "welcome", "tips", "offer"]
     write_step(folder, "04-bonus.md", "Bonus", "More.", delay="1d")
     (folder / "02-tips.md").unlink()
     with seq_app.app_context():
-        assert [s.key for s in sending.library().get("course").steps] == [
+        assert [s.key for s in Library.current().get("course").steps] == [
             "welcome", "offer", "bonus"]
     preview = cli(seq_app, "sequences", "preview", "course", "bonus")
     assert "Subject: Bonus" in preview.stdout
@@ -485,7 +485,7 @@ def test_unquoted_at_is_read_as_a_time_of_day_not_a_yaml_1_1_number(seq_app, roo
     write(root / "course", "sequence.yml", "send_window: 08:30-17:45\n")
     assert check(seq_app).exit_code == 0
     with seq_app.app_context():
-        sequence = sending.library().get("course")
+        sequence = Library.current().get("course")
     assert sequence.step("hi").at == time(9, 0)
     assert sequence.send_window == (time(8, 30), time(17, 45))
 
@@ -651,7 +651,7 @@ def test_plan_can_be_limited_to_one_sequence(smtp_app, smtp, clock):
                     review="approved", subscription="subscribed")
         db.session.add(lead)
         db.session.flush()
-        sending.enroll(lead)
+        membership.enroll(lead)
         db.session.commit()
     everything = {(email, seq) for _, email, seq, _ in
                   plan_rows(cli(smtp_app, "sequences", "plan"))}
@@ -693,7 +693,7 @@ def test_daily_steps_at_a_time_of_day_go_out_on_consecutive_days(smtp_app, smtp,
     for _ in range(5 * 24):
         clock.advance(hours=1)
         with smtp_app.app_context():
-            sending.tick()
+            engine.tick()
     with smtp_app.app_context():
         sent = db.session.execute(select(Delivery.step, Delivery.sent_at)
                                   .order_by(Delivery.id)).all()

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from capture.mail.sending import due_time, into_send_window
+from capture.mail.timing import due_time, into_send_window
 from capture.mail.sequences import Sequence, Step
 
 MONDAY_10_UTC = datetime(2026, 3, 2, 10, 0)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from capture import scheduler
 from capture.leads import engagement
 from capture.webhooks import delivery, endpoints, outbound
-from capture.mail import sending
+from capture.mail import engine, outcomes
 from capture import links as tokens
 from capture.webhooks import events as webhooks
 from capture.db import db
@@ -700,7 +700,7 @@ def test_the_scheduler_delivers_webhooks_even_when_the_email_tick_fails(app, cli
     def broken_tick():
         raise RuntimeError("SMTP exploded")
 
-    monkeypatch.setattr(sending, "tick", broken_tick)
+    monkeypatch.setattr(engine, "tick", broken_tick)
     with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
         assert scheduler.run_tick(app) is None
     assert "SMTP exploded" in caplog.text
@@ -714,7 +714,7 @@ def test_a_failing_webhook_run_does_not_stop_the_email_tick(app, monkeypatch, ca
     monkeypatch.setattr(delivery, "deliver_due", broken_delivery)
     with caplog.at_level(logging.ERROR, logger="capture.scheduler"):
         summary = scheduler.run_tick(app)
-    assert isinstance(summary, sending.Summary)
+    assert isinstance(summary, outcomes.Summary)
     assert "webhook delivery run failed" in caplog.text
     assert "webhooks exploded" in caplog.text
 

@@ -3,7 +3,7 @@ each with a button to resend it on purpose."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from capture.mail import sending
+from capture.mail import actions
 from capture.admin import bp
 from capture.db import db
 from capture.models import Delivery
@@ -19,7 +19,7 @@ def deliveries():
     status = request.args.get("status", "")
     status = status if status in FILTERS else ""
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**9)
-    rows, total = sending.needing_owner(status or None, offset=(page - 1) * PER_PAGE,
+    rows, total = actions.needing_owner(status or None, offset=(page - 1) * PER_PAGE,
                                         limit=PER_PAGE)
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
@@ -35,7 +35,7 @@ def deliveries_resend(delivery_id: int):
     if delivery is None:
         abort(404)
     try:
-        sending.resend(delivery)
+        actions.resend(delivery)
     except ValueError as error:
         flash(f"Not resent: {error}", "error")
     else:

@@ -5,7 +5,7 @@ import re
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 
-from capture.mail import backends
+from capture.mail import outbox as mail_outbox
 from capture.admin import bp
 from capture.web.headers import content_security_policy
 
@@ -24,21 +24,21 @@ _IMAGE_SOURCE = re.compile(r"(<img\b[^>]*?\s)src=", re.IGNORECASE)
 @bp.get("/outbox")
 def outbox():
     """The outbox files, newest first, 50 a page."""
-    names = backends.outbox_names()
+    names = mail_outbox.outbox_names()
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(names) + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         return redirect(url_for("admin.outbox", page=pages))
-    shown = backends.read_outbox(names[(page - 1) * PER_PAGE:page * PER_PAGE])
+    shown = mail_outbox.read_outbox(names[(page - 1) * PER_PAGE:page * PER_PAGE])
     return render_template("admin/outbox/index.html", messages=shown, total=len(names),
-                           page=page, pages=pages, folder=backends.outbox_folder(),
+                           page=page, pages=pages, folder=mail_outbox.outbox_folder(),
                            backend=current_app.config["MAIL_BACKEND"])
 
 
 @bp.get("/outbox/<name>")
 def outbox_message(name: str):
     """One message: headers, text part, HTML part in a sandboxed frame."""
-    message = backends.outbox_message(name)
+    message = mail_outbox.outbox_message(name)
     if message is None:
         abort(404)
     html = message.html

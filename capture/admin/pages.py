@@ -33,7 +33,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 
 from capture.numbers import metrics
-from capture.mail import sending
+from capture.mail.sequences import Library
 from capture.admin import bp
 from capture.db import db
 from capture.markup import render_markdown
@@ -118,7 +118,7 @@ class PageForm(FlaskForm):
     def set_choices(self) -> None:
         """Sequence folders and page templates as they are on disk now (a value that
         is gone stays listed, so the problem is shown instead of silently changed)."""
-        sequences = sending.library().names()
+        sequences = Library.current().names()
         if self.sequence.data and self.sequence.data not in sequences:
             sequences.append(self.sequence.data)
         self.sequence.choices = [SelectChoice("", "No sequence")] + [

@@ -11,12 +11,12 @@ from capture.leads import lifecycle
 from capture.mail import backends
 from capture.numbers import periods, sequence_steps
 from capture.mail import compose
-from capture.mail import sending
+from capture.mail import actions
 from capture.admin import bp
 from capture.web.headers import content_security_policy
 from capture.db import db
 from capture.models import Lead, Page
-from capture.mail.sequences import Sequence, Step
+from capture.mail.sequences import Library, Sequence, Step
 
 # The dashboard's policy, but the preview frame (sandboxed, no script; it inherits
 # this policy) may use the email's own inline styles and its images.
@@ -36,7 +36,7 @@ def sequences():
     ):
         pages.setdefault(name, []).append(slug)
     folders = []
-    for sequence in sending.library().all():
+    for sequence in Library.current().all():
         keys = {step.key for step in sequence.steps}
         removed = [row for (name, key), row in numbers.items()
                    if name == sequence.name and key not in keys]
@@ -56,7 +56,7 @@ def sequences():
     problem_count = sum(len(folder["problems"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
                            periods=periods.PERIODS, problem_count=problem_count,
-                           root=sending.library().root)
+                           root=Library.current().root)
 
 
 @bp.get("/sequences/<name>/<step_key>")
@@ -69,7 +69,7 @@ def sequences_step(name: str, step_key: str):
         try:
             rendered = compose.render_step(
                 sequence, step, lead, getattr(lead, "page", None),
-                unsubscribe_url=sending.preview_unsubscribe_url())
+                unsubscribe_url=actions.preview_unsubscribe_url())
         except compose.RenderError as failure:
             error = str(failure)
     index = sequence.steps.index(step)
@@ -96,7 +96,7 @@ def sequences_test(name: str, step_key: str):
         return redirect(back)
     lead, _ = _preview_lead(sequence, lead_email)
     try:
-        sending.send_test(sequence, step, current_user.email, lead)
+        actions.send_test(sequence, step, current_user.email, lead)
     except (compose.RenderError, backends.MailError) as error:
         flash(f"The test email was not sent: {error}", "error")
     else:
@@ -106,7 +106,7 @@ def sequences_test(name: str, step_key: str):
 
 def _find(name: str, step_key: str) -> tuple[Sequence, Step]:
     """The sequence folder and step the URL names, or 404."""
-    library = sending.library()
+    library = Library.current()
     sequence = library.get(name) if name in library.names() else None
     step = sequence.step(step_key) if sequence is not None else None
     if step is None:
@@ -125,7 +125,7 @@ def _preview_lead(sequence: Sequence, email: str):
     page = db.session.scalar(
         select(Page).where(Page.sequence == sequence.name).order_by(Page.id).limit(1))
     note = f"No lead with the email {email}: showing the sample lead." if email else ""
-    return sending.sample_lead(page), note
+    return actions.sample_lead(page), note
 
 
 def _subject(sequence: Sequence, step: Step, lead) -> tuple[str, str]:
@@ -135,7 +135,7 @@ def _subject(sequence: Sequence, step: Step, lead) -> tuple[str, str]:
         return step.subject or step.filename, ""
     try:
         return compose.render_subject(sequence, step, lead, getattr(lead, "page", None),
-                                        unsubscribe_url=sending.preview_unsubscribe_url()), ""
+                                        unsubscribe_url=actions.preview_unsubscribe_url()), ""
     except compose.RenderError as error:
         return step.subject, f"not rendered: {error}"
 

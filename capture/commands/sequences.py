@@ -13,7 +13,8 @@ from capture import clock, scheduler
 from capture.leads import confirmations
 from capture.leads import lifecycle
 from capture.mail import compose
-from capture.mail import sending
+from capture.mail import actions, engine, planning
+from capture.mail.sequences import Library
 from capture.webhooks import delivery
 from capture.db import db
 from capture.models import Lead
@@ -24,7 +25,7 @@ sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequen
 @sequences_cli.command("check")
 def check() -> None:
     """Validate every sequence file; print file:line: message for each problem."""
-    library = sending.library()
+    library = Library.current()
     problems = [str(p) for sequence in library.all() for p in sequence.all_problems()]
     for line in problems:
         click.echo(line)
@@ -41,7 +42,7 @@ def check() -> None:
 @click.option("--lead", "email", help="Render for this lead instead of a sample one.")
 def preview(name: str, step: str, email: str | None) -> None:
     """Print the rendered subject, text and HTML of step STEP of sequence NAME."""
-    sequence = sending.library().get(name)
+    sequence = Library.current().get(name)
     if sequence is None:
         raise click.ClickException(f"no sequence folder {name!r}")
     found = sequence.step(step) or next(
@@ -51,12 +52,12 @@ def preview(name: str, step: str, email: str | None) -> None:
         raise click.ClickException(f"no step {step!r} in {name} (steps: {keys})")
     if found.problems:
         raise click.ClickException("; ".join(str(p) for p in found.problems))
-    lead = sending.sample_lead()
+    lead = actions.sample_lead()
     if email:
         lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
         if lead is None:
             raise click.ClickException(f"no lead with email {email!r}")
-    unsubscribe = sending.preview_unsubscribe_url()
+    unsubscribe = actions.preview_unsubscribe_url()
     try:
         rendered = compose.render_step(sequence, found, lead, getattr(lead, "page", None),
                                          unsubscribe_url=unsubscribe)
@@ -78,7 +79,7 @@ def plan(name: str | None, days: int, limit: int) -> None:
     """Dry run: who gets which step when over the coming days, by the scheduler's
     own rules (as if every email were accepted). Sends nothing."""
     now = clock.utcnow()
-    rows = sending.plan(now, now + timedelta(days=days), name, limit)
+    rows = planning.plan(now, now + timedelta(days=days), name, limit)
     if not rows:
         click.echo(f"Nothing due in the next {days} day(s).")
         return
@@ -94,7 +95,7 @@ def send_due() -> None:
     """One scheduler tick, now: send the due emails, the queued confirmations
     (imported and bulk-approved leads) and the due webhook deliveries; print a
     summary."""
-    summary = sending.tick()
+    summary = engine.tick()
     queued = confirmations.send_queued()
     hooks = delivery.deliver_due()
     click.echo(summary.line() + (f"; queued confirmations {queued}" if queued else "")

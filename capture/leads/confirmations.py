@@ -21,7 +21,7 @@ from capture import claims, clock
 from capture.leads import lifecycle
 from capture.mail import backends
 from capture.mail import compose
-from capture.mail import sending
+from capture.mail import work_queue
 from capture.db import db
 from capture.models import Lead
 from capture.leads.timeline import insert_event
@@ -53,7 +53,7 @@ def send_queued() -> int:
         .order_by(Lead.confirmation_due_at, Lead.id)
         .limit(current_app.config["SEND_BATCH_SIZE"])
     ).all()
-    due = due[:max(sending.rate_budget(now), 0)] if due else due
+    due = due[:max(work_queue.rate_budget(now), 0)] if due else due
     if not due:
         return 0
     sent = failures = 0

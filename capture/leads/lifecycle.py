@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock, domains
-from capture.mail import sending
+from capture.mail import membership
 from capture import links
 from capture.webhooks import events as webhooks
 from capture.public.attribution import VisitOrigin, visit_origin
@@ -268,7 +268,7 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
         changes.append(f"lead.{lead.review}")
     insert_events(events)
     webhooks.emit_many(changes, lead)
-    sending.enroll(lead, page, new=True)
+    membership.enroll(lead, page, new=True)
     db.session.commit()
     return Outcome("created", lead_id)
 
@@ -350,7 +350,7 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
     lead.confirm_ip = client_ip
     record_event(lead, "confirm", ip=client_ip)
     webhooks.emit("lead.confirmed", lead)
-    sending.enroll(lead)
+    membership.enroll(lead)
     db.session.commit()
     return True
 
@@ -364,7 +364,7 @@ def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool
     if delivery_id is not None and db.session.get(Delivery, delivery_id) is None:
         delivery_id = None
     record_event(lead, "unsubscribe", delivery_id=delivery_id, source=source)
-    sending.stop(lead, "unsubscribed")
+    membership.stop(lead, "unsubscribed")
     webhooks.emit("lead.unsubscribed", lead)
     db.session.commit()
     return True
@@ -390,7 +390,7 @@ def approve(lead: Lead, by: str = "owner") -> bool:
             setattr(lead, name, value)
     record_event(lead, "approve", by=by, reason="")
     webhooks.emit("lead.approved", lead)
-    sending.enroll(lead)
+    membership.enroll(lead)
     db.session.commit()
     return True
 
@@ -421,7 +421,7 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
     lead.reviewed_at = clock.utcnow()
     record_event(lead, "reject", by=by, reason=reason)
     webhooks.emit("lead.rejected", lead)
-    sending.stop(lead, "rejected")
+    membership.stop(lead, "rejected")
     db.session.commit()
     return True
 

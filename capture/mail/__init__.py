@@ -1,1 +1,1 @@
-"""Email: sequence files, timing, enrolment, the sending engine, composing messages, MIME, backends and the outbox."""
+"""Email: sequence files, enrolment, timing, the sending engine, composing, backends, outbox."""

@@ -1,33 +1,26 @@
-"""Mail backends behind one interface: outbox (files), smtp, console.
+"""Mail backends behind one interface (outbox files, SMTP, console), chosen from BACKENDS.
 
 `send(message)` hands one message to the configured backend; `open_backend()` gives
 a backend to reuse across a batch (one SMTP connection for many messages). A backend's
 `send` returns its answer as one line (the SMTP server's final reply, say).
 """
 
-import email.policy
-import logging
 import os
 import re
 import secrets
 import smtplib
 import ssl
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.parser import Parser
-from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Protocol, Self
 
 from flask import current_app
 
 from capture import clock
 from capture.domains import DomainError
+from capture.mail import outbox
 from capture.mail.mime import Email
 from capture.settings import PRIVATE_FILE, PRIVATE_FOLDER
-
-log = logging.getLogger(__name__)
 
 
 class MailError(Exception):
@@ -47,6 +40,21 @@ class MailError(Exception):
         # True when the whole message went to the server but no answer came back (a
         # timeout or a dropped connection after DATA): it may have been delivered.
         self.unknown = unknown
+
+
+class Backend(Protocol):
+    """What every backend does: hand over one message (its answer as one line), and
+    release what it holds."""
+
+    @classmethod
+    def configured(cls) -> Self:
+        """A backend set up from the app's settings."""
+
+    def send(self, message: Email) -> str:
+        """Hand over one message; MailError when it could not be."""
+
+    def close(self) -> None:
+        """Release the connection, if any."""
 
 
 _ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -76,6 +84,11 @@ class OutboxBackend:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @classmethod
+    def configured(cls) -> Self:
+        """One writing to the app's outbox folder."""
+        return cls(outbox.outbox_folder())
+
     def send(self, message: Email) -> str:
         """Write the message atomically: a reader never sees half a file."""
         self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
@@ -97,6 +110,11 @@ class OutboxBackend:
 
 class ConsoleBackend:
     """Prints each message to standard output, for development."""
+
+    @classmethod
+    def configured(cls) -> Self:
+        """There is nothing to set up."""
+        return cls()
 
     def send(self, message: Email) -> str:
         """Print the whole message."""
@@ -210,6 +228,11 @@ class SmtpBackend:
         self.config = config
         self.connection: smtplib.SMTP | None = None
 
+    @classmethod
+    def configured(cls) -> Self:
+        """One for the app's SMTP_* settings; it connects on the first message."""
+        return cls(current_app.config)
+
     def _connect(self) -> smtplib.SMTP:
         config = self.config
         host, port, timeout = config["SMTP_HOST"], config["SMTP_PORT"], config["SMTP_TIMEOUT"]
@@ -299,19 +322,18 @@ class SmtpBackend:
             self.connection = None
 
 
-def open_backend() -> OutboxBackend | ConsoleBackend | SmtpBackend:
+# Every backend by its MAIL_BACKEND name: a new kind is one entry here (and one among
+# the setting's allowed values, which settings.py checks at start-up).
+BACKENDS: dict[str, type[Backend]] = {
+    "outbox": OutboxBackend,
+    "smtp": SmtpBackend,
+    "console": ConsoleBackend,
+}
+
+
+def open_backend() -> Backend:
     """A new backend of the configured kind; call close() when done."""
-    kind = current_app.config["MAIL_BACKEND"]
-    if kind == "outbox":
-        return OutboxBackend(outbox_folder())
-    if kind == "console":
-        return ConsoleBackend()
-    return SmtpBackend(current_app.config)
-
-
-def outbox_folder() -> Path:
-    """Where the outbox backend writes its files."""
-    return Path(current_app.instance_path) / "outbox"
+    return BACKENDS[current_app.config["MAIL_BACKEND"]].configured()
 
 
 def send(message: Email) -> str:
@@ -321,106 +343,3 @@ def send(message: Email) -> str:
         return backend.send(message)
     finally:
         backend.close()
-
-
-# --- reading the outbox back (the dashboard's Outbox) ----------------------------------
-
-@dataclass
-class OutboxMessage:
-    """One file the outbox backend wrote, with the headers a list shows."""
-
-    name: str
-    date: datetime | None
-    to: str
-    subject: str
-    message: EmailMessage | None = None
-
-    @property
-    def text(self) -> str | None:
-        """The plain-text part, if the message has one."""
-        return _part(self.message, "plain")
-
-    @property
-    def html(self) -> str | None:
-        """The HTML part, if the message has one."""
-        return _part(self.message, "html")
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        """Every header, in order."""
-        return [(name, str(value)) for name, value in self.message.items()] if self.message else []
-
-
-def outbox_names() -> list[str]:
-    """The messages in the outbox folder, newest first (the file names start with
-    the time they were written). Half-written files are hidden (they start with .)."""
-    folder = outbox_folder()
-    try:
-        entries = [entry for entry in os.scandir(folder)
-                   if entry.name.endswith(".eml") and not entry.name.startswith(".")
-                   and entry.is_file(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    # Same-moment names (a frozen clock, a busy second) fall back to the write time.
-    entries.sort(key=lambda entry: (entry.name[:21], entry.stat().st_mtime_ns, entry.name),
-                 reverse=True)
-    return [entry.name for entry in entries]
-
-
-def read_outbox(names: list[str], *, whole: bool = False) -> list[OutboxMessage]:
-    """The listed messages (names from `outbox_names()`), headers only unless `whole`."""
-    # Read as UTF-8 text: the address headers of an SMTPUTF8 message are UTF-8
-    # (a bytes parser would show them as escapes); everything else is ASCII.
-    parser = Parser(policy=email.policy.default)
-    found = []
-    for name in names:
-        path = outbox_folder() / name
-        try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:  # removed meanwhile
-            continue
-        message = parser.parsestr(text, headersonly=not whole)
-        found.append(OutboxMessage(name=name, date=_header_date(message),
-                                   to=_header(message, "To"),
-                                   subject=_header(message, "Subject"),
-                                   message=message if whole else None))
-    return found
-
-
-def outbox_message(name: str) -> OutboxMessage | None:
-    """One outbox message by file name; None unless `name` is one of the listed files,
-    so a crafted name can never reach another file."""
-    if name not in outbox_names():
-        return None
-    found = read_outbox([name], whole=True)
-    return found[0] if found else None
-
-
-def _header(message: EmailMessage, name: str) -> str:
-    try:
-        return str(message.get(name, ""))
-    except (ValueError, TypeError, IndexError):  # a malformed header
-        return str(message.get_all(name, [""])[0])
-
-
-def _header_date(message: EmailMessage) -> datetime | None:
-    """The Date header as naive UTC, like every time in Capture."""
-    try:
-        value = parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _part(message: EmailMessage | None, subtype: str) -> str | None:
-    if message is None:
-        return None
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    try:
-        return part.get_content()
-    except (LookupError, ValueError, KeyError):  # an unknown charset, a broken encoding
-        return part.get_payload(decode=True).decode("utf-8", errors="replace")

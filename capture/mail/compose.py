@@ -1,4 +1,4 @@
-"""Email messages: headers that cannot be injected into, text and HTML parts."""
+"""Composing email: step templates and the confirmation rendered into messages, safe headers."""
 
 import html as html_lib
 import re
@@ -13,6 +13,8 @@ from markupsafe import Markup
 
 from capture import domains
 from capture.mail import mime
+from capture.mail.sequences import compiled
+from capture.markup import email_parts
 from capture.models import Lead, Page
 
 # Control characters (CR, LF, tabs, NUL …) never reach a header.
@@ -151,8 +153,6 @@ def render_subject(sequence, step, lead: Lead, page: Page | None, *,
                    unsubscribe_url: str) -> str:
     """The subject of one step for one lead, as it is sent (RenderError if it
     cannot be rendered)."""
-    from capture.mail.sequences import compiled
-
     try:
         subject = compiled(step.subject).render(
             _variables(lead, page, unsubscribe_url, lambda value: value))
@@ -167,9 +167,6 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
 
     `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
     link of the HTML part is passed through `track_link`, the pixel is appended."""
-    from capture.markup import email_parts
-    from capture.mail.sequences import compiled
-
     subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)

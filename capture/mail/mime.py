@@ -3,7 +3,7 @@ text and an HTML part, written straight to bytes.
 
 The standard library's EmailMessage parses every header it is given and refolds it
 when written out, which cost more than rendering the email itself. Our headers are
-few and known, and their values are made safe before they arrive here (rendering.py:
+few and known, and their values are made safe before they arrive here (compose.py:
 one line, no encoded words, display names reduced to plain characters), so they are
 written as they are: ASCII values folded at spaces, anything else as RFC 2047
 encoded words; both parts in quoted-printable UTF-8, so every line is short, 7-bit

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from flask import Flask, current_app
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -177,6 +178,16 @@ class Library:
         self.root = Path(root)
         self._cache: dict[str, Sequence] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def init_app(cls, app: Flask) -> None:
+        """Give the app its library, of the folders under SEQUENCES_DIR."""
+        app.extensions["capture.mail.sequences"] = cls(app.config["SEQUENCES_DIR"])
+
+    @classmethod
+    def current(cls) -> "Library":
+        """The current app's library."""
+        return current_app.extensions["capture.mail.sequences"]
 
     def names(self) -> list[str]:
         """The sequence folders, sorted."""

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from capture import clock
 from capture.db import db
 from capture.models import Delivery, Event, Lead
-from capture.mail.sending import library
+from capture.mail.sequences import Library
 
 # A mail-server failure older than this no longer counts as "SMTP is failing".
 SMTP_FAILURE_HOURS = 24
@@ -50,7 +50,7 @@ def missing_postal_address() -> OwnerWarning | None:
 
 def sequence_problems() -> OwnerWarning | None:
     """Broken sequence files: their steps are held until fixed."""
-    broken = {sequence.name: len(sequence.all_problems()) for sequence in library().all()}
+    broken = {sequence.name: len(sequence.all_problems()) for sequence in Library.current().all()}
     broken = {name: count for name, count in broken.items() if count}
     if not broken:
         return None
@@ -166,7 +166,7 @@ def broken_pages() -> OwnerWarning | None:
     for page in db.session.scalars(select(Page).where(Page.published)):
         if not (templates / page.template).is_file():
             problems.append(f"/p/{page.slug} uses the missing design {page.template}")
-        if page.sequence and library().get(page.sequence) is None:
+        if page.sequence and Library.current().get(page.sequence) is None:
             problems.append(f"/p/{page.slug} sends to the missing sequence {page.sequence}")
     if not problems:
         return None

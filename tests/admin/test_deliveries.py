@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from capture.leads import lifecycle as leads
 from capture.mail import backends as mail
-from capture.mail import sending
+from capture.mail import actions
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead
 from tests.admin.test_sequences import owner_of
@@ -224,7 +224,7 @@ def test_resend_is_refused_for_sent_bounced_and_rejected(smtp_app, smtp, clock):
         def refusal(lead_id):
             delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == lead_id))
             with pytest.raises(ValueError) as error:
-                sending.resend(delivery)
+                actions.resend(delivery)
             return str(error.value)
 
         assert "already sent" in refusal(sent)

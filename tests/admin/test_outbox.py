@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from capture.mail import backends as mail
+from capture.mail import outbox
 from tests.admin.test_sequences import owner_of
 
 
@@ -24,7 +25,7 @@ def send(app, subject, to="ann@example.com", text="Hello.", html_part="<p>Hello.
 
 def names(app):
     with app.app_context():
-        return mail.outbox_names()
+        return outbox.outbox_names()
 
 
 def listed_subjects(page: str) -> list[str]:
@@ -110,6 +111,6 @@ def test_only_listed_outbox_files_can_be_read(app, owner):
         response = owner.get(path)
         assert response.status_code == 404, path
     with app.app_context():
-        assert mail.outbox_message("../outside.eml") is None
-        assert mail.outbox_message(str(folder / names(app)[0])) is None
-        assert mail.outbox_message(names(app)[0]) is not None
+        assert outbox.outbox_message("../outside.eml") is None
+        assert outbox.outbox_message(str(folder / names(app)[0])) is None
+        assert outbox.outbox_message(names(app)[0]) is not None

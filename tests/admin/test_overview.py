@@ -336,9 +336,9 @@ def test_sequence_problems_show_their_count_and_link(make_app, tmp_path, clock):
     found = banners(html)
     assert list(found) == ["sequence_problems"]
     with app.app_context():
-        from capture.mail.sending import library
+        from capture.mail.sequences import Library
 
-        count = sum(len(s.all_problems()) for s in library().all())
+        count = sum(len(s.all_problems()) for s in Library.current().all())
     assert count >= 3
     assert found["sequence_problems"].startswith(
         f"{count} problems in your sequence files (launch, welcome)")

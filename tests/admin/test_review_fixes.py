@@ -5,7 +5,7 @@ import re
 from sqlalchemy import select
 
 from capture.leads import lifecycle as leads
-from capture.mail import sending
+from capture.mail import actions
 from capture.numbers import attention as warnings
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page
@@ -65,7 +65,7 @@ def test_resend_gets_a_fresh_retry_window(smtp_app, smtp, clock, owner):
     tick(smtp_app)
     clock.advance(days=3)
     with smtp_app.app_context():
-        sending.resend(db.session.scalar(select(Delivery).where(Delivery.lead_id == lead_id)))
+        actions.resend(db.session.scalar(select(Delivery).where(Delivery.lead_id == lead_id)))
     smtp.data_replies = ["451 later"]
     assert tick(smtp_app).retried == 1  # not "gave up" at once
 

@@ -22,7 +22,7 @@ import secrets
 from sqlalchemy import select
 from capture import create_app
 from capture.leads import lifecycle as leads
-from capture.mail import sending
+from capture.mail import membership
 from capture.db import db
 from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
 with create_app().app_context():
@@ -33,7 +33,7 @@ with create_app().app_context():
                 utm_campaign="spring-launch-campaign-2026")
     db.session.add(lead)
     db.session.flush()
-    sending.enroll(lead)
+    membership.enroll(lead)
     db.session.add(Delivery(lead_id=lead.id, sequence="launch", step="01-welcome",
                             filename="01-welcome.md", status="failed", attempts=3,
                             subject="Welcome aboard, Maximiliana", error={FAILURE!r}))

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from capture import clock
 from capture.leads import lifecycle
-from capture.mail import sending
+from capture.mail import membership
 from capture.db import db
 from capture.leads.imports.files import (
     SAMPLE_ROWS,
@@ -307,7 +307,7 @@ class _Import:
         if lead.review != "pending":
             verdict = "approve" if lead.review == "approved" else "reject"
             record_event(lead, verdict, by="rules", reason=lead.review_reason)
-        sending.enroll(lead, self.page, new=True)
+        membership.enroll(lead, self.page, new=True)
 
 
 class _Lookups:

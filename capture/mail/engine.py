@@ -1,0 +1,224 @@
+"""The scheduler's tick: wake, reap, claim what is due, send it, count what happened.
+
+Each (lead, sequence, step) has at most one delivery row (a unique key). Due
+enrollments are worked on in chunks, retries one by one; `handover` hands each email
+over. One item's trouble never stops the others; a mail-server problem stops the
+batch and gives the unsent claims back."""
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from capture import clock
+from capture.db import db
+from capture.mail import backends, handover, membership, timing, work_queue
+from capture.mail.outcomes import Outgoing, Summary
+from capture.mail.sequences import Library, Sequence, Step
+from capture.models import Delivery, Enrollment, Upgrade
+
+log = logging.getLogger(__name__)
+
+
+def tick() -> Summary:
+    """One scheduler run: wake, reap, claim, render and send what is due, record
+    outcomes. One item's trouble never stops the others; a mail-server problem
+    stops the batch and gives the unsent claims back."""
+    summary = Summary()
+    now = clock.utcnow()
+    work_queue.wake_changed_sequences(now)
+    summary.unknown = work_queue.reap(now)
+    budget = min(work_queue.rate_budget(now), current_app.config["SEND_BATCH_SIZE"])
+    if budget <= 0:
+        return summary
+    retries = work_queue.claim_retries(now, budget)
+    enrollments = (work_queue.claim_enrollments(now, budget - len(retries))
+                   if budget > len(retries) else [])
+    backend = backends.open_backend()
+    try:
+        for index, delivery_id in enumerate(retries):
+            try:
+                _retry(db.session.get(Delivery, delivery_id,
+                                      options=work_queue.WITH_LEAD[Delivery]),
+                       backend, summary)
+            except handover.StopBatch:
+                work_queue.give_back(retries=retries[index + 1:], enrollments=enrollments)
+                raise
+            except Exception:  # one bad item must not strand the rest of the batch
+                log.exception("sending Delivery %s failed", delivery_id)
+                db.session.rollback()
+                work_queue.give_back(retries=[delivery_id], hold=True)
+        for start in range(0, len(enrollments), CHUNK):
+            try:
+                _advance_chunk(enrollments[start:start + CHUNK], backend, summary)
+            except handover.StopBatch:
+                work_queue.give_back(enrollments=enrollments[start + CHUNK:])
+                raise
+    except handover.StopBatch as error:
+        summary.errors.append(str(error))
+    finally:
+        backend.close()
+    return summary
+
+
+# Due enrollments are worked on in chunks: one query loads a chunk with its leads,
+# one transaction writes its decisions and claims its deliveries, the emails are
+# rendered with no transaction open, one transaction stores their links; then each
+# email is handed over with one commit before it (the `sending` mark, with the
+# previous email's outcome), so a crash leaves at most one email `sending`.
+CHUNK = 100
+
+
+def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> None:
+    """Send each claimed enrollment its next step if it is due, else put it back."""
+    now = clock.utcnow()
+    try:
+        enrollments = db.session.scalars(
+            select(Enrollment).where(Enrollment.id.in_(ids))
+            .options(*work_queue.WITH_LEAD[Enrollment])
+        ).all()
+        decided = Summary()  # counted only once the chunk's decisions are stored
+        due = _due_steps(enrollments, now, decided)
+        deliveries = [Delivery(lead_id=enrollment.lead_id, enrollment_id=enrollment.id,
+                               sequence=sequence.name, step=step.key, filename=step.filename,
+                               status="claimed", claimed_at=now)
+                      for enrollment, sequence, step in due]
+        db.session.add_all(deliveries)
+        db.session.flush()
+    except IntegrityError:
+        # A step of one of them already has a delivery row: one by one, so that
+        # each lead is resolved on its own.
+        db.session.rollback()
+        if len(ids) > 1:
+            for enrollment_id in ids:
+                _advance_chunk([enrollment_id], backend, summary)
+            return
+        enrollment = db.session.get(Enrollment, ids[0],
+                                    options=work_queue.WITH_LEAD[Enrollment])
+        due = _due_steps([enrollment], now, summary)
+        if due:
+            _resolve_existing(enrollment, due[0][2])
+        db.session.commit()
+        return
+    except Exception:  # a bug must not strand the chunk: one by one, the bad one is held
+        log.exception("sending: enrollments %s failed", ids)
+        db.session.rollback()
+        if len(ids) > 1:
+            for enrollment_id in ids:
+                _advance_chunk([enrollment_id], backend, summary)
+            return
+        work_queue.give_back(enrollments=ids, hold=True)
+        return
+    emails = [Outgoing(delivery.id, enrollment.id, enrollment.lead_id,
+                       enrollment.lead.page_id, sequence, step)
+              for delivery, (enrollment, sequence, step) in zip(deliveries, due, strict=True)]
+    leads = {enrollment.id: enrollment.lead for enrollment, _, _ in due}
+    # Everything is flushed: the rows leave the session before the commit, which
+    # would otherwise expire them (and each later commit would expire them again),
+    # and stay readable, loaded as they are, for rendering.
+    db.session.expunge_all()
+    db.session.commit()
+    summary.stopped += decided.stopped
+    summary.held += decided.held
+    emails = handover.render_all(emails, leads, summary)
+    handover.hand_over_all(emails, backend, summary)
+
+
+def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
+    """(enrollment, sequence, step) for each enrollment whose next step is due now;
+    the others are stopped, held, parked or given a later due time (uncommitted)."""
+    # Each folder is looked at once per chunk (a look stats every file in it).
+    sequences = {name: Library.current().get(name) for name in {e.sequence for e in enrollments}}
+    stop_on_upgrade = {name for name, sequence in sequences.items()
+                       if sequence is not None and "upgrade" in sequence.stop_on}
+    upgraded = set(db.session.scalars(
+        select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
+            [enrollment.lead_id for enrollment in enrollments
+             if enrollment.sequence in stop_on_upgrade]))
+    )) if stop_on_upgrade else set()
+    due = []
+    for enrollment in enrollments:
+        found = _due_step(enrollment, sequences[enrollment.sequence], now, upgraded, summary)
+        if found is not None:
+            due.append((enrollment, *found))
+    return due
+
+
+def _due_step(enrollment: Enrollment, sequence: Sequence | None, now: datetime,
+              upgraded: set[int], summary: Summary) -> tuple[Sequence, Step] | None:
+    """The step of `sequence` (the enrollment's) to send this lead now, or None after
+    putting the enrollment where it belongs (stopped, held, waiting, or due later)."""
+    lead = enrollment.lead
+    reason = ("sequence folder missing" if sequence is None
+              else membership.should_stop(lead, sequence, upgraded))
+    if reason:
+        enrollment.state, enrollment.stop_reason, enrollment.next_due_at = "stopped", reason, None
+        summary.stopped += 1
+        return None
+    step, due = timing.next_step(sequence, enrollment.last_step, enrollment.last_filename,
+                                 enrollment.last_sent_at or enrollment.started_at, now)
+    if step is None:
+        enrollment.state, enrollment.next_due_at = "waiting", None
+        return None
+    if due is None:
+        _hold(enrollment, summary)
+        return None
+    if due > now:
+        enrollment.state, enrollment.next_due_at = "active", due
+        return None
+    return sequence, step
+
+
+def _hold(enrollment: Enrollment, summary: Summary) -> None:
+    """Park a lead whose next step (or the settings file) is broken: it waits, and
+    is woken when the folder's steps change, so a fix reaches it."""
+    enrollment.state, enrollment.next_due_at = "waiting", None
+    summary.held += 1
+
+
+def _resolve_existing(enrollment: Enrollment, step: Step) -> None:
+    """The step already has a delivery row: move on if it is settled, else leave
+    the lead with it (the delivery's own outcome moves it on)."""
+    existing = db.session.scalar(
+        select(Delivery).where(Delivery.lead_id == enrollment.lead_id,
+                               Delivery.sequence == enrollment.sequence,
+                               Delivery.step == step.key)
+    )
+    if existing is not None and existing.status in ("sent", "failed", "unknown"):
+        membership.move_past(enrollment, step, existing.sent_at or clock.utcnow())
+    db.session.commit()
+
+
+def _retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> None:
+    """Try a delivery again after a temporary failure (inside the send window)."""
+    now = clock.utcnow()
+    lead = delivery.lead
+    enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                  if delivery.enrollment_id else None)
+    sequence = Library.current().get(delivery.sequence)
+    step = sequence.step(delivery.step) if sequence is not None else None
+    reason = ("sequence folder missing" if sequence is None
+              else membership.should_stop(lead, sequence))
+    if reason:
+        delivery.status, delivery.error = "failed", f"not sent: {reason}"
+        if enrollment is not None:
+            enrollment.state, enrollment.stop_reason = "stopped", reason
+            enrollment.next_due_at = None
+        summary.failed += 1
+        db.session.commit()
+        return
+    if step is None or not step.ok or sequence.problems:
+        # Wait for the file to be fixed; the attempt is not used up.
+        delivery.status = "retry"
+        delivery.retry_at = now + timedelta(minutes=current_app.config["HOLD_MINUTES"])
+        summary.held += 1
+        db.session.commit()
+        return
+    opens = timing.into_send_window(sequence, now)
+    if opens > now:
+        delivery.status, delivery.retry_at = "retry", opens
+        db.session.commit()
+        return
+    handover.deliver(delivery, enrollment, sequence, step, backend, summary)

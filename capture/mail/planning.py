@@ -1,0 +1,92 @@
+"""The plan: what the coming ticks will send, by the scheduler's own rules. Reads only.
+
+Shown by `flask --app wsgi sequences plan`."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from capture.db import db
+from capture.mail import membership, timing, work_queue
+from capture.mail.sequences import Library, Sequence
+from capture.models import Delivery, Enrollment, Upgrade
+
+
+@dataclass(frozen=True, order=True)
+class Planned:
+    """One email the scheduler will send: when (the minute of the tick that sends it
+    is at or after it), to whom, which step; `retry` for a delivery tried again."""
+
+    when: datetime
+    email: str
+    sequence: str
+    step: str
+    retry: bool = False
+
+
+def plan(now: datetime, horizon: datetime, name: str | None = None,
+         limit: int = 200) -> list[Planned]:
+    """The emails the ticks from `now` to `horizon` will send, by the scheduler's
+    own rules (next_step, the send window, the stored due times, stop_on), as if
+    every email were accepted and the rate cap never reached. Reads only."""
+    sequences = {s.name: s for s in Library.current().all() if name is None or s.name == name}
+    woken = {n for n, sequence in sequences.items() if work_queue.wake_pending(sequence)}
+    enrollments = db.session.scalars(
+        select(Enrollment).options(joinedload(Enrollment.lead))
+        .where(Enrollment.sequence.in_(list(sequences)),
+               # A changed folder may make any of its leads due sooner than stored.
+               Enrollment.sequence.in_(list(woken))
+               | ((Enrollment.state == "active") & (Enrollment.next_due_at <= horizon)),
+               Enrollment.state.in_(("active", "waiting")))
+        .order_by(Enrollment.next_due_at).limit(limit)
+    ).all()
+    retries = db.session.scalars(
+        select(Delivery).options(joinedload(Delivery.lead))
+        .where(Delivery.sequence.in_(list(sequences)), Delivery.status == "retry",
+               Delivery.retry_at <= horizon)
+        .order_by(Delivery.retry_at).limit(limit)
+    ).all()
+    upgraded = set(db.session.scalars(select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
+        [row.lead_id for row in [*enrollments, *retries]]))))
+    rows: list[Planned] = []
+    for enrollment in enrollments:
+        sequence = sequences[enrollment.sequence]
+        if membership.should_stop(enrollment.lead, sequence, upgraded):
+            continue
+        # The scheduler looks at a lead at its due time; a change of the folder
+        # makes it work that time out again at the next tick.
+        look = now if enrollment.sequence in woken else max(now, enrollment.next_due_at or now)
+        rows += _planned_steps(enrollment.lead.email, sequence, enrollment.last_step,
+                               enrollment.last_filename,
+                               enrollment.last_sent_at or enrollment.started_at, look, horizon)
+    for delivery in retries:
+        sequence = sequences[delivery.sequence]
+        step = sequence.step(delivery.step)
+        if step is None or not step.ok or sequence.problems or membership.should_stop(
+                delivery.lead, sequence, upgraded):
+            continue
+        when = timing.into_send_window(sequence, max(now, delivery.retry_at))
+        rows.append(Planned(when, delivery.lead.email, sequence.name, step.key, retry=True))
+        enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                      if delivery.enrollment_id else None)
+        if (enrollment is not None and enrollment.state == "sending"
+                and not membership.is_past(enrollment, step.key, step.filename, sequence)):
+            rows += _planned_steps(delivery.lead.email, sequence, step.key, step.filename,
+                                   when, when, horizon)
+    return sorted(row for row in rows if row.when <= horizon)[:limit]
+
+
+def _planned_steps(email: str, sequence: Sequence, last_step: str | None,
+                   last_filename: str | None, since: datetime, look: datetime,
+                   horizon: datetime) -> list[Planned]:
+    """The steps one lead gets by `horizon`, each sent when next_step says."""
+    rows = []
+    while True:
+        step, due = timing.next_step(sequence, last_step, last_filename, since, look)
+        if due is None or due > horizon:
+            return rows
+        rows.append(Planned(due, email, sequence.name, step.key))
+        last_step, last_filename, since = step.key, step.filename, due
+        look = due

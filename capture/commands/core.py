@@ -18,7 +18,7 @@ from capture.pages import demo
 from capture.leads import engagement
 from capture.leads import exports
 from capture.leads.imports import importer
-from capture.leads import lifecycle
+from capture.leads import addresses
 from capture.numbers import metrics
 from capture.numbers import rollups
 from capture.db import db
@@ -196,7 +196,7 @@ def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
 @click.option("--txn", help="Transaction id (default: one is made up); a repeat changes nothing.")
 def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> None:
     """Record an upgrade (a purchase) by hand for the lead with EMAIL."""
-    lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+    lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
     if lead is None:
         raise click.ClickException(f"no lead with email {email!r}")
     try:

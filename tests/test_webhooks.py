@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from capture import scheduler
-from capture.leads import engagement
+from capture.leads import upgrades as engagement
 from capture.webhooks import outbound
 from capture.mail import sending
 from capture import links as tokens

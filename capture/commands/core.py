@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from capture import clock
 from capture.pages import demo
-from capture.leads import engagement
+from capture.leads import upgrades
 from capture.leads import exports
 from capture.leads.imports import importer
 from capture.leads import addresses
@@ -200,11 +200,11 @@ def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> No
     if lead is None:
         raise click.ClickException(f"no lead with email {email!r}")
     try:
-        value = engagement.parse_amount(amount)
-        code = engagement.parse_currency(currency)
-        upgrade, created = engagement.record_upgrade(
+        value = upgrades.parse_amount(amount)
+        code = upgrades.parse_currency(currency)
+        upgrade, created = upgrades.record_upgrade(
             lead, value, code, txn or f"manual-{secrets.token_hex(8)}", source="manual")
-    except engagement.UpgradeError as error:
+    except upgrades.UpgradeError as error:
         raise click.ClickException(str(error)) from None
     if created:
         click.echo(f"Recorded {upgrade.amount} {upgrade.currency} for {lead.email}.")

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select
 
 from capture import clock
 from capture import links
-from capture.public.bots import user_agent_matcher
+from capture.web.user_agents import user_agent_matcher
 from capture.db import db
 from capture.models import Delivery, Lead, Link
 from capture.leads.timeline import event_row, insert_events

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from capture.leads import engagement
+from capture.leads import upgrades as engagement
 from capture.db import db
 from capture.models import Lead, Page
 from tests.conftest import optin

@@ -150,7 +150,7 @@ def test_oversized_body_is_413_and_stores_nothing(app, client, demo_page):
 
 
 def test_no_traceback_reaches_a_visitor(app, client, demo_page, monkeypatch):
-    from capture.leads import lifecycle as leads
+    from capture.leads import optin as leads
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")

@@ -427,7 +427,7 @@ def test_upgrade_stops_a_sequence_with_stop_on_upgrade(smtp_app, smtp, clock):
     with smtp_app.app_context():
         from decimal import Decimal
 
-        from capture.leads import engagement
+        from capture.leads import upgrades as engagement
 
         engagement.record_upgrade(db.session.get(Lead, lead_id), Decimal("49.00"), "USD",
                                   "txn-1", source="test")

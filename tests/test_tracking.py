@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from capture.leads import engagement
+from capture.leads import upgrades as engagement
 from capture.db import db
 from capture.models import Event, Lead, Upgrade
 from tests.conftest import write_step

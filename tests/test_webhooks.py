@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from capture import scheduler
-from capture.leads import engagement
+from capture.leads import upgrades as engagement
 from capture.webhooks import delivery, endpoints, outbound
 from capture.mail import engine, outcomes
 from capture import links as tokens

@@ -34,7 +34,7 @@ from capture.leads.imports.files import (
     targets,
 )
 from capture.models import Page
-from capture.public.forms import one_line
+from capture.leads.fields import one_line
 
 PREVIEW_ROWS = 10
 # Uploads never imported nor discarded are deleted after this long.

@@ -20,7 +20,7 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from capture import clock
-from capture.leads import engagement
+from capture.leads import upgrades
 from capture.leads import exports
 from capture.leads import queries
 from capture.leads import lifecycle
@@ -50,15 +50,15 @@ class UpgradeForm(FlaskForm):
     def validate_amount(self, field) -> None:
         """A positive amount with at most two decimals."""
         try:
-            engagement.parse_amount(field.data)
-        except engagement.UpgradeError as error:
+            upgrades.parse_amount(field.data)
+        except upgrades.UpgradeError as error:
             raise ValidationError(_without_field_name(error)) from None
 
     def validate_currency(self, field) -> None:
         """An ISO 4217 code."""
         try:
-            engagement.parse_currency(field.data)
-        except engagement.UpgradeError as error:
+            upgrades.parse_currency(field.data)
+        except upgrades.UpgradeError as error:
             raise ValidationError(_without_field_name(error)) from None
 
 
@@ -225,9 +225,9 @@ def lead_upgrade(lead_id: int):
     if not form.validate():
         return _render_lead(lead, upgrade_form=form, status=422)
     txn = (form.txn.data or "").strip() or f"manual-{secrets.token_hex(8)}"
-    upgrade, created = engagement.record_upgrade(
-        lead, engagement.parse_amount(form.amount.data),
-        engagement.parse_currency(form.currency.data), txn, source="manual")
+    upgrade, created = upgrades.record_upgrade(
+        lead, upgrades.parse_amount(form.amount.data),
+        upgrades.parse_currency(form.currency.data), txn, source="manual")
     if created:
         flash(f"Recorded an upgrade of {upgrade.amount:.2f} {upgrade.currency}.", "success")
     else:

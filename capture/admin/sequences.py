@@ -7,7 +7,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from capture.leads import lifecycle
+from capture.leads import addresses
 from capture.mail import backends
 from capture.numbers import periods, sequence_steps
 from capture.mail import compose
@@ -119,7 +119,7 @@ def _preview_lead(sequence: Sequence, email: str):
     page that uses the sequence. Also a note when the email matched nobody."""
     email = email.strip()
     if email:
-        lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+        lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
         if lead is not None:
             return lead, ""
     page = db.session.scalar(

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from capture.leads import lifecycle
+from capture.leads import optin
+from capture.leads.fields import FIELD_KINDS, FieldProblem
 from capture import links
 from capture.api import bp
 from capture.api.errors import ApiError, bad_parameters, invalid
@@ -63,13 +64,13 @@ def create_lead():
     if problems:
         raise invalid(problems)
 
-    optin = lifecycle.OptIn(
+    signup = optin.OptIn(
         email=form.email.data,
         **optin_values(page, form),
         client_ip=client_ip,
         attribution=attribution,
     )
-    outcome = lifecycle.submit_optin(page, optin)
+    outcome = optin.submit_optin(page, signup)
     if outcome.kind == "suppressed" or outcome.lead is None:
         raise ApiError(409, "This address is on the suppression list (deleted, bounced or "
                        "unsubscribed for good); it is not added again.", code="suppressed",
@@ -100,25 +101,24 @@ def _form_input(page: Page, body: dict[str, Any]) -> tuple[MultiDict, dict[str, 
     problems: dict[str, str] = {}
 
     def put(form_name: str, key: str, value: Any, kind: str) -> None:
+        """The value as its kind reads JSON, into the form; or the problem under `key`."""
         if value is None:
             return
-        if kind == "checkbox":
-            if not isinstance(value, bool):
-                problems[key] = "must be true or false"
-            elif value:
-                formdata.add(form_name, "y")
-        elif not isinstance(value, str):
-            problems[key] = "must be a string"
-        else:
-            formdata.add(form_name, value)
+        try:
+            text = FIELD_KINDS[kind].from_json(value)
+        except FieldProblem as problem:
+            problems[key] = str(problem)
+            return
+        if text is not None:
+            formdata.add(form_name, text)
 
-    put("email", "email", body.get("email"), "text")
+    put("email", "email", body.get("email"), "email")
     if "name" in specs:
         put("name", "name", body.get("name"), "text")
     elif body.get("name") not in (None, ""):
         problems["name"] = f"page {page.slug} has no name field"
     for name in countries:
-        put(name, "country", body.get("country"), "text")
+        put(name, "country", body.get("country"), "country")
     if not countries and body.get("country") not in (None, ""):
         problems["country"] = f"page {page.slug} has no country field"
     if page.consent:

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from capture.leads import engagement
+from capture.leads import upgrades
 from capture.api import bp
 from capture.api.errors import invalid
 from capture.api.inputs import json_object, refuse_unknown
@@ -27,18 +27,18 @@ def record_upgrade():
     problems = {key: f"required: {what}" for key, what in REQUIRED.items()
                 if body.get(key) in (None, "")}
     lead = _lead(body.get("lead"), problems)
-    amount = _checked(problems, "amount", engagement.parse_amount,
+    amount = _checked(problems, "amount", upgrades.parse_amount,
                       _amount_text(body, problems))
-    currency = _checked(problems, "currency", engagement.parse_currency,
+    currency = _checked(problems, "currency", upgrades.parse_currency,
                         _text(body, "currency", problems))
     txn = _text(body, "txn", problems).strip()
     if "txn" not in problems and not txn:
         problems["txn"] = f"required: {REQUIRED['txn']}"
-    elif len(txn) > engagement.TXN_MAX:
-        problems["txn"] = f"at most {engagement.TXN_MAX} characters"
+    elif len(txn) > upgrades.TXN_MAX:
+        problems["txn"] = f"at most {upgrades.TXN_MAX} characters"
     if problems or lead is None or amount is None or currency is None:
         raise invalid(problems)
-    upgrade, created = engagement.record_upgrade(lead, amount, currency, txn, source="api")
+    upgrade, created = upgrades.record_upgrade(lead, amount, currency, txn, source="api")
     owner_ref = db.session.scalar(select(Lead.public_ref).where(Lead.id == upgrade.lead_id))
     body = {"upgrade": upgrade_json(upgrade, owner_ref), "replay": not created}
     return body, 201 if created else 200
@@ -79,6 +79,6 @@ def _checked(problems: dict[str, str], key: str, parse, value: str):
         return None
     try:
         return parse(value)
-    except engagement.UpgradeError as error:
+    except upgrades.UpgradeError as error:
         problems[key] = str(error).removeprefix(f"{key}: ")
         return None

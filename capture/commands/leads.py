@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from capture.db import db
-from capture.leads import engagement, exports, lifecycle
+from capture.leads import addresses, exports, upgrades
 from capture.leads.imports import importer
 from capture.models import Lead
 
@@ -64,15 +64,15 @@ def leads_import(file: str, slug: str, mappings: tuple[str, ...], dry_run: bool,
 @click.option("--txn", help="Transaction id (default: one is made up); a repeat changes nothing.")
 def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> None:
     """Record an upgrade (a purchase) by hand for the lead with EMAIL."""
-    lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+    lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
     if lead is None:
         raise click.ClickException(f"no lead with email {email!r}")
     try:
-        value = engagement.parse_amount(amount)
-        code = engagement.parse_currency(currency)
-        upgrade, created = engagement.record_upgrade(
+        value = upgrades.parse_amount(amount)
+        code = upgrades.parse_currency(currency)
+        upgrade, created = upgrades.record_upgrade(
             lead, value, code, txn or f"manual-{secrets.token_hex(8)}", source="manual")
-    except engagement.UpgradeError as error:
+    except upgrades.UpgradeError as error:
         raise click.ClickException(str(error)) from None
     if created:
         click.echo(f"Recorded {upgrade.amount} {upgrade.currency} for {lead.email}.")

@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError
 from flask import current_app
 from flask.cli import AppGroup
 
-from capture.leads import lifecycle
+from capture.leads import addresses
 from capture.mail import backends
 from capture.mail import compose
 
@@ -26,7 +26,7 @@ def test_command(address: str) -> None:
     """Send one test email to ADDRESS through the configured backend and print the
     answer (for SMTP, the server's final reply); on failure, the reason and exit 1."""
     try:
-        to = lifecycle.normalize_email(address)
+        to = addresses.normalize_email(address)
     except EmailNotValidError as error:
         raise click.ClickException(f"{address!r} is not an email address: {error}") from None
     message = compose.new_message(SimpleNamespace(name="", email=to), TEST_SUBJECT,

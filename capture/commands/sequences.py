@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from capture import clock, scheduler
 from capture.leads import confirmations
-from capture.leads import lifecycle
+from capture.leads import addresses
 from capture.mail import compose
 from capture.mail import actions, engine, planning
 from capture.mail.sequences import Library
@@ -54,7 +54,7 @@ def preview(name: str, step: str, email: str | None) -> None:
         raise click.ClickException("; ".join(str(p) for p in found.problems))
     lead = actions.sample_lead()
     if email:
-        lead = db.session.scalar(select(Lead).where(Lead.email == lifecycle.stored_form(email)))
+        lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
         if lead is None:
             raise click.ClickException(f"no lead with email {email!r}")
     unsubscribe = actions.preview_unsubscribe_url()

@@ -1,1 +1,1 @@
-"""Leads: the one opt-in, their lifecycle, confirmations, timeline, engagement, queries, exports and imports."""
+"""Leads: the one opt-in, lifecycle, confirmations, timeline, engagement, upgrades, imports."""

@@ -1,30 +1,24 @@
-"""What leads do with the emails and offers: opens, clicks and upgrades.
+"""What leads do with the emails: opens and clicks (upgrades: `capture.leads.upgrades`).
 
 Plain functions over the session (the tracking blueprint, the CLI and the tests call
 them). Opens and clicks that mail scanners or image proxies make are recorded but
 marked `machine`, so the metrics can count people only.
 """
 
-import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 
-import pycountry
 from flask import current_app
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from capture import clock
 from capture import links
-from capture.webhooks import events
-from capture.public.bots import user_agent_matcher
+from capture.web.user_agents import user_agent_matcher
 from capture.db import db
-from capture.models import Delivery, Lead, Link, Upgrade
-from capture.leads.timeline import event_row, insert_events, record_event
+from capture.models import Delivery, Lead, Link
+from capture.leads.timeline import event_row, insert_events
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
 # before (or instead of) the person. Image proxies that fetch when the person opens
@@ -40,7 +34,6 @@ _names_a_scanner = user_agent_matcher(SCANNER_USER_AGENT)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # The largest row id a database integer column holds.
 _MAX_ID = 2**31 - 1
-_AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 
 
 def is_machine(user_agent: str | None, sent_at, now) -> bool:
@@ -143,73 +136,3 @@ def _log_engagement(connection, email, kind: str, user_agent: str | None, **data
     insert_events([event_row(email.lead_id, email.page_id, kind, delivery_id=email.id,
                              machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
                              user_agent=(user_agent or "")[:200], **data)], connection)
-
-
-# --- upgrades ---------------------------------------------------------------------
-
-class UpgradeError(ValueError):
-    """An upgrade with a missing or invalid value; the message names it."""
-
-
-def parse_amount(value: str) -> Decimal:
-    """A positive amount written like 19 or 19.90 (no exponent, at most two decimals)."""
-    text = str(value or "").strip()
-    if not _AMOUNT.match(text):
-        raise UpgradeError(f"amount: {value!r} is not an amount like 19.90")
-    amount = Decimal(text)
-    if amount <= 0 or amount > Decimal("1000000000"):
-        raise UpgradeError("amount: must be more than 0 and at most 1000000000")
-    return amount
-
-
-def parse_currency(value: str) -> str:
-    """An ISO 4217 currency code, upper-cased."""
-    code = str(value or "").strip().upper()
-    if not re.fullmatch(r"[A-Z]{3}", code) or pycountry.currencies.get(alpha_3=code) is None:
-        raise UpgradeError(f"currency: {value!r} is not an ISO 4217 code")
-    return code
-
-
-TXN_MAX = Upgrade.__table__.c.txn.type.length
-
-
-def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
-                   source: str) -> tuple[Upgrade, bool]:
-    """Store an upgrade once per `txn`; return it and whether it is new. A replay
-    (same txn) changes nothing."""
-    txn = txn.strip()
-    if not txn:
-        raise UpgradeError("txn: required (the transaction id makes replays harmless)")
-    if len(txn) > TXN_MAX:
-        # Never cut: two long ids that share their start would become one upgrade.
-        raise UpgradeError(f"txn: at most {TXN_MAX} characters (this one has {len(txn)})")
-    existing = db.session.scalar(select(Upgrade).where(Upgrade.txn == txn))
-    if existing is not None:
-        return existing, False
-    upgrade = Upgrade(lead_id=lead.id, amount=amount, currency=currency, txn=txn,
-                      source=source)
-    db.session.add(upgrade)
-    try:
-        db.session.flush()
-    except IntegrityError:  # the same txn in a parallel request
-        db.session.rollback()
-        return db.session.scalar(select(Upgrade).where(Upgrade.txn == txn)), False
-    record_event(lead, "upgrade", amount=str(amount), currency=currency, txn=txn,
-                 source=source)
-    events.emit("upgrade.recorded", lead, extra=events.upgrade_data(upgrade))
-    db.session.commit()
-    return upgrade, True
-
-
-def postback_signature(params: dict[str, str], secret: str) -> str:
-    """Hex HMAC-SHA256 over the parameters except `sig`, sorted by name, joined as
-    k=v&… (decoded values), keyed by the postback secret."""
-    message = "&".join(f"{key}={params[key]}" for key in sorted(params) if key != "sig")
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
-
-
-def signature_valid(params: dict[str, str], secret: str) -> bool:
-    """Compare the given `sig` with the expected one in constant time."""
-    given = params.get("sig", "")
-    expected = postback_signature(params, secret)
-    return hmac.compare_digest(given.encode(), expected.encode())

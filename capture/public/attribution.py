@@ -2,12 +2,10 @@
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import Request, Response, current_app
-from sqlalchemy import bindparam, func, insert, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import insert
 from werkzeug.datastructures import MultiDict
 
 from capture.public.bots import is_bot_user_agent
@@ -106,53 +104,3 @@ def _web_url(value: str | None) -> str | None:
     except ValueError:
         return None
     return value if parts.scheme in ("http", "https") and parts.netloc else None
-
-
-@dataclass(frozen=True)
-class VisitOrigin:
-    """Where an opt-in came from: its visit, and what that visit and the visitor's
-    first recorded visit (first touch) say about the source."""
-
-    visit_id: int
-    # The visit's own utm_*, ref and referrer (a duplicate opt-in records these).
-    visit: dict[str, str | None]
-    # The first visit's utm_*, ref, referrer, landing URL and visitor id: a person who
-    # came from an ad, left, and came back directly is still credited to the ad.
-    first_touch: dict[str, str | None]
-
-
-_VISIT_KEYS = (*ATTRIBUTION_KEYS, "referrer")
-_FIRST_TOUCH_KEYS = (*_VISIT_KEYS, "landing_url", "visitor_id")
-
-
-def _visit_origin_query():
-    """The visit by id joined to its visitor's first visit (the lowest id, found
-    through the (visitor_id, id) index): one statement, built once."""
-    visit = aliased(Visit, name="visit")
-    first = aliased(Visit, name="first_visit")
-    earliest = (select(func.min(Visit.id)).where(Visit.visitor_id == visit.visitor_id)
-                .scalar_subquery())
-    return (
-        select(visit.id, *(getattr(visit, key) for key in _VISIT_KEYS),
-               *(getattr(first, key).label(f"first_{key}") for key in _FIRST_TOUCH_KEYS))
-        .join(first, first.id == earliest)
-        .where(visit.id == bindparam("visit_id"))
-    )
-
-
-_VISIT_ORIGIN = _visit_origin_query()
-
-
-def visit_origin(visit_id: int | None) -> VisitOrigin | None:
-    """The visit an opt-in came from and its first touch, or None when there is no
-    such visit (none given, or since deleted)."""
-    if not isinstance(visit_id, int):
-        return None
-    row = db.session.connection().execute(_VISIT_ORIGIN, {"visit_id": visit_id}).first()
-    if row is None:
-        return None
-    return VisitOrigin(
-        visit_id=row.id,
-        visit={key: row._mapping[key] for key in _VISIT_KEYS},
-        first_touch={key: row._mapping[f"first_{key}"] for key in _FIRST_TOUCH_KEYS},
-    )

@@ -6,7 +6,6 @@ FORM_MAX_AGE_SECONDS: one harvested token does not serve a stream of sign-ups.""
 
 import functools
 import re
-from collections.abc import Callable
 
 import limits
 import limits.strategies
@@ -15,6 +14,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from capture import clock
 from capture.web import rate_limits
+from capture.web.user_agents import user_agent_matcher
 
 # Crawlers, link previewers and scripted clients. Headless browsers are not listed:
 # they are how people test their own pages, and they run JavaScript like a person.
@@ -28,19 +28,6 @@ BOT_USER_AGENT = re.compile(
 )
 
 _FORM_TOKEN_SALT = "capture.form-started"
-
-
-def user_agent_matcher(pattern: re.Pattern) -> Callable[[str], bool]:
-    """`pattern.search(user_agent) is not None`, remembered per user agent. Visitors
-    share a few thousand user agents, so each is searched once per process, not on
-    every request; only ordinary lengths are kept, so the memory stays small."""
-    def matches(user_agent: str) -> bool:
-        return pattern.search(user_agent) is not None
-
-    remembered = functools.lru_cache(maxsize=4096)(matches)
-    return lambda user_agent: (remembered if len(user_agent) <= 512 else matches)(user_agent)
-
-
 _names_a_bot = user_agent_matcher(BOT_USER_AGENT)
 
 

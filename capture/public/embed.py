@@ -23,7 +23,7 @@ from flask import (
 from sqlalchemy import select
 
 from capture.public import bots
-from capture.leads import lifecycle
+from capture.leads import optin
 from capture.public.attribution import record_embedded_visit
 from capture.db import csrf, db
 from capture.models import Page, Visit
@@ -169,7 +169,7 @@ def submit(slug: str):
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return _with_cors(_success(page), origin)
 
-    optin = lifecycle.OptIn(
+    signup = optin.OptIn(
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
@@ -177,7 +177,7 @@ def submit(slug: str):
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
     # address: the confirmation email is queued for the scheduler.
-    lifecycle.submit_optin(page, optin)
+    optin.submit_optin(page, signup)
     return _with_cors(_success(page), origin)
 
 

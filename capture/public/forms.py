@@ -1,25 +1,17 @@
-"""The opt-in form, built from a page's field list (Flask-WTF, so CSRF comes with it)."""
+"""The opt-in form, built from a page's field list (Flask-WTF, so CSRF comes with it);
+each field as its kind in `capture.leads.fields.FIELD_KINDS` builds it."""
 
-import re
 from functools import lru_cache
 from typing import Any
 
-import pycountry
 from email_validator import EmailNotValidError
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, SelectField, StringField, TelField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms import BooleanField, HiddenField, StringField
+from wtforms.validators import DataRequired, Optional, ValidationError
 
-from capture.leads.lifecycle import name_problem, normalize_email
+from capture.leads.addresses import normalize_email
+from capture.leads.fields import FIELD_KINDS, one_line
 from capture.models import Page
-
-TEXT_MAX = 200
-COUNTRY_CHOICES = [SelectChoice("", "Choose your country")] + sorted(
-    (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
-    key=lambda choice: choice.label,
-)
-PHONE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
 
 
 class OptInForm(FlaskForm):
@@ -37,55 +29,6 @@ class OptInForm(FlaskForm):
             raise ValidationError(str(error)) from None
 
 
-def _phone(form: FlaskForm, field: TelField) -> None:
-    if field.data and not PHONE.match(field.data):
-        raise ValidationError("Enter a phone number with digits only (and + ( ) -).")
-
-
-def _plain_name(form: FlaskForm, field: StringField) -> None:
-    problem = name_problem(field.data or "")
-    if problem:
-        raise ValidationError(problem)
-
-
-def _required(label: str) -> DataRequired:
-    return DataRequired(message=f"{label} is required.")
-
-
-def _field(spec: dict[str, Any]):
-    label, kind, required = spec["label"], spec["type"], spec["required"]
-    presence = [_required(label)] if required else [Optional()]
-    if kind == "email":
-        return EmailField(
-            label,
-            validators=[InputRequired(message="Enter your email address."), Length(max=254)],
-            render_kw={"autocomplete": "email", "inputmode": "email"},
-        )
-    if kind == "tel":
-        return TelField(
-            label, validators=[*presence, Length(max=30), _phone],
-            render_kw={"autocomplete": "tel"},
-        )
-    if kind == "country":
-        return SelectField(
-            label, choices=COUNTRY_CHOICES, validators=presence,
-            validate_choice=True, render_kw={"autocomplete": "country"},
-        )
-    if kind == "select":
-        choices = [SelectChoice("", "Choose…")] + [SelectChoice(o) for o in spec["options"]]
-        return SelectField(label, choices=choices, validators=presence)
-    if kind == "checkbox":
-        message = f"Please tick: {label}"
-        return BooleanField(label, validators=[DataRequired(message)] if required else [])
-    is_name = spec["name"] == "name"
-    return StringField(
-        label,
-        validators=[*presence, Length(max=TEXT_MAX, message=f"At most {TEXT_MAX} characters."),
-                    *([_plain_name] if is_name else [])],
-        render_kw={"autocomplete": "name" if is_name else "on"},
-    )
-
-
 @lru_cache(maxsize=128)
 def _form_class(fields_key: tuple, consent: str) -> type[OptInForm]:
     attributes: dict[str, Any] = {}
@@ -93,7 +36,7 @@ def _form_class(fields_key: tuple, consent: str) -> type[OptInForm]:
         item = dict(spec)
         if "options" in item:
             item["options"] = list(item["options"])
-        attributes[item["name"]] = _field(item)
+        attributes[item["name"]] = FIELD_KINDS[item["type"]].form_field(item)
     if consent:
         attributes["consent"] = BooleanField(
             consent, validators=[DataRequired("Please tick the box to agree.")]
@@ -116,23 +59,15 @@ def page_field_names(page: Page) -> list[str]:
 
 
 def optin_values(page: Page, form: OptInForm) -> dict[str, Any]:
-    """The name, country and page fields of a validated form, as `leads.OptIn` takes
-    them: text on one line of printable characters, checkboxes as booleans."""
+    """The name, country and page fields of a validated form, as `leads.optin.OptIn`
+    takes them, each cleaned by its kind (text on one line of printable characters,
+    checkboxes as booleans)."""
     values: dict[str, Any] = {"name": one_line(form.data.get("name")), "country": None,
                               "fields": {}}
     for spec in page.fields:
-        name, kind = spec["name"], spec["type"]
-        if kind == "country":
-            values["country"] = values["country"] or form[name].data or None
+        name, kind = spec["name"], FIELD_KINDS[spec["type"]]
+        if spec["type"] == "country":
+            values["country"] = values["country"] or kind.stored(form[name].data)
         elif name not in ("email", "name"):
-            value = form[name].data
-            values["fields"][name] = bool(value) if kind == "checkbox" else one_line(value)
+            values["fields"][name] = kind.stored(form[name].data)
     return values
-
-
-def one_line(value) -> str:
-    """A single-line text value: control characters become spaces, runs of space
-    collapse, ends trimmed; anything but text is ''."""
-    if not isinstance(value, str):
-        return ""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from capture.public import bots
-from capture.leads import lifecycle
+from capture.leads import lifecycle, optin
 from capture.public.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.db import csrf, db
 from capture.web import errors
@@ -84,7 +84,7 @@ def submit(slug: str):
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
 
-    optin = lifecycle.OptIn(
+    signup = optin.OptIn(
         email=form.email.data,
         **optin_values(page, form),
         client_ip=request.remote_addr,
@@ -92,7 +92,7 @@ def submit(slug: str):
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
     # address: the confirmation email is queued for the scheduler.
-    lifecycle.submit_optin(page, optin)
+    optin.submit_optin(page, signup)
     return redirect(success_url(page), code=303)
 
 

@@ -29,7 +29,8 @@ from capture.markup import render_markdown
 from capture.models import Page
 from capture.public import bots
 from capture.public.attribution import set_visitor_cookie, visitor_id
-from capture.public.forms import COUNTRY_CHOICES, OptInForm, form_class
+from capture.leads.fields import COUNTRY_CHOICES
+from capture.public.forms import OptInForm, form_class
 from capture.web.headers import allow_form_target
 
 FIX_FIELDS = "Please correct the highlighted fields."

@@ -1,5 +1,6 @@
 """Blueprint for the URLs inside emails and from buyers: the open pixel, clicks,
-unsubscribe and the upgrade postback. Thin: the work is in `engagement` and `leads`."""
+unsubscribe and the upgrade postback. Thin: the work is in `leads.engagement`,
+`leads.lifecycle` and `leads.upgrades`."""
 
 import base64
 
@@ -7,7 +8,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from sqlalchemy import select
 
 from capture.leads import engagement
-from capture.leads import lifecycle
+from capture.leads import lifecycle, upgrades
 from capture import links
 from capture.db import csrf, db, is_unavailable, unavailable_reason
 from capture.models import Lead
@@ -88,19 +89,19 @@ def postback_upgrade():
     missing = sorted(_POSTBACK_KEYS - set(params))
     if missing:
         return {"ok": False, "error": f"missing: {', '.join(missing)}"}, 400
-    if not engagement.signature_valid(params, current_app.config["POSTBACK_SECRET"]):
+    if not upgrades.signature_valid(params, current_app.config["POSTBACK_SECRET"]):
         return {"ok": False, "error": "bad signature"}, 403
     try:
-        amount = engagement.parse_amount(params["amount"])
-        currency = engagement.parse_currency(params["currency"])
-    except engagement.UpgradeError as error:
+        amount = upgrades.parse_amount(params["amount"])
+        currency = upgrades.parse_currency(params["currency"])
+    except upgrades.UpgradeError as error:
         return {"ok": False, "error": str(error)}, 400
     lead = db.session.scalar(select(Lead).where(Lead.public_ref == params["lead"]))
     if lead is None:
         return {"ok": False, "error": "unknown lead"}, 404
     try:
-        upgrade, created = engagement.record_upgrade(lead, amount, currency, params["txn"],
+        upgrade, created = upgrades.record_upgrade(lead, amount, currency, params["txn"],
                                                      source="postback")
-    except engagement.UpgradeError as error:
+    except upgrades.UpgradeError as error:
         return {"ok": False, "error": str(error)}, 400
     return {"ok": True, "upgrade": upgrade.id, "replay": not created}, 200

@@ -443,7 +443,7 @@ def full_lead(app, client, make_page, clock):
                              created_at=clock.now))
         db.session.commit()
         clock.advance(minutes=1)
-        from capture.leads import engagement
+        from capture.leads import upgrades as engagement
         engagement.record_upgrade(lead, Decimal("49.5"), "EUR", "order-77", source="postback")
     return jane.id
 

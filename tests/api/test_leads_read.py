@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from capture.leads import lifecycle as leads
+from capture.leads import optin as leads
 from capture.db import db
 from capture.models import Lead, Page
 from tests.api.conftest import error_of

@@ -18,7 +18,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 
 from capture import links as tokens
-from capture.leads.engagement import postback_signature
+from capture.leads.upgrades import postback_signature
 from capture.db import db
 from capture.models import Event, Lead
 from tests.conftest import (

@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 
 from capture.models import ATTRIBUTION_KEYS, Page
-from capture.public.forms import one_line
+from capture.leads.fields import one_line
 
 # What a mapped column can fill, besides the page's own fields.
 FIXED_TARGETS = ("email", "name", "country", "consent", "consented_at", *ATTRIBUTION_KEYS)

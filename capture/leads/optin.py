@@ -1,0 +1,258 @@
+"""The one opt-in: an address given with consent becomes a new lead, or a repeat on
+the lead it already is. The opt-in page's form, the embedded form and the API call
+`submit_optin`; the list import builds its new leads with `new_lead_row` and
+`opening_events` (see `capture.leads.imports.importer` for why it stays a batch).
+
+Plain functions over the database session, no request objects: each door checks its
+input its own way (`capture.leads.fields`) and passes what it knows as an `OptIn`.
+Confirmation emails are only queued here; `capture.leads.confirmations` sends them
+from the scheduler, never inside a request, so an opt-in takes the same time for a
+new, a known and a suppressed address.
+"""
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from capture import clock
+from capture.db import db
+from capture.leads import lifecycle
+from capture.leads.review import review_verdict
+from capture.leads.timeline import event_row, insert_events
+from capture.mail import membership
+from capture.models import ATTRIBUTION_KEYS, Lead, Page, Suppression, Visit
+from capture.webhooks import events
+
+
+@dataclass
+class OptIn:
+    """What a person gave, already checked by the door it came through, and what
+    that door knows around it."""
+
+    email: str
+    name: str = ""
+    country: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    client_ip: str | None = None
+    # The page view the form was shown in (from its fill-time token), if any.
+    visit_id: int | None = None
+    # utm_*, ref, referrer given directly (the API, the import) when there is no visit
+    # to inherit.
+    attribution: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What a new lead's consent rests on, kept with the lead as evidence, and
+    whether the lead must still confirm it by email."""
+
+    text: str
+    at: datetime
+    ip: str | None
+    to_confirm: bool
+
+
+@dataclass
+class Outcome:
+    """What an opt-in led to: a new lead, a duplicate of one, or nothing (suppressed)."""
+
+    kind: str  # created | duplicate | suppressed
+    lead_id: int | None = None
+
+    @property
+    def lead(self) -> Lead | None:
+        """The lead, loaded when asked for: most opt-ins never need it again."""
+        return None if self.lead_id is None else db.session.get(Lead, self.lead_id)
+
+
+# --- where an opt-in came from --------------------------------------------------------
+
+@dataclass(frozen=True)
+class VisitOrigin:
+    """Where an opt-in came from: its visit, and what that visit and the visitor's
+    first recorded visit (first touch) say about the source."""
+
+    visit_id: int
+    # The visit's own utm_*, ref and referrer (a duplicate opt-in records these).
+    visit: dict[str, str | None]
+    # The first visit's utm_*, ref, referrer, landing URL and visitor id: a person who
+    # came from an ad, left, and came back directly is still credited to the ad.
+    first_touch: dict[str, str | None]
+
+
+_VISIT_KEYS = (*ATTRIBUTION_KEYS, "referrer")
+_FIRST_TOUCH_KEYS = (*_VISIT_KEYS, "landing_url", "visitor_id")
+
+
+def _visit_origin_query():
+    """The visit by id joined to its visitor's first visit (the lowest id, found
+    through the (visitor_id, id) index): one statement, built once."""
+    visit = aliased(Visit, name="visit")
+    first = aliased(Visit, name="first_visit")
+    earliest = (select(func.min(Visit.id)).where(Visit.visitor_id == visit.visitor_id)
+                .scalar_subquery())
+    return (
+        select(visit.id, *(getattr(visit, key) for key in _VISIT_KEYS),
+               *(getattr(first, key).label(f"first_{key}") for key in _FIRST_TOUCH_KEYS))
+        .join(first, first.id == earliest)
+        .where(visit.id == bindparam("visit_id"))
+    )
+
+
+_VISIT_ORIGIN = _visit_origin_query()
+
+
+def visit_origin(visit_id: int | None) -> VisitOrigin | None:
+    """The visit an opt-in came from and its first touch, or None when there is no
+    such visit (none given, or since deleted)."""
+    if not isinstance(visit_id, int):
+        return None
+    row = db.session.connection().execute(_VISIT_ORIGIN, {"visit_id": visit_id}).first()
+    if row is None:
+        return None
+    return VisitOrigin(
+        visit_id=row.id,
+        visit={key: row._mapping[key] for key in _VISIT_KEYS},
+        first_touch={key: row._mapping[f"first_{key}"] for key in _FIRST_TOUCH_KEYS},
+    )
+
+
+# --- the opt-in -----------------------------------------------------------------------
+
+# Built once: every opt-in runs them. The lead and its timeline are written as plain
+# INSERTs, the ORM's unit of work for them costing several times the statements.
+_KNOWN_ADDRESS = select(
+    select(Suppression.id).where(Suppression.email == bindparam("email"))
+    .scalar_subquery().label("suppressed"),
+    select(Lead.id).where(Lead.email == bindparam("email")).scalar_subquery().label("lead"),
+)
+_INSERT_LEAD = insert(Lead.__table__)
+_NO_ATTRIBUTION = dict.fromkeys((*ATTRIBUTION_KEYS, "referrer", "landing_url", "visitor_id"))
+_NOT_QUEUED = dict.fromkeys(("confirmation_queued_at", "confirmation_due_at"))
+# A repeat opt-in queues the confirmation again while the lead is unconfirmed and the
+# last one went out at least CONFIRM_RESEND_MINUTES ago (or never): one conditional
+# UPDATE, so a flood of one address queues one email.
+_QUEUE_AGAIN = (
+    update(Lead)
+    .where(Lead.id == bindparam("lead_id"), Lead.subscription == "unconfirmed",
+           Lead.review != "rejected",
+           or_(Lead.confirmation_sent_at.is_(None),
+               Lead.confirmation_sent_at <= bindparam("resend_before")))
+    .values(confirmation_queued_at=bindparam("now"), confirmation_due_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def submit_optin(page: Page, optin: OptIn) -> Outcome:
+    """Store an opt-in: a new lead, or a `duplicate` event on the existing one. The
+    confirmation email it needs is queued, never sent here."""
+    connection = db.session.connection()
+    known = connection.execute(_KNOWN_ADDRESS, {"email": optin.email}).one()
+    if known.suppressed is not None:
+        return Outcome("suppressed")
+    origin = visit_origin(optin.visit_id)
+    if known.lead is not None:
+        return _duplicate(page, known.lead, optin, origin)
+
+    now = clock.utcnow()
+    consent = Consent(text=page.consent, at=now, ip=optin.client_ip,
+                      to_confirm=page.double_opt_in)
+    values = new_lead_row(page, optin, consent, now=now, origin=origin)
+    try:
+        lead_id = connection.execute(_INSERT_LEAD, values).inserted_primary_key[0]
+    except IntegrityError:
+        # The same address arrived in a parallel request a moment earlier.
+        db.session.rollback()
+        existing = db.session.scalar(select(Lead.id).where(Lead.email == optin.email))
+        if existing is None:
+            raise
+        return _duplicate(page, existing, optin, origin)
+    # What webhooks and enrolment read of the new lead, without an ORM object.
+    lead = SimpleNamespace(id=lead_id, page=page, confirmation_sent_at=None,
+                           confirmed_at=None, confirm_ip=None, **values)
+    insert_events([event_row(lead_id, page.id, kind, **data) for kind, data in
+                   opening_events("optin", lead.review, lead.review_reason,
+                                  **_attribution_data(values))])
+    changes = ["lead.created"]
+    if lead.review != "pending":
+        changes.append(f"lead.{lead.review}")
+    events.emit_many(changes, lead)
+    membership.enroll(lead, page, new=True)
+    db.session.commit()
+    return Outcome("created", lead_id)
+
+
+def _referrer_id(ref: str) -> int | None:
+    """The lead whose public ref a new lead came with."""
+    return db.session.scalar(select(Lead.id).where(Lead.public_ref == ref))
+
+
+def new_lead_row(page: Page, optin: OptIn, consent: Consent, *, now: datetime,
+                 origin: VisitOrigin | None = None,
+                 referrer_of: Callable[[str], int | None] = _referrer_id) -> dict[str, Any]:
+    """A new lead's row: the opt-in, the rules' verdict, the consent evidence (and the
+    confirmation email queued when the lead must confirm and is not rejected), and the
+    first-touch attribution of its visitor (or the attribution given directly).
+    `referrer_of` finds the lead a `ref` names (the import looks up a batch at once)."""
+    review, reason = review_verdict(page, optin.email, optin.name, optin.country, optin.fields)
+    attribution = dict(origin.first_touch) if origin is not None else dict(optin.attribution)
+    return {
+        "email": optin.email,
+        "name": optin.name,
+        "country": optin.country,
+        "fields": optin.fields,
+        "public_ref": secrets.token_urlsafe(12),
+        "page_id": page.id,
+        "visit_id": origin.visit_id if origin is not None else None,
+        "referred_by_id": referrer_of(attribution["ref"]) if attribution.get("ref") else None,
+        "consent_text": consent.text,
+        "consent_at": consent.at,
+        "consent_ip": consent.ip,
+        "review": review,
+        "review_reason": reason,
+        "reviewed_at": now if review != "pending" else None,
+        "subscription": "unconfirmed" if consent.to_confirm else "subscribed",
+        "created_at": now,
+        **(lifecycle.queued_confirmation(now) if consent.to_confirm and review != "rejected"
+           else _NOT_QUEUED),
+        **_NO_ATTRIBUTION,
+        **attribution,
+    }
+
+
+def opening_events(first: str, review: str, reason: str,
+                   **data: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A new lead's first timeline entries as (kind, data): how it came (`optin`,
+    `import`) and, unless it waits for the owner, the rules' verdict."""
+    entries = [(first, data)]
+    if review != "pending":
+        verdict = "approve" if review == "approved" else "reject"
+        entries.append((verdict, {"by": "rules", "reason": reason}))
+    return entries
+
+
+def _attribution_data(source: dict[str, Any]) -> dict[str, Any]:
+    """The non-empty attribution values of a lead or visit, for an event's data."""
+    return {key: source[key] for key in (*ATTRIBUTION_KEYS, "referrer") if source.get(key)}
+
+
+def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:
+    """Record the repeat opt-in on the lead's timeline; queue the confirmation again
+    when the lead is still unconfirmed and the last one is old enough."""
+    data = (_attribution_data(origin.visit) if origin is not None else {}) or {
+        k: v for k, v in optin.attribution.items() if v}
+    insert_events([event_row(lead_id, page.id, "duplicate", **data)])
+    now = clock.utcnow()
+    resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
+    db.session.connection().execute(
+        _QUEUE_AGAIN, {"lead_id": lead_id, "now": now, "resend_before": now - resend_after})
+    db.session.commit()
+    return Outcome("duplicate", lead_id)

@@ -233,8 +233,6 @@ def test_low_modules_import_nothing_above() -> None:
 
 # leads/ and pages/ still borrow the visitor form's field rules, bot check, attribution
 # and origins from public/: being moved by other branches; the merge removes this mark.
-@pytest.mark.xfail(strict=False, reason="leads/ and pages/ still import public/forms.py, "
-                   "bots.py, attribution.py, origins.py (moved in other branches)")
 def test_domain_packages_import_nothing_above() -> None:
     wrong = upward_imports(tuple(f"capture.{name}" for name in DOMAIN_PACKAGES))
     assert not wrong, ("a domain module imports a view, command or the app:\n"
@@ -244,9 +242,6 @@ def test_domain_packages_import_nothing_above() -> None:
 # admin/pages.py and public/embed.py still borrow the page rendering of the
 # public/optin.py blueprint (and admin/pages.py the embed snippet of public/embed.py):
 # split out by another branch; the merge removes this mark.
-@pytest.mark.xfail(strict=False, reason="admin/pages.py and public/embed.py import "
-                   "public/optin.py (and admin/pages.py public/embed.py): split in "
-                   "another branch")
 def test_no_blueprint_imports_another() -> None:
     wrong = [f"{arrow} (blueprint {mine} imports blueprint {theirs})"
              for arrow, mine, theirs in blueprint_arrows()]
@@ -289,9 +284,6 @@ def test_every_module_says_what_it_owns() -> None:
 
 
 # Being split by other branches; the merge removes this mark.
-@pytest.mark.xfail(strict=False, reason="mail/sending.py, mail/backends.py, "
-                   "leads/lifecycle.py, pages/schema.py, webhooks/events.py, "
-                   "numbers/metrics.py and numbers/rollups.py are split in other branches")
 def test_no_module_is_too_long() -> None:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines())
                for name, path in MODULES.items()}

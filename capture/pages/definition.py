@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pycountry
+from flask_wtf import FlaskForm
 
 from capture import domains
 from capture.models import Page
@@ -103,13 +104,16 @@ def validate_page(
     return clean, list(problems)
 
 
+# The fields every opt-in form has besides the page's own: the honeypot and the
+# fill-time token of `capture.public.forms.OptInForm` (a test keeps the two equal).
+FORM_OWN_NAMES = frozenset({"website", "started"})
+
+
 def _clashes_with_form(name: str) -> bool:
     """True for a name the opt-in form class already uses (validate, data, meta …)
     or would take as a validator (validate_<field>)."""
-    from capture.public.forms import OptInForm
-
     # meta, data and errors are set on each form instance, not on the class.
-    return (name.startswith("validate") or hasattr(OptInForm, name)
+    return (name.startswith("validate") or hasattr(FlaskForm, name) or name in FORM_OWN_NAMES
             or name in {"meta", "data", "errors", "form_errors"})
 
 

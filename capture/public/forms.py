@@ -15,7 +15,9 @@ from capture.models import Page
 
 
 class OptInForm(FlaskForm):
-    """The fixed part of every opt-in form: the honeypot and the fill-time token."""
+    """The fixed part of every opt-in form: the honeypot and the fill-time token
+    (their names are `capture.pages.definition.FORM_OWN_NAMES`: no page field may
+    take them)."""
 
     # Hidden from people by CSS; bots that fill every input fill this one too.
     website = StringField("Leave this field empty", validators=[Optional()])

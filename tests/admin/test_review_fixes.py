@@ -50,6 +50,30 @@ def test_field_names_the_form_uses_itself_are_refused(owner, app):
             assert any("used by the form itself" in p for p in problems), (name, problems)
 
 
+def test_the_page_format_knows_every_field_the_opt_in_form_adds(app):
+    from flask_wtf import FlaskForm
+
+    from capture.pages.definition import FORM_OWN_NAMES
+    from capture.public.forms import OptInForm
+
+    own = {name for name in vars(OptInForm)
+           if not name.startswith(("_", "validate")) and not hasattr(FlaskForm, name)}
+    assert own == FORM_OWN_NAMES
+
+
+def test_the_honeypot_and_time_token_names_are_refused_as_field_names(app):
+    from capture.pages.definition import validate_page
+
+    with app.app_context():
+        for name in ("website", "started"):
+            _, problems = validate_page(
+                {"slug": "x", "title": "X", "fields": [{"name": name, "type": "text"}]},
+                sequences_dir=app.config["SEQUENCES_DIR"],
+                templates_dir=str(app.root_path + "/../templates/pages"),
+            )
+            assert any("used by the form itself" in p for p in problems), (name, problems)
+
+
 def test_huge_ids_and_odd_cursors_are_not_errors(owner, app):
     huge = "9" * 30
     for path in (f"/admin/leads/{huge}", f"/admin/pages/{huge}/edit",

@@ -1,4 +1,7 @@
-"""The tables: pages, visits, leads, the per-lead event timeline and the suppression list.
+"""The tables, in one file because they read best whole: pages and visits; leads, their
+event timeline and the suppression list; enrolments, deliveries, tracked links and
+upgrades; owners and API tokens; webhooks and their deliveries; the report rollups;
+the shared rate-limit counters.
 
 Timestamps are naive UTC (see `capture.clock`). Indexes follow the queries the dashboard
 and the scheduler run: by page and time, by state, by source.

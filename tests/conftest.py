@@ -1,5 +1,8 @@
-"""Shared fixtures: a fresh app and database per test, the client, the CLI runner,
-an outbox reader and the opt-in helper.
+"""Shared fixtures and helpers: a fresh app and database per test (or one with no
+tables yet), the client, the CLI runner, an outbox reader, the opt-in helpers, real
+SMTP and webhook servers on loopback, one email already sent, the frozen clock and
+the owner's log-in. Plain factories (step files, enrolled leads, webhook endpoints,
+CSV files) are in tests/factories.py.
 
 The database is a SQLite file per test, or, when CAPTURE_TEST_DATABASE_URL is set,
 a PostgreSQL schema made for this run (tables emptied between tests).
@@ -8,21 +11,26 @@ a PostgreSQL schema made for this run (tables emptied between tests).
 import asyncio
 import email
 import email.policy
+import json
 import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.routing import IntegerConverter, PathConverter
 
 from capture import create_app
 from capture.db import db
 from config import ROOT, TestConfig
+from tests.factories import add_lead, sequence_folder, tick, write_step
 
 POSTGRES_URL = os.environ.get("CAPTURE_TEST_DATABASE_URL")
 
@@ -95,6 +103,33 @@ def _empty_tables():
         names = ", ".join(table.name for table in db.metadata.sorted_tables)
         db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         db.session.commit()
+
+
+@pytest.fixture
+def fresh_database(tmp_path):
+    """A new, empty database: a SQLite file, or a new PostgreSQL schema."""
+    if not POSTGRES_URL:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url, drop = new_postgres_schema("capture_fresh")
+    yield url
+    drop()
+
+
+@pytest.fixture
+def fresh_app(tmp_path, fresh_database):
+    """An app on a new, empty database: no tables until `init` runs."""
+    config = {
+        **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": fresh_database,
+        "SEQUENCES_DIR": str(tmp_path / "sequences"),
+    }
+    app = create_app(config)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture
@@ -181,6 +216,12 @@ def send_confirmations(app) -> int:
 
     with app.app_context():
         return confirmations.send_queued()
+
+
+def sign_up(app, client, email="ann@example.com", slug="offer", query="", **fields):
+    response = optin(client, slug, query=query, email=email, **fields)
+    assert response.status_code == 303, response.status_code
+    return lead_of(app, email)
 
 
 @pytest.fixture
@@ -319,6 +360,68 @@ def smtp_app(make_app, smtp, tmp_path):
                     SEQUENCES_DIR=str(folder), POSTAL_ADDRESS="1 Main St, Springfield")
 
 
+class Receiver:
+    """A ThreadingHTTPServer on 127.0.0.1 that keeps every POST (path, headers, raw body)
+    and answers from a script: a status per request (then 200), or "hang" to answer
+    nothing until the test ends. With `tls` (certificate and key files) it speaks HTTPS."""
+
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+        self.requests: list[dict] = []
+        self.replies: list = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.requests.append({"path": self.path, "headers": self.headers,
+                                              "body": raw})
+                    reply = receiver.replies.pop(0) if receiver.replies else 200
+                if reply == "hang":
+                    receiver.release.wait(10)
+                    return
+                self.send_response(reply)
+                if 300 <= reply < 400:
+                    self.send_header("Location", f"{receiver.url}/elsewhere")
+                answer = b"ok" if reply < 400 else b"server trouble"
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self) -> list[str]:
+        return [json.loads(r["body"])["event"] for r in self.requests]
+
+
+@pytest.fixture
+def receiver():
+    """A webhook endpoint: the real HTTP server the endpoints point at."""
+    server = Receiver()
+    yield server
+    server.stop()
+
+
 class Clock:
     """Time under the test's control: every module reads it through capture.clock."""
 
@@ -339,15 +442,31 @@ def clock(monkeypatch):
     return frozen
 
 
-def write_step(folder: Path, filename: str, subject: str, body: str, **front) -> Path:
-    """Write a step file with front matter."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["---", f"subject: {subject!r}" if "'" not in subject else f'subject: "{subject}"']
-    lines += [f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}"
-              for key, value in front.items()]
-    path = folder / filename
-    path.write_text("\n".join([*lines, "---", body, ""]), encoding="utf-8")
-    return path
+# A person's mail client opening an email (not a scanner).
+HUMAN = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari"
+
+
+@pytest.fixture
+def sent(smtp_app, smtp, clock):
+    """One email sent to Ann with a normal link, a mailto and the unsubscribe link."""
+    write_step(
+        sequence_folder(smtp_app), "01-hi.md", "Hi",
+        "Read [the guide](https://example.com/guide?a=1&b=2).\n\n"
+        "Or write to [us](mailto:help@example.com).\n\n"
+        "[Leave]({{ unsubscribe_url }})\n\nAlso https://example.com/plain",
+        delay=0,
+    )
+    lead_id = add_lead(smtp_app)
+    tick(smtp_app)
+    clock.advance(minutes=5)  # later than any scanner's "too soon"
+    message = smtp.messages[0]
+    return {
+        "lead_id": lead_id,
+        "message": message,
+        "html": message.get_body(("html",)).get_content(),
+        "text": message.get_body(("plain",)).get_content(),
+        "client": smtp_app.test_client(),
+    }
 
 
 OWNER_EMAIL = "owner@example.com"
@@ -379,6 +498,47 @@ def owner(app):
     response = login(client)
     assert response.status_code == 302, response.status_code
     return client
+
+
+def owner_client(app):
+    """A client of `app` logged in as the owner (created if missing)."""
+    from capture.access.owners import create_owner
+    from capture.models import Owner
+
+    with app.app_context():
+        if db.session.scalar(sa.select(Owner.id).where(Owner.email == OWNER_EMAIL)) is None:
+            create_owner(OWNER_EMAIL, OWNER_PASSWORD)
+    client = app.test_client()
+    assert login(client).status_code == 302
+    return client
+
+
+def admin_urls(app) -> list[tuple[str, str, str]]:
+    """(endpoint, method, url) of every dashboard route but the log-in form, with
+    made-up values for its parameters."""
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+            continue
+        values = {}
+        for name, converter in rule._converters.items():
+            if isinstance(converter, IntegerConverter):
+                values[name] = 1
+            elif isinstance(converter, PathConverter):
+                values[name] = "some/thing"
+            else:
+                values[name] = "something"
+        url = rule.build(values)[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            urls.append((rule.endpoint, method, url))
+    return urls
+
+
+def banners(html: str) -> dict[str, str]:
+    """The overview's warning banners: their text by data-warning kind."""
+    return {kind: re.sub(r"\s+", " ", text).strip() for kind, text in
+            re.findall(r'<div class="banner[^"]*" role="alert" data-warning="(\w+)">(.*?)</div>',
+                       html, re.S)}
 
 
 def count(app, model) -> int:

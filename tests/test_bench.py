@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The benchmark's own gunicorn and load generator: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

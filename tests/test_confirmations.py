@@ -6,7 +6,6 @@ import logging
 import socket
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select, update
@@ -16,14 +15,15 @@ from capture.leads import lifecycle as leads
 from capture.mail import compose as rendering
 from capture.db import db
 from capture.models import Event, Lead, Suppression
-from tests.admin.test_overview import banners, owner_client
 from tests.conftest import (
     POSTGRES_URL,
+    banners,
     body_text,
     count,
     create_page,
     form_tokens,
     lead_of,
+    owner_client,
     send_confirmations,
 )
 

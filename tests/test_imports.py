@@ -15,14 +15,7 @@ from capture.leads.imports import importer as imports
 from capture.db import db
 from capture.models import Enrollment, Event, Lead, Suppression
 from tests.conftest import count, create_page, lead_of
-
-HEADER = "email,name,country,consent,utm_source\n"
-
-
-def write(tmp_path, text: str, name: str = "list.csv", encoding: str = "utf-8"):
-    path = tmp_path / name
-    path.write_bytes(text.encode(encoding))
-    return path
+from tests.factories import FIELDS, HEADER, run_import, write
 
 
 def add_lead(app, email: str, **values) -> None:
@@ -37,11 +30,6 @@ def suppress(app, email: str) -> None:
         db.session.commit()
 
 
-def run_import(app, path, slug="offer", **options) -> imports.Report:
-    with app.app_context():
-        return imports.import_file(path, slug, **options)
-
-
 def events_of(app, email: str) -> list[tuple[str, dict]]:
     with app.app_context():
         lead_id = db.session.scalar(select(Lead.id).where(Lead.email == email))
@@ -52,16 +40,6 @@ def events_of(app, email: str) -> list[tuple[str, dict]]:
 def emails(app) -> list[str]:
     with app.app_context():
         return sorted(db.session.scalars(select(Lead.email)))
-
-
-FIELDS = [
-    {"name": "name", "label": "Name", "type": "text", "required": False},
-    {"name": "email", "label": "Email", "type": "email", "required": True},
-    {"name": "country", "label": "Country", "type": "country", "required": False},
-    {"name": "plan", "label": "Plan", "type": "select", "required": False,
-     "options": ["Basic", "Pro"]},
-    {"name": "phone", "label": "Phone", "type": "tel", "required": False},
-]
 
 
 @pytest.fixture

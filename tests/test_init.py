@@ -13,34 +13,7 @@ from capture import create_app
 from capture.db import db
 from capture.models import Page
 from config import ROOT, TestConfig
-from tests.conftest import POSTGRES_URL, new_postgres_schema, optin
-
-
-@pytest.fixture
-def fresh_database(tmp_path):
-    """A new, empty database: a SQLite file, or a new PostgreSQL schema."""
-    if not POSTGRES_URL:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    url, drop = new_postgres_schema("capture_fresh")
-    yield url
-    drop()
-
-
-@pytest.fixture
-def fresh_app(tmp_path, fresh_database):
-    """An app on a new, empty database: no tables until `init` runs."""
-    config = {
-        **{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()},
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": fresh_database,
-        "SEQUENCES_DIR": str(tmp_path / "sequences"),
-    }
-    app = create_app(config)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+from tests.conftest import POSTGRES_URL, optin
 
 
 def init(app):

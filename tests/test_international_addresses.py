@@ -16,7 +16,7 @@ from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page, Upgrade
 from tests.conftest import (SmtpCollector, _free_port, count, create_page, lead_of, optin,
                             send_confirmations)
-from tests.test_sending import add_lead, three_steps, tick
+from tests.factories import add_lead, three_steps, tick
 
 ASCII_FORM = "max@xn--mnchen-3ya.de"
 UNICODE_FORM = "max@münchen.de"
@@ -287,7 +287,8 @@ def test_a_confirmation_that_cannot_be_built_fails_without_a_500(app, client, de
 def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, monkeypatch):
     from capture.webhooks import delivery, outbound
     from capture.models import WebhookDelivery
-    from tests.test_webhooks import Receiver, add_webhook
+    from tests.conftest import Receiver
+    from tests.factories import add_webhook
 
     app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
     receiver = Receiver()

@@ -50,6 +50,7 @@ def test_redacting_filter_for_a_logging_config():
     assert record.getMessage() == "GET /c/ImFi…"
 
 
+@pytest.mark.slow
 def test_gunicorn_access_log_lines_are_redacted(tmp_path):
     """gunicorn with `--logger-class capture.web.logredact.GunicornLogger` (a real server):
     the request line, query string and Referer of its access log hold no token."""

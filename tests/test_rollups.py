@@ -1,7 +1,8 @@
 """The report rollups (`capture.numbers.rollups`) after changes made once a report already read
 them: each change shows in the next report, exactly as counting the rows gives it.
 
-The data set is the one of tests/test_metrics.py (two pages, D1 and D2 in the period).
+The data set is the one of tests/test_metrics.py (tests/metrics_data.py: two pages, D1
+and D2 in the period).
 """
 
 from decimal import Decimal
@@ -18,9 +19,8 @@ from capture.db import db
 from capture.models import Delivery, Event, Lead, Page, Visit
 from capture.leads.timeline import insert_event
 from tests.conftest import POSTGRES_URL, create_page
-from tests.test_imports import FIELDS, HEADER, run_import, write
-from tests.test_init import fresh_app, fresh_database  # noqa: F401 - fixtures
-from tests.test_metrics import (
+from tests.factories import FIELDS, HEADER, run_import, write
+from tests.metrics_data import (
     ALPHA,
     BETA,
     D1,
@@ -262,7 +262,7 @@ def test_a_report_for_part_of_a_day_counts_the_rows(app, pages):
 
 
 def test_upgrading_a_database_with_rows_keeps_every_report_number(
-    app, fresh_app,  # noqa: F811
+    app, fresh_app,
 ):
     # The rows are made with today's models, then copied into a database at the
     # revision before the rollups (the columns it has; later ones did not exist).

@@ -2,7 +2,6 @@
 
 import re
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -11,57 +10,16 @@ from capture.leads import lifecycle as leads
 from capture.mail import engine, membership
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Page, Suppression
-from tests.conftest import send_confirmations, write_step
-
-
-def sequence_folder(app, name="course") -> Path:
-    return Path(app.config["SEQUENCES_DIR"]) / name
-
-
-def three_steps(app, name="course") -> Path:
-    folder = sequence_folder(app, name)
-    write_step(folder, "01-welcome.md", "Welcome, {{ lead.first_name }}",
-               "Hi {{ lead.first_name }}, here is [your guide](https://example.com/guide).",
-               delay=0, preheader="Your guide inside")
-    write_step(folder, "02-tips.md", "Three tips", "Tip one.", delay="2d")
-    write_step(folder, "03-offer.md", "An offer",
-               "[Upgrade](https://shop.example.com/buy?ref={{ lead.ref }})", delay="3d")
-    return folder
-
-
-def add_lead(app, email="ann@example.com", name="Ann Lee", sequence="course", **values):
-    """An approved, subscribed lead on a page whose sequence is `sequence`, enrolled."""
-    with app.app_context():
-        page = db.session.scalar(select(Page).where(Page.slug == "course-page"))
-        if page is None:
-            page = Page(slug="course-page", title="The Course", fields=[], rules={},
-                        sequence=sequence)
-            db.session.add(page)
-            db.session.flush()
-        lead = Lead(email=email, name=name, public_ref=f"ref-{email.split('@')[0]}",
-                    page_id=page.id, review="approved", subscription="subscribed", **values)
-        db.session.add(lead)
-        db.session.flush()
-        membership.enroll(lead)
-        db.session.commit()
-        return lead.id
-
-
-def tick(app):
-    with app.app_context():
-        return engine.tick()
-
-
-def deliveries(app, lead_id=None):
-    with app.app_context():
-        query = select(Delivery.step, Delivery.status).order_by(Delivery.id)
-        if lead_id:
-            query = query.where(Delivery.lead_id == lead_id)
-        return [tuple(row) for row in db.session.execute(query)]
-
-
-def subjects(smtp):
-    return [str(m["Subject"]) for m in smtp.messages]
+from tests.conftest import send_confirmations
+from tests.factories import (
+    add_lead,
+    deliveries,
+    sequence_folder,
+    subjects,
+    three_steps,
+    tick,
+    write_step,
+)
 
 
 def test_first_step_goes_at_once_and_the_next_only_after_its_delay(smtp_app, smtp, clock):

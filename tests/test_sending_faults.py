@@ -13,14 +13,15 @@ from capture.mail import compose as rendering
 from capture.mail import actions, work_queue
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Suppression
-from tests.conftest import count, create_page, optin, write_step
-from tests.test_sending import (
+from tests.conftest import count, create_page, optin
+from tests.factories import (
     add_lead,
     deliveries,
     sequence_folder,
     subjects,
     three_steps,
     tick,
+    write_step,
 )
 
 

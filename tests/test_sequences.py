@@ -15,8 +15,7 @@ from capture.db import db
 from capture.models import Lead, Page
 from capture.mail.sequences import Library
 from config import ROOT, Config
-from tests.conftest import write_step
-from tests.test_sending import add_lead
+from tests.factories import add_lead, write_step
 
 
 def write(folder: Path, filename: str, text: str) -> Path:

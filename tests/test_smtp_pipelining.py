@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.test_sending import add_lead, deliveries, three_steps, tick
+from tests.factories import add_lead, deliveries, three_steps, tick
 
 
 @contextmanager

@@ -10,34 +10,10 @@ from sqlalchemy import func, select
 from capture.leads import upgrades as engagement
 from capture.db import db
 from capture.models import Event, Lead, Upgrade
-from tests.conftest import write_step
-from tests.test_sending import add_lead, sequence_folder, tick
+from tests.conftest import HUMAN
+from tests.factories import add_lead, sequence_folder, tick, write_step
 
-HUMAN = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari"
 BASE = "http://127.0.0.1:5000"
-
-
-@pytest.fixture
-def sent(smtp_app, smtp, clock):
-    """One email sent to Ann with a normal link, a mailto and the unsubscribe link."""
-    write_step(
-        sequence_folder(smtp_app), "01-hi.md", "Hi",
-        "Read [the guide](https://example.com/guide?a=1&b=2).\n\n"
-        "Or write to [us](mailto:help@example.com).\n\n"
-        "[Leave]({{ unsubscribe_url }})\n\nAlso https://example.com/plain",
-        delay=0,
-    )
-    lead_id = add_lead(smtp_app)
-    tick(smtp_app)
-    clock.advance(minutes=5)  # later than any scanner's "too soon"
-    message = smtp.messages[0]
-    return {
-        "lead_id": lead_id,
-        "message": message,
-        "html": message.get_body(("html",)).get_content(),
-        "text": message.get_body(("plain",)).get_content(),
-        "client": smtp_app.test_client(),
-    }
 
 
 def events(app, kind):

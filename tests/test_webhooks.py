@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import threading
 from datetime import UTC, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -27,74 +26,10 @@ from capture.mail import engine, outcomes
 from capture import links as tokens
 from capture.webhooks import events as webhooks
 from capture.db import db
-from capture.models import Lead, Page, Webhook, WebhookDelivery
+from capture.models import Lead, Webhook, WebhookDelivery
 from capture.settings import SettingError
-from tests.conftest import confirm, create_page, csrf_of, lead_of, optin
-
-ALL = list(webhooks.EVENTS)
-
-
-# --- the receiving end: a real HTTP server ----------------------------------------------
-
-class Receiver:
-    """A ThreadingHTTPServer on 127.0.0.1 that keeps every POST (path, headers, raw body)
-    and answers from a script: a status per request (then 200), or "hang" to answer
-    nothing until the test ends. With `tls` (certificate and key files) it speaks HTTPS."""
-
-    def __init__(self, tls: tuple[str, str] | None = None) -> None:
-        self.requests: list[dict] = []
-        self.replies: list = []
-        self.lock = threading.Lock()
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.lock:
-                    receiver.requests.append({"path": self.path, "headers": self.headers,
-                                              "body": raw})
-                    reply = receiver.replies.pop(0) if receiver.replies else 200
-                if reply == "hang":
-                    receiver.release.wait(10)
-                    return
-                self.send_response(reply)
-                if 300 <= reply < 400:
-                    self.send_header("Location", f"{receiver.url}/elsewhere")
-                answer = b"ok" if reply < 400 else b"server trouble"
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-            self.url = f"https://localhost:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self) -> list[str]:
-        return [json.loads(r["body"])["event"] for r in self.requests]
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.stop()
+from tests.conftest import Receiver, confirm, create_page, csrf_of, optin, sign_up
+from tests.factories import add_webhook, deliver, rows
 
 
 @pytest.fixture
@@ -103,35 +38,9 @@ def app(make_app):
     return make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
 
 
-def add_webhook(app, url, events=None, page=None, active=True) -> int:
-    """An endpoint (for the page with slug `page`, if given); returns its id."""
-    with app.app_context():
-        page_id = db.session.scalar(select(Page.id).where(Page.slug == page)) if page else None
-        hook = Webhook(url=url, secret=endpoints.new_secret(), events=events or ALL,
-                       page_id=page_id, active=active)
-        db.session.add(hook)
-        db.session.commit()
-        return hook.id
-
-
 def secret_of(app, webhook_id) -> str:
     with app.app_context():
         return db.session.get(Webhook, webhook_id).secret
-
-
-def rows(app, **filters) -> list[WebhookDelivery]:
-    """Delivery rows, oldest first, detached."""
-    with app.app_context():
-        found = db.session.scalars(select(WebhookDelivery).filter_by(**filters)
-                                   .order_by(WebhookDelivery.id)).all()
-        for row in found:
-            db.session.expunge(row)
-        return list(found)
-
-
-def deliver(app) -> delivery.Summary:
-    with app.app_context():
-        return delivery.deliver_due()
 
 
 def body_of(request) -> dict:
@@ -145,12 +54,6 @@ def verify(secret: str, request) -> bool:
     signed = parts["t"].encode() + b"." + request["body"]
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, parts["v1"])
-
-
-def sign_up(app, client, email="ann@example.com", slug="offer", query="", **fields):
-    response = optin(client, slug, query=query, email=email, **fields)
-    assert response.status_code == 303, response.status_code
-    return lead_of(app, email)
 
 
 # --- signature and headers ------------------------------------------------------------

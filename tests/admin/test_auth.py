@@ -5,12 +5,11 @@ import re
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.routing import IntegerConverter, PathConverter
 
 from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Owner
-from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, csrf_of, login
+from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, admin_urls, csrf_of, login
 
 FAILURE_MESSAGE = "Wrong email or password."
 THROTTLE_MESSAGE = "Too many failed attempts"
@@ -31,27 +30,6 @@ def login_token(client, path="/admin/login") -> str:
 def session_cookie(client) -> str | None:
     cookie = client.get_cookie("session")
     return cookie.value if cookie else None
-
-
-def admin_urls(app) -> list[tuple[str, str, str]]:
-    """(endpoint, method, url) of every dashboard route but the log-in form, with
-    made-up values for its parameters."""
-    urls = []
-    for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
-            continue
-        values = {}
-        for name, converter in rule._converters.items():
-            if isinstance(converter, IntegerConverter):
-                values[name] = 1
-            elif isinstance(converter, PathConverter):
-                values[name] = "some/thing"
-            else:
-                values[name] = "something"
-        url = rule.build(values)[1]
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            urls.append((rule.endpoint, method, url))
-    return urls
 
 
 # --- every page needs a log-in ----------------------------------------------------------

@@ -11,9 +11,9 @@ from capture.mail import backends as mail
 from capture.mail import actions
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead
-from tests.admin.test_sequences import owner_of
+from tests.admin.conftest import owner_of
 from tests.conftest import csrf_of
-from tests.test_sending import add_lead, deliveries, subjects, three_steps, tick
+from tests.factories import add_lead, deliveries, subjects, three_steps, tick
 
 
 def place(app, lead_id):

@@ -4,7 +4,7 @@ import html
 import re
 
 from capture.models import Page
-from tests.admin.test_pages import form_data, get_page, page_id
+from tests.admin.conftest import form_data, get_page, page_id
 from tests.conftest import count, create_page, csrf_of
 
 BLOG = "https://blog.example.com"

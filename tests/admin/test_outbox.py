@@ -8,7 +8,7 @@ from pathlib import Path
 
 from capture.mail import backends as mail
 from capture.mail import outbox
-from tests.admin.test_sequences import owner_of
+from tests.admin.conftest import owner_of
 
 
 def send(app, subject, to="ann@example.com", text="Hello.", html_part="<p>Hello.</p>"):

@@ -13,15 +13,14 @@ import pytest
 from sqlalchemy import select
 
 from capture.numbers import metrics, periods
-from capture.access.owners import create_owner
 from capture.db import db
-from capture.models import Delivery, Lead, Owner, Page, Visit
-from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, login, write_step
-from tests.test_metrics import seed
-from tests.test_sending import add_lead as add_enrolled_lead
-from tests.test_sending import three_steps, tick
+from capture.models import Delivery, Lead, Page, Visit
+from tests.admin.conftest import PERIODS, shown
+from tests.conftest import banners, owner_client
+from tests.factories import add_lead as add_enrolled_lead
+from tests.factories import three_steps, tick, write_step
+from tests.metrics_data import seed
 
-PERIODS = ("today", "7d", "30d", "all")
 CARDS = {
     "visitors": "count", "leads": "count", "imported": "count", "conversion_rate": "percent",
     "approval_rate": "percent", "confirmed": "count", "revenue": "money",
@@ -31,18 +30,6 @@ CARDS = {
 
 
 # --- reading the page ---------------------------------------------------------------
-
-def shown(kind: str, value) -> str:
-    """How the dashboard must show a number: rates in % with one decimal, money with
-    two decimals, "-" when undefined."""
-    if value is None:
-        return "-"
-    if kind == "percent":
-        return f"{value * 100:.1f}%"
-    if kind == "money":
-        return f"{value:,.2f}"
-    return f"{value:,}"
-
 
 class Cards(HTMLParser):
     """The value (<strong>) of each card, by its data-metric."""
@@ -83,22 +70,6 @@ def chart_svg(html: str) -> str | None:
 def polyline_points(svg: str, series: str) -> list[tuple[float, float]]:
     points = re.search(rf'<polyline class="line {series}" points="([^"]*)"', svg).group(1)
     return [tuple(map(float, pair.split(","))) for pair in points.split()]
-
-
-def banners(html: str) -> dict[str, str]:
-    return {kind: re.sub(r"\s+", " ", text).strip() for kind, text in
-            re.findall(r'<div class="banner[^"]*" role="alert" data-warning="(\w+)">(.*?)</div>',
-                       html, re.S)}
-
-
-def owner_client(app):
-    """A client of `app` logged in as the owner (created if missing)."""
-    with app.app_context():
-        if db.session.scalar(select(Owner.id).where(Owner.email == OWNER_EMAIL)) is None:
-            create_owner(OWNER_EMAIL, OWNER_PASSWORD)
-    client = app.test_client()
-    assert login(client).status_code == 302
-    return client
 
 
 @pytest.fixture

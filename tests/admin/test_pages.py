@@ -13,65 +13,13 @@ from capture.numbers import metrics
 from capture.db import db
 from capture.models import Lead, Page, Visit
 from capture.pages.service import unique_slug
+from tests.admin.conftest import form_data, get_page, page_id
 from tests.conftest import create_page, csrf_of, optin
-
-
-def form_data(token: str, **overrides) -> dict:
-    """A complete, valid editor form as the browser posts it (checkboxes: present = on)."""
-    data = {
-        "csrf_token": token,
-        "slug": "guide",
-        "title": "The Guide",
-        "headline": "Get the guide today",
-        "body": "Read **this**.",
-        "rows-0-name": "name", "rows-0-label": "First name", "rows-0-kind": "text",
-        "rows-1-name": "email", "rows-1-label": "Your email", "rows-1-kind": "email",
-        "rows-1-required": "y",
-        "rows-2-name": "size", "rows-2-label": "Team size", "rows-2-kind": "select",
-        "rows-2-options": "1-10, 11-50, 51+",
-        "rows-3-name": "country", "rows-3-label": "Country", "rows-3-kind": "country",
-        "rows-3-required": "y",
-        "rows-4-name": "", "rows-4-label": "", "rows-4-kind": "text",
-        "button": "Send it",
-        "consent": "I agree to receive emails.",
-        "double_opt_in": "y",
-        "sequence": "welcome",
-        "thank_you": "## Thanks!",
-        "redirect_url": "",
-        "review": "manual",
-        "countries": "us, CA",
-        "required_fields": "size",
-        "block_domains": "spam.example\nbad.example",
-        "block_disposable": "y",
-        "payout": "2.50",
-        "currency": "eur",
-        "template": "default.html",
-        "published": "y",
-    }
-    for key, value in overrides.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
 
 
 def count(app, model) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(model))
-
-
-def page_id(app, slug: str) -> int:
-    with app.app_context():
-        return db.session.scalar(select(Page.id).where(Page.slug == slug))
-
-
-def get_page(app, slug: str) -> Page | None:
-    with app.app_context():
-        page = db.session.scalar(select(Page).where(Page.slug == slug))
-        if page is not None:
-            db.session.expunge(page)
-        return page
 
 
 def row_of(page_html: str, slug: str) -> str:

@@ -10,7 +10,7 @@ from capture.numbers import attention as warnings
 from capture.db import db
 from capture.models import Delivery, Enrollment, Lead, Page
 from tests.conftest import create_page
-from tests.test_sending import add_lead, three_steps, tick
+from tests.factories import add_lead, three_steps, tick
 
 
 def test_enter_in_the_bulk_reason_box_rejects_not_approves(owner, app):

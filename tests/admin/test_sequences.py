@@ -9,20 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from capture.numbers import sequence_steps
-from capture.access.owners import create_owner
 from capture.db import db
 from capture.models import Delivery, Enrollment, Event, Lead, Link, Page
-from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, Outbox, csrf_of, login, write_step
-from tests.test_sending import add_lead, three_steps, tick
-
-
-def owner_of(app):
-    """A client logged in as the owner of `app` (an app made with custom settings)."""
-    with app.app_context():
-        create_owner(OWNER_EMAIL, OWNER_PASSWORD)
-    client = app.test_client()
-    assert login(client).status_code == 302
-    return client
+from tests.admin.conftest import owner_of
+from tests.conftest import OWNER_EMAIL, Outbox, csrf_of
+from tests.factories import add_lead, three_steps, tick, write_step
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from capture.numbers import metrics, ordering, periods
 from capture.db import db
 from capture.models import Lead, Page, Visit
-from tests.admin.test_overview import PERIODS, shown
+from tests.admin.conftest import PERIODS, shown
 from tests.conftest import optin
-from tests.test_metrics import seed
+from tests.metrics_data import seed
 
 COLUMNS = {
     "visitors": "count", "leads": "count", "conversion_rate": "percent",

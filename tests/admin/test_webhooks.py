@@ -10,19 +10,11 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.models import Page, Webhook, WebhookDelivery
-from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, create_page, csrf_of, login
-from tests.test_webhooks import Receiver, add_webhook, deliver, rows, sign_up
+from tests.conftest import OWNER_EMAIL, OWNER_PASSWORD, create_page, csrf_of, login, sign_up
+from tests.factories import add_webhook, deliver, rows
 
 ALL_EVENTS = ["lead.created", "lead.confirmed", "lead.approved", "lead.rejected",
               "lead.unsubscribed", "upgrade.recorded"]
-
-
-@pytest.fixture
-def receiver():
-    """The real HTTP server the endpoints point at (see tests/test_webhooks.py)."""
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -23,6 +23,15 @@ if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (.ci/run installs it)", allow_module_level=True)
 
 
+def pytest_collection_modifyitems(items):
+    """Every test here drives chromium against real processes: mark it slow (`make
+    test-fast` leaves these out)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Capture served by gunicorn with a scheduler process and a real SMTP peer."""
@@ -105,6 +114,16 @@ def link_in(message, pattern: str) -> str:
     match = re.search(pattern, text)
     assert match, f"no {pattern} in: {text}"
     return match.group(0)
+
+
+def opt_in(page, stack, email, name="Robin", query="?utm_source=newsletter&utm_campaign=nov"):
+    """Opt in on the launch page of `stack` as a person does."""
+    page.goto(f"{stack.base_url}/p/launch{query}")
+    page.get_by_label("First name").fill(name)
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Send me the guide").check()
+    page.wait_for_timeout(2100)  # people take longer than the minimum fill time
+    page.get_by_role("button", name="Subscribe").click()
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@ edit a page and see it live, preview a sequence step."""
 
 import re
 
-from tests.e2e.conftest import link_in
-from tests.e2e.test_visitor_journey import opt_in
+from tests.e2e.conftest import link_in, opt_in
 
 
 def test_owner_sees_the_lead_with_its_source_and_timeline(page, owner_page, stack):

@@ -2,16 +2,7 @@
 
 import re
 
-from tests.e2e.conftest import link_in
-
-
-def opt_in(page, stack, email, name="Robin", query="?utm_source=newsletter&utm_campaign=nov"):
-    page.goto(f"{stack.base_url}/p/launch{query}")
-    page.get_by_label("First name").fill(name)
-    page.get_by_label("Email", exact=True).fill(email)
-    page.get_by_label("Send me the guide").check()
-    page.wait_for_timeout(2100)  # people take longer than the minimum fill time
-    page.get_by_role("button", name="Subscribe").click()
+from tests.e2e.conftest import link_in, opt_in
 
 
 def test_visitor_confirms_gets_the_welcome_email_and_its_link_lands_right(page, stack):

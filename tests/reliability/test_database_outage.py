@@ -22,6 +22,7 @@ from capture.leads.upgrades import postback_signature
 from capture.db import db
 from capture.models import Event, Lead
 from tests.conftest import (
+    HUMAN,
     POSTGRES_URL,
     body_text,
     confirm,
@@ -31,7 +32,6 @@ from tests.conftest import (
     optin,
     send_confirmations,
 )
-from tests.test_tracking import HUMAN, sent  # noqa: F401  (the `sent` fixture)
 
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's write lock")
 postgres_only = pytest.mark.skipif(not POSTGRES_URL, reason="needs the PostgreSQL server")
@@ -180,7 +180,7 @@ def test_opt_in_page_view_during_a_long_lock_is_a_clear_503(app, demo_page):
 
 
 @sqlite_only
-def test_links_in_an_email_during_a_long_lock(smtp_app, sent):  # noqa: F811
+def test_links_in_an_email_during_a_long_lock(smtp_app, sent):
     busy_timeout(smtp_app, 200)
     client = sent["client"]
     click = re.search(r"http://127\.0\.0\.1:5000(/c/[\w-]+)", sent["text"]).group(1)
@@ -346,7 +346,7 @@ def test_links_while_postgresql_is_unreachable(relayed_app):
 
 @sqlite_only
 def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(
-    smtp_app, sent, caplog  # noqa: F811
+    smtp_app, sent, caplog
 ):
     busy_timeout(smtp_app, 200)
     pixel = re.search(r"http://127\.0\.0\.1:5000(/o/[\w.-]+)", sent["html"]).group(1)
@@ -361,7 +361,7 @@ def test_an_open_during_a_long_lock_logs_one_line_not_a_traceback(
 
 @sqlite_only
 def test_tokens_of_links_met_by_a_locked_database_never_reach_the_log(
-    smtp_app, sent, caplog  # noqa: F811
+    smtp_app, sent, caplog
 ):
     """Issue 15.9: `GET /confirm/<token>` with the database locked logged the whole
     token (the 503's log line names the path). Confirm, click, pixel and unsubscribe

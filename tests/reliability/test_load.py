@@ -10,10 +10,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import pytest
 import sqlalchemy as sa
 
 from tests.live import start_stack
-from tests.reliability.test_concurrency import BROWSER, Visitor
+from tests.reliability.conftest import BROWSER, Visitor
+
+# A real stack under a burst of load: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 READERS = 60  # leads whose welcome email is opened and clicked during the burst
 QUEUED = 300  # leads the scheduler sends to during the burst

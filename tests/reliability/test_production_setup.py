@@ -24,6 +24,9 @@ from config import Config
 from tests.conftest import _free_port, form_tokens
 from tests.live import BIN, ROOT, start_stack
 
+# Real nginx in front of real gunicorn: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 DEPLOY = ROOT / "deploy"
 SERVER_NAME = "capture.example.com"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"

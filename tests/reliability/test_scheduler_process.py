@@ -13,10 +13,14 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from tests.conftest import SmtpCollector
 from tests.live import OWNER_EMAIL, OWNER_PASSWORD, start_stack
+
+# Real scheduler processes, killed mid-batch: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 class SlowSmtp(SmtpCollector):

@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import form_tokens
 from tests.live import OWNER_EMAIL, start_stack
 
+# Several real gunicorn workers: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
 REDIS = "redis://127.0.0.1:6379"
 

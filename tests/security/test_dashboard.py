@@ -8,8 +8,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from capture.db import db
 from capture.models import Lead, Owner, Page
-from tests.admin.test_auth import admin_urls
-from tests.conftest import create_page, csrf_of
+from tests.conftest import admin_urls, create_page, csrf_of
 
 # Rows a dashboard action could create, change or delete.
 WATCHED = (Lead, Page, Owner)

@@ -62,6 +62,7 @@ def assert_too_large(status: int, page: str) -> None:
     assert "larger than this site accepts" in page and "Traceback" not in page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/p/launch", "/u/some.token", "/admin/login"])
 def test_a_huge_content_length_is_refused_before_the_body_is_read(stack, path):
     status, page = exchange(stack.base_url, form_head(
@@ -69,6 +70,7 @@ def test_a_huge_content_length_is_refused_before_the_body_is_read(stack, path):
     assert_too_large(status, page)
 
 
+@pytest.mark.slow
 def test_a_huge_opt_in_is_413_and_stores_nothing(stack):
     body = b"email=big%40example.com&consent=y&name=" + b"x" * (2 * LIMIT)
     status, page = exchange(stack.base_url, form_head(
@@ -77,6 +79,7 @@ def test_a_huge_opt_in_is_413_and_stores_nothing(stack):
     assert "big@example.com" not in [row["email"] for row in stack.leads()]
 
 
+@pytest.mark.slow
 def test_a_chunked_body_past_the_limit_is_413_not_cut_short(stack):
     body = b"email=chunk%40example.com&consent=y&name=" + b"x" * (2 * LIMIT)
     status, page = exchange(stack.base_url, form_head(
@@ -84,6 +87,7 @@ def test_a_chunked_body_past_the_limit_is_413_not_cut_short(stack):
     assert_too_large(status, page)
 
 
+@pytest.mark.slow
 def test_a_small_chunked_opt_in_is_read_whole(stack):
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
@@ -102,6 +106,7 @@ def test_a_small_chunked_opt_in_is_read_whole(stack):
     assert "small@example.com" in [row["email"] for row in stack.leads()]
 
 
+@pytest.mark.slow
 def test_thousands_of_form_parts_are_413(stack):
     body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n' * 1200 + b"--b--\r\n"
     assert len(body) < LIMIT
@@ -110,6 +115,7 @@ def test_thousands_of_form_parts_are_413(stack):
     assert_too_large(status, page)
 
 
+@pytest.mark.slow
 def test_a_huge_postback_is_a_json_413(stack):
     status, page = exchange(stack.base_url, form_head(
         "/postback/upgrade", "application/x-www-form-urlencoded", 10 * 1024 * 1024))

@@ -276,7 +276,7 @@ def task_tokens(args) -> dict:
     """Real pixel and click paths from emails that were sent."""
     from sqlalchemy import select
 
-    from capture.leads import engagement
+    from capture.mail import tracked_links
     from capture.db import db
     from capture.models import Delivery, Link
 
@@ -285,7 +285,7 @@ def task_tokens(args) -> dict:
     tokens = list(db.session.scalars(
         select(Link.token).join(Delivery, Delivery.id == Link.delivery_id)
         .where(Delivery.status == "sent").order_by(Link.id.desc()).limit(args.limit)))
-    return {"pixels": [urlsplit(engagement.pixel_url(i)).path for i in ids],
+    return {"pixels": [urlsplit(tracked_links.pixel_url(i)).path for i in ids],
             "clicks": [f"/c/{token}" for token in tokens]}
 
 

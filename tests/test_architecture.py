@@ -219,6 +219,26 @@ def test_no_import_circle() -> None:
     assert not cycles, "import circles:\n" + "\n".join(cycles)
 
 
+def concern_of(name: str) -> str:
+    """The package a module belongs to (capture.mail.engine → capture.mail); a module
+    directly in capture/ is a concern of its own."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else name
+
+
+def test_no_circle_between_packages() -> None:
+    """Packages depend on each other one way: leads/ (the opt-in enrols a lead) uses
+    mail/, so mail/ never uses leads/; what both need lies below them both."""
+    arrows: dict[tuple[str, str], Import] = {}
+    for arrow in IMPORTS:
+        source, target = concern_of(arrow.source), concern_of(arrow.target)
+        if source != target and not _registers_own_module(arrow):
+            arrows.setdefault((source, target), arrow)
+    wrong = [f"{arrows[pair]} and {arrows[pair[::-1]]}" for pair in sorted(arrows)
+             if pair[0] < pair[1] and pair[::-1] in arrows]
+    assert not wrong, "two packages import each other:\n" + "\n".join(wrong)
+
+
 def upward_imports(below: tuple[str, ...]) -> list[str]:
     return [str(arrow) for arrow in IMPORTS
             if within(arrow.source, below) and arrow.source not in LOW_EXCEPTIONS
@@ -230,17 +250,12 @@ def test_low_modules_import_nothing_above() -> None:
     assert not wrong, "a low module imports a view, command or the app:\n" + "\n".join(wrong)
 
 
-# leads/ and pages/ still borrow the visitor form's field rules, bot check, attribution
-# and origins from public/: being moved by other branches; the merge removes this mark.
 def test_domain_packages_import_nothing_above() -> None:
     wrong = upward_imports(tuple(f"capture.{name}" for name in DOMAIN_PACKAGES))
     assert not wrong, ("a domain module imports a view, command or the app:\n"
                        + "\n".join(wrong))
 
 
-# admin/pages.py and public/embed.py still borrow the page rendering of the
-# public/optin.py blueprint (and admin/pages.py the embed snippet of public/embed.py):
-# split out by another branch; the merge removes this mark.
 def test_no_blueprint_imports_another() -> None:
     wrong = [f"{arrow} (blueprint {mine} imports blueprint {theirs})"
              for arrow, mine, theirs in blueprint_arrows()]
@@ -282,7 +297,6 @@ def test_every_module_says_what_it_owns() -> None:
     assert not wrong, "module without a docstring on its first line:\n" + "\n".join(wrong)
 
 
-# Being split by other branches; the merge removes this mark.
 def test_no_module_is_too_long() -> None:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines())
                for name, path in MODULES.items()}

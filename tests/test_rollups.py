@@ -17,7 +17,7 @@ from capture.numbers import metrics
 from capture.numbers import rollups
 from capture.db import db
 from capture.models import Delivery, Event, Lead, Page, Visit
-from capture.leads.timeline import insert_event
+from capture.timeline import insert_event
 from tests.conftest import POSTGRES_URL, create_page
 from tests.factories import FIELDS, HEADER, run_import, write
 from tests.metrics_data import (

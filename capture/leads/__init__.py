@@ -1,1 +1,1 @@
-"""Leads: the one opt-in, lifecycle, confirmations, timeline, engagement, upgrades, imports."""
+"""Leads: the one opt-in, lifecycle, confirmations, engagement, upgrades, queries, exports, imports."""

@@ -24,7 +24,7 @@ from capture.mail import compose
 from capture.mail import work_queue
 from capture.db import db
 from capture.models import Lead
-from capture.leads.timeline import insert_event
+from capture.timeline import insert_event
 
 log = logging.getLogger(__name__)
 

@@ -6,19 +6,17 @@ marked `machine`, so the metrics can count people only.
 """
 
 import re
-import secrets
-from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
 from capture import clock
 from capture import links
 from capture.web.user_agents import user_agent_matcher
 from capture.db import db
 from capture.models import Delivery, Lead, Link
-from capture.leads.timeline import event_row, insert_events
+from capture.timeline import event_row, insert_events
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
 # before (or instead of) the person. Image proxies that fetch when the person opens
@@ -44,48 +42,6 @@ def is_machine(user_agent: str | None, sent_at, now) -> bool:
     if sent_at is None:
         return False
     return now - sent_at < timedelta(seconds=current_app.config["MACHINE_SECONDS"])
-
-
-# --- links in emails -------------------------------------------------------------
-
-def pixel_url(delivery_id: int) -> str:
-    """The open pixel's URL for one email."""
-    return f"{current_app.config['BASE_URL']}/o/{links.make('open', str(delivery_id))}"
-
-
-def link_tracker(delivery_id: int, *, new: bool = False,
-                 into: list[dict] | None = None) -> Callable[[str], str]:
-    """The rendering hook: store each link target of an email, return its /c/ URL.
-
-    The same target in the same email (a retry renders it again) keeps one token;
-    a `new` delivery has no links yet. With `into`, new links are appended there as
-    rows for `insert_links` (a batch of emails stores its links in one statement)
-    instead of being added to the session."""
-    base = current_app.config["BASE_URL"]
-    existing = {} if new else {
-        link.url: link.token
-        for link in db.session.scalars(select(Link).where(Link.delivery_id == delivery_id))
-    }
-
-    def track(url: str) -> str:
-        token = existing.get(url)
-        if token is None:
-            token = secrets.token_urlsafe(16)
-            row = {"token": token, "delivery_id": delivery_id, "url": url[:2000]}
-            if into is None:
-                db.session.add(Link(**row))
-            else:
-                into.append(row)
-            existing[url] = token
-        return f"{base}/c/{token}"
-
-    return track
-
-
-def insert_links(rows: list[dict]) -> None:
-    """Store the links `link_tracker(..., into=rows)` collected (the caller commits)."""
-    if rows:
-        db.session.connection().execute(insert(Link.__table__), rows)
 
 
 # One query each for the pixel and the click: the email, its lead's page, the link.

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from capture import clock, links
 from capture.db import db
-from capture.leads.timeline import record_event
+from capture.timeline import record_event
 from capture.mail import membership
 from capture.models import Delivery, Event, Lead, Suppression
 from capture.webhooks import events

@@ -26,7 +26,7 @@ from capture import clock
 from capture.db import db
 from capture.leads import lifecycle
 from capture.leads.review import review_verdict
-from capture.leads.timeline import event_row, insert_events
+from capture.timeline import event_row, insert_events
 from capture.mail import membership
 from capture.models import ATTRIBUTION_KEYS, Lead, Page, Suppression, Visit
 from capture.webhooks import events

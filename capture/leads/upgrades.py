@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from capture.db import db
-from capture.leads.timeline import record_event
+from capture.timeline import record_event
 from capture.models import Lead, Upgrade
 from capture.webhooks import events
 

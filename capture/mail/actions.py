@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from capture import clock
 from capture.db import db
-from capture.leads.timeline import record_event
+from capture.timeline import record_event
 from capture.mail import backends, compose, membership, mime
 from capture.mail.sequences import Library, Sequence, Step
 from capture.models import Delivery, Page, Suppression

@@ -12,8 +12,7 @@ from sqlalchemy import bindparam, update
 
 from capture import claims, clock, links
 from capture.db import db
-from capture.leads import engagement
-from capture.mail import backends, compose, membership, mime, outcomes, work_queue
+from capture.mail import backends, compose, membership, mime, outcomes, tracked_links, work_queue
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Sequence, Step
 from capture.models import Delivery, Enrollment, Lead
@@ -31,14 +30,14 @@ def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
     link; or None and why it cannot be rendered for this lead (the template's error,
     or an unexpected error's class and message). A retry's links go to the session
     (an earlier try may have stored some); a new delivery's are appended to
-    `link_rows`, for `engagement.insert_links`."""
+    `link_rows`, for `tracked_links.insert_links`."""
     try:
         message = compose.step_message(
             sequence, step, lead, lead.page, delivery_id=delivery_id,
             unsubscribe_url=links.unsubscribe_url(lead.public_ref, delivery_id),
-            track_link=engagement.link_tracker(delivery_id, new=link_rows is not None,
+            track_link=tracked_links.link_tracker(delivery_id, new=link_rows is not None,
                                                into=link_rows),
-            pixel_url=engagement.pixel_url(delivery_id),
+            pixel_url=tracked_links.pixel_url(delivery_id),
         )
     except compose.RenderError as error:
         return None, str(error)
@@ -65,7 +64,7 @@ def render_all(emails: list[Outgoing], leads: dict[int, Lead],
         email.subject = str(email.message["Subject"])[:300]
         ready.append(email)
     try:
-        engagement.insert_links(link_rows)
+        tracked_links.insert_links(link_rows)
         if ready:
             db.session.connection().execute(_RENDERED, [
                 {"b_id": email.delivery_id, "b_subject": email.subject,

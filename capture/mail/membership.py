@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 
 from capture import clock
 from capture.db import db
-from capture.leads.timeline import insert_event, record_event
+from capture.timeline import insert_event, record_event
 from capture.mail import timing
 from capture.mail.sequences import Library, Sequence, Step, step_order
 from capture.models import Enrollment, Lead, Page, Upgrade

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, case, select, update
 
 from capture import claims, clock
 from capture.db import db
-from capture.leads.timeline import INSERT_EVENTS, event_row, record_event
+from capture.timeline import INSERT_EVENTS, event_row, record_event
 from capture.mail import backends, membership, mime, timing
 from capture.mail.sequences import Sequence, Step
 from capture.models import Delivery, Enrollment, Suppression

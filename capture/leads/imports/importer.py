@@ -51,7 +51,7 @@ from capture.leads.imports.files import (
 from capture.leads.imports.rows import Rejected, Row, check_row
 from capture.models import Lead, Page, Suppression
 from capture.leads.fields import one_line
-from capture.leads.timeline import record_event
+from capture.timeline import record_event
 
 # Rejected rows a report keeps for the dashboard (the command line prints every one).
 KEPT_REJECTIONS = 1000

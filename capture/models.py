@@ -1,6 +1,6 @@
 """The tables, in one file because they read best whole: pages and visits; leads, their
-event timeline and the suppression list; enrolments, deliveries, tracked links and
-upgrades; owners and API tokens; webhooks and their deliveries; the report rollups;
+event timeline, their tags and the suppression list; saved segments; enrolments,
+broadcasts, deliveries, tracked links and upgrades; owners and API tokens; webhooks and their deliveries; the report rollups;
 the shared rate-limit counters.
 
 Timestamps are naive UTC (see `capture.clock`). Indexes follow the queries the dashboard
@@ -74,6 +74,8 @@ class Page(db.Model):
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     # Other sites allowed to post the embedded form ("https://blog.example.com").
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Tags every lead that opts in here gets (capture.leads.tags).
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, default=_now, onupdate=_now
@@ -235,6 +237,38 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
 
+class LeadTag(db.Model):
+    """A tag on a lead, with when and why it was added (the `tag` event says the same
+    on the timeline). Removing a tag deletes the row and logs an `untag` event."""
+
+    __tablename__ = "lead_tags"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "tag", name="uq_lead_tags_lead_tag"),
+        # Segments ask "leads with this tag": by tag first.
+        Index("ix_lead_tags_tag_lead", "tag", "lead_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    # Lowercase [a-z0-9_-], 1-40 characters (capture.tag_names).
+    tag: Mapped[str] = mapped_column(String(40))
+    # What added it: "page:<slug>", "link", "import", "dashboard" or "api".
+    cause: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class SavedSegment(db.Model):
+    """A segment the owner saved in the dashboard: its definition is the YAML text of
+    the segment language (capture.segments), kept as written."""
+
+    __tablename__ = "saved_segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    definition: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
 
 class Enrollment(db.Model):
     """A lead's place in a sequence. `next_due_at` is what the scheduler looks at, so
@@ -283,12 +317,18 @@ class Delivery(db.Model):
         # The reaper looks for stale claims of one status on every tick.
         Index("ix_deliveries_status_claimed", "status", "claimed_at"),
         Index("ix_deliveries_sequence_step", "sequence", "step"),
+        Index("ix_deliveries_broadcast_status", "broadcast_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
     enrollment_id: Mapped[int | None] = mapped_column(
         ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    # A broadcast's email: sequence "" and step = the broadcast's name, so the unique
+    # (lead, sequence, step) also means "at most once per lead and broadcast".
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE")
     )
     sequence: Mapped[str] = mapped_column(String(100))
     step: Mapped[str] = mapped_column(String(100))
@@ -308,6 +348,37 @@ class Delivery(db.Model):
     error: Mapped[str] = mapped_column(String(500), default="")
 
     lead: Mapped[Lead] = relationship()
+
+
+class Broadcast(db.Model):
+    """A broadcast the owner sent or scheduled (`broadcasts send`): the content of its
+    file frozen at that moment. A file in broadcasts/ without a row is a draft."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (Index("ix_broadcasts_state_send_at", "state", "send_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The file name without .md.
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # scheduled → sending → sent; scheduled or sending → cancelled.
+    state: Mapped[str] = mapped_column(String(10), default="scheduled")
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    sender: Mapped[str | None] = mapped_column(String(300))
+    # The Markdown body and the segment mapping as they were at `send`.
+    body: Mapped[str] = mapped_column(Text)
+    segment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # SHA-256 of the file's text at `send`: `check` says when the file differs.
+    file_hash: Mapped[str] = mapped_column(String(64))
+    send_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    # Taking the recipients: in chunks by lead id, from after this id, until taken_at.
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    taken_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime)
+    recipients: Mapped[int] = mapped_column(default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class SequenceVersion(db.Model):
@@ -332,6 +403,8 @@ class Link(db.Model):
     token: Mapped[str] = mapped_column(String(32), unique=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(String(2000))
+    # A link written [text](url "tag:NAME"): a human click adds this tag to the lead.
+    tag: Mapped[str | None] = mapped_column(String(40))
 
     delivery: Mapped[Delivery] = relationship()
 

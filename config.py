@@ -112,10 +112,6 @@ SECTIONS = (
                 "leads a broadcast's recipients are taken in per transaction when it starts "
                 "sending (each chunk holds SQLite's write lock for its own rows only)",
                 minimum=1, maximum=100000),
-        Setting("ATTRIBUTION_DAYS", 7, "integer",
-                "an upgrade is credited to the last email (sequence step or broadcast) the "
-                "lead clicked within this many days before it",
-                minimum=1),
         Setting("SEND_RATE_PER_MINUTE", 600, "integer",
                 "cap on outgoing mail: sequence, broadcast and confirmation emails wait for the "
                 "next minute once the emails of the last minute (confirmations included) reach "

@@ -82,13 +82,12 @@ def take_chunk(broadcast_id: int, now: datetime) -> int | None:
     db.session.rollback()
     if row is None or row.state != "sending" or row.taken_at is not None:
         return None
-    audience = query.audience_ids(language.parse(row.segment or {})).subquery()
-    lead_id = list(audience.c)[0]
+    audience = query.audience_ids(language.parse(row.segment or {}))
     cursor = row.taken_through or 0
     # A read first: the chunk's last lead id, outside any transaction (no lock).
-    top = db.session.scalar(select(func.max(lead_id)).select_from(
-        select(lead_id).where(lead_id > cursor).order_by(lead_id)
-        .limit(current_app.config["BROADCAST_TAKE_ROWS"]).subquery()))
+    window = (audience.where(Lead.id > cursor).order_by(Lead.id)
+              .limit(current_app.config["BROADCAST_TAKE_ROWS"]).subquery())
+    top = db.session.scalar(select(func.max(window.c.id)))
     db.session.rollback()
     moved = (update(Broadcast)
              .where(Broadcast.id == broadcast_id, Broadcast.state == "sending",
@@ -100,9 +99,10 @@ def take_chunk(broadcast_id: int, now: datetime) -> int | None:
         if done:
             log.info("broadcast %s: recipients taken", row.name)
         return None
-    chosen = select(lead_id, literal(broadcast_id), literal(""), literal(row.name),
-                    literal(f"{row.name}.md"), literal("queued"), literal(0), literal(now),
-                    literal(""), literal("")).where(lead_id > cursor, lead_id <= top)
+    chosen = (audience.add_columns(
+        literal(broadcast_id), literal(""), literal(row.name), literal(f"{row.name}.md"),
+        literal("queued"), literal(0), literal(now), literal(""), literal(""))
+        .where(Lead.id > cursor, Lead.id <= top))
     statement = _insert_ignoring_duplicates().from_select(
         ["lead_id", "broadcast_id", "sequence", "step", "filename", "status", "attempts",
          "created_at", "subject", "error"], chosen)

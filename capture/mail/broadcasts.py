@@ -68,6 +68,7 @@ class BroadcastFile:
     segment: Any = None
     send_at: datetime | None = None
     send_at_line: int = 1
+    segment_line: int = 1
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -229,24 +230,20 @@ def parse_time(value: Any) -> datetime | None:
 
 def _read_segment(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
     """`segment`: the segment language (capture.segments), lines pointing into the file."""
-    if data.get("segment") is None:
-        broadcast.segment = language.parse({})
+    value = data.get("segment")
+    line = broadcast.segment_line = _key_line(front, "segment", 1)
+    if value is not None and not isinstance(value, dict):
+        broadcast.problem(line, "segment: expected keys like pages:, tags: (or no segment: "
+                                "every subscribed lead)")
         return
-    value = data["segment"]
-    if not isinstance(value, dict):
-        broadcast.problem(_key_line(front, "segment", 1),
-                          "segment: expected keys like pages:, tags: (or no segment: every "
-                          "subscribed lead)")
-        return
-    _, lines = segment_text.load_yaml("\n".join(front))
-    lines = {path: number + 1 for path, number in lines.items()}
     try:
-        broadcast.segment = language.parse(value, lines=lines, filename=broadcast.filename,
-                                           prefix="segment")
+        # The front matter starts on the file's second line.
+        _, lines = segment_text.load_yaml("\n".join(front), first_line=2)
+        broadcast.segment = language.parse(value or {}, lines=lines,
+                                           filename=broadcast.filename, prefix="segment")
     except language.SegmentError as error:
-        line = error.line or _key_line(front, "segment", 1)
-        message = str(error)
-        prefix = f"{broadcast.filename}:{line}: "
-        broadcast.problem(line, message[len(prefix):] if message.startswith(prefix) else message)
+        for problem in error.problems:
+            message = f"{problem.key}: {problem.message}" if problem.key else problem.message
+            broadcast.problem(problem.line or line, message)
         return
-    broadcast.segment_data = value
+    broadcast.segment_data = broadcast.segment.as_mapping()

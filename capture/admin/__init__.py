@@ -21,7 +21,8 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 UPLOAD_LIMITS: dict[str, Callable[[Config], int]] = {}
 NAVIGATION = (
     ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
-    ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
+    ("admin.sequences", "Sequences"), ("admin.broadcasts", "Broadcasts"),
+    ("admin.sources", "Sources"),
     ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
     ("admin.webhooks", "Webhooks"),
     ("admin.tokens", "API tokens"),
@@ -102,6 +103,7 @@ def init_app(app: Flask) -> None:
     from capture.admin import (  # noqa: F401  (each module registers its views on bp)
         account,
         auth,
+        broadcasts,
         deliveries,
         imports,
         leads,

@@ -8,7 +8,8 @@ that page slugs exist, for the places that want it)."""
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
 
@@ -103,19 +104,18 @@ class Segment:
     joined_before: datetime | None = None
     in_sequence: tuple[str, ...] | None = None
     finished_sequence: tuple[str, ...] | None = None
-    # The mapping it was read from, in the canonical form `as_mapping` gives.
-    source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False,
-                                   repr=False)
 
     @property
     def everyone(self) -> bool:
         """True when no key narrows the segment (every lead is a member)."""
-        return not self.source
+        return not self.as_mapping()
 
     def as_mapping(self) -> dict[str, Any]:
         """The segment as plain JSON values (dates as ISO text), for storing it (a
         broadcast freezes this); `parse` of it gives the same segment back."""
-        return dict(self.source)
+        return {f.name: _canonical(f.name, getattr(self, f.name))
+                for f in dataclasses.fields(self)
+                if getattr(self, f.name) not in (None, ())}
 
 
 # --- the readers of each key ------------------------------------------------------------
@@ -363,5 +363,4 @@ def parse(mapping: Mapping[str, Any] | None, *, lines: Mapping[str, int] | None 
     if problems:
         raise SegmentError(problems[0].message, key=problems[0].key, line=problems[0].line,
                            filename=filename, problems=problems)
-    source = {key: _canonical(key, found[key]) for key in KEYS if key in found}
-    return Segment(**found, source=source)
+    return Segment(**found)

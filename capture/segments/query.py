@@ -70,7 +70,10 @@ def _tags(tags: Tags) -> list[ColumnElement[bool]]:
         conditions.append(Lead.id.in_(_tagged(tags.any)))
     conditions += [Lead.id.in_(_tagged([name])) for name in tags.all]
     if tags.none:
-        conditions.append(Lead.id.not_in(_tagged(tags.none)))
+        # NOT EXISTS rather than NOT IN: an anti-join on PostgreSQL, an index probe
+        # per lead on SQLite.
+        conditions.append(~exists().where(LeadTag.lead_id == Lead.id,
+                                          LeadTag.tag.in_(tags.none)))
     return conditions
 
 
@@ -113,7 +116,9 @@ def _engaged(kind: str, engagement: Engagement) -> ColumnElement[bool]:
         sent = select(Delivery.id).where(Delivery.broadcast_id.in_(
             select(Broadcast.id).where(Broadcast.name.in_(engagement.broadcasts))))
         events = events.where(Event.delivery_id.in_(sent))
-    return Lead.id.in_(events) if engagement.happened else Lead.id.not_in(events)
+    if engagement.happened:
+        return Lead.id.in_(events)
+    return ~exists(events.where(Event.lead_id == Lead.id))
 
 
 def _enrolled(names: tuple[str, ...], finished: bool) -> ColumnElement[bool]:
@@ -141,8 +146,8 @@ def conditions(segment: Segment) -> list[ColumnElement[bool]]:
         where += _tags(segment.tags)
     where += _fields(segment.fields)
     if segment.upgraded is not None:
-        upgraded = select(Upgrade.lead_id)
-        where.append(Lead.id.in_(upgraded) if segment.upgraded else Lead.id.not_in(upgraded))
+        upgraded = exists().where(Upgrade.lead_id == Lead.id)
+        where.append(upgraded if segment.upgraded else ~upgraded)
     if segment.opened:
         where.append(_engaged("open", segment.opened))
     if segment.clicked:

@@ -410,3 +410,39 @@ def test_the_engine_tick_leaves_sequence_sending_as_it_was(app, smtp, clock):
     add_lead(app)
     assert tick(app).sent == 1
     assert subjects(smtp) == ["Step one"]
+
+
+def test_a_temporary_smtp_failure_is_retried_and_sent_once(app, smtp, clock):
+    write_broadcast(app, "offer", OFFER)
+    lead(app, "ann@example.com", tags=["buyer"])
+    send(app, "offer")
+    smtp.data_replies.append("451 try again later")
+    tick(app)
+    assert statuses(app, "offer") == [("ann@example.com", "retry")]
+    assert broadcast_state(app, "offer") == "sending"
+    clock.advance(minutes=3)
+    tick(app)
+    assert subjects(smtp) == ["Spring sale, Ann"]
+    assert statuses(app, "offer") == [("ann@example.com", "sent")]
+    assert broadcast_state(app, "offer") == "sent"
+
+
+def test_the_owner_resends_an_unknown_broadcast_email_and_the_lead_page_names_it(
+        app, smtp, clock):
+    from capture.mail import actions
+    from tests.conftest import owner_client
+
+    write_broadcast(app, "offer", OFFER)
+    ann = lead(app, "ann@example.com", tags=["buyer"])
+    send(app, "offer")
+    tick(app)
+    with app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        delivery.status = "unknown"
+        db.session.commit()
+        actions.resend(delivery)
+    tick(app)
+    assert subjects(smtp) == ["Spring sale, Ann", "Spring sale, Ann"]
+    page = owner_client(app).get(f"/admin/leads/{ann}").get_data(as_text=True)
+    assert "(broadcast offer)" in page
+    assert '<td colspan="2">broadcast offer</td>' in page

@@ -81,7 +81,8 @@ def statuses(app, name):
 
 BAD_FILES = [
     ("---\npreheader: x\n---\nBody\n", "bad.md:1: subject is missing"),
-    ("---\nsubject: Hi\nsegment:\n  colour: red\n---\nBody\n", "bad.md:4: segment.colour: unknown key"),
+    ("---\nsubject: Hi\nsegment:\n  colour: red\n---\nBody\n",
+     "bad.md:4: segment.colour: unknown key"),
     ("---\nsubject: Hi\nsend_at: next tuesday\n---\nBody\n",
      "bad.md:3: send_at 'next tuesday': use an ISO time"),
     ("---\nsubject: Hi\nsend_at: 2020-01-01T09:00:00+00:00\n---\nBody\n",

@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from capture import claims, clock
+from capture import claims
 from capture.db import db
 from capture.mail import backends, handover, work_queue
 from capture.mail.broadcasts import Content

@@ -1,9 +1,6 @@
 """GET /api/v1/broadcasts and /api/v1/broadcasts/<name>: state, audience and numbers."""
 
-from pathlib import Path
-
 import pytest
-from sqlalchemy import select
 
 from capture.db import db
 from capture.models import Lead, Page

@@ -24,6 +24,8 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from capture import clock
 from capture.db import db
@@ -47,6 +49,17 @@ _ATTRIBUTION = {"sources": Lead.utm_source, "mediums": Lead.utm_medium,
 _IN_SEQUENCE = ("active", "sending")
 # … and got the last step, none left (finished_sequence; see docs/use/segments.md).
 _FINISHED = "waiting"
+
+
+def _column(column, per_lead: bool):
+    """A column as a condition reads it. Per lead on SQLite it is written `+leads.x`,
+    SQLite's way to say "no index for this": the leads come from an id range or list
+    (and their events, by lead id), and SQLite, which keeps no statistics, would
+    otherwise walk an index of e.g. `subscription` over every lead to find the few in
+    that range, or every click of the month for each lead."""
+    if per_lead and _dialect() == "sqlite":
+        return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+    return column
 
 
 def _one_of(column, values: tuple[str, ...]) -> ColumnElement[bool]:
@@ -75,9 +88,9 @@ def _pages(slugs: tuple[str, ...], per_lead: bool) -> ColumnElement[bool]:
     """Opted in on one of the pages: its first opt-in there, or a later one (the
     repeat opt-in of a known address is a `duplicate` event on that page)."""
     page_ids = select(Page.id).where(Page.slug.in_(slugs))
-    again = select(Event.lead_id).where(Event.kind == "duplicate",
-                                        Event.page_id.in_(page_ids))
-    return or_(Lead.page_id.in_(page_ids), _among(again, per_lead))
+    again = select(Event.lead_id).where(_column(Event.kind, per_lead) == "duplicate",
+                                        _column(Event.page_id, per_lead).in_(page_ids))
+    return or_(_column(Lead.page_id, per_lead).in_(page_ids), _among(again, per_lead))
 
 
 def _tagged(names) -> Select:
@@ -99,10 +112,10 @@ def _dialect() -> str:
     return db.session.get_bind().dialect.name
 
 
-def _field_is(name: str, value: FieldValue) -> ColumnElement[bool]:
+def _field_is(name: str, value: FieldValue, per_lead: bool) -> ColumnElement[bool]:
     """The lead's custom field `name` holds `value` (`country`: the Lead column)."""
     if name == "country":
-        return _one_of(Lead.country, (str(value),))
+        return _one_of(_column(Lead.country, per_lead), (str(value),))
     text = Lead.fields[name].as_string()
     if isinstance(value, bool):
         # Checkboxes hold JSON true/false; a text "true" is not a ticked box.
@@ -114,14 +127,16 @@ def _field_is(name: str, value: FieldValue) -> ColumnElement[bool]:
     return text == value
 
 
-def _fields(fields) -> list[ColumnElement[bool]]:
-    return [or_(*(_field_is(name, value) for value in values)) for name, values in fields]
+def _fields(fields, per_lead: bool) -> list[ColumnElement[bool]]:
+    return [or_(*(_field_is(name, value, per_lead) for value in values))
+            for name, values in fields]
 
 
-def _engagement_ids(kind: str, engagement: Engagement) -> Select:
+def _engagement_ids(kind: str, engagement: Engagement, per_lead: bool = False) -> Select:
     """The lead ids of human opens or clicks (machine-marked ones never count),
     narrowed by time, steps or broadcasts."""
-    events = select(Event.lead_id).where(Event.kind == kind, Event.machine.is_(False))
+    events = select(Event.lead_id).where(_column(Event.kind, per_lead) == kind,
+                                         Event.machine.is_(False))
     if engagement.within_days:
         since = clock.utcnow() - timedelta(days=engagement.within_days)
         events = events.where(Event.created_at >= since)
@@ -139,7 +154,7 @@ def _engagement_ids(kind: str, engagement: Engagement) -> Select:
 
 def _engaged(kind: str, engagement: Engagement, per_lead: bool) -> ColumnElement[bool]:
     """Leads with such opens or clicks; `happened: false`: the leads without any."""
-    events = _engagement_ids(kind, engagement)
+    events = _engagement_ids(kind, engagement, per_lead)
     return _among(events, per_lead) if engagement.happened else _not_among(events)
 
 
@@ -163,12 +178,12 @@ def conditions(segment: Segment, *, per_lead: bool = False,
     for key, column in _ATTRIBUTION.items():
         values = getattr(segment, key)
         if values:
-            where.append(_one_of(column, values))
+            where.append(_one_of(_column(column, per_lead), values))
     if segment.review:
-        where.append(Lead.review.in_(segment.review))
+        where.append(_column(Lead.review, per_lead).in_(segment.review))
     if segment.tags:
         where += _tags(segment.tags, per_lead, leader)
-    where += _fields(segment.fields)
+    where += _fields(segment.fields, per_lead)
     if segment.upgraded is not None and leader != "upgraded":
         upgrades = select(Upgrade.lead_id)
         where.append(_among(upgrades, True) if segment.upgraded else _not_among(upgrades))
@@ -176,10 +191,11 @@ def conditions(segment: Segment, *, per_lead: bool = False,
         engagement = getattr(segment, key)
         if engagement and leader != key:
             where.append(_engaged(kind, engagement, per_lead))
+    joined = _column(Lead.created_at, per_lead)
     if segment.joined_after:
-        where.append(Lead.created_at >= segment.joined_after)
+        where.append(joined >= segment.joined_after)
     if segment.joined_before:
-        where.append(Lead.created_at < segment.joined_before)
+        where.append(joined < segment.joined_before)
     if segment.in_sequence:
         where.append(_enrolled(segment.in_sequence, False, per_lead))
     if segment.finished_sequence:
@@ -202,7 +218,7 @@ def mailable(*, per_lead: bool = False) -> list[ColumnElement[bool]]:
         suppressed = aliased(Lead)
         return [Lead.subscription == "subscribed", Lead.id.not_in(
             select(suppressed.id).join(Suppression, Suppression.email == suppressed.email))]
-    return [Lead.subscription == "subscribed",
+    return [_column(Lead.subscription, per_lead) == "subscribed",
             ~exists().where(Suppression.email == Lead.email)]
 
 

@@ -153,7 +153,7 @@ def measure(repeat: int) -> None:
         print(f"{label[:62]:<62} {count:>9,} {min(seconds):>8.1f} "
               f"{statistics.median(seconds):>8.1f} {max(seconds):>8.1f}")
     segment = parse(SEGMENT)
-    stmt = select(func.count(Lead.id)).where(*query.conditions(segment), *query.mailable())
+    stmt = query.count_statement(segment, audience=True)
     compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
     print("\nQuery plan of the bench segment:")
     for row in db.session.execute(db.text(f"EXPLAIN QUERY PLAN {compiled}")):

@@ -105,18 +105,26 @@ def world(app, clock):
     return app
 
 
+def _names(stmt) -> set[str]:
+    ids = stmt.subquery()
+    emails = db.session.scalars(select(Lead.email).where(Lead.id.in_(select(ids.c.id))))
+    return {e.split("@")[0] for e in emails}
+
+
 def members(app, mapping) -> set[str]:
+    """The members, the same whether each key's ids are read whole or probed per lead."""
     with app.app_context():
-        ids = select(query.member_ids(parse(mapping)).subquery().c.id)
-        emails = db.session.scalars(select(Lead.email).where(Lead.id.in_(ids)))
-        return {e.split("@")[0] for e in emails}
+        found = _names(query.member_ids(parse(mapping)))
+        assert _names(query.member_ids(parse(mapping), per_lead=True)) == found
+        return found
 
 
 def audience(app, mapping) -> set[str]:
     with app.app_context():
-        ids = query.audience_ids(parse(mapping)).subquery()
-        emails = db.session.scalars(select(Lead.email).where(Lead.id.in_(select(ids.c.id))))
-        return {e.split("@")[0] for e in emails}
+        found = _names(query.audience_ids(parse(mapping)))
+        assert _names(query.audience_ids(parse(mapping), per_lead=True)) == found
+        assert query.count_audience(parse(mapping)) == len(found)
+        return found
 
 
 EVERYONE = {"ann", "bob", "cat", "dan", "eve", "fay", "gus"}
@@ -171,6 +179,12 @@ def test_each_key_selects_the_leads_made_for_it(world, mapping, expected):
     assert members(world, mapping) == expected
     with world.app_context():
         assert query.count_members(parse(mapping)) == len(expected)
+
+
+@pytest.mark.parametrize(("mapping", "expected"), CASES, ids=[str(c[0]) for c in CASES])
+def test_audience_is_the_subscribed_unsuppressed_members(world, mapping, expected):
+    # dan is unsubscribed, gus suppressed.
+    assert audience(world, mapping) == expected - {"dan", "gus"}
 
 
 def test_audience_is_only_subscribed_unsuppressed_members(world):

@@ -82,7 +82,9 @@ def take_chunk(broadcast_id: int, now: datetime) -> int | None:
     db.session.rollback()
     if row is None or row.state != "sending" or row.taken_at is not None:
         return None
-    audience = query.audience_ids(language.parse(row.segment or {}))
+    # Checked per lead: the chunk's leads come by id, each probed for the segment's
+    # keys (no walk of every lead, or every event, for each chunk).
+    audience = query.audience_ids(language.parse(row.segment or {}), per_lead=True)
     cursor = row.taken_through or 0
     # A read first: the chunk's last lead id, outside any transaction (no lock).
     window = (audience.where(Lead.id > cursor).order_by(Lead.id)

@@ -183,7 +183,7 @@ def send(name: str, at: datetime | None = None) -> Outcome:
     if problems:
         raise Refused("\n".join(problems))
     if at is not None and at < now - PAST_GRACE:
-        raise Refused(f"--at {at:%Y-%m-%d %H:%M} UTC is in the past")
+        raise Refused(f"the time {at:%Y-%m-%d %H:%M} UTC is in the past")
     when = max(at or file.send_at or now, now)
     db.session.add(Broadcast(
         name=name, state="scheduled", subject=file.subject, preheader=file.preheader,
@@ -208,7 +208,7 @@ def _send_again(row: Broadcast, at: datetime | None, now: datetime) -> Outcome:
         raise Refused(f"{row.name} was cancelled: a cancelled broadcast is not sent again; "
                       "copy the file to a new name to send it")
     if at is not None and at < now - PAST_GRACE:
-        raise Refused(f"--at {at:%Y-%m-%d %H:%M} UTC is in the past")
+        raise Refused(f"the time {at:%Y-%m-%d %H:%M} UTC is in the past")
     when = max(at, now) if at is not None else now
     if when == row.send_at or (at is None and row.send_at <= now):
         return Outcome(f"{row.name} is already scheduled for {row.send_at:%Y-%m-%d %H:%M} UTC: "

@@ -116,12 +116,12 @@ def test_numbers_of_a_broadcast(app):
     numbers = result[sale]
     assert numbers.name == "spring-sale"
     assert (numbers.recipients, numbers.delivered) == (3, 2)
-    assert (numbers.opens, numbers.clicks) == (1, 2)
+    assert (numbers.opened, numbers.clicked) == (1, 2)
     assert (numbers.open_rate, numbers.click_rate) == (0.5, 1.0)
     assert (numbers.unsubscribes, numbers.bounces, numbers.complaints) == (1, 1, 1)
     assert (numbers.upgrades, numbers.revenue) == (2, Decimal("59.75"))
     assert numbers.as_json() == {
-        "recipients": 3, "delivered": 2, "opens": 1, "clicks": 2, "open_rate": 0.5,
+        "recipients": 3, "delivered": 2, "opened": 1, "clicked": 2, "open_rate": 0.5,
         "click_rate": 1.0, "unsubscribes": 1, "bounces": 1, "complaints": 1,
         "upgrades": 2, "revenue": "59.75"}
     untouched = result[other]
@@ -136,3 +136,29 @@ def test_only_the_broadcasts_asked_for(app):
         assert broadcast_numbers([]) == {}
         assert numbers_of(first + second + 100) is None
         assert numbers_of(first).name == "first"
+
+
+def test_steps_get_the_upgrades_they_earned_and_broadcasts_are_no_steps(app):
+    from capture.numbers import sequence_steps
+
+    ann, bob = _lead(app, "ann"), _lead(app, "bob")
+    sale = add_broadcast(app, "spring-sale")
+    offer = add_delivery(app, ann, sequence="course", step="03-offer")
+    add_delivery(app, bob, sequence="course", step="03-offer")
+    to_bob = add_delivery(app, bob, broadcast_id=sale)
+    add_event(app, ann, "click", T0, delivery_id=offer)
+    add_event(app, bob, "click", T0, delivery_id=to_bob)
+    add_event(app, bob, "bounce", T0, delivery_id=offer)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    add_upgrade(app, bob, "15.00", T0 + timedelta(hours=1))
+    add_upgrade(app, ann, "99.00", T0 - timedelta(days=1))  # before any click: no email
+    with app.app_context():
+        rows = {(row.sequence, row.step): row for row in sequence_steps.steps()}
+        in_march = sequence_steps.steps(start=datetime(2026, 3, 2), end=datetime(2026, 3, 3))
+        before = sequence_steps.steps(start=datetime(2026, 3, 1), end=datetime(2026, 3, 2))
+    assert set(rows) == {("course", "03-offer")}
+    row = rows[("course", "03-offer")]
+    assert (row.sent, row.clicked, row.bounces, row.upgrades, row.revenue) == (
+        2, 1, 1, 1, Decimal("49.00"))
+    assert [(r.step, r.upgrades) for r in in_march] == [("03-offer", 1)]
+    assert [(r.step, r.upgrades, r.revenue) for r in before] == []

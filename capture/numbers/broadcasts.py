@@ -4,7 +4,7 @@ complaints, and the upgrades and revenue credited to it (`capture.numbers.attrib
 Definitions (docs/use/numbers.md):
 - recipients: the broadcast's deliveries (one per lead), cancelled ones left out
 - delivered: its deliveries with status `sent`
-- opens, clicks: distinct leads with a person's open / click of it (machine-made left
+- opened, clicked: distinct leads with a person's open / click of it (machine-made left
   out); open_rate and click_rate are over delivered
 - unsubscribes: distinct leads who unsubscribed through it (the unsubscribe link or
   List-Unsubscribe of that email: the event names the delivery); an unsubscribe on the
@@ -37,8 +37,8 @@ class BroadcastNumbers:
     name: str
     recipients: int = 0
     delivered: int = 0
-    opens: int = 0
-    clicks: int = 0
+    opened: int = 0
+    clicked: int = 0
     unsubscribes: int = 0
     bounces: int = 0
     complaints: int = 0
@@ -47,17 +47,26 @@ class BroadcastNumbers:
 
     @property
     def open_rate(self) -> float | None:
-        return self.opens / self.delivered if self.delivered else None
+        return self.opened / self.delivered if self.delivered else None
 
     @property
     def click_rate(self) -> float | None:
-        return self.clicks / self.delivered if self.delivered else None
+        return self.clicked / self.delivered if self.delivered else None
+
+    # The brief of issue 17 said "opens" and "clicks": the same distinct-lead counts.
+    @property
+    def opens(self) -> int:
+        return self.opened
+
+    @property
+    def clicks(self) -> int:
+        return self.clicked
 
     def as_json(self) -> dict[str, Any]:
         """The API's shape: counts, rates 0–1 (null without delivered), revenue as a
         decimal string."""
         return {"recipients": self.recipients, "delivered": self.delivered,
-                "opens": self.opens, "clicks": self.clicks,
+                "opened": self.opened, "clicked": self.clicked,
                 "open_rate": self.open_rate, "click_rate": self.click_rate,
                 "unsubscribes": self.unsubscribes, "bounces": self.bounces,
                 "complaints": self.complaints, "upgrades": self.upgrades,
@@ -103,7 +112,7 @@ def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, Broad
             .group_by(Delivery.broadcast_id))
     for broadcast_id, *values in db.session.execute(stmt):
         numbers = result[broadcast_id]
-        (numbers.opens, numbers.clicks, numbers.unsubscribes, numbers.bounces,
+        (numbers.opened, numbers.clicked, numbers.unsubscribes, numbers.bounces,
          numbers.complaints) = values
 
     credited = attribution.credited_emails().subquery("credited_emails")

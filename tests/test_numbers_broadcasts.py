@@ -4,6 +4,7 @@
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from capture.api.shapes import broadcast_numbers_json
 from capture.db import db
 from capture.numbers import attribution
 from capture.numbers.broadcasts import broadcast_numbers, numbers_of
@@ -120,7 +121,7 @@ def test_numbers_of_a_broadcast(app):
     assert (numbers.open_rate, numbers.click_rate) == (0.5, 1.0)
     assert (numbers.unsubscribes, numbers.bounces, numbers.complaints) == (1, 1, 1)
     assert (numbers.upgrades, numbers.revenue) == (2, Decimal("59.75"))
-    assert numbers.as_json() == {
+    assert broadcast_numbers_json(numbers) == {
         "recipients": 3, "delivered": 2, "opened": 1, "clicked": 2, "open_rate": 0.5,
         "click_rate": 1.0, "unsubscribes": 1, "bounces": 1, "complaints": 1,
         "upgrades": 2, "revenue": "59.75"}
@@ -162,3 +163,39 @@ def test_steps_get_the_upgrades_they_earned_and_broadcasts_are_no_steps(app):
         2, 1, 1, 1, Decimal("49.00"))
     assert [(r.step, r.upgrades) for r in in_march] == [("03-offer", 1)]
     assert [(r.step, r.upgrades, r.revenue) for r in before] == []
+
+
+def test_report_by_broadcast_prints_each_started_broadcast_newest_first(app, runner):
+    ann = _lead(app, "ann")
+    spring = add_broadcast(app, "spring-sale", started_at=T0)
+    add_broadcast(app, "april-news", state="sending", started_at=T0 + timedelta(days=30))
+    add_broadcast(app, "not-yet", state="scheduled")
+    to_ann = add_delivery(app, ann, broadcast_id=spring)
+    add_event(app, ann, "click", T0, delivery_id=to_ann)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    result = runner.invoke(args=["report", "--by", "broadcast"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:4] == ["broadcast", "state", "recipients", "delivered"]
+    assert [line.split()[0] for line in lines[1:]] == ["april-news", "spring-sale"]
+    assert lines[2].split() == ["spring-sale", "sent", "1", "1", "0", "0.0%", "1", "100.0%",
+                                "0", "0", "0", "1", "49.00"]
+
+
+def test_report_by_broadcast_without_broadcasts_and_with_a_page(app, runner):
+    assert runner.invoke(args=["report", "--by", "broadcast"]).output == (
+        "No broadcast sent yet.\n")
+    result = runner.invoke(args=["report", "--by", "broadcast", "--page", "demo"])
+    assert result.exit_code == 1
+    assert "leave out --page" in result.output
+
+
+def test_report_by_step_has_upgrades_and_revenue(app, runner):
+    ann = _lead(app, "ann")
+    offer = add_delivery(app, ann, sequence="course", step="03-offer")
+    add_event(app, ann, "click", T0, delivery_id=offer)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    lines = runner.invoke(args=["report", "--by", "step"]).output.splitlines()
+    assert lines[0].split()[-3:] == ["bounces", "upgrades", "revenue"]
+    assert lines[1].split() == ["course", "03-offer", "1", "0", "0.0%", "1", "100.0%", "0",
+                                "0", "1", "49.00"]

@@ -15,8 +15,8 @@ Everything is a few grouped SQL statements, whatever the number of recipients.
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import case, distinct, func, select
 
@@ -35,6 +35,8 @@ class BroadcastNumbers:
 
     broadcast_id: int
     name: str
+    state: str = "scheduled"
+    started_at: datetime | None = None
     recipients: int = 0
     delivered: int = 0
     opened: int = 0
@@ -62,25 +64,15 @@ class BroadcastNumbers:
     def clicks(self) -> int:
         return self.clicked
 
-    def as_json(self) -> dict[str, Any]:
-        """The API's shape: counts, rates 0–1 (null without delivered), revenue as a
-        decimal string."""
-        return {"recipients": self.recipients, "delivered": self.delivered,
-                "opened": self.opened, "clicked": self.clicked,
-                "open_rate": self.open_rate, "click_rate": self.click_rate,
-                "unsubscribes": self.unsubscribes, "bounces": self.bounces,
-                "complaints": self.complaints, "upgrades": self.upgrades,
-                "revenue": f"{self.revenue:.2f}"}
-
 
 def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, BroadcastNumbers]:
     """The numbers of these broadcasts (every broadcast row when None), by broadcast id."""
-    broadcasts = select(Broadcast.id, Broadcast.name)
+    broadcasts = select(Broadcast.id, Broadcast.name, Broadcast.state, Broadcast.started_at)
     if broadcast_ids is not None:
         if not broadcast_ids:
             return {}
         broadcasts = broadcasts.where(Broadcast.id.in_(broadcast_ids))
-    result = {row.id: BroadcastNumbers(row.id, row.name)
+    result = {row.id: BroadcastNumbers(row.id, row.name, row.state, row.started_at)
               for row in db.session.execute(broadcasts)}
     if not result:
         return result
@@ -129,3 +121,20 @@ def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, Broad
 def numbers_of(broadcast_id: int) -> BroadcastNumbers | None:
     """The numbers of one broadcast, None when there is no such row."""
     return broadcast_numbers([broadcast_id]).get(broadcast_id)
+
+
+def started_in(start: datetime | None = None,
+               end: datetime | None = None) -> list[BroadcastNumbers]:
+    """The numbers of the broadcasts that started sending in [start, end) (open bounds:
+    no limit), newest first: the rows of `report --by broadcast` and of the API's
+    metrics `by=broadcast`. Each broadcast's numbers cover its whole life, whatever
+    the period: the period picks the broadcasts, not their events."""
+    stmt = select(Broadcast.id).where(Broadcast.started_at.is_not(None))
+    if start is not None:
+        stmt = stmt.where(Broadcast.started_at >= start)
+    if end is not None:
+        stmt = stmt.where(Broadcast.started_at < end)
+    ids = db.session.scalars(stmt.order_by(Broadcast.started_at.desc(),
+                                           Broadcast.id.desc())).all()
+    numbers = broadcast_numbers(list(ids))
+    return [numbers[broadcast_id] for broadcast_id in ids]

@@ -108,12 +108,12 @@ def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, Broad
          numbers.complaints) = values
 
     credited = attribution.credited_emails().subquery("credited_emails")
-    stmt = (select(credited.c.broadcast_id, func.count(credited.c.upgrade_id),
-                   func.coalesce(func.sum(credited.c.amount), 0))
+    stmt = (select(credited.c.broadcast_id, func.sum(credited.c.upgrades),
+                   func.coalesce(func.sum(credited.c.revenue), 0))
             .where(credited.c.broadcast_id.in_(ids)).group_by(credited.c.broadcast_id))
     for broadcast_id, upgrades, revenue in db.session.execute(stmt):
         numbers = result[broadcast_id]
-        numbers.upgrades = upgrades
+        numbers.upgrades = int(upgrades)
         numbers.revenue = Decimal(str(revenue or 0)).quantize(MONEY_PLACES)
     return result
 

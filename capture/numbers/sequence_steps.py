@@ -68,8 +68,8 @@ def steps(*, sequence: str | None = None, start: datetime | None = None,
     )
     acted = metrics.in_period(acted, Event.created_at, start, end)
     credited = attribution.credited_emails(start=start, end=end).subquery("credited_emails")
-    earned = (select(credited.c.sequence, credited.c.step, func.count(credited.c.upgrade_id),
-                     func.coalesce(func.sum(credited.c.amount), 0))
+    earned = (select(credited.c.sequence, credited.c.step, func.sum(credited.c.upgrades),
+                     func.coalesce(func.sum(credited.c.revenue), 0))
               .where(credited.c.broadcast_id.is_(None))
               .group_by(credited.c.sequence, credited.c.step))
     if sequence is not None:
@@ -87,6 +87,6 @@ def steps(*, sequence: str | None = None, start: datetime | None = None,
          numbers.complaints) = values
     for name, step, upgrades, revenue in db.session.execute(earned):
         numbers = rows.setdefault((name, step), StepNumbers(name, step))
-        numbers.upgrades = upgrades
+        numbers.upgrades = int(upgrades)
         numbers.revenue = Decimal(str(revenue or 0)).quantize(Decimal("0.01"))
     return [rows[key] for key in sorted(rows)]

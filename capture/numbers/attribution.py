@@ -36,8 +36,9 @@ def _days_before_sqlite(element, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', {moment}, '-' || {days} || ' days')"
 
 
-@compiles(days_before, "postgresql")
-def _days_before_postgresql(element, compiler, **kw) -> str:
+@compiles(days_before)
+def _days_before_standard(element, compiler, **kw) -> str:
+    # Standard SQL interval arithmetic: PostgreSQL's, and what str(statement) shows.
     moment, days = (compiler.process(clause, **kw) for clause in element.clauses)
     return f"({moment} - CAST({days} AS INTEGER) * INTERVAL '1 day')"
 

@@ -5,9 +5,10 @@
 
 Makes (once; kept in --workdir and reused) a database with `generate.py` (N leads,
 visits, events, sequence deliveries), then adds a broadcast sent to every subscribed
-lead (~0.7 N deliveries), human opens by a fifth and clicks by a twentieth of them,
-machine clicks by a hundredth, a second, small broadcast, and `--upgrades` upgrades
-(half by leads who clicked the broadcast, the rest by others). Then it times, median
+lead (~0.7 N deliveries, each with its `send` event), human opens by a fifth and
+clicks by a twentieth of them, machine clicks by a hundredth, a second, small
+broadcast, and `--upgrades` upgrades (half by leads who clicked the broadcast, the
+rest by others). Then it times, median
 and max of `--reps` runs, and PRINTS:
 
 - `broadcast_numbers()` for every broadcast (the dashboard list, `broadcasts list`),
@@ -80,7 +81,8 @@ def build(app, leads: int, upgrades: int) -> None:
                 ":name, '' FROM leads WHERE subscription = 'subscribed' AND id % :every = 0"),
                 {**values, "broadcast": broadcast.id, "name": name, "every": every})
         big = db.session.scalar(select(Broadcast.id).where(Broadcast.name == BROADCAST))
-        for kind, at, modulo, machine in (("open", "open", 5, 0), ("click", "click", 20, 0),
+        for kind, at, modulo, machine in (("send", "sent", 1, 0), ("open", "open", 5, 0),
+                                          ("click", "click", 20, 0),
                                           ("click", "click", 100, 1)):
             db.session.execute(text(
                 "INSERT INTO events (lead_id, page_id, kind, created_at, delivery_id, machine, "

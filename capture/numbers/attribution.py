@@ -45,7 +45,7 @@ def _days_before_standard(element, compiler, **kw) -> str:
 
 def window_days() -> int:
     """CAPTURE_ATTRIBUTION_DAYS."""
-    return int(current_app.config.get("ATTRIBUTION_DAYS", 7))
+    return int(current_app.config["ATTRIBUTION_DAYS"])
 
 
 def credited(*, days: int | None = None, start: datetime | None = None,

@@ -159,8 +159,8 @@ def main() -> int:
             median, worst, result = _timed(function, options.reps)
             print(f"{label:<44} median {median * 1000:8.1f} ms, max {worst * 1000:8.1f} ms")
         numbers = broadcasts.broadcast_numbers([big])[big]
-        print(f"{BROADCAST}: {numbers.recipients:,} recipients, {numbers.opened:,} opened, "
-              f"{numbers.clicked:,} clicked, {numbers.upgrades:,} upgrades, "
+        print(f"{BROADCAST}: {numbers.recipients:,} recipients, {numbers.opens:,} opened, "
+              f"{numbers.clicks:,} clicked, {numbers.upgrades:,} upgrades, "
               f"revenue {numbers.revenue:,.2f}")
     return 0
 

@@ -4,7 +4,6 @@
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from capture.api.shapes import broadcast_numbers_json
 from capture.db import db
 from capture.numbers import attribution
 from capture.numbers.broadcasts import broadcast_numbers, numbers_of
@@ -117,12 +116,12 @@ def test_numbers_of_a_broadcast(app):
     numbers = result[sale]
     assert numbers.name == "spring-sale"
     assert (numbers.recipients, numbers.delivered) == (3, 2)
-    assert (numbers.opened, numbers.clicked) == (1, 2)
+    assert (numbers.opens, numbers.clicks) == (1, 2)
     assert (numbers.open_rate, numbers.click_rate) == (0.5, 1.0)
     assert (numbers.unsubscribes, numbers.bounces, numbers.complaints) == (1, 1, 1)
     assert (numbers.upgrades, numbers.revenue) == (2, Decimal("59.75"))
-    assert broadcast_numbers_json(numbers) == {
-        "recipients": 3, "delivered": 2, "opened": 1, "clicked": 2, "open_rate": 0.5,
+    assert numbers.as_json() == {
+        "recipients": 3, "delivered": 2, "opens": 1, "clicks": 2, "open_rate": 0.5,
         "click_rate": 1.0, "unsubscribes": 1, "bounces": 1, "complaints": 1,
         "upgrades": 2, "revenue": "59.75"}
     untouched = result[other]

@@ -9,7 +9,7 @@ from capture.numbers import broadcasts, metrics
 from capture.api import bp
 from capture.api.errors import bad_parameters
 from capture.api.inputs import query_choice, query_date, query_text, refuse_unknown
-from capture.api.shapes import broadcast_numbers_json, iso, numbers_json
+from capture.api.shapes import iso, numbers_json
 from capture.db import db
 from capture.models import Page
 
@@ -39,7 +39,7 @@ def read_metrics():
                             by=None if by == "broadcast" else by)
     if by == "broadcast":
         rows = [{"group": numbers.name, "state": numbers.state,
-                 "started_at": iso(numbers.started_at), **broadcast_numbers_json(numbers)}
+                 "started_at": iso(numbers.started_at), **numbers.as_json()}
                 for numbers in broadcasts.started_in(start, end)]
     else:
         rows = [{"group": group, **numbers_json(numbers)}

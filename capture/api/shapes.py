@@ -7,7 +7,6 @@ rounds it through a float; a lead is known by its public ref, never its row id.
 from datetime import datetime
 from typing import Any
 
-from capture.numbers.broadcasts import BroadcastNumbers
 from capture.numbers.metrics import Numbers
 from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 
@@ -17,9 +16,6 @@ COUNTS = ("visitors", "leads", "imported", "duplicates", "approved", "rejected",
           "unsubscribes", "upgrades")
 RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate")
 MONEY = ("payout", "upgrade_revenue", "revenue")
-# The BroadcastNumbers counts, in the order of the API's BroadcastNumbers schema.
-BROADCAST_COUNTS = ("recipients", "delivered", "opened", "clicked", "unsubscribes",
-                    "bounces", "complaints", "upgrades")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -77,11 +73,3 @@ def numbers_json(numbers: Numbers) -> dict[str, Any]:
     values["earnings_per_visitor"] = None if per_visitor is None else f"{per_visitor:.4f}"
     return values
 
-
-def broadcast_numbers_json(numbers: BroadcastNumbers) -> dict[str, Any]:
-    """The numbers of one broadcast: counts, rates over delivered (0–1, null before any
-    email went out) and the credited revenue as a decimal string."""
-    values: dict[str, Any] = {name: int(getattr(numbers, name)) for name in BROADCAST_COUNTS}
-    values.update(open_rate=numbers.open_rate, click_rate=numbers.click_rate,
-                  revenue=f"{numbers.revenue:.2f}")
-    return values

@@ -79,11 +79,11 @@ def _print_broadcasts(start) -> None:
     if not rows:
         click.echo("No broadcast sent yet.")
         return
-    columns = ("state", "recipients", "delivered", "opened", "open", "clicked", "click",
+    columns = ("state", "recipients", "delivered", "opens", "open", "clicks", "click",
                "unsubs", "bounces", "complaints", "upgrades", "revenue")
     click.echo(f"{'broadcast':<24}" + "".join(f"{c:>11}" for c in columns))
     for n in rows:
-        cells = (n.state, n.recipients, n.delivered, n.opened, _percent(n.open_rate),
-                 n.clicked, _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
+        cells = (n.state, n.recipients, n.delivered, n.opens, _percent(n.open_rate),
+                 n.clicks, _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
                  n.upgrades, f"{n.revenue:.2f}")
         click.echo(f"{n.name[:23]:<24}" + "".join(f"{str(c):>11}" for c in cells))

@@ -4,7 +4,7 @@ complaints, and the upgrades and revenue credited to it (`capture.numbers.attrib
 Definitions (docs/use/numbers.md):
 - recipients: the broadcast's deliveries (one per lead), cancelled ones left out
 - delivered: its deliveries with status `sent`
-- opened, clicked: distinct leads with a person's open / click of it (machine-made left
+- opens, clicks: distinct leads with a person's open / click of it (machine-made left
   out); open_rate and click_rate are over delivered
 - unsubscribes: distinct leads who unsubscribed through it (the unsubscribe link or
   List-Unsubscribe of that email: the event names the delivery); an unsubscribe on the
@@ -17,6 +17,7 @@ Everything is a few grouped SQL statements, whatever the number of recipients.
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import case, distinct, func, select
 
@@ -39,8 +40,8 @@ class BroadcastNumbers:
     started_at: datetime | None = None
     recipients: int = 0
     delivered: int = 0
-    opened: int = 0
-    clicked: int = 0
+    opens: int = 0
+    clicks: int = 0
     unsubscribes: int = 0
     bounces: int = 0
     complaints: int = 0
@@ -49,20 +50,21 @@ class BroadcastNumbers:
 
     @property
     def open_rate(self) -> float | None:
-        return self.opened / self.delivered if self.delivered else None
+        return self.opens / self.delivered if self.delivered else None
 
     @property
     def click_rate(self) -> float | None:
-        return self.clicked / self.delivered if self.delivered else None
+        return self.clicks / self.delivered if self.delivered else None
 
-    # The brief of issue 17 said "opens" and "clicks": the same distinct-lead counts.
-    @property
-    def opens(self) -> int:
-        return self.opened
-
-    @property
-    def clicks(self) -> int:
-        return self.clicked
+    def as_json(self) -> dict[str, Any]:
+        """The API's BroadcastNumbers: counts, rates 0–1 (null without delivered),
+        revenue as a decimal string."""
+        return {"recipients": self.recipients, "delivered": self.delivered,
+                "opens": self.opens, "clicks": self.clicks,
+                "open_rate": self.open_rate, "click_rate": self.click_rate,
+                "unsubscribes": self.unsubscribes, "bounces": self.bounces,
+                "complaints": self.complaints, "upgrades": self.upgrades,
+                "revenue": f"{self.revenue:.2f}"}
 
 
 def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, BroadcastNumbers]:
@@ -105,7 +107,7 @@ def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, Broad
             .group_by(Delivery.broadcast_id))
     for broadcast_id, *values in db.session.execute(stmt):
         numbers = result[broadcast_id]
-        (numbers.opened, numbers.clicked, numbers.unsubscribes, numbers.bounces,
+        (numbers.opens, numbers.clicks, numbers.unsubscribes, numbers.bounces,
          numbers.complaints) = values
 
     credited = attribution.credited_emails().subquery("credited_emails")

@@ -136,3 +136,65 @@ def test_only_the_broadcasts_asked_for(app):
         assert broadcast_numbers([]) == {}
         assert numbers_of(first + second + 100) is None
         assert numbers_of(first).name == "first"
+
+
+def test_steps_get_the_upgrades_they_earned_and_broadcasts_are_no_steps(app):
+    from capture.numbers import sequence_steps
+
+    ann, bob = _lead(app, "ann"), _lead(app, "bob")
+    sale = add_broadcast(app, "spring-sale")
+    offer = add_delivery(app, ann, sequence="course", step="03-offer")
+    add_delivery(app, bob, sequence="course", step="03-offer")
+    to_bob = add_delivery(app, bob, broadcast_id=sale)
+    add_event(app, ann, "click", T0, delivery_id=offer)
+    add_event(app, bob, "click", T0, delivery_id=to_bob)
+    add_event(app, bob, "bounce", T0, delivery_id=offer)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    add_upgrade(app, bob, "15.00", T0 + timedelta(hours=1))
+    add_upgrade(app, ann, "99.00", T0 - timedelta(days=1))  # before any click: no email
+    with app.app_context():
+        rows = {(row.sequence, row.step): row for row in sequence_steps.steps()}
+        in_march = sequence_steps.steps(start=datetime(2026, 3, 2), end=datetime(2026, 3, 3))
+        before = sequence_steps.steps(start=datetime(2026, 3, 1), end=datetime(2026, 3, 2))
+    assert set(rows) == {("course", "03-offer")}
+    row = rows[("course", "03-offer")]
+    assert (row.sent, row.clicked, row.bounces, row.upgrades, row.revenue) == (
+        2, 1, 1, 1, Decimal("49.00"))
+    assert [(r.step, r.upgrades) for r in in_march] == [("03-offer", 1)]
+    assert [(r.step, r.upgrades, r.revenue) for r in before] == []
+
+
+def test_report_by_broadcast_prints_each_started_broadcast_newest_first(app, runner):
+    ann = _lead(app, "ann")
+    spring = add_broadcast(app, "spring-sale", started_at=T0)
+    add_broadcast(app, "april-news", state="sending", started_at=T0 + timedelta(days=30))
+    add_broadcast(app, "not-yet", state="scheduled")
+    to_ann = add_delivery(app, ann, broadcast_id=spring)
+    add_event(app, ann, "click", T0, delivery_id=to_ann)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    result = runner.invoke(args=["report", "--by", "broadcast"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:4] == ["broadcast", "state", "recipients", "delivered"]
+    assert [line.split()[0] for line in lines[1:]] == ["april-news", "spring-sale"]
+    assert lines[2].split() == ["spring-sale", "sent", "1", "1", "0", "0.0%", "1", "100.0%",
+                                "0", "0", "0", "1", "49.00"]
+
+
+def test_report_by_broadcast_without_broadcasts_and_with_a_page(app, runner):
+    assert runner.invoke(args=["report", "--by", "broadcast"]).output == (
+        "No broadcast sent yet.\n")
+    result = runner.invoke(args=["report", "--by", "broadcast", "--page", "demo"])
+    assert result.exit_code == 1
+    assert "leave out --page" in result.output
+
+
+def test_report_by_step_has_upgrades_and_revenue(app, runner):
+    ann = _lead(app, "ann")
+    offer = add_delivery(app, ann, sequence="course", step="03-offer")
+    add_event(app, ann, "click", T0, delivery_id=offer)
+    add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
+    lines = runner.invoke(args=["report", "--by", "step"]).output.splitlines()
+    assert lines[0].split()[-3:] == ["bounces", "upgrades", "revenue"]
+    assert lines[1].split() == ["course", "03-offer", "1", "0", "0.0%", "1", "100.0%", "0",
+                                "0", "1", "49.00"]

@@ -12,7 +12,7 @@ PostgreSQL: no Python loop over upgrades, whatever their number.
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import DateTime, Integer, Select, literal, select
+from sqlalchemy import DateTime, Integer, Select, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -36,15 +36,16 @@ def _days_before_sqlite(element, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', {moment}, '-' || {days} || ' days')"
 
 
-@compiles(days_before, "postgresql")
-def _days_before_postgresql(element, compiler, **kw) -> str:
+@compiles(days_before)
+def _days_before_standard(element, compiler, **kw) -> str:
+    # Standard SQL interval arithmetic: PostgreSQL's, and what str(statement) shows.
     moment, days = (compiler.process(clause, **kw) for clause in element.clauses)
     return f"({moment} - CAST({days} AS INTEGER) * INTERVAL '1 day')"
 
 
 def window_days() -> int:
     """CAPTURE_ATTRIBUTION_DAYS."""
-    return int(current_app.config.get("ATTRIBUTION_DAYS", 7))
+    return int(current_app.config["ATTRIBUTION_DAYS"])
 
 
 def credited(*, days: int | None = None, start: datetime | None = None,
@@ -78,11 +79,20 @@ def credited(*, days: int | None = None, start: datetime | None = None,
 
 def credited_emails(*, days: int | None = None, start: datetime | None = None,
                     end: datetime | None = None) -> Select:
-    """The credited upgrades joined to their email: columns upgrade_id, lead_id, amount,
-    upgraded_at, delivery_id, broadcast_id, sequence, step (upgrades credited to no
-    email left out). Group it by broadcast_id, or by (sequence, step) where
-    broadcast_id is None."""
+    """The credited upgrades per email: columns delivery_id, broadcast_id, sequence,
+    step, upgrades (a count) and revenue (their amounts), one row per delivery that
+    earned at least one upgrade. Sum it by broadcast_id, or by (sequence, step) where
+    broadcast_id is None.
+
+    The upgrades are grouped by delivery first: a grouped subquery is worked out once,
+    whereas a plain join lets SQLite walk the deliveries and work out the last click
+    of every upgrade again for each of them."""
     rows = credited(days=days, start=start, end=end).subquery("credited")
-    return (select(rows.c.upgrade_id, rows.c.lead_id, rows.c.amount, rows.c.upgraded_at,
-                   rows.c.delivery_id, Delivery.broadcast_id, Delivery.sequence, Delivery.step)
-            .join(Delivery, Delivery.id == rows.c.delivery_id))
+    per_delivery = (select(rows.c.delivery_id, func.count().label("upgrades"),
+                           func.sum(rows.c.amount).label("revenue"))
+                    .where(rows.c.delivery_id.is_not(None))
+                    .group_by(rows.c.delivery_id)
+                    .subquery("per_delivery"))
+    return (select(per_delivery.c.delivery_id, Delivery.broadcast_id, Delivery.sequence,
+                   Delivery.step, per_delivery.c.upgrades, per_delivery.c.revenue)
+            .join(Delivery, Delivery.id == per_delivery.c.delivery_id))

@@ -45,3 +45,13 @@ def test_the_import_bench_streams_a_small_file(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_the_segments_bench_counts_on_a_small_database(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "segments.py"), "--leads", "300",
+         "--repeat", "1", "--database", str(tmp_path / "segments.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Query plan of the bench segment" in result.stdout

@@ -124,6 +124,8 @@ def audience(app, mapping) -> set[str]:
         found = _names(query.audience_ids(parse(mapping)))
         assert _names(query.audience_ids(parse(mapping), per_lead=True)) == found
         assert query.count_audience(parse(mapping)) == len(found)
+        members = query.count_members(parse(mapping))
+        assert query.count_both(parse(mapping)) == (members, len(found))
         return found
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -250,20 +251,24 @@ def _leader(segment: Segment) -> tuple[str, Select] | None:
     return None
 
 
-def count_statement(segment: Segment, *, audience: bool) -> Select:
-    """The SELECT COUNT of the audience (or of every member). On SQLite, which keeps
-    no statistics to plan by, a likely narrow key leads: its lead ids are read first
-    and each of them is probed for the other keys, instead of walking every lead."""
+def count_statement(segment: Segment, *, audience: bool, members_too: bool = False) -> Select:
+    """The SELECT COUNT of the audience (or of every member; or, `members_too`, of
+    both in one pass: members, audience). On SQLite, which keeps no statistics to plan
+    by, a likely narrow key leads: its lead ids are read first and each of them is
+    probed for the other keys, instead of walking every lead."""
     leader = _leader(segment) if _dialect() == "sqlite" else None
-    if leader is None:
-        where = [*conditions(segment), *(mailable() if audience else [])]
-        return select(func.count(Lead.id)).where(*where)
-    key, ids = leader
-    where = [*conditions(segment, per_lead=True, leader=key),
-             *(mailable(per_lead=True) if audience else [])]
-    first = ids.distinct().subquery()
-    return (select(func.count(Lead.id)).select_from(first)
-            .join(Lead, Lead.id == first.c.lead_id).where(*where))
+    per_lead = leader is not None
+    where = conditions(segment, per_lead=per_lead, leader=leader[0] if leader else None)
+    mail = mailable(per_lead=per_lead)
+    if members_too:
+        stmt = select(func.count(Lead.id), func.count(case((and_(*mail), Lead.id))))
+    else:
+        stmt = select(func.count(Lead.id))
+        where += mail if audience else []
+    if leader is not None:
+        first = leader[1].distinct().subquery()
+        stmt = stmt.select_from(first).join(Lead, Lead.id == first.c.lead_id)
+    return stmt.where(*where)
 
 
 def count_members(segment: Segment) -> int:
@@ -274,6 +279,13 @@ def count_members(segment: Segment) -> int:
 def count_audience(segment: Segment) -> int:
     """How many leads marketing mail to this segment would go to now."""
     return db.session.scalar(count_statement(segment, audience=True))
+
+
+def count_both(segment: Segment) -> tuple[int, int]:
+    """(members, audience) now, in one pass over the members."""
+    members, audience = db.session.execute(
+        count_statement(segment, audience=True, members_too=True)).one()
+    return members, audience
 
 
 def is_member(segment: Segment, lead_id: int) -> bool:

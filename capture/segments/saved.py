@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from capture.db import db
 from capture.models import SavedSegment
 from capture.segments.language import Segment, SegmentError
-from capture.segments.query import count_audience, count_members
+from capture.segments.query import count_both
 from capture.segments.text import parse_text
 
 NAME_MAX = 100
@@ -46,7 +46,7 @@ def get(segment_id: int) -> SavedSegment | None:
 
 
 def listed() -> list[Counted]:
-    """Every saved segment by name, each with its live counts (one COUNT each)."""
+    """Every saved segment by name, each with its live counts (one statement each)."""
     counted = []
     for saved in db.session.scalars(select(SavedSegment).order_by(SavedSegment.name)):
         try:
@@ -54,7 +54,7 @@ def listed() -> list[Counted]:
         except SegmentError as error:
             counted.append(Counted(saved, None, None, str(error)))
             continue
-        counted.append(Counted(saved, count_members(rule), count_audience(rule)))
+        counted.append(Counted(saved, *count_both(rule)))
     return counted
 
 

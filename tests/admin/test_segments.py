@@ -187,3 +187,13 @@ def test_unknown_segment_filter_is_named_and_ignored(app, owner):
 def test_segments_is_in_the_navigation(owner):
     html = owner.get("/admin/leads").get_data(as_text=True)
     assert 'href="/admin/segments"' in html
+
+
+def test_a_stored_definition_that_no_longer_reads_is_shown_not_a_500(app, owner):
+    segment_id = _saved(app, "Old", "colour: red\n")
+    html = unescape(owner.get("/admin/segments").get_data(as_text=True))
+    assert "line 1: colour: unknown key" in html
+    assert f"/admin/leads?segment={segment_id}" not in html
+    response = owner.get(f"/admin/leads?segment={segment_id}")
+    assert response.status_code == 200
+    assert "Segment “Old” has a problem" in unescape(response.get_data(as_text=True))

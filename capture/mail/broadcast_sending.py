@@ -46,10 +46,14 @@ def content_of(broadcast: Broadcast) -> Content:
 
 
 def start_due(now: datetime) -> int:
-    """Scheduled broadcasts whose time has come start sending (one process wins each)."""
+    """Scheduled broadcasts whose time has come start sending (one process wins each).
+    A read first: a tick with nothing to start writes nothing (no SQLite lock)."""
+    due = (Broadcast.state == "scheduled", Broadcast.send_at <= now)
+    if db.session.scalar(select(Broadcast.id).where(*due).limit(1)) is None:
+        db.session.rollback()
+        return 0
     started = db.session.execute(
-        update(Broadcast).where(Broadcast.state == "scheduled", Broadcast.send_at <= now)
-        .values(state="sending", started_at=now)
+        update(Broadcast).where(*due).values(state="sending", started_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -213,13 +217,16 @@ def retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> No
 
 
 def finish(now: datetime) -> int:
-    """Broadcasts whose take is done and whose emails are all settled are `sent`."""
+    """Broadcasts whose take is done and whose emails are all settled are `sent`
+    (read first, so a tick with none to finish writes nothing)."""
     unsettled = (select(Delivery.id).where(Delivery.broadcast_id == Broadcast.id,
                                            Delivery.status.in_(OPEN)).exists())
+    done = (Broadcast.state == "sending", Broadcast.taken_at.is_not(None), ~unsettled)
+    if db.session.scalar(select(Broadcast.id).where(*done).limit(1)) is None:
+        db.session.rollback()
+        return 0
     finished = db.session.execute(
-        update(Broadcast)
-        .where(Broadcast.state == "sending", Broadcast.taken_at.is_not(None), ~unsettled)
-        .values(state="sent", finished_at=now)
+        update(Broadcast).where(*done).values(state="sent", finished_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

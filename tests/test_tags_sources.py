@@ -1,0 +1,51 @@
+"""Where tags come from: a page's `tags` at opt-in (also a repeat opt-in), a human
+click on a tagged link, the CSV import."""
+
+from sqlalchemy import select
+
+from capture.db import db
+from capture.leads.tags import tags_of
+from capture.models import Event, LeadTag, Page
+from capture.pages.definition import page_templates_dir, validate_page
+from tests.conftest import create_page, lead_of, sign_up
+
+
+def _tag_causes(app, lead_id):
+    with app.app_context():
+        return {(row.tag, row.cause) for row in db.session.scalars(
+            select(LeadTag).where(LeadTag.lead_id == lead_id))}
+
+
+def test_page_tags_are_validated_one_line_each(app):
+    with app.app_context():
+        _, problems = validate_page(
+            {"slug": "x", "title": "X", "tags": ["ok", "Bad", "a b", "ok"]},
+            sequences_dir=app.config["SEQUENCES_DIR"], templates_dir=page_templates_dir())
+        assert problems == ["tags: tag 'Bad' must be lowercase: 'bad'",
+                            "tags: tag 'a b' may hold only lowercase letters, digits, _ and -"]
+        _, problems = validate_page({"slug": "x", "title": "X", "tags": "vip"},
+                                    sequences_dir=app.config["SEQUENCES_DIR"],
+                                    templates_dir=page_templates_dir())
+        assert problems and problems[0].startswith("tags: must be a list")
+
+
+def test_optin_on_a_tagged_page_tags_the_lead_and_a_repeat_adds_new_page_tags(app, client):
+    create_page(app, tags=["webinar", "spring"])
+    lead = sign_up(app, client)
+    assert _tag_causes(app, lead.id) == {("webinar", "page:offer"), ("spring", "page:offer")}
+    with app.app_context():
+        page = db.session.scalar(select(Page).where(Page.slug == "offer"))
+        page.tags = ["webinar", "returning"]
+        db.session.commit()
+    sign_up(app, client)  # the duplicate: the new tag is added, the others stay once
+    with app.app_context():
+        assert tags_of([lead.id])[lead.id] == ["returning", "spring", "webinar"]
+        kinds = [(e.kind, e.data.get("tag")) for e in db.session.scalars(
+            select(Event).where(Event.lead_id == lead.id, Event.kind == "tag"))]
+        assert sorted(kinds) == [("tag", "returning"), ("tag", "spring"), ("tag", "webinar")]
+
+
+def test_optin_on_an_untagged_page_adds_no_tag(app, client):
+    create_page(app)
+    lead = sign_up(app, client)
+    assert _tag_causes(app, lead.id) == set()

@@ -49,3 +49,25 @@ def test_optin_on_an_untagged_page_adds_no_tag(app, client):
     create_page(app)
     lead = sign_up(app, client)
     assert _tag_causes(app, lead.id) == set()
+
+
+# --- the CSV import's `tags` column -------------------------------------------------
+
+def test_import_tags_column_tags_new_and_merged_leads_and_rejects_a_bad_name(app, tmp_path):
+    from tests.factories import run_import, write
+
+    create_page(app)
+    path = write(tmp_path, "email,name,consent,tags\n"
+                 "ann@example.com,Ann,yes,vip; webinar\n"
+                 "bob@example.com,Bob,yes,VIP\n"
+                 "cat@example.com,Cat,yes,\n"
+                 "ANN@example.com,,yes,buyer;vip\n")
+    report = run_import(app, path)
+    assert [(r.line, r.detail) for r in report.rejections] == [
+        (3, "tags: tag 'VIP' must be lowercase: 'vip'")]
+    ann, cat = lead_of(app, "ann@example.com"), lead_of(app, "cat@example.com")
+    assert lead_of(app, "bob@example.com") is None
+    with app.app_context():
+        assert tags_of([ann.id, cat.id]) == {ann.id: ["buyer", "vip", "webinar"], cat.id: []}
+    assert _tag_causes(app, ann.id) == {("buyer", "import"), ("vip", "import"),
+                                        ("webinar", "import")}

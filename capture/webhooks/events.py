@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, true
 
 from capture import clock
 from capture.db import db
+from capture.leads.tags import tags_of
 from capture.models import UTM_KEYS, Lead, Webhook, WebhookDelivery
 
 EVENTS = ("lead.created", "lead.confirmed", "lead.approved", "lead.rejected",
@@ -94,7 +95,17 @@ def lead_data(lead: Any) -> dict[str, Any]:
         "consent": {"text": lead.consent_text or "", "at": _time(lead.consent_at)},
         "created_at": _time(lead.created_at),
         "confirmed_at": _time(lead.confirmed_at),
+        "tags": _tags(lead),
     }
+
+
+def _tags(lead: Any) -> list[str]:
+    """The lead's tag names, sorted: as stored, or `tag_names` of a made-up lead."""
+    given = getattr(lead, "tag_names", None)
+    if given is not None:
+        return sorted(given)
+    lead_id = getattr(lead, "id", None)
+    return tags_of([lead_id])[lead_id] if lead_id is not None else []
 
 
 def upgrade_data(upgrade: Any) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from sqlalchemy import insert, select, true
 
 from capture import clock
 from capture.db import db
-from capture.leads.tags import tags_of
-from capture.models import UTM_KEYS, Lead, Webhook, WebhookDelivery
+from capture.models import UTM_KEYS, Lead, LeadTag, Webhook, WebhookDelivery
 
 EVENTS = ("lead.created", "lead.confirmed", "lead.approved", "lead.rejected",
           "lead.unsubscribed", "upgrade.recorded")
@@ -105,7 +104,12 @@ def _tags(lead: Any) -> list[str]:
     if given is not None:
         return sorted(given)
     lead_id = getattr(lead, "id", None)
-    return tags_of([lead_id])[lead_id] if lead_id is not None else []
+    if lead_id is None:
+        return []
+    # Read here, not through capture.leads.tags: leads emit webhooks, so webhooks
+    # may not import leads back.
+    return list(db.session.scalars(select(LeadTag.tag).where(LeadTag.lead_id == lead_id)
+                                   .order_by(LeadTag.tag)))
 
 
 def upgrade_data(upgrade: Any) -> dict[str, Any]:

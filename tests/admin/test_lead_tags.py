@@ -77,3 +77,15 @@ def test_bulk_all_matching_uses_the_table_filters_not_the_ticks(owner, app):
         "back": "/admin/leads?review=pending"}, follow_redirects=True)
     assert response.status_code == 200
     assert _tags(app, ann, bob, cat) == {ann: ["to-check"], bob: [], cat: ["to-check"]}
+
+
+def test_the_timeline_says_tagged_and_untagged_with_the_cause(owner, app):
+    lead_id = add_lead(app, "ann@example.com")
+    with app.app_context():
+        add_tags([lead_id], ["vip"], "api")
+        db.session.commit()
+    token = csrf_of(owner, f"/admin/leads/{lead_id}")
+    owner.post(f"/admin/leads/{lead_id}/tags/remove", data={"csrf_token": token, "tag": "vip"})
+    html = owner.get(f"/admin/leads/{lead_id}").get_data(as_text=True)
+    assert 'Tagged <span class="tag">vip</span> <span class="muted">(api)</span>' in html
+    assert 'Untagged <span class="tag">vip</span> <span class="muted">(dashboard)</span>' in html

@@ -89,3 +89,21 @@ def test_the_timeline_says_tagged_and_untagged_with_the_cause(owner, app):
     html = owner.get(f"/admin/leads/{lead_id}").get_data(as_text=True)
     assert 'Tagged <span class="tag">vip</span> <span class="muted">(api)</span>' in html
     assert 'Untagged <span class="tag">vip</span> <span class="muted">(dashboard)</span>' in html
+
+
+# --- the page editor's tags ----------------------------------------------------------
+
+def test_page_editor_saves_tags_and_shows_them_again(owner, app):
+    import html
+
+    from tests.admin.conftest import form_data, get_page, page_id
+
+    token = csrf_of(owner, "/admin/pages/new")
+    response = owner.post("/admin/pages/new", data=form_data(token, tags="webinar, spring-26"))
+    assert response.status_code == 302
+    assert get_page(app, "guide").tags == ["webinar", "spring-26"]
+    editor = owner.get(f"/admin/pages/{page_id(app, 'guide')}/edit").get_data(as_text=True)
+    assert 'value="webinar, spring-26"' in editor
+    response = owner.post("/admin/pages/new", data=form_data(token, slug="other", tags="Webinar"))
+    assert response.status_code == 422
+    assert "tag 'Webinar' must be lowercase" in html.unescape(response.get_data(as_text=True))

@@ -47,7 +47,7 @@ def test_a_bad_name_is_refused_before_anything_changes(app):
         assert db.session.scalar(select(func.count()).select_from(LeadTag)) == 0
 
 
-def test_bulk_of_ten_thousand_leads_is_a_few_statements(app, monkeypatch):
+def test_bulk_of_ten_thousand_leads_is_a_few_statements(app):
     ann = add_lead(app, "ann@example.com")
     with app.app_context():
         from sqlalchemy import event

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from capture.db import db
 from capture.leads.tags import tags_of
 from capture.mail.sequences import load_sequence
-from capture.models import Link, LeadTag
+from capture.models import LeadTag, Link
 from tests.conftest import HUMAN
 from tests.factories import add_lead, sequence_folder, tick, write_step
 
@@ -60,7 +60,8 @@ def test_a_human_click_on_a_tagged_link_adds_the_tag_once(smtp_app, smtp, clock)
 def test_a_scanner_click_or_an_untagged_link_adds_no_tag(smtp_app, smtp, clock):
     lead_id, html, _ = _send(smtp_app, smtp, clock)
     client = smtp_app.test_client()
-    client.get(_href(html, "the guide"), headers={"User-Agent": "Mozilla/5.0 (compatible; Barracuda)"})
+    scanner = "Mozilla/5.0 (compatible; Barracuda)"
+    client.get(_href(html, "the guide"), headers={"User-Agent": scanner})
     client.get(_href(html, "the plain one"), headers={"User-Agent": HUMAN})
     with smtp_app.app_context():
         assert tags_of([lead_id])[lead_id] == []

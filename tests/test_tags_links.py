@@ -74,3 +74,11 @@ def test_check_reports_a_bad_link_tag_as_file_and_line(smtp_app):
     problems = [str(p) for p in load_sequence(folder).all_problems()]
     assert len(problems) == 1, problems
     assert re.fullmatch(r".*01-hi\.md:7: link tag: tag 'Not OK' may hold only .*", problems[0])
+
+
+def test_a_step_with_a_bad_link_tag_is_held_not_sent(smtp_app, smtp):
+    write_step(sequence_folder(smtp_app), "01-hi.md", "Hi",
+               '[x](https://example.com "tag:Not OK")\n', delay=0)
+    add_lead(smtp_app)
+    tick(smtp_app)
+    assert smtp.messages == []

@@ -145,7 +145,3 @@ def tag_rows(lead_id: int) -> list[LeadTag]:
         select(LeadTag).where(LeadTag.lead_id == lead_id)
         .order_by(LeadTag.created_at.desc(), LeadTag.tag)))
 
-
-def all_tag_names() -> list[str]:
-    """Every tag some lead has, sorted (the dashboard's suggestions)."""
-    return list(db.session.scalars(select(LeadTag.tag).distinct().order_by(LeadTag.tag)))

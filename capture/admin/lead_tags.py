@@ -13,6 +13,8 @@ from capture.db import db
 from capture.leads import queries, tags
 from capture.models import Lead
 
+# Leads per transaction of a bulk action: about 0.1 s of SQLite's write lock each.
+BULK_COMMIT_LEADS = 1000
 # What the form's tag box may hold: names separated by commas or spaces.
 _SEPARATORS = str.maketrans({",": " ", ";": " "})
 
@@ -88,15 +90,19 @@ def leads_tags():
     if not ids:
         flash("Tick at least one lead first (or choose every lead that matches).", "error")
         return redirect(back)
+    change = tags.add_tags if action == "add" else tags.remove_tags
+    changed = 0
+    # One transaction per chunk: tagging every lead of a large list never holds the
+    # database's write lock long enough to keep a sign-up waiting.
+    for start in range(0, len(ids), BULK_COMMIT_LEADS):
+        changed += change(ids[start:start + BULK_COMMIT_LEADS], names, "dashboard")
+        db.session.commit()
     if action == "add":
-        changed = tags.add_tags(ids, names, "dashboard")
         message = f"Added {', '.join(names)}: {_plural(changed, 'tag')} given to " \
                   f"{_plural(len(ids))}"
     else:
-        changed = tags.remove_tags(ids, names, "dashboard")
         message = f"Removed {', '.join(names)}: {_plural(changed, 'tag')} taken off " \
                   f"{_plural(len(ids))}"
-    db.session.commit()
     unchanged = len(ids) * len(names) - changed
     if unchanged:
         message += f"; {unchanged:,} {'were' if unchanged != 1 else 'was'} so already"

@@ -71,3 +71,13 @@ def test_import_tags_column_tags_new_and_merged_leads_and_rejects_a_bad_name(app
         assert tags_of([ann.id, cat.id]) == {ann.id: ["buyer", "vip", "webinar"], cat.id: []}
     assert _tag_causes(app, ann.id) == {("buyer", "import"), ("vip", "import"),
                                         ("webinar", "import")}
+
+
+def test_an_embedded_form_on_a_tagged_page_tags_the_lead(app):
+    from tests.test_embed import embeddable_page, post
+
+    embeddable_page(app, tags=["from-blog"])
+    response = post(app.test_client(), email="ann@example.com", name="Ann")
+    assert response.status_code == 200
+    lead = lead_of(app, "ann@example.com")
+    assert _tag_causes(app, lead.id) == {("from-blog", "page:offer")}

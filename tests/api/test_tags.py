@@ -45,3 +45,12 @@ def test_a_bad_name_is_a_422_naming_the_list_and_changes_nothing(app, api):
 def test_an_unknown_lead_is_404(app, api):
     response = api.post("/leads/nobody/tags", json={"add": ["vip"]})
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+
+
+def test_a_lead_created_through_the_api_on_a_tagged_page_has_its_tags(app, api):
+    from tests.conftest import create_page
+
+    create_page(app, slug="guide", tags=["from-api-page"], double_opt_in=False)
+    response = api.post("/leads", json={"page": "guide", "email": "zoe@example.com"})
+    assert response.status_code == 201
+    assert response.get_json()["lead"]["tags"] == ["from-api-page"]

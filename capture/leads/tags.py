@@ -32,7 +32,10 @@ class TagError(ValueError):
 
 
 def check_names(names: Iterable[object]) -> list[str]:
-    """The names as a list without repeats, in order; TagError for the first bad one."""
+    """The names as a list without repeats, in order; TagError for the first bad one.
+    One name given as a string is one name, not its letters."""
+    if isinstance(names, str):
+        names = [names]
     checked: list[str] = []
     for name in names:
         problem = tag_problem(name)
@@ -82,7 +85,7 @@ def add_tags(lead_ids: Iterable[int], names: Iterable[str], cause: str, *,
             select(Lead.id, Lead.page_id).where(Lead.id.in_(chunk))).all())
         have = set(connection.execute(
             select(LeadTag.lead_id, LeadTag.tag)
-            .where(LeadTag.lead_id.in_(pages), LeadTag.tag.in_(names))).all())
+            .where(LeadTag.lead_id.in_(list(pages)), LeadTag.tag.in_(names))).all())
         rows = [{"lead_id": lead_id, "tag": name, "cause": cause, "created_at": now}
                 for lead_id in pages for name in names if (lead_id, name) not in have]
         if not rows:

@@ -104,6 +104,7 @@ def init_app(app: Flask) -> None:
         auth,
         deliveries,
         imports,
+        lead_tags,
         leads,
         outbox,
         overview,

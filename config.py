@@ -140,6 +140,10 @@ SECTIONS = (
                 "address for the `mailto:` form of `List-Unsubscribe`"),
         Setting("POSTBACK_SECRET", None, "secret", "HMAC key of upgrade postbacks",
                 shown_default="generated once into `instance/postback_secret`"),
+        Setting("ATTRIBUTION_DAYS", 7, "integer",
+                "an upgrade is credited to the last email the lead clicked within this many "
+                "days before it (sequence step or broadcast)",
+                minimum=1, maximum=365),
     )),
     ("Outgoing webhooks", (
         Setting("WEBHOOK_TIMEOUT_SECONDS", 5, "integer",

@@ -3,6 +3,8 @@ leads, webhook endpoints and CSV files to import, one run of the sending or webh
 job, and the rows those runs leave. Imports nothing from the tests (conftest.py builds
 its fixtures on these)."""
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
@@ -10,7 +12,16 @@ from sqlalchemy import select
 from capture.db import db
 from capture.leads.imports import importer as imports
 from capture.mail import engine, membership
-from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
+from capture.models import (
+    Broadcast,
+    Delivery,
+    Event,
+    Lead,
+    Page,
+    Upgrade,
+    Webhook,
+    WebhookDelivery,
+)
 from capture.webhooks import delivery, endpoints
 from capture.webhooks.events import EVENTS
 
@@ -132,3 +143,54 @@ def write(tmp_path, text: str, name: str = "list.csv", encoding: str = "utf-8"):
 def run_import(app, path, slug="offer", **options) -> imports.Report:
     with app.app_context():
         return imports.import_file(path, slug, **options)
+
+
+# --- broadcasts and their numbers (rows made directly) -----------------------------------
+
+
+def add_broadcast(app, name="spring-sale", state="sent", **values) -> int:
+    """A Broadcast row as `broadcasts send` freezes it; returns its id."""
+    with app.app_context():
+        broadcast = Broadcast(name=name, state=state, subject=values.pop("subject", name),
+                              body=values.pop("body", "Hello."),
+                              file_hash=values.pop("file_hash", "0" * 64), **values)
+        db.session.add(broadcast)
+        db.session.commit()
+        return broadcast.id
+
+
+def add_delivery(app, lead_id: int, *, broadcast_id: int | None = None, sequence="course",
+                 step="01-welcome", status="sent", sent_at: datetime | None = None) -> int:
+    """One email to a lead: of a broadcast (sequence "" and step = its name, as the
+    engine writes them) or of a sequence step; returns the delivery's id."""
+    with app.app_context():
+        if broadcast_id is not None:
+            sequence, step = "", db.session.get(Broadcast, broadcast_id).name
+        delivery = Delivery(lead_id=lead_id, broadcast_id=broadcast_id, sequence=sequence,
+                            step=step, filename=f"{step}.md", status=status,
+                            sent_at=sent_at or (datetime(2026, 1, 1) if status == "sent"
+                                                else None))
+        db.session.add(delivery)
+        db.session.commit()
+        return delivery.id
+
+
+def add_event(app, lead_id: int, kind: str, at: datetime, *, delivery_id: int | None = None,
+              machine: bool = False, **data) -> int:
+    """One timeline event at a given time (an open, a click, an unsubscribe …)."""
+    with app.app_context():
+        event = Event(lead_id=lead_id, kind=kind, created_at=at, delivery_id=delivery_id,
+                      machine=machine, data=data)
+        db.session.add(event)
+        db.session.commit()
+        return event.id
+
+
+def add_upgrade(app, lead_id: int, amount: str, at: datetime, txn: str | None = None) -> int:
+    """An upgrade of a lead at a given time."""
+    with app.app_context():
+        upgrade = Upgrade(lead_id=lead_id, amount=Decimal(amount), currency="USD",
+                          txn=txn or f"txn-{lead_id}-{at.isoformat()}", created_at=at)
+        db.session.add(upgrade)
+        db.session.commit()
+        return upgrade.id

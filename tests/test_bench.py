@@ -45,3 +45,14 @@ def test_the_import_bench_streams_a_small_file(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_the_broadcast_numbers_bench_runs_at_toy_size(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "broadcast_numbers.py"), "--leads", "300",
+         "--upgrades", "20", "--reps", "1", "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "broadcast_numbers() (every broadcast)" in result.stdout
+    assert "bench-numbers:" in result.stdout

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from capture.leads import addresses
 from capture.mail import backends
-from capture.numbers import periods, sequence_steps
+from capture.numbers import attribution, periods, sequence_steps
 from capture.mail import compose
 from capture.mail import actions
 from capture.admin import bp
@@ -56,7 +56,8 @@ def sequences():
     problem_count = sum(len(folder["problems"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
                            periods=periods.PERIODS, problem_count=problem_count,
-                           root=Library.current().root)
+                           root=Library.current().root,
+                           attribution_days=attribution.window_days())
 
 
 @bp.get("/sequences/<name>/<step_key>")

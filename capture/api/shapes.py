@@ -74,3 +74,4 @@ def numbers_json(numbers: Numbers) -> dict[str, Any]:
     per_visitor = numbers.earnings_per_visitor
     values["earnings_per_visitor"] = None if per_visitor is None else f"{per_visitor:.4f}"
     return values
+

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from capture import clock
 from capture.db import db
 from capture.models import Page
-from capture.numbers import metrics, sequence_steps
+from capture.numbers import broadcasts, metrics, sequence_steps
 
 
 def _percent(value: float | None) -> str:
@@ -18,13 +18,17 @@ def _percent(value: float | None) -> str:
 
 @click.command("report")
 @click.option("--page", "slug", help="Only this page.")
-@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step")),
-              help="One row per group; 'step' gives one row per sequence step.")
+@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step", "broadcast")),
+              help="One row per group; 'step' gives one row per sequence step, "
+                   "'broadcast' one per broadcast.")
 @click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     """Print the metrics (visitors, leads and imported leads, conversion, approval,
     opens, clicks, revenue …)."""
+    if slug and by in ("step", "broadcast"):
+        raise click.ClickException(f"--by {by} counts the emails to every page's leads: "
+                                   "leave out --page")
     page_id = None
     if slug:
         page_id = db.session.scalar(select(Page.id).where(Page.slug == slug))
@@ -33,6 +37,9 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     start = clock.utcnow() - timedelta(days=days) if days else None
     if by == "step":
         _print_steps(sequence_steps.steps(start=start))
+        return
+    if by == "broadcast":
+        _print_broadcasts(start)
         return
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "imported", "conv", "approved", "rejected", "appr",
@@ -56,9 +63,27 @@ def _print_steps(rows: list) -> None:
         click.echo("No sequence email sent yet.")
         return
     click.echo(f"{'sequence':<20}{'step':<20}" + "".join(
-        f"{c:>12}" for c in ("sent", "opened", "open", "clicked", "click", "unsubs")))
+        f"{c:>12}" for c in ("sent", "opened", "open", "clicked", "click", "unsubs",
+                             "bounces", "upgrades", "revenue")))
     for row in rows:
         cells = (row.sent, row.opened, _percent(row.open_rate), row.clicked,
-                 _percent(row.click_rate), row.unsubscribed)
+                 _percent(row.click_rate), row.unsubscribed, row.bounces, row.upgrades,
+                 f"{row.revenue:.2f}")
         click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
                    + "".join(f"{str(c):>12}" for c in cells))
+
+
+def _print_broadcasts(start) -> None:
+    """The per-broadcast table of `report --by broadcast` (see `broadcasts.started_in`)."""
+    rows = broadcasts.started_in(start)
+    if not rows:
+        click.echo("No broadcast sent yet.")
+        return
+    columns = ("state", "recipients", "delivered", "opens", "open", "clicks", "click",
+               "unsubs", "bounces", "complaints", "upgrades", "revenue")
+    click.echo(f"{'broadcast':<24}" + "".join(f"{c:>11}" for c in columns))
+    for n in rows:
+        cells = (n.state, n.recipients, n.delivered, n.opens, _percent(n.open_rate),
+                 n.clicks, _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
+                 n.upgrades, f"{n.revenue:.2f}")
+        click.echo(f"{n.name[:23]:<24}" + "".join(f"{str(c):>11}" for c in cells))

@@ -15,7 +15,8 @@ in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
 upgrades) count what happened during the period. Everything is aggregated in SQL:
 from the rollups (`capture.numbers.rollups`) for whole-day periods, from the rows otherwise.
 Around the report: the dashboard's `periods`, the `ordering` of grouped rows, and the
-numbers of each sequence step (`sequence_steps`).
+numbers of each email: each sequence step (`sequence_steps`) and each broadcast
+(`broadcasts`), with upgrades credited by last click (`attribution`).
 """
 
 import logging

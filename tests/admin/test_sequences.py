@@ -146,6 +146,25 @@ def test_per_step_numbers_equal_the_metrics_module(make_app, smtp, tmp_path, clo
     assert cell(row_of(page, "offer"), "opened") == ["0", "-"]
 
 
+def test_a_step_shows_the_upgrades_and_revenue_credited_to_it(make_app, tmp_path):
+    from datetime import datetime, timedelta
+
+    from tests.factories import add_delivery, add_event, add_upgrade
+
+    app = make_app(SEQUENCES_DIR=str(tmp_path / "seq"))
+    three_steps(app)
+    ann = add_lead(app)
+    offer = add_delivery(app, ann, sequence="course", step="offer")
+    clicked = datetime.now() - timedelta(days=1)
+    add_event(app, ann, "click", clicked, delivery_id=offer)
+    add_upgrade(app, ann, "1249.50", clicked + timedelta(hours=1))
+    page = owner_of(app).get("/admin/sequences").get_data(as_text=True)
+    assert cell(row_of(page, "offer"), "upgrades") == ["1"]
+    assert cell(row_of(page, "offer"), "revenue") == ["1,249.50"]
+    assert cell(row_of(page, "welcome"), "revenue") == ["0.00"]
+    assert "in the 7 days before it" in page
+
+
 # --- the preview ------------------------------------------------------------------------
 
 def test_preview_is_a_sandboxed_frame_with_subject_preheader_and_text(app, owner):

@@ -1,6 +1,6 @@
 """GET /api/v1/metrics: the numbers of capture.numbers.metrics, as JSON."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -8,6 +8,7 @@ from capture.numbers import metrics
 from capture.api.shapes import numbers_json
 from tests.api.conftest import error_of
 from tests.conftest import optin
+from tests.factories import add_broadcast, add_delivery, add_event, add_lead, add_upgrade
 
 
 @pytest.fixture
@@ -71,8 +72,34 @@ def test_rates_without_a_denominator_are_null(api):
     ("from=2026-03-05&to=2026-03-01", "from"),
     ("by=week", "by"),
     ("page=nowhere", "page"),
+    ("page=offer&by=broadcast", "page"),
 ])
 def test_bad_parameters_are_named_in_a_400(api, query, name):
     response = api.get(f"/metrics?{query}")
     assert response.status_code == 400
     assert list(error_of(response)["fields"]) == [name]
+
+
+def test_by_broadcast_gives_the_broadcasts_started_in_the_period_with_their_numbers(app, api):
+    ann, bob = (add_lead(app, email=f"{name}@example.com", sequence=None)
+                for name in ("ann", "bob"))
+    march, april = datetime(2026, 3, 2, 9), datetime(2026, 4, 1, 9)
+    spring = add_broadcast(app, "spring-sale", started_at=march)
+    add_broadcast(app, "april-news", state="sending", started_at=april)
+    add_broadcast(app, "later", state="scheduled")
+    to_ann = add_delivery(app, ann, broadcast_id=spring)
+    add_delivery(app, bob, broadcast_id=spring, status="failed")
+    add_event(app, ann, "open", march, delivery_id=to_ann)
+    add_event(app, ann, "click", march, delivery_id=to_ann)
+    add_upgrade(app, ann, "19.90", march + timedelta(hours=1))
+    body = api.get("/metrics?by=broadcast").get_json()
+    assert body["by"] == "broadcast"
+    assert [row["group"] for row in body["rows"]] == ["april-news", "spring-sale"]
+    assert body["rows"][1] == {
+        "group": "spring-sale", "state": "sent", "started_at": "2026-03-02T09:00:00Z",
+        "recipients": 2, "delivered": 1, "opens": 1, "clicks": 1, "unsubscribes": 0,
+        "bounces": 0, "complaints": 0, "upgrades": 1, "open_rate": 1.0, "click_rate": 1.0,
+        "revenue": "19.90"}
+    march_only = api.get("/metrics?by=broadcast&from=2026-03-01&to=2026-03-31").get_json()
+    assert [row["group"] for row in march_only["rows"]] == ["spring-sale"]
+    assert march_only["total"]["upgrade_revenue"] == "19.90"

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "capture"
 
 # The concerns below the views: they are called by blueprints, commands and the
 # scheduler, never the other way round.
-DOMAIN_PACKAGES = ("pages", "leads", "mail", "webhooks", "numbers", "access")
+DOMAIN_PACKAGES = ("pages", "leads", "mail", "webhooks", "numbers", "access", "segments")
 LOW_MODULES = ("db", "models", "clock", "markup", "links", "domains", "claims", "settings",
                "tag_names",
                "web")

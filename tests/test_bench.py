@@ -56,3 +56,13 @@ def test_the_broadcast_numbers_bench_runs_at_toy_size(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "broadcast_numbers() (every broadcast)" in result.stdout
     assert "bench-numbers:" in result.stdout
+
+
+def test_the_segments_bench_counts_on_a_small_database(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "segments.py"), "--leads", "300",
+         "--repeat", "1", "--database", str(tmp_path / "segments.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Query plan of the bench segment" in result.stdout

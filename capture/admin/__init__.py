@@ -21,6 +21,7 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 UPLOAD_LIMITS: dict[str, Callable[[Config], int]] = {}
 NAVIGATION = (
     ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
+    ("admin.segments", "Segments"),
     ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
     ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
     ("admin.webhooks", "Webhooks"),
@@ -109,6 +110,7 @@ def init_app(app: Flask) -> None:
         outbox,
         overview,
         pages,
+        segments,
         sequences,
         sources,
         tokens,

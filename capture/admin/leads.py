@@ -80,6 +80,7 @@ def leads_table():
     return render_template(
         "admin/leads/index.html", filters=filters, problems=problems, table=table,
         pages=queries.pages_for_filter(), sources=queries.known_sources(),
+        segments=queries.segments_for_filter(),
         review_states=REVIEW_STATES, subscription_states=SUBSCRIPTION_STATES,
         no_source=queries.NO_SOURCE, back=request.full_path.rstrip("?"),
     )

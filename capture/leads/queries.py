@@ -2,7 +2,7 @@
 (and its CSV export), and one lead's history for the detail page."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Select, func, or_, select, tuple_
@@ -15,9 +15,15 @@ from capture.models import (
     Enrollment,
     Event,
     Lead,
+    LeadTag,
     Page,
+    SavedSegment,
     Upgrade,
 )
+from capture.segments import saved as saved_segments
+from capture.segments.language import Segment, SegmentError
+from capture.segments.query import member_filter
+from capture.tag_names import tag_problem
 
 # --- the owner's table --------------------------------------------------------------
 
@@ -40,6 +46,11 @@ class LeadFilters:
     created_to: date | None = None  # last day, inclusive (UTC)
     sort: str = "created"
     direction: str = "desc"
+    tag: str = ""  # leads with this tag
+    segment: int | None = None  # members of this saved segment (its id)
+    # The saved segment's name and parsed rule (read by parse_filters).
+    segment_name: str = field(default="", compare=False)
+    segment_rule: Segment | None = field(default=None, compare=False, repr=False)
 
     def args(self, **changes: str) -> dict[str, str]:
         """The filters as query-string arguments (defaults left out), for links;
@@ -48,7 +59,8 @@ class LeadFilters:
         direction = changes.pop("dir", self.direction)
         values = {
             "q": self.q, "review": self.review, "subscription": self.subscription,
-            "page": self.page, "source": self.source,
+            "page": self.page, "source": self.source, "tag": self.tag,
+            "segment": str(self.segment) if self.segment else "",
             "from": self.created_from.isoformat() if self.created_from else "",
             "to": self.created_to.isoformat() if self.created_to else "",
             "sort": "" if sort == "created" else sort,
@@ -61,7 +73,7 @@ class LeadFilters:
     def narrowed(self) -> bool:
         """True when some filter leaves leads out (sorting aside)."""
         return bool(self.q or self.review or self.subscription or self.page or self.source
-                    or self.created_from or self.created_to)
+                    or self.created_from or self.created_to or self.tag or self.segment)
 
 
 def _default_direction(sort: str) -> str:
@@ -93,8 +105,17 @@ def parse_filters(args: Mapping[str, str]) -> tuple[LeadFilters, list[str]]:
             problems.append(f"{label} “{value}” is not a date like 2026-03-01: ignored.")
             return None
 
+    def tag() -> str:
+        value = text("tag", 60)
+        problem = tag_problem(value) if value else None
+        if problem:
+            problems.append(f"Tag filter: {problem}: ignored.")
+            return ""
+        return value
+
     sort = choice("sort", SORT_COLUMNS) or "created"
     direction = text("dir", 4)
+    segment_id, segment_name, segment_rule = _segment_filter(text("segment", 20), problems)
     filters = LeadFilters(
         q=text("q", 200),
         review=choice("review", REVIEW_STATES),
@@ -105,10 +126,30 @@ def parse_filters(args: Mapping[str, str]) -> tuple[LeadFilters, list[str]]:
         created_to=day("to", "To"),
         sort=sort,
         direction=direction if direction in ("asc", "desc") else _default_direction(sort),
+        tag=tag(),
+        segment=segment_id,
+        segment_name=segment_name,
+        segment_rule=segment_rule,
     )
     if filters.created_from and filters.created_to and filters.created_from > filters.created_to:
         problems.append("“From” is after “To”: no lead can match; swap the dates.")
     return filters, problems
+
+
+def _segment_filter(value: str, problems: list[str]
+                    ) -> tuple[int | None, str, Segment | None]:
+    """The saved segment a `segment` argument names: its id, name and rule."""
+    if not value:
+        return None, "", None
+    saved = saved_segments.get(int(value)) if value.isdigit() and len(value) <= 18 else None
+    if saved is None:
+        problems.append(f"There is no saved segment “{value}”: ignored.")
+        return None, "", None
+    try:
+        return saved.id, saved.name, saved_segments.rule_of(saved)
+    except SegmentError as error:
+        problems.append(f"Segment “{saved.name}” has a problem ({error}): ignored.")
+        return None, "", None
 
 
 def filter_leads(stmt: Select, filters: LeadFilters) -> Select:
@@ -133,6 +174,10 @@ def filter_leads(stmt: Select, filters: LeadFilters) -> Select:
     if filters.created_to and filters.created_to < date.max:
         end = datetime.combine(filters.created_to + timedelta(days=1), time())
         stmt = stmt.where(Lead.created_at < end)
+    if filters.tag:
+        stmt = stmt.where(Lead.id.in_(select(LeadTag.lead_id).where(LeadTag.tag == filters.tag)))
+    if filters.segment_rule is not None:
+        stmt = stmt.where(member_filter(filters.segment_rule))
     return stmt
 
 
@@ -204,6 +249,12 @@ def lead_table(filters: LeadFilters, *, after: int | None = None, before: int | 
 def pages_for_filter() -> list[Page]:
     """Every page (slug, title, published), for the table's page filter."""
     return list(db.session.scalars(select(Page).order_by(Page.slug)))
+
+
+def segments_for_filter() -> list[tuple[int, str]]:
+    """Every saved segment (id, name), for the table's segment filter."""
+    return [tuple(row) for row in db.session.execute(
+        select(SavedSegment.id, SavedSegment.name).order_by(SavedSegment.name))]
 
 
 def known_sources(recent: int = 5000, limit: int = 200) -> list[str]:

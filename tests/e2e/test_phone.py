@@ -100,7 +100,8 @@ def dashboard_paths(page, stack) -> dict[str, str]:
         "deliveries": "/admin/deliveries", "outbox": "/admin/outbox", "message": message,
         "webhooks": "/admin/webhooks", "webhook": f"/admin/webhooks/{stack.webhook_id}",
         "new webhook": "/admin/webhooks/new", "tokens": "/admin/tokens",
-        "account": "/admin/account",
+        "account": "/admin/account", "segments": "/admin/segments",
+        "new segment": "/admin/segments/new",
     }
 
 

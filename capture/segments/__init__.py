@@ -1,0 +1,1 @@
+"""Segments: the one filter language over leads (parsed, checked, compiled to SQL)."""

@@ -7,6 +7,8 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from capture.tag_names import tag_problem
+
 # Raw HTML in the Markdown is shown as text, and markdown-it refuses javascript: and
 # data: links, so nothing the owner pastes can run script on a visitor's page.
 _markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
@@ -41,11 +43,55 @@ def email_parts(text: str) -> tuple[str, str]:
     plain lines, list items after "- " or "1. ", quotes after "> " and code as
     written; what the Markdown escapes (a lead's values) stays literal text."""
     tokens = _email.parse(text)
+    _consume_link_tags(tokens)
     html = _email.renderer.render(tokens, _email.options, {})
     writer = _PlainText()
     for token in tokens:
         writer.feed(token)
     return html, "\n".join(writer.lines).strip("\n") + "\n"
+
+
+# A link written [text](url "tag:NAME"): its title is not a title but the tag a click
+# on it gives the lead; it is never shown.
+_TAG_TITLE = "tag:"
+
+
+def _consume_link_tags(tokens) -> None:
+    """Turn each `tag:NAME` link title into a `data-tag="NAME"` attribute right after
+    the href, which `capture.mail.compose` hands to the link tracker and removes."""
+    for token in tokens:
+        for child in token.children or []:
+            title = child.attrGet("title") if child.type == "link_open" else None
+            if isinstance(title, str) and title.startswith(_TAG_TITLE):
+                del child.attrs["title"]
+                child.attrSet("data-tag", title[len(_TAG_TITLE):].strip())
+
+
+def link_tags(text: str) -> list[tuple[int, str]]:
+    """Every `[text](url "tag:NAME")` of a Markdown text as (line, NAME), the line
+    1-based within the text (a link split over lines: where its tag is written)."""
+    found: list[tuple[int, str]] = []
+    for token in _email.parse(text or ""):
+        if token.type != "inline" or not token.children:
+            continue
+        cursor = 0
+        for child in token.children:
+            title = child.attrGet("title") if child.type == "link_open" else None
+            if not (isinstance(title, str) and title.startswith(_TAG_TITLE)):
+                continue
+            name = title[len(_TAG_TITLE):].strip()
+            at = token.content.find(title, cursor)
+            cursor = max(at, cursor)
+            offset = token.content.count("\n", 0, at) if at >= 0 else 0
+            found.append(((token.map[0] if token.map else 0) + 1 + offset, name))
+    return found
+
+
+def link_tag_problems(text: str) -> list[tuple[int, str]]:
+    """(line, message) for each link tag in a Markdown text that is no tag name, for
+    the `check` commands of sequences and broadcasts to report as file:line."""
+    return [(line, f"link tag: {problem}") for line, name in link_tags(text)
+            if (problem := tag_problem(name)) is not None]
 
 
 class _PlainText:

@@ -16,7 +16,7 @@ from tests.conftest import optin
 
 HEADER = [
     "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
-    "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue",
+    "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue", "tags",
 ]
 
 
@@ -70,8 +70,22 @@ def test_one_row_per_lead_with_its_values(app, runner, make_page):
         "review": "approved", "subscription": "subscribed", "utm_source": "newsletter",
         "utm_medium": "email", "utm_campaign": "spring", "ref": "partner7",
         "created_at": "2025-03-01T09:30:00", "confirmed_at": "2025-03-01T09:45:00",
-        "upgrades": "0", "revenue": "0.00",
+        "upgrades": "0", "revenue": "0.00", "tags": "",
     }]
+
+
+def test_tags_column_holds_the_lead_tags_separated_as_the_import_reads_them(
+        app, runner, make_page):
+    from capture.leads.tags import add_tags
+
+    make_page(slug="offer")
+    lead_id = add_lead(app, "offer", "jane@example.com", review="approved")
+    add_lead(app, "offer", "bob@example.com", review="approved")
+    with app.app_context():
+        add_tags([lead_id], ["webinar", "vip"], "dashboard")
+        db.session.commit()
+    assert {row["email"]: row["tags"] for row in rows(runner)} == {
+        "jane@example.com": "vip;webinar", "bob@example.com": ""}
 
 
 def test_lead_from_a_real_optin_carries_its_attribution(client, runner, make_page):

@@ -41,6 +41,7 @@ FULL_PAGE = {
     "template": "default.html",
     "published": False,
     "allowed_origins": [],
+    "tags": ["guide"],
 }
 
 

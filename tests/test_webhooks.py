@@ -145,7 +145,7 @@ def test_unknown_event_names_are_refused(app):
 
 def test_optin_fires_lead_created_with_the_lead_and_its_attribution(app, client, receiver,
                                                                      clock):
-    create_page(app, review="manual", consent="Send me the guide.", fields=[
+    create_page(app, review="manual", consent="Send me the guide.", tags=["guide"], fields=[
         {"name": "name", "label": "Name", "type": "text", "required": False},
         {"name": "email", "label": "Email", "type": "email", "required": True},
         {"name": "company", "label": "Company", "type": "text", "required": False}])
@@ -168,6 +168,7 @@ def test_optin_fires_lead_created_with_the_lead_and_its_attribution(app, client,
         "fields": {"company": "Lee & Co"},
         "consent": {"text": "Send me the guide.", "at": "2026-03-02T10:00:00.000Z"},
         "created_at": "2026-03-02T10:00:00.000Z", "confirmed_at": None,
+        "tags": ["guide"],
     }
     assert "upgrade" not in body
 

@@ -107,6 +107,7 @@ def init_app(app: Flask) -> None:
         broadcasts,
         deliveries,
         imports,
+        lead_tags,
         leads,
         outbox,
         overview,

@@ -24,6 +24,7 @@ from capture.leads import upgrades
 from capture.leads import exports
 from capture.leads import queries
 from capture.leads import lifecycle
+from capture.leads import tags
 from capture.admin import bp
 from capture.db import db
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page
@@ -164,6 +165,7 @@ def _render_lead(lead: Lead, reject_form: RejectForm | None = None,
         "admin/leads/detail.html", lead=lead, page=page, history=queries.history(lead),
         fields=_field_values(lead, page), country=_country_name(lead.country),
         reject_form=reject_form or RejectForm(formdata=None), upgrade_form=upgrade_form,
+        tags=tags.tag_rows(lead.id),
     ), status
 
 

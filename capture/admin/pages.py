@@ -108,6 +108,7 @@ class PageForm(FlaskForm):
     template = SelectField("Design", validate_choice=False)
     published = BooleanField("Published")
     allowed_origins = TextAreaField("Sites allowed to embed the form")
+    tags = StringField("Tags for everyone who signs up here")
 
     # Where validate_page's problem names are shown (the rest: next to the field
     # of the same name).
@@ -143,6 +144,7 @@ class PageForm(FlaskForm):
         self.block_domains.data = "\n".join(rules.get("block_domains", []))
         self.block_disposable.data = bool(rules.get("block_disposable"))
         self.allowed_origins.data = "\n".join(data.get("allowed_origins") or [])
+        self.tags.data = ", ".join(data.get("tags") or [])
         while self.rows.entries:
             self.rows.pop_entry()
         for field in data.get("fields", []):
@@ -199,6 +201,7 @@ class PageForm(FlaskForm):
             "published": bool(self.published.data),
             "allowed_origins": [line.strip() for line in
                                 (self.allowed_origins.data or "").splitlines() if line.strip()],
+            "tags": _items(self.tags.data),
         }
         return data, positions
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from capture.leads import optin
+from capture.leads import optin, tags
 from capture.leads.fields import FIELD_KINDS, FieldProblem
 from capture import links
 from capture.api import bp
@@ -222,7 +222,8 @@ def list_leads():
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = links.make(_CURSOR_PURPOSE, str(rows[-1][0].id)) if more else None
-    return {"leads": [lead_json(lead, page_slug, referred_by)
+    tag_names = tags.tags_of(lead.id for lead, _, _ in rows)
+    return {"leads": [lead_json(lead, page_slug, referred_by, tag_names[lead.id])
                       for lead, page_slug, referred_by in rows],
             "next_cursor": next_cursor}
 
@@ -262,4 +263,4 @@ def _lead_json(lead: Lead) -> dict[str, Any]:
     if lead.referred_by_id is not None:
         referrer = db.session.scalar(select(Lead.public_ref)
                                      .where(Lead.id == lead.referred_by_id))
-    return lead_json(lead, slug, referrer)
+    return lead_json(lead, slug, referrer, tags.tags_of([lead.id])[lead.id])

@@ -23,9 +23,10 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat() + "Z"
 
 
-def lead_json(lead: Lead, page_slug: str | None, referred_by: str | None) -> dict[str, Any]:
-    """One lead. `page_slug` and `referred_by` (the referrer's public ref) are passed
-    in, so a list of leads costs one query, not three per lead."""
+def lead_json(lead: Lead, page_slug: str | None, referred_by: str | None,
+              tags: list[str]) -> dict[str, Any]:
+    """One lead. `page_slug`, `referred_by` (the referrer's public ref) and its tag
+    names are passed in, so a list of leads costs two queries, not four per lead."""
     return {
         "public_ref": lead.public_ref,
         "email": lead.email,
@@ -47,6 +48,7 @@ def lead_json(lead: Lead, page_slug: str | None, referred_by: str | None) -> dic
             "landing_url": lead.landing_url,
         },
         "referred_by": referred_by,
+        "tags": tags,
     }
 
 

@@ -15,7 +15,9 @@ from capture import clock
 from capture import links
 from capture.web.user_agents import user_agent_matcher
 from capture.db import db
+from capture.leads import tags
 from capture.models import Delivery, Lead, Link
+from capture.tag_names import tag_problem
 from capture.timeline import event_row, insert_events
 
 # Security gateways, link scanners and scripted clients that fetch links in mail
@@ -51,7 +53,7 @@ _OPENED_EMAIL = (
     .where(Delivery.id == bindparam("id"))
 )
 _CLICKED_LINK = (
-    select(Link.url, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    select(Link.url, Link.tag, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
     .join(Delivery, Delivery.id == Link.delivery_id)
     .join(Lead, Lead.id == Delivery.lead_id)
     .where(Link.token == bindparam("token"))
@@ -82,13 +84,20 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         link = connection.execute(_CLICKED_LINK, {"token": token}).first()
         if link is None:
             return None
-        _log_engagement(connection, link, "click", user_agent, url=link.url)
+        machine = _log_engagement(connection, link, "click", user_agent, url=link.url)
+        # A tagged link's tag goes to the person who clicks, not to a mail scanner
+        # that fetched it first (the tag names were checked when the email was made).
+        if link.tag and not machine and tag_problem(link.tag) is None:
+            tags.add_tags([link.lead_id], [link.tag], "link", connection=connection)
     return link.url
 
 
-def _log_engagement(connection, email, kind: str, user_agent: str | None, **data) -> None:
+def _log_engagement(connection, email, kind: str, user_agent: str | None, **data) -> bool:
     """An open or click of `email` (its delivery id, lead, page and send time) on the
-    lead's timeline, marked machine-made by its user agent or how soon it came."""
+    lead's timeline, marked machine-made by its user agent or how soon it came.
+    Returns whether it was marked machine-made."""
+    machine = is_machine(user_agent, email.sent_at, clock.utcnow())
     insert_events([event_row(email.lead_id, email.page_id, kind, delivery_id=email.id,
-                             machine=is_machine(user_agent, email.sent_at, clock.utcnow()),
-                             user_agent=(user_agent or "")[:200], **data)], connection)
+                             machine=machine, user_agent=(user_agent or "")[:200], **data)],
+                  connection)
+    return machine

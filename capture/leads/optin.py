@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 
 from capture import clock
 from capture.db import db
-from capture.leads import lifecycle
+from capture.leads import lifecycle, tags
 from capture.leads.review import review_verdict
 from capture.timeline import event_row, insert_events
 from capture.mail import membership
@@ -181,6 +181,7 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     insert_events([event_row(lead_id, page.id, kind, **data) for kind, data in
                    opening_events("optin", lead.review, lead.review_reason,
                                   **_attribution_data(values))])
+    _page_tags(page, lead_id)
     changes = ["lead.created"]
     if lead.review != "pending":
         changes.append(f"lead.{lead.review}")
@@ -188,6 +189,12 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     membership.enroll(lead, page, new=True)
     db.session.commit()
     return Outcome("created", lead_id)
+
+
+def _page_tags(page: Page, lead_id: int) -> None:
+    """The page's `tags`, given to the lead who opted in on it (cause `page:<slug>`)."""
+    if page.tags:
+        tags.add_tags([lead_id], page.tags, f"page:{page.slug}")
 
 
 def _referrer_id(ref: str) -> int | None:
@@ -250,6 +257,9 @@ def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | Non
     data = (_attribution_data(origin.visit) if origin is not None else {}) or {
         k: v for k, v in optin.attribution.items() if v}
     insert_events([event_row(lead_id, page.id, "duplicate", **data)])
+    # A repeat opt-in on a page is a new signal of interest in it: the page's tags
+    # are added (again: the ones the lead has already change nothing).
+    _page_tags(page, lead_id)
     now = clock.utcnow()
     resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
     db.session.connection().execute(

@@ -15,6 +15,7 @@ from capture import domains
 from capture.mail import mime
 from capture.mail.sequences import compiled
 from capture.markup import email_parts
+from capture.tag_names import tag_problem
 from capture.models import Lead, Page
 
 # Control characters (CR, LF, tabs, NUL …) never reach a header.
@@ -119,7 +120,10 @@ _INLINE_STYLES = {
     "hr": "border:0;border-top:1px solid #e3e5ea;margin:24px 0;",
 }
 _TAG = re.compile(r"<(" + "|".join(_INLINE_STYLES) + r")(?=[\s>/])")
-_HREF = re.compile(r'href="(https?://[^"]*)"')
+# An http(s) link of the HTML part, with the tag of a [text](url "tag:NAME") link
+# (capture.markup writes it as data-tag, which never reaches the email).
+_HREF = re.compile(r'href="(https?://[^"]*)"(?: data-tag="([^"]*)")?')
+_DATA_TAG = re.compile(r' data-tag="[^"]*"')
 # A URL in the text part ends at white space or at the ) [ ] < > " of Markdown links.
 _TEXT_URL = re.compile(r"https?://[^\s()<>\[\]\"]+")
 _TRAILING = ".,;:!?'"
@@ -165,8 +169,9 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
                 track_link=None, pixel_url: str | None = None) -> dict[str, str]:
     """Subject, preheader, text and HTML of one step for one lead.
 
-    `track_link(url) -> url` and `pixel_url` are the tracking hooks: every http(s)
-    link of the HTML part is passed through `track_link`, the pixel is appended."""
+    `track_link(url, tag=None) -> url` and `pixel_url` are the tracking hooks: every
+    http(s) link of the HTML part is passed through `track_link` (with the NAME of a
+    link written [text](url "tag:NAME"), else without), the pixel is appended."""
     subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
@@ -181,22 +186,28 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     content = _TAG.sub(lambda m: f'<{m.group(1)} style="{_INLINE_STYLES[m.group(1)]}"',
                        html_body)
     if track_link is not None:
-        tracked: dict[str, str] = {}
+        tracked: dict[str, str] = {}  # by URL: what the text part links to
+        links: dict[tuple[str, str | None], str] = {}  # by URL and tag
 
-        def remember(url: str) -> str:
-            if url not in tracked:
-                tracked[url] = track_link(url)
-            return tracked[url]
+        def remember(url: str, tag: str | None = None) -> str:
+            if (url, tag) not in links:
+                # A tag that is no tag name is reported by `check`; never stored.
+                links[(url, tag)] = (track_link(url, tag) if tag and tag_problem(tag) is None
+                                     else track_link(url))
+            tracked.setdefault(url, links[(url, tag)])
+            return links[(url, tag)]
 
-        content = _HREF.sub(lambda m: _tracked_href(m.group(1), remember, unsubscribe_url),
-                            content)
+        content = _HREF.sub(lambda m: _tracked_href(m.group(1), m.group(2), remember,
+                                                    unsubscribe_url), content)
         # The text part: only URLs the owner wrote (the links of the HTML part, and
         # bare URLs in the step file) are tracked, so a lead who types a URL as their
-        # name cannot turn our /c/ links into a redirect to it.
+        # name cannot turn our /c/ links into a redirect to it. A URL of a tagged
+        # link is the same tagged link in the text part.
         for url in _urls(step.body):
-            if url != unsubscribe_url and "{" not in url:
+            if url != unsubscribe_url and "{" not in url and url not in tracked:
                 remember(url)
         text_body = _TEXT_URL.sub(lambda m: _tracked_text_url(m.group(0), tracked), text_body)
+    content = _DATA_TAG.sub("", content)
     postal_address = current_app.config["POSTAL_ADDRESS"]
     # The layouts see only these values (no request or session): rendered straight
     # from the app's template environment, autoescaped like every .html template.
@@ -224,12 +235,15 @@ def _tracked_text_url(found: str, tracked: dict[str, str]) -> str:
     return tracked[url] + found[len(url):] if url in tracked else found
 
 
-def _tracked_href(escaped_url: str, track_link, unsubscribe_url: str) -> str:
-    """The href attribute for a link: through the tracking hook, except unsubscribe."""
+def _tracked_href(escaped_url: str, escaped_tag: str | None, track_link,
+                  unsubscribe_url: str) -> str:
+    """The href attribute for a link: through the tracking hook (with the link's tag),
+    except unsubscribe."""
     url = html_lib.unescape(escaped_url)
     if url == unsubscribe_url:
         return f'href="{escaped_url}"'
-    return f'href="{html_lib.escape(track_link(url))}"'
+    tag = html_lib.unescape(escaped_tag) if escaped_tag else None
+    return f'href="{html_lib.escape(track_link(url, tag))}"'
 
 
 def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: int,

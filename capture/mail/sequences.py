@@ -22,6 +22,8 @@ from flask import Flask, current_app
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from capture.markup import link_tag_problems
+
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
 STEP_KEYS = {"subject", "delay", "at", "preheader"}
 STOP_CONDITIONS = ("upgrade", "unsubscribe")
@@ -380,6 +382,8 @@ def _read_step(path: Path, file: str) -> Step:
     if not step.body.strip():
         problems.append(Problem(file, body_first_line, "the email has no body"))
     _check_template(step.body, file, body_first_line, problems, False)
+    problems.extend(Problem(file, body_first_line + line - 1, message)
+                    for line, message in link_tag_problems(step.body))
     return step
 
 

@@ -16,6 +16,7 @@ from flask_wtf import FlaskForm
 from capture import domains
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
+from capture.tag_names import tag_problem
 from config import ROOT
 
 FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "template": "default.html",
     "published": True,
     "allowed_origins": [],
+    "tags": [],
 }
 KEYS = ("slug", "title", *DEFAULTS)
 TEXT_LIMITS = {"title": 200, "headline": 300, "button": 80, "body": 20000,
@@ -97,6 +99,7 @@ def validate_page(
     _check_redirect(clean, problems)
     _check_sequence(clean, sequences_dir, problems)
     _check_origins(clean, problems)
+    _check_tags(clean, problems)
     if not isinstance(clean["template"], str) or not _TEMPLATE.match(clean["template"]):
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():
@@ -291,6 +294,29 @@ def _check_origins(clean: dict, problems: _Problems) -> None:
     clean["allowed_origins"] = canonical
 
 
+# The most tags one page gives its leads.
+MAX_PAGE_TAGS = 20
+
+
+def _check_tags(clean: dict, problems: _Problems) -> None:
+    """The tags every opt-in on the page gives its lead: names, without repeats."""
+    names = clean["tags"]
+    if not isinstance(names, list):
+        problems.add("tags", 'must be a list of tag names like ["webinar", "2026-q3"]')
+        clean["tags"] = []
+        return
+    kept: list[str] = []
+    for name in names:
+        problem = tag_problem(name)
+        if problem is not None:
+            problems.add("tags", problem)
+        elif name not in kept:
+            kept.append(name)
+    if len(kept) > MAX_PAGE_TAGS:
+        problems.add("tags", f"at most {MAX_PAGE_TAGS} tags")
+    clean["tags"] = kept
+
+
 def _check_sequence(clean: dict, sequences_dir: str, problems: _Problems) -> None:
     name = clean["sequence"]
     if name in (None, ""):
@@ -307,6 +333,7 @@ def page_to_dict(page: Page) -> dict[str, Any]:
     data = {key: getattr(page, key) for key in KEYS}
     data["payout"] = str(page.payout)
     data["allowed_origins"] = list(page.allowed_origins or [])
+    data["tags"] = list(page.tags or [])
     return data
 
 

@@ -36,6 +36,7 @@ def copy_values(page: Page, taken: set[str]) -> dict[str, Any]:
     data["fields"] = [dict(field) for field in page.fields]
     data["rules"] = dict(page.rules or {})
     data["allowed_origins"] = list(page.allowed_origins or [])
+    data["tags"] = list(page.tags or [])
     data["slug"] = unique_slug(page.slug + COPY_SUFFIX, taken)
     data["title"] = f"{page.title} (copy)"[: TEXT_LIMITS["title"]]
     data["published"] = False

@@ -52,7 +52,8 @@ def send_test(webhook: Webhook) -> WebhookDelivery:
         page=webhook.page or SimpleNamespace(slug="sample-page"), review="approved",
         review_reason="", subscription="subscribed", fields={"company": "Example Ltd"},
         consent_text="Send me the guide and occasional emails.", consent_at=now,
-        created_at=now, confirmed_at=now, **{**attribution, "utm_source": "test"})
+        created_at=now, confirmed_at=now, tag_names=["sample-tag"],
+        **{**attribution, "utm_source": "test"})
     body = events.encode(events.payload(events.TEST_EVENT, sample, now))
     test = WebhookDelivery(webhook_id=webhook.id, event=events.TEST_EVENT, body=body,
                            status="sending", created_at=now, claimed_at=now,

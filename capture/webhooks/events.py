@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, true
 
 from capture import clock
 from capture.db import db
-from capture.models import UTM_KEYS, Lead, Webhook, WebhookDelivery
+from capture.models import UTM_KEYS, Lead, LeadTag, Webhook, WebhookDelivery
 
 EVENTS = ("lead.created", "lead.confirmed", "lead.approved", "lead.rejected",
           "lead.unsubscribed", "upgrade.recorded")
@@ -94,7 +94,22 @@ def lead_data(lead: Any) -> dict[str, Any]:
         "consent": {"text": lead.consent_text or "", "at": _time(lead.consent_at)},
         "created_at": _time(lead.created_at),
         "confirmed_at": _time(lead.confirmed_at),
+        "tags": _tags(lead),
     }
+
+
+def _tags(lead: Any) -> list[str]:
+    """The lead's tag names, sorted: as stored, or `tag_names` of a made-up lead."""
+    given = getattr(lead, "tag_names", None)
+    if given is not None:
+        return sorted(given)
+    lead_id = getattr(lead, "id", None)
+    if lead_id is None:
+        return []
+    # Read here, not through capture.leads.tags: leads emit webhooks, so webhooks
+    # may not import leads back.
+    return list(db.session.scalars(select(LeadTag.tag).where(LeadTag.lead_id == lead_id)
+                                   .order_by(LeadTag.tag)))
 
 
 def upgrade_data(upgrade: Any) -> dict[str, Any]:

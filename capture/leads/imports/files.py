@@ -16,9 +16,11 @@ from capture.models import ATTRIBUTION_KEYS, Page
 from capture.leads.fields import one_line
 
 # What a mapped column can fill, besides the page's own fields.
-FIXED_TARGETS = ("email", "name", "country", "consent", "consented_at", *ATTRIBUTION_KEYS)
+FIXED_TARGETS = ("email", "name", "country", "consent", "consented_at", "tags",
+                 *ATTRIBUTION_KEYS)
 TARGET_LABELS = {"email": "Email", "name": "Name", "country": "Country",
-                 "consent": "Consent (yes/no)", "consented_at": "Consent date"}
+                 "consent": "Consent (yes/no)", "consented_at": "Consent date",
+                 "tags": "Tags (separated by ;)"}
 # Header spellings recognised without a mapping (compared lower-case, with every run
 # of other characters as one underscore).
 ALIASES = {
@@ -29,6 +31,7 @@ ALIASES = {
                 "marketing_consent", "accepts_marketing", "subscribed"),
     "consented_at": ("consented_at", "consent_at", "consent_date", "consent_time",
                      "opted_in_at", "optin_date", "subscribed_at", "signed_up_at"),
+    "tags": ("tags", "tag", "labels"),
     "utm_source": ("utm_source", "source"),
     "utm_medium": ("utm_medium", "medium"),
     "utm_campaign": ("utm_campaign", "campaign"),

@@ -13,7 +13,8 @@ A new lead is made by the opt-in's own parts (`capture.leads.optin.new_lead_row`
 address at a time, where a batch looks up all its addresses in three queries and
 writes its new leads in one flush (`bench/import_100k.py` measures what that is worth).
 The rest differs on purpose: a known address is merged, not a repeat opt-in; consent
-comes from the file; an import fires no webhooks.
+comes from the file; an import fires no webhooks. A `tags` column (names separated by
+";") adds its tags to the row's lead, new or merged, with the cause `import`.
 
 Consent comes from the file: a row whose consent column says yes (or that has a
 consent date) is subscribed at once, and enrolled when approved; any other row is
@@ -33,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock
-from capture.leads import optin
+from capture.leads import optin, tags
 from capture.mail import membership
 from capture.db import db
 from capture.leads.imports.files import (
@@ -270,6 +271,7 @@ class _Import:
             with db.session.no_autoflush:
                 for kind, lead, row, filled in timeline:
                     self._record(kind, lead, row, filled)
+            _add_tags(timeline)
         return done
 
     def _email_cell(self, cells: list[str]) -> str:
@@ -323,6 +325,17 @@ class _Lookups:
         ).all()) if refs else {}
         # Addresses of this batch already merged once (a second row is a repeat).
         self.merged: set[str] = set()
+
+
+def _add_tags(timeline: list[tuple[str, Lead, Row, list[str]]]) -> None:
+    """The `tags` of the batch's written rows, given to their leads (new and merged:
+    tags only ever add), a few statements per set of names, not one per row."""
+    by_names: dict[tuple[str, ...], set[int]] = {}
+    for _, lead, row, _ in timeline:
+        if row.tags:
+            by_names.setdefault(tuple(row.tags), set()).add(lead.id)
+    for names, lead_ids in by_names.items():
+        tags.add_tags(lead_ids, names, "import")
 
 
 def _optin(row: Row) -> optin.OptIn:

@@ -11,6 +11,7 @@ from capture.leads.addresses import normalize_email
 from capture.leads.fields import FIELD_KINDS, FieldProblem, one_line, short_text
 from capture.leads.imports.files import UNREADABLE
 from capture.models import ATTRIBUTION_KEYS
+from capture.tag_names import tag_problem
 
 # The columns that fill the lead's own values, as the page field each is checked as.
 NAME = {"name": "name", "label": "name", "type": "text", "required": False}
@@ -31,6 +32,8 @@ class Row:
     consented: bool = False
     consent_value: str | None = None
     consented_at: datetime | None = None
+    # The `tags` column: names separated by ";", each a tag name (capture.tag_names).
+    tags: list[str] = field(default_factory=list)
 
 
 class Rejected(Exception):
@@ -94,6 +97,8 @@ def _take(row: Row, target: str, value: str, page_fields: dict[str, dict[str, An
     elif target == "consented_at":
         if value.strip():
             row.consented_at = _moment(value, now)
+    elif target == "tags":
+        row.tags = _tags(value)
     elif target in ATTRIBUTION_KEYS:
         text = short_text(value, target)
         if text:
@@ -103,3 +108,18 @@ def _take(row: Row, target: str, value: str, page_fields: dict[str, dict[str, An
         checked = FIELD_KINDS[spec["type"]].from_cell(spec, value)
         if checked != "":
             row.fields[target] = checked
+
+
+def _tags(value: str) -> list[str]:
+    """The names of a `tags` cell ("vip; webinar"), without repeats; Rejected naming
+    the first that is no tag name."""
+    names: list[str] = []
+    for name in (part.strip() for part in value.split(";")):
+        if not name:
+            continue
+        problem = tag_problem(name)
+        if problem is not None:
+            raise Rejected(f"tags: {problem}")
+        if name not in names:
+            names.append(name)
+    return names

@@ -91,6 +91,8 @@ BAD_FILES = [
     ("---\nsubject: Hi\nname: other\n---\nBody\n", "bad.md:3: name 'other' does not match"),
     ("---\nsubject: [A, B]\n---\nBody\n", "bad.md:2: subject: a list of subjects"),
     ("---\nsubject: Hi\ntest: {share: 20}\n---\nBody\n", "bad.md:3: test:"),
+    ("---\nsubject: Hi\n---\nHello.\n\n[Join](https://example.com \"tag:Not Ok\")\n",
+     "bad.md:6: link tag:"),
 ]
 
 
@@ -447,3 +449,18 @@ def test_the_owner_resends_an_unknown_broadcast_email_and_the_lead_page_names_it
     page = owner_client(app).get(f"/admin/leads/{ann}").get_data(as_text=True)
     assert "(broadcast offer)" in page
     assert '<td colspan="2">broadcast offer</td>' in page
+
+
+def test_a_link_tag_in_a_broadcast_is_stored_with_its_link(app, smtp, clock):
+    from capture.models import Link
+
+    write_broadcast(app, "offer", "---\nsubject: Hi\n---\n"
+                                  "[Join](https://example.com/vip \"tag:vip\")\n")
+    lead(app, "ann@example.com")
+    send(app, "offer")
+    tick(app)
+    html = smtp.messages[0].get_body(("html",)).get_content()
+    assert "tag:vip" not in html
+    with app.app_context():
+        assert db.session.scalar(select(Link.tag).where(Link.url == "https://example.com/vip")) \
+            == "vip"

@@ -18,6 +18,7 @@ from typing import Any
 from flask import current_app
 
 from capture.mail.sequences import Problem, _check_template, _key_line, _yaml
+from capture.markup import link_tag_problems
 from capture.segments import language, text as segment_text
 
 NAME = re.compile(r"^[a-z0-9_-]{1,100}$")
@@ -151,6 +152,8 @@ def load(path: Path) -> BroadcastFile:
     if not broadcast.body.strip():
         broadcast.problem(body_line, "the email has no body")
     _check_template(broadcast.body, broadcast.filename, body_line, broadcast.problems, False)
+    for line, message in link_tag_problems(broadcast.body):
+        broadcast.problem(body_line + line - 1, message)
     broadcast.problems.sort(key=lambda p: p.line)
     return broadcast
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import current_app
 
-from capture.mail.sequences import Problem, _check_template, _key_line, _yaml
+from capture.mail.sequences import Problem, check_template, key_line, read_yaml
 from capture.markup import link_tag_problems
 from capture.segments import language, text as segment_text
 
@@ -144,14 +144,14 @@ def load(path: Path) -> BroadcastFile:
         return broadcast
     front = lines[1:end]
     broadcast.body = "\n".join(lines[end + 1:]).strip("\n") + "\n"
-    data = _yaml("\n".join(front), broadcast.filename, 1, broadcast.problems)
+    data = read_yaml("\n".join(front), broadcast.filename, 1, broadcast.problems)
     if data is None:
         return broadcast
     _read_front(broadcast, data, front)
     body_line = end + 2
     if not broadcast.body.strip():
         broadcast.problem(body_line, "the email has no body")
-    _check_template(broadcast.body, broadcast.filename, body_line, broadcast.problems, False)
+    check_template(broadcast.body, broadcast.filename, body_line, broadcast.problems, False)
     for line, message in link_tag_problems(broadcast.body):
         broadcast.problem(body_line + line - 1, message)
     broadcast.problems.sort(key=lambda p: p.line)
@@ -160,7 +160,7 @@ def load(path: Path) -> BroadcastFile:
 
 def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
     """Check the front matter's keys and values into `broadcast`."""
-    line = lambda key: _key_line(front, key, 1)  # noqa: E731 - the file line of a key
+    line = lambda key: key_line(front, key, 1)  # noqa: E731 - the file line of a key
     for key in sorted(set(map(str, data)) - KEYS):
         broadcast.problem(line(key), f"unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
     name = data.get("name")
@@ -173,7 +173,7 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
         broadcast.problem(line("preheader"), "preheader must be text")
     else:
         broadcast.preheader = preheader.strip()
-        _check_template(broadcast.preheader, broadcast.filename, line("preheader"),
+        check_template(broadcast.preheader, broadcast.filename, line("preheader"),
                         broadcast.problems, True)
     sender = data.get("from")
     if sender is not None:
@@ -199,7 +199,7 @@ def _read_subject(broadcast: BroadcastFile, data: dict, line) -> None:
         broadcast.problem(line("subject") if "subject" in data else 1, "subject is missing")
         return
     broadcast.subject = subject.strip()
-    _check_template(broadcast.subject, broadcast.filename, line("subject"),
+    check_template(broadcast.subject, broadcast.filename, line("subject"),
                     broadcast.problems, True)
 
 
@@ -234,7 +234,7 @@ def parse_time(value: Any) -> datetime | None:
 def _read_segment(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
     """`segment`: the segment language (capture.segments), lines pointing into the file."""
     value = data.get("segment")
-    line = broadcast.segment_line = _key_line(front, "segment", 1)
+    line = broadcast.segment_line = key_line(front, "segment", 1)
     if value is not None and not isinstance(value, dict):
         broadcast.problem(line, "segment: expected keys like pages:, tags: (or no segment: "
                                 "every subscribed lead)")

@@ -106,9 +106,16 @@ SECTIONS = (
     ("Sending", (
         Setting("SEQUENCES_DIR", str(ROOT / "sequences"), "folder",
                 "where the sequence folders live", shown_default="`sequences/`"),
+        Setting("BROADCASTS_DIR", str(ROOT / "broadcasts"), "folder",
+                "where the broadcast files (`<name>.md`) live", shown_default="`broadcasts/`"),
+        Setting("BROADCAST_TAKE_ROWS", 2000, "integer",
+                "leads a broadcast's recipients are taken in per transaction when it starts "
+                "sending (each chunk holds SQLite's write lock for its own rows only)",
+                minimum=1, maximum=100000),
         Setting("SEND_RATE_PER_MINUTE", 600, "integer",
-                "cap on outgoing mail: sequence and confirmation emails wait for the next "
-                "minute once the emails of the last minute (confirmations included) reach it",
+                "cap on outgoing mail: sequence, broadcast and confirmation emails wait for the "
+                "next minute once the emails of the last minute (confirmations included) reach "
+                "it; confirmations go first, then sequence steps, then broadcasts",
                 minimum=1),
         Setting("SCHEDULER", "off", "choice",
                 "`embedded` runs the sending job inside the web process (what `make run` "

@@ -47,6 +47,16 @@ def test_the_import_bench_streams_a_small_file(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
+def test_the_broadcast_bench_takes_and_sends_a_small_list(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "broadcast_recipients.py"), "--leads", "2000",
+         "--send", "200", "--database", str(tmp_path / "segments.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "recipients in" in result.stdout and "duplicates 0" in result.stdout
+
+
 def test_the_broadcast_numbers_bench_runs_at_toy_size(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "broadcast_numbers.py"), "--leads", "300",

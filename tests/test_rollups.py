@@ -16,7 +16,7 @@ from capture.leads import lifecycle as leads
 from capture.numbers import metrics
 from capture.numbers import rollups
 from capture.db import db
-from capture.models import Delivery, Event, Lead, Page, Visit
+from capture.models import Delivery, Event, Lead, Page, RollupUnsent, Visit
 from capture.timeline import insert_event
 from tests.conftest import POSTGRES_URL, create_page
 from tests.factories import FIELDS, HEADER, run_import, write
@@ -135,6 +135,24 @@ def test_an_email_sent_after_a_report_counts_its_lead_delivered(app, clock):
         delivery_id = delivery.id
     assert counted(app, start=START, end=END).total.delivered == 0
     with app.app_context():
+        db.session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                           .values(status="sent", sent_at=at(D2, 8)))
+        db.session.commit()
+    assert counted(app, start=START, end=END).total.delivered == 1
+
+
+def test_a_queued_broadcast_email_counts_its_lead_delivered_once_sent(app, clock):
+    # A broadcast's recipients are queued all at once: folding does not recompute
+    # their leads then, only remembers the rows, and counts each one once it is sent.
+    with app.app_context():
+        page = add_page("alpha", ALPHA)
+        lead = add_lead(page, "queued@example.com", at(D1, 9), "approved")
+        delivery = add_delivery(lead, "news", None, status="queued")
+        db.session.commit()
+        delivery_id = delivery.id
+    assert counted(app, start=START, end=END).total.delivered == 0
+    with app.app_context():
+        assert db.session.scalar(select(sa.func.count()).select_from(RollupUnsent)) == 1
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id)
                            .values(status="sent", sent_at=at(D2, 8)))
         db.session.commit()

@@ -22,7 +22,8 @@ UPLOAD_LIMITS: dict[str, Callable[[Config], int]] = {}
 NAVIGATION = (
     ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
     ("admin.segments", "Segments"),
-    ("admin.sequences", "Sequences"), ("admin.sources", "Sources"),
+    ("admin.sequences", "Sequences"), ("admin.broadcasts", "Broadcasts"),
+    ("admin.sources", "Sources"),
     ("admin.deliveries", "Deliveries"), ("admin.outbox", "Outbox"),
     ("admin.webhooks", "Webhooks"),
     ("admin.tokens", "API tokens"),
@@ -103,6 +104,7 @@ def init_app(app: Flask) -> None:
     from capture.admin import (  # noqa: F401  (each module registers its views on bp)
         account,
         auth,
+        broadcasts,
         deliveries,
         imports,
         lead_tags,

@@ -1,4 +1,5 @@
-"""The JSON API under /api/v1/: leads, their tags, upgrades and metrics for other programs.
+"""The JSON API under /api/v1/: leads, their tags, upgrades, metrics and broadcasts for other
+programs.
 
 Token auth (`Authorization: Bearer <token>`, see `capture.access.api_tokens`), no cookies and
 so no CSRF; every answer is JSON, errors in the one shape of `capture.api.errors`.
@@ -100,7 +101,13 @@ class TokenRateLimit:
 
 def init_app(app: Flask) -> None:
     """Register the API: its operations, its error shape, no CSRF (no cookies)."""
-    from capture.api import leads, metrics, tags, upgrades  # noqa: F401  (register views on bp)
+    from capture.api import (  # noqa: F401  (each module registers its views on bp)
+        broadcasts,
+        leads,
+        metrics,
+        tags,
+        upgrades,
+    )
 
     csrf.exempt(bp)
     answer_errors_under(app, "/api/", http_error)

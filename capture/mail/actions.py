@@ -1,4 +1,5 @@
-"""What the owner does with sequence email: resend, see what needs them, preview, test."""
+"""What the owner does with sequence and broadcast email: resend, see what needs them,
+preview, test."""
 
 from email.utils import make_msgid
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from capture.db import db
 from capture.timeline import record_event
 from capture.mail import backends, compose, membership, mime
 from capture.mail.sequences import Library, Sequence, Step
-from capture.models import Delivery, Page, Suppression
+from capture.models import Broadcast, Delivery, Page, Suppression
 
 # Deliveries the owner is shown, and may resend: may or may not have gone out, gave
 # up, waiting for the next try.
@@ -39,20 +40,11 @@ def resend(delivery: Delivery) -> None:
         raise ValueError(f"This email was already sent to {lead.email}: it is never sent twice.")
     if delivery.status not in NEEDS_OWNER:
         raise ValueError("This email is being sent right now: wait a minute for the outcome.")
-    sequence = Library.current().get(delivery.sequence)
-    if sequence is None:
-        raise ValueError(f"The sequence folder {delivery.sequence!r} no longer exists.")
     suppressed = db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email))
-    reason = membership.should_stop(lead, sequence) or ("bounced" if suppressed else "")
-    if reason:
-        why = _WHY_NOT.get(reason, "{email} cannot be mailed (" + reason + ")")
-        raise ValueError(why.format(email=lead.email, sequence=sequence.name) + ".")
-    step = sequence.step(delivery.step)
-    if step is None:
-        raise ValueError(f"The step {delivery.step!r} is no longer in sequence {sequence.name}.")
-    problems = sequence.problems + step.problems
-    if problems:
-        raise ValueError(f"Fix the sequence file first: {problems[0]}")
+    if delivery.broadcast_id is not None:
+        _may_resend_broadcast(delivery, lead, bool(suppressed))
+    else:
+        _may_resend_step(delivery, lead, bool(suppressed))
     now = clock.utcnow()
     note = f"resent by the owner after: {delivery.status}"
     if delivery.error:
@@ -72,6 +64,36 @@ def resend(delivery: Delivery) -> None:
                  step=delivery.step, previous=delivery.status, error=delivery.error[:200],
                  attempts=delivery.attempts)
     db.session.commit()
+
+
+def _may_resend_step(delivery: Delivery, lead, suppressed: bool) -> None:
+    """ValueError when a sequence step must not be resent to this lead now."""
+    sequence = Library.current().get(delivery.sequence)
+    if sequence is None:
+        raise ValueError(f"The sequence folder {delivery.sequence!r} no longer exists.")
+    reason = membership.should_stop(lead, sequence) or ("bounced" if suppressed else "")
+    if reason:
+        why = _WHY_NOT.get(reason, "{email} cannot be mailed (" + reason + ")")
+        raise ValueError(why.format(email=lead.email, sequence=sequence.name) + ".")
+    step = sequence.step(delivery.step)
+    if step is None:
+        raise ValueError(f"The step {delivery.step!r} is no longer in sequence {sequence.name}.")
+    problems = sequence.problems + step.problems
+    if problems:
+        raise ValueError(f"Fix the sequence file first: {problems[0]}")
+
+
+def _may_resend_broadcast(delivery: Delivery, lead, suppressed: bool) -> None:
+    """ValueError when a broadcast email must not be resent to this lead now (its
+    content is the frozen one: there is no file to fix)."""
+    broadcast = db.session.get(Broadcast, delivery.broadcast_id)
+    if broadcast.state == "cancelled":
+        raise ValueError(f"The broadcast {broadcast.name} was cancelled.")
+    reason = lead.subscription if lead.subscription != "subscribed" else (
+        "bounced" if suppressed else "")
+    if reason:
+        why = _WHY_NOT.get(reason, "{email} cannot be mailed (" + reason + ")")
+        raise ValueError(why.format(email=lead.email, sequence="") + ".")
 
 
 def needing_owner(status: str | None = None, *, offset: int = 0,

@@ -1,7 +1,8 @@
 """The scheduler's tick: wake, reap, claim what is due, send it, count what happened.
 
 Each (lead, sequence, step) has at most one delivery row (a unique key). Due
-enrollments are worked on in chunks, retries one by one; `handover` hands each email
+enrollments are worked on in chunks, retries one by one, then the queued emails of
+broadcasts (`broadcast_sending`) with what the rate cap leaves; `handover` hands each email
 over. One item's trouble never stops the others; a mail-server problem stops the
 batch and gives the unsent claims back."""
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from capture import clock
 from capture.db import db
-from capture.mail import backends, handover, membership, timing, work_queue
+from capture.mail import backends, broadcast_sending, handover, membership, timing, work_queue
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Library, Sequence, Step
 from capture.models import Delivery, Enrollment, Upgrade
@@ -30,12 +31,18 @@ def tick() -> Summary:
     now = clock.utcnow()
     work_queue.wake_changed_sequences(now)
     summary.unknown = work_queue.reap(now)
+    broadcast_sending.start_due(now)
+    broadcast_sending.take_all(now, current_app.config["SCHEDULER_INTERVAL_SECONDS"] / 2)
     budget = min(work_queue.rate_budget(now), current_app.config["SEND_BATCH_SIZE"])
     if budget <= 0:
         return summary
+    # Priority: the confirmations (their own job) are already counted in the budget;
+    # then retries and sequence steps; broadcasts get what is left.
     retries = work_queue.claim_retries(now, budget)
     enrollments = (work_queue.claim_enrollments(now, budget - len(retries))
                    if budget > len(retries) else [])
+    broadcast_emails = broadcast_sending.claim_queued(
+        now, budget - len(retries) - len(enrollments))
     backend = backends.open_backend()
     try:
         for index, delivery_id in enumerate(retries):
@@ -44,7 +51,8 @@ def tick() -> Summary:
                                       options=work_queue.WITH_LEAD[Delivery]),
                        backend, summary)
             except handover.StopBatch:
-                work_queue.give_back(retries=retries[index + 1:], enrollments=enrollments)
+                work_queue.give_back(retries=retries[index + 1:], enrollments=enrollments,
+                                     unsent=broadcast_emails)
                 raise
             except Exception:  # one bad item must not strand the rest of the batch
                 log.exception("sending Delivery %s failed", delivery_id)
@@ -54,12 +62,15 @@ def tick() -> Summary:
             try:
                 _advance_chunk(enrollments[start:start + CHUNK], backend, summary)
             except handover.StopBatch:
-                work_queue.give_back(enrollments=enrollments[start + CHUNK:])
+                work_queue.give_back(enrollments=enrollments[start + CHUNK:],
+                                     unsent=broadcast_emails)
                 raise
+        broadcast_sending.send_claimed(broadcast_emails, backend, summary)
     except handover.StopBatch as error:
         summary.errors.append(str(error))
     finally:
         backend.close()
+    broadcast_sending.finish(clock.utcnow())
     return summary
 
 
@@ -114,7 +125,8 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
     emails = [Outgoing(delivery.id, enrollment.id, enrollment.lead_id,
                        enrollment.lead.page_id, sequence, step)
               for delivery, (enrollment, sequence, step) in zip(deliveries, due, strict=True)]
-    leads = {enrollment.id: enrollment.lead for enrollment, _, _ in due}
+    leads = {delivery.id: enrollment.lead
+             for delivery, (enrollment, _, _) in zip(deliveries, due, strict=True)}
     # Everything is flushed: the rows leave the session before the commit, which
     # would otherwise expire them (and each later commit would expire them again),
     # and stay readable, loaded as they are, for rendering.
@@ -193,6 +205,9 @@ def _resolve_existing(enrollment: Enrollment, step: Step) -> None:
 
 def _retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> None:
     """Try a delivery again after a temporary failure (inside the send window)."""
+    if delivery.broadcast_id is not None:
+        broadcast_sending.retry(delivery, backend, summary)
+        return
     now = clock.utcnow()
     lead = delivery.lead
     enrollment = (db.session.get(Enrollment, delivery.enrollment_id)

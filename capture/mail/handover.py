@@ -49,14 +49,14 @@ def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
 
 def render_all(emails: list[Outgoing], leads: dict[int, Lead],
                summary: Summary) -> list[Outgoing]:
-    """Render a chunk's new emails (`leads` by enrollment id) and store their links
+    """Render a chunk's new emails (`leads` by delivery id) and store their links
     and subjects in one transaction. A step that cannot be rendered for its lead
     fails (the lead moves on). Returns the emails to send."""
     link_rows: list[dict] = []
     ready, failed, broken = [], [], []
     # `broken`: the links could not be stored; the emails go back unsent.
     for email in emails:
-        email.message, error = render(email.sequence, email.step, leads[email.enrollment_id],
+        email.message, error = render(email.sequence, email.step, leads[email.delivery_id],
                                       email.delivery_id, link_rows=link_rows)
         if email.message is None:
             failed.append((email, error))
@@ -78,12 +78,18 @@ def render_all(emails: list[Outgoing], leads: dict[int, Lead],
         failed = []
     for email, error in failed:
         delivery = db.session.get(Delivery, email.delivery_id)
-        enrollment = db.session.get(Enrollment, email.enrollment_id)
+        enrollment = (db.session.get(Enrollment, email.enrollment_id)
+                      if email.enrollment_id else None)
         outcomes.fail(delivery, enrollment, email.sequence, email.step, error, summary)
     if broken:
         work_queue.give_back(unsent=[email.delivery_id for email in broken],
-                             enrollments=[email.enrollment_id for email in broken], hold=True)
+                             enrollments=_enrollments(broken), hold=True)
     return ready
+
+
+def _enrollments(emails: list[Outgoing]) -> list[int]:
+    """The enrollments of these emails (a broadcast's email has none)."""
+    return [email.enrollment_id for email in emails if email.enrollment_id is not None]
 
 
 _DELIVERIES = Delivery.__table__
@@ -117,8 +123,7 @@ def hand_over_all(emails: list[Outgoing], backend: backends.Backend,
                 log.exception("sending delivery %s failed", email.delivery_id)
                 connection.rollback()
                 work_queue.give_back(unsent=[e.delivery_id for e in emails[index:]],
-                                     enrollments=[e.enrollment_id for e in emails[index:]],
-                                     hold=True)
+                                     enrollments=_enrollments(emails[index:]), hold=True)
                 return
             if not marked:
                 continue  # given back meanwhile (it cannot be, but never send it then)
@@ -127,13 +132,14 @@ def hand_over_all(emails: list[Outgoing], backend: backends.Backend,
             except backends.MailError as error:
                 delivery = db.session.get(Delivery, email.delivery_id,
                                           options=work_queue.WITH_LEAD[Delivery])
-                enrollment = db.session.get(Enrollment, email.enrollment_id)
+                enrollment = (db.session.get(Enrollment, email.enrollment_id)
+                              if email.enrollment_id else None)
                 outcomes.mail_error(delivery, enrollment, email.sequence, email.step, error,
                                     summary)
                 if error.transport:
                     rest = emails[index + 1:]
                     work_queue.give_back(unsent=[e.delivery_id for e in rest],
-                                         enrollments=[e.enrollment_id for e in rest])
+                                         enrollments=_enrollments(rest))
                     raise StopBatch(str(error)) from error
                 continue
             except Exception as error:

@@ -82,8 +82,8 @@ def sent_writes(email: Outgoing, summary: Summary, *, move_on: bool = True) -> l
     writes = [
         (_SENT, {"b_id": email.delivery_id, "b_now": now}),
         (INSERT_EVENTS, [event_row(email.lead_id, email.page_id, "send",
-                                   delivery_id=email.delivery_id, sequence=sequence.name,
-                                   step=step.key, subject=email.subject)]),
+                                   delivery_id=email.delivery_id, **_about(sequence, step),
+                                   subject=email.subject)]),
     ]
     if move_on and email.enrollment_id is not None:
         remaining = sequence.steps_after(step.key, step.filename)
@@ -93,6 +93,13 @@ def sent_writes(email: Outgoing, summary: Summary, *, move_on: bool = True) -> l
                                 "b_filename": step.filename, "b_now": now,
                                 "b_state": state, "b_due": due}))
     return writes
+
+
+def _about(sequence, step) -> dict[str, str]:
+    """What the `send` event says the email was: a step of a sequence, or a broadcast
+    (whose content says so itself, `capture.mail.broadcasts.Content`)."""
+    details = getattr(step, "event_details", None)
+    return details if details is not None else {"sequence": sequence.name, "step": step.key}
 
 
 def write(connection, statements: list) -> None:

@@ -251,7 +251,7 @@ def load_sequence(folder: Path) -> Sequence:
     return sequence
 
 
-def _key_line(lines: list[str], key: str, offset: int) -> int:
+def key_line(lines: list[str], key: str, offset: int) -> int:
     """The file line where `key:` is written (offset: lines before the YAML)."""
     for number, line in enumerate(lines, start=1):
         if re.match(rf"^{re.escape(key)}\s*:", line):
@@ -259,7 +259,10 @@ def _key_line(lines: list[str], key: str, offset: int) -> int:
     return offset + 1
 
 
-def _yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | None:
+def read_yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | None:
+    """The `key: value` mapping of a settings file or front matter (offset: lines
+    before it in `file`); None, with the problem added, when it is not one. Shared
+    with broadcast files."""
     try:
         data = yaml.load(text, Loader=_Loader) if text.strip() else {}
     except yaml.YAMLError as error:
@@ -281,18 +284,18 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
     file = f"{sequence.name}/{path.name}"
     problems = sequence.problems
     text = path.read_text(encoding="utf-8", errors="replace")
-    data = _yaml(text, file, 0, problems)
+    data = read_yaml(text, file, 0, problems)
     if data is None:
         return
     lines = text.splitlines()
     for key in sorted(set(map(str, data)) - SEQUENCE_KEYS):
-        problems.append(Problem(file, _key_line(lines, key, 0), f"unknown key {key!r}"))
+        problems.append(Problem(file, key_line(lines, key, 0), f"unknown key {key!r}"))
     for key in ("from", "reply_to"):
         value = data.get(key)
         if value is None:
             continue
         if not isinstance(value, str) or "@" not in value or re.search(r"[\r\n]", value):
-            problems.append(Problem(file, _key_line(lines, key, 0),
+            problems.append(Problem(file, key_line(lines, key, 0),
                                     f"{key}: expected an address like Name <a@b.c>"))
         elif key == "from":
             sequence.sender = value
@@ -303,7 +306,7 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
         values = stop_on if isinstance(stop_on, list) else [stop_on]
         bad = [v for v in values if v not in STOP_CONDITIONS]
         if bad:
-            problems.append(Problem(file, _key_line(lines, "stop_on", 0),
+            problems.append(Problem(file, key_line(lines, "stop_on", 0),
                                     f"stop_on: {bad[0]!r} is not one of upgrade, unsubscribe"))
         sequence.stop_on = tuple({"unsubscribe", *[v for v in values if v in STOP_CONDITIONS]})
     window = data.get("send_window")
@@ -313,7 +316,7 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
         if len(parts) == 2:
             start, end = parse_clock(parts[0]), parse_clock(parts[1])
         if start is None or end is None or start == end:
-            problems.append(Problem(file, _key_line(lines, "send_window", 0),
+            problems.append(Problem(file, key_line(lines, "send_window", 0),
                                     'send_window: expected "HH:MM-HH:MM", like "09:00-18:00"'))
         else:
             sequence.send_window = (start, end)
@@ -322,7 +325,7 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
         try:
             sequence.timezone = ZoneInfo(str(zone))
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem(file, _key_line(lines, "timezone", 0),
+            problems.append(Problem(file, key_line(lines, "timezone", 0),
                                     f"timezone: unknown zone {zone!r} (use e.g. Europe/Berlin)"))
 
 
@@ -346,24 +349,24 @@ def _read_step(path: Path, file: str) -> Step:
         problems.append(Problem(file, 1, "front matter is not closed with ---"))
         return step
     front = lines[1:end]
-    data = _yaml("\n".join(front), file, 1, problems)
+    data = read_yaml("\n".join(front), file, 1, problems)
     body_first_line = end + 2
     step.body = "\n".join(lines[end + 1:]).strip("\n") + "\n"
     if data is None:
         return step
     for key in sorted(set(map(str, data)) - STEP_KEYS):
-        problems.append(Problem(file, _key_line(front, key, 1), f"unknown key {key!r}"))
+        problems.append(Problem(file, key_line(front, key, 1), f"unknown key {key!r}"))
     subject = data.get("subject")
     if not isinstance(subject, str) or not subject.strip():
-        line = _key_line(front, "subject", 1) if "subject" in data else 1
+        line = key_line(front, "subject", 1) if "subject" in data else 1
         problems.append(Problem(file, line, "subject is missing"))
     else:
         step.subject = subject.strip()
-        _check_template(step.subject, file, _key_line(front, "subject", 1), problems, True)
+        check_template(step.subject, file, key_line(front, "subject", 1), problems, True)
     delay = parse_delay(data.get("delay", 0))
     if delay is None:
         step.unreadable["delay"] = str(data.get("delay"))
-        problems.append(Problem(file, _key_line(front, "delay", 1),
+        problems.append(Problem(file, key_line(front, "delay", 1),
                                 f"delay {data.get('delay')!r}: use 0, 30m, 2h, 3d or 1w"))
     else:
         step.delay = delay
@@ -371,23 +374,23 @@ def _read_step(path: Path, file: str) -> Step:
         step.at = parse_clock(data["at"])
         if step.at is None:
             step.unreadable["at"] = str(data["at"])
-            problems.append(Problem(file, _key_line(front, "at", 1),
+            problems.append(Problem(file, key_line(front, "at", 1),
                                     f"at {data['at']!r}: use a time of day like \"09:30\""))
     preheader = data.get("preheader", "")
     if not isinstance(preheader, str):
-        problems.append(Problem(file, _key_line(front, "preheader", 1), "preheader must be text"))
+        problems.append(Problem(file, key_line(front, "preheader", 1), "preheader must be text"))
     else:
         step.preheader = preheader.strip()
-        _check_template(step.preheader, file, _key_line(front, "preheader", 1), problems, True)
+        check_template(step.preheader, file, key_line(front, "preheader", 1), problems, True)
     if not step.body.strip():
         problems.append(Problem(file, body_first_line, "the email has no body"))
-    _check_template(step.body, file, body_first_line, problems, False)
+    check_template(step.body, file, body_first_line, problems, False)
     problems.extend(Problem(file, body_first_line + line - 1, message)
                     for line, message in link_tag_problems(step.body))
     return step
 
 
-def _check_template(source: str, file: str, first_line: int,
+def check_template(source: str, file: str, first_line: int,
                     problems: list[Problem], single_line: bool) -> None:
     """Report Jinja syntax errors and variables a step may not use."""
     try:

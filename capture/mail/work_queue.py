@@ -67,15 +67,25 @@ def give_back(*, retries: Iterable[int] = (), enrollments: Iterable[int] = (),
     """Return claimed but unprocessed items to the queue (`hold`: not before
     HOLD_MINUTES, for an item that just failed unexpectedly). `unsent` are the
     deliveries of a chunk that were claimed but never handed over: they go, so
-    their leads are simply due again."""
+    their leads are simply due again; a broadcast's go back to `queued` (its
+    recipients were taken once, when it started), or with `hold` to `retry`."""
     now = clock.utcnow()
     later = now + timedelta(minutes=current_app.config["HOLD_MINUTES"]) if hold else now
     try:
         if unsent:
+            unsent = list(unsent)
             db.session.execute(
-                delete(Delivery).where(Delivery.id.in_(list(unsent)),
+                delete(Delivery).where(Delivery.id.in_(unsent), Delivery.broadcast_id.is_(None),
                                        Delivery.status == "claimed", Delivery.attempts == 0)
                 .execution_options(synchronize_session=False)
+            )
+            back = ({"status": "retry", "retry_at": later} if hold
+                    else {"status": "queued", "claimed_at": None})
+            db.session.execute(
+                update(Delivery).where(Delivery.id.in_(unsent),
+                                       Delivery.broadcast_id.is_not(None),
+                                       Delivery.status == "claimed", Delivery.attempts == 0)
+                .values(**back).execution_options(synchronize_session=False)
             )
         if retries:
             db.session.execute(

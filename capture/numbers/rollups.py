@@ -234,9 +234,11 @@ def _fold_once(connection: Connection) -> None:
                          ("upgrades", Upgrade.lead_id), ("deliveries", Delivery.lead_id)):
         model = SOURCES[name]
         if upto[name] > marks[name]:
-            dirty.update(connection.execute(
-                select(column).distinct()
-                .where(model.id > marks[name], model.id <= upto[name])).scalars())
+            new = (model.id > marks[name], model.id <= upto[name])
+            if name == "deliveries":
+                new += (Delivery.status != "queued",)
+                _remember_queued(connection, marks[name], upto[name])
+            dirty.update(connection.execute(select(column).distinct().where(*new)).scalars())
     dirty.update(row.lead_id for row in connection.execute(_newly_sent()))
     totals = rollup_shares.Totals()
     _fold_leads(connection, sorted(dirty), totals)
@@ -244,6 +246,18 @@ def _fold_once(connection: Connection) -> None:
     _apply(connection, totals)
     connection.execute(delete(RollupQueue).where(RollupQueue.id <= tops["queue"]))
     _save_state(connection, upto)
+
+
+def _remember_queued(connection: Connection, mark: int, upto: int) -> None:
+    """A broadcast's queued emails (a million at once for a large list) change no
+    lead's numbers until they are sent: they are remembered as unsent, to be folded
+    then, and their leads are not folded now."""
+    known = select(RollupUnsent.delivery_id).where(RollupUnsent.delivery_id == Delivery.id)
+    connection.execute(insert(RollupUnsent).from_select(
+        ["delivery_id", "lead_id"],
+        select(Delivery.id, Delivery.lead_id).where(
+            Delivery.id > mark, Delivery.id <= upto, Delivery.status == "queued",
+            ~known.exists())))
 
 
 def _fold_leads(connection: Connection, lead_ids: list[int], totals: rollup_shares.Totals) -> None:

@@ -101,7 +101,8 @@ def dashboard_paths(page, stack) -> dict[str, str]:
         "webhooks": "/admin/webhooks", "webhook": f"/admin/webhooks/{stack.webhook_id}",
         "new webhook": "/admin/webhooks/new", "tokens": "/admin/tokens",
         "account": "/admin/account", "segments": "/admin/segments",
-        "new segment": "/admin/segments/new",
+        "new segment": "/admin/segments/new", "broadcasts": "/admin/broadcasts",
+        "broadcast": "/admin/broadcasts/welcome-offer",
     }
 
 

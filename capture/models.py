@@ -371,6 +371,9 @@ class Broadcast(db.Model):
     # SHA-256 of the file's text at `send`: `check` says when the file differs.
     file_hash: Mapped[str] = mapped_column(String(64))
     send_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    # "09:00-18:00" in `timezone`: its emails go out only inside these hours (None: any).
+    send_window: Mapped[str | None] = mapped_column(String(11))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     # Taking the recipients: in chunks by lead id, from after this id, until taken_at.
     started_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -93,6 +93,10 @@ BAD_FILES = [
     ("---\nsubject: Hi\ntest: {share: 20}\n---\nBody\n", "bad.md:3: test:"),
     ("---\nsubject: Hi\n---\nHello.\n\n[Join](https://example.com \"tag:Not Ok\")\n",
      "bad.md:6: link tag:"),
+    ("---\nsubject: Hi\nsend_window: 9-5\n---\nBody\n",
+     'bad.md:3: send_window: expected "HH:MM-HH:MM"'),
+    ("---\nsubject: Hi\ntimezone: Mars/Olympus\n---\nBody\n",
+     "bad.md:3: timezone: unknown zone"),
 ]
 
 
@@ -265,6 +269,24 @@ def test_content_is_frozen_at_send(app, smtp, clock):
     send(app, "offer", "--at", "2026-03-02T11:00:00+00:00")
     path.write_text(OFFER.replace("Spring sale", "Winter sale"), encoding="utf-8")
     clock.advance(hours=2)
+    tick(app)
+    assert subjects(smtp) == ["Spring sale, Ann"]
+
+
+def test_a_broadcast_waits_for_its_send_window_like_a_sequence(app, smtp, clock):
+    # 10:00 UTC is 11:00 in Berlin: before the window, so the recipients are taken and
+    # the email waits; at 14:00 Berlin time it goes.
+    write_broadcast(app, "offer", OFFER.replace(
+        "preheader:", 'send_window: "14:00-18:00"\ntimezone: Europe/Berlin\npreheader:'))
+    lead(app, "ann@example.com", tags=["buyer"])
+    assert send(app, "offer").exit_code == 0
+    tick(app)
+    assert smtp.messages == []
+    assert statuses(app, "offer") == [("ann@example.com", "queued")]
+    clock.advance(hours=2, minutes=59)
+    tick(app)
+    assert smtp.messages == []
+    clock.advance(minutes=1)
     tick(app)
     assert subjects(smtp) == ["Spring sale, Ann"]
 

@@ -188,7 +188,8 @@ def send(name: str, at: datetime | None = None) -> Outcome:
     db.session.add(Broadcast(
         name=name, state="scheduled", subject=file.subject, preheader=file.preheader,
         sender=file.sender, body=file.body, segment=file.segment_data,
-        file_hash=file.file_hash, send_at=when, created_at=now))
+        file_hash=file.file_hash, send_at=when, send_window=file.send_window,
+        timezone=file.timezone, created_at=now))
     try:
         db.session.commit()
     except IntegrityError:  # sent at the same moment by another door

@@ -17,6 +17,7 @@ never a second email), the outcome recorded after.
 import logging
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, insert, literal, select, update
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import claims
 from capture.db import db
-from capture.mail import backends, handover, work_queue
+from capture.mail import backends, handover, time_values, timing, work_queue
 from capture.mail.broadcasts import Content
 from capture.mail.outcomes import Outgoing, Summary
 from capture.models import Broadcast, Delivery, Lead, Suppression
@@ -141,10 +142,25 @@ def claim_queued(now: datetime, limit: int) -> list[int]:
     """Take up to `limit` queued broadcast emails (their delivery ids, oldest first)."""
     if limit <= 0:
         return []
-    wanted = (select(Delivery.id).where(Delivery.status == "queued")
+    wanted = select(Delivery.id).where(Delivery.status == "queued")
+    shut = shut_windows(now)
+    if shut:
+        wanted = wanted.where(Delivery.broadcast_id.not_in(shut))
+    wanted = (wanted
               .order_by(Delivery.status, Delivery.retry_at, Delivery.id).limit(limit))
     return claims.claim(Delivery, wanted, Delivery.status, "queued",
                         {"status": "claimed", "claimed_at": now})
+
+
+def shut_windows(now: datetime) -> list[int]:
+    """The sending broadcasts whose send window is shut at `now`: their queued emails
+    wait for it to open, as a sequence's do."""
+    rows = db.session.execute(
+        select(Broadcast.id, Broadcast.send_window, Broadcast.timezone)
+        .where(Broadcast.state == "sending", Broadcast.send_window.is_not(None))).all()
+    return [row.id for row in rows
+            if not timing.inside_window(time_values.parse_window(row.send_window),
+                                        ZoneInfo(row.timezone), now)]
 
 
 def send_claimed(ids: list[int], backend: backends.Backend, summary: Summary) -> None:

@@ -2,8 +2,8 @@
 in the shape the composer renders.
 
 A broadcast is one Markdown file with YAML front matter (`subject`, `preheader`,
-`segment`, `send_at`, `from`, optionally `name`); its name is the file name without
-`.md`. Every problem is kept as `file:line: message`. A file without a Broadcast row is
+`segment`, `send_at`, `from`, optionally `name`, `send_window`, `timezone`); its name
+is the file name without `.md`. Every problem is kept as `file:line: message`. A file without a Broadcast row is
 a draft; `broadcasts send` freezes its content into the row (`capture.mail.
 broadcast_actions`), and from then on the row, never the file, is what is sent.
 """
@@ -18,11 +18,13 @@ from typing import Any
 from flask import current_app
 
 from capture.mail.sequences import Problem, check_template, key_line, read_yaml
+from capture.mail.time_values import read_send_window
 from capture.markup import link_tag_problems
 from capture.segments import language, text as segment_text
 
 NAME = re.compile(r"^[a-z0-9_-]{1,100}$")
-KEYS = {"name", "subject", "preheader", "segment", "send_at", "from", "test"}
+KEYS = {"name", "subject", "preheader", "segment", "send_at", "from", "test", "send_window",
+        "timezone"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class BroadcastFile:
     segment_data: dict[str, Any] = field(default_factory=dict)
     segment: Any = None
     send_at: datetime | None = None
+    # Its emails go out only inside these hours of `timezone` (as written; None: any).
+    send_window: str | None = None
+    timezone: str = "UTC"
     send_at_line: int = 1
     segment_line: int = 1
     problems: list[Problem] = field(default_factory=list)
@@ -186,6 +191,13 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
                                         "is not available yet (it arrives with subject "
                                         "tests); remove the key")
     _read_send_at(broadcast, data.get("send_at"), line("send_at"))
+    window, zone, wrong = read_send_window(data)
+    for key, message in wrong:
+        broadcast.problem(line(key), message)
+    if window is not None:
+        broadcast.send_window = f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+    if zone is not None:
+        broadcast.timezone = str(zone)
     _read_segment(broadcast, data, front)
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from flask import Flask, current_app
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from capture.mail.time_values import parse_clock, parse_delay, read_send_window
 from capture.markup import link_tag_problems
 
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
@@ -35,9 +35,6 @@ VARIABLES = {
 }
 # The order prefix of a step file: `01-`, `2_`, `01.5-` …
 _ORDER_PREFIX = re.compile(r"^(\d+(?:\.\d+)*)[-_. ]*")
-_DELAY = re.compile(r"^(\d+)\s*(m|min|h|d|w)?$")
-_DELAY_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # The template environment for step files: no access to anything but the variables
@@ -150,27 +147,6 @@ def step_order(filename: str) -> tuple:
 def step_key(filename: str) -> str:
     """The identity of a step file: its name without order prefix and extension."""
     return _ORDER_PREFIX.sub("", Path(filename).stem).lower()
-
-
-def parse_delay(value: Any) -> timedelta | None:
-    """`0`, `30m`, `2h`, `3d`, `1w` as a timedelta; None when unreadable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return timedelta(0) if value == 0 else None
-    match = _DELAY.match(str(value).strip().lower())
-    if not match:
-        return None
-    amount, unit = int(match.group(1)), match.group(2)
-    if unit is None:
-        return timedelta(0) if amount == 0 else None
-    return timedelta(**{_DELAY_UNITS[unit]: amount})
-
-
-def parse_clock(value: Any) -> time | None:
-    """`09:00` as a time of day; None when unreadable."""
-    match = _CLOCK.match(str(value).strip())
-    return time(int(match.group(1)), int(match.group(2))) if match else None
 
 
 class Library:
@@ -309,24 +285,10 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
             problems.append(Problem(file, key_line(lines, "stop_on", 0),
                                     f"stop_on: {bad[0]!r} is not one of upgrade, unsubscribe"))
         sequence.stop_on = tuple({"unsubscribe", *[v for v in values if v in STOP_CONDITIONS]})
-    window = data.get("send_window")
-    if window is not None:
-        parts = str(window).split("-")
-        start, end = (None, None)
-        if len(parts) == 2:
-            start, end = parse_clock(parts[0]), parse_clock(parts[1])
-        if start is None or end is None or start == end:
-            problems.append(Problem(file, key_line(lines, "send_window", 0),
-                                    'send_window: expected "HH:MM-HH:MM", like "09:00-18:00"'))
-        else:
-            sequence.send_window = (start, end)
-    zone = data.get("timezone")
-    if zone is not None:
-        try:
-            sequence.timezone = ZoneInfo(str(zone))
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem(file, key_line(lines, "timezone", 0),
-                                    f"timezone: unknown zone {zone!r} (use e.g. Europe/Berlin)"))
+    window, zone, wrong = read_send_window(data)
+    problems.extend(Problem(file, key_line(lines, key, 0), message) for key, message in wrong)
+    sequence.send_window = window
+    sequence.timezone = zone or sequence.timezone
 
 
 def _read_step(path: Path, file: str) -> Step:

@@ -3,7 +3,8 @@
 Pure functions over a Sequence: the scheduler sends by them and `sequences plan` shows
 them."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from capture.mail.sequences import Sequence, Step
 
@@ -42,13 +43,20 @@ def into_send_window(sequence: Sequence, due: datetime) -> datetime:
     start, end = sequence.send_window
     local = _local(due, sequence)
     now = local.time()
-    inside = start <= now < end if start < end else (now >= start or now < end)
-    if inside:
+    if inside_window(sequence.send_window, sequence.timezone, due):
         return due
     day = local.date()
     if start < end and now >= end:
         day += timedelta(days=1)
     return _utc(datetime.combine(day, start, tzinfo=sequence.timezone))
+
+
+def inside_window(window: tuple[time, time], zone: ZoneInfo, moment: datetime) -> bool:
+    """Whether `moment` (naive UTC) falls inside the send window (start, end) of `zone`
+    ("22:00-06:00" runs across midnight)."""
+    start, end = window
+    now = moment.replace(tzinfo=UTC).astimezone(zone).time()
+    return start <= now < end if start < end else (now >= start or now < end)
 
 
 def next_step(sequence: Sequence, last_step: str | None, last_filename: str | None,

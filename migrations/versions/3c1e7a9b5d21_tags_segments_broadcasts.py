@@ -63,6 +63,8 @@ def upgrade():
         sa.Column('segment', sa.JSON(), nullable=False),
         sa.Column('file_hash', sa.String(length=64), nullable=False),
         sa.Column('send_at', sa.DateTime(), nullable=False),
+        sa.Column('send_window', sa.String(length=11), nullable=True),
+        sa.Column('timezone', sa.String(length=64), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('started_at', sa.DateTime(), nullable=True),
         sa.Column('taken_through', sa.BigInteger(), nullable=False),

@@ -417,6 +417,23 @@ def test_lead_data_with_template_syntax_and_crlf_is_sent_literally(smtp_app, smt
     assert [a.addr_spec for a in message["To"].addresses] == ["x@example.com"]
 
 
+def test_a_step_reads_the_leads_own_fields_as_literal_text(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app)
+    write_step(folder, "01-hi.md", "Your {{ lead.fields.plan }} plan",
+               "Plan: {{ lead.fields.plan }}. Team: {{ lead.fields.team }}. "
+               "News: {{ lead.fields.news }}. Size: {{ lead.fields.size or 'unknown' }}.",
+               delay=0)
+    add_lead(smtp_app, email="f@example.com", country="DE",
+             fields={"plan": "<b>Pro</b> {{ config }}", "team": ["a", "b"], "news": True})
+    tick(smtp_app)
+    message = smtp.messages[0]
+    assert message["Subject"] == "Your <b>Pro</b> {{ config }} plan"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Plan: <b>Pro</b> {{ config }}. Team: a, b. News: yes. Size: unknown." in text
+    assert "<b>Pro</b>" not in html and "&lt;b&gt;Pro&lt;/b&gt;" in html
+
+
 def test_encoded_word_in_a_name_is_not_decoded_into_a_header(smtp_app, smtp, clock):
     folder = sequence_folder(smtp_app)
     write_step(folder, "01-hi.md", "Hello {{ lead.first_name }}", "Hi.", delay=0)

@@ -229,13 +229,24 @@ def test_unknown_variable_in_the_subject_is_reported_at_the_subject_line(seq_app
     assert reported(result) == [("course/01-hi.md", 3, "unknown variable 'lead.__class__'")]
 
 
+def test_a_private_attribute_of_the_leads_fields_is_reported(seq_app, root):
+    write(root / "course", "01-hi.md", """
+        ---
+        subject: Hi
+        ---
+        {{ lead.fields.__class__ }}
+        """)
+    result = check(seq_app)
+    assert reported(result) == [("course/01-hi.md", 4, "unknown variable 'lead.fields.__class__'")]
+
+
 def test_variables_a_step_may_use_are_accepted(seq_app, root):
     write(root / "course", "01-hi.md", """
         ---
         subject: "{{ lead.first_name or 'friend' }}, your {{ page.title }}"
         preheader: "For {{ lead.email }}"
         ---
-        {{ lead.name | upper }} {{ lead.ref }}
+        {{ lead.name | upper }} {{ lead.ref }} {{ lead.fields.plan }} {{ lead.country }}
         {% for word in ["a", "b"] %}{{ word }}{% endfor %}
         [Leave]({{ unsubscribe_url }})
         """)

@@ -113,9 +113,14 @@ def needing_owner(status: str | None = None, *, offset: int = 0,
 
 
 def sample_lead(page: Page | None = None, email: str = "jane@example.com") -> SimpleNamespace:
-    """The made-up lead a preview is rendered for."""
+    """The made-up lead a preview is rendered for: each of the page's own fields holds
+    its name in brackets, so the preview shows where a `lead.fields` value goes."""
+    fields = {str(field.get("name")): f"[{field.get('name')}]"
+              for field in (page.fields if page is not None else None) or []
+              if isinstance(field, dict) and field.get("name")}
     return SimpleNamespace(name="Jane Doe", first_name="Jane", email=email,
-                           public_ref="sample-ref", page=page, id=0)
+                           public_ref="sample-ref", page=page, id=0, country="",
+                           fields=fields)
 
 
 def preview_unsubscribe_url() -> str:

@@ -143,10 +143,24 @@ def _variables(lead: Lead, page: Page | None, unsubscribe_url: str, literal) -> 
             "first_name": literal(short_name(lead.first_name)),
             "email": literal(lead.email),
             "ref": lead.public_ref,
+            "country": lead.country or "",
+            # The page's own fields, each made literal like the name: a value the lead
+            # typed is data, never Markdown, HTML or template code.
+            "fields": {str(key): literal(_field_text(value))
+                       for key, value in (lead.fields or {}).items()},
         },
         "page": {"title": literal(page.title if page else "")},
         "unsubscribe_url": unsubscribe_url,
     }
+
+
+def _field_text(value) -> str:
+    """A custom field's value as text: a checkbox as yes/no, a list joined by commas."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
 
 
 class RenderError(Exception):

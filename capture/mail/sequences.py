@@ -27,9 +27,10 @@ from capture.markup import link_tag_problems
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
 STEP_KEYS = {"subject", "delay", "at", "preheader"}
 STOP_CONDITIONS = ("upgrade", "unsubscribe")
-# What a step may use: {{ lead.<attr> }}, {{ page.<attr> }}, {{ unsubscribe_url }}.
+# What a step may use: {{ lead.<attr> }}, {{ page.<attr> }}, {{ unsubscribe_url }};
+# `lead.fields.<name>` is one of the page's own fields (empty when the lead has none).
 VARIABLES = {
-    "lead": {"name", "first_name", "email", "ref"},
+    "lead": {"name", "first_name", "email", "ref", "country", "fields"},
     "page": {"title"},
     "unsubscribe_url": set(),
 }
@@ -368,10 +369,17 @@ def check_template(source: str, file: str, first_line: int,
         line = first_line if single_line else first_line + node.lineno - 1
         if node.name not in VARIABLES:
             allowed = ", ".join(f"{{{{ {v} }}}}" for v in ("lead.name", "lead.first_name",
-                                "lead.email", "lead.ref", "page.title", "unsubscribe_url"))
+                                "lead.email", "lead.ref", "lead.fields.NAME", "page.title",
+                                "unsubscribe_url"))
             problems.append(Problem(file, line,
                                     f"unknown variable {node.name!r}; use {allowed}"))
     for node in tree.find_all(nodes.Getattr):
+        inner = node.node
+        if (isinstance(inner, nodes.Getattr) and inner.attr == "fields"
+                and isinstance(inner.node, nodes.Name) and inner.node.name == "lead"
+                and node.attr.startswith("_")):
+            line = first_line if single_line else first_line + node.lineno - 1
+            problems.append(Problem(file, line, f"unknown variable 'lead.fields.{node.attr}'"))
         if isinstance(node.node, nodes.Name) and node.node.name in VARIABLES:
             if node.attr not in VARIABLES[node.node.name]:
                 line = first_line if single_line else first_line + node.lineno - 1

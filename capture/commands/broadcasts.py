@@ -12,6 +12,7 @@ from capture.db import db
 from capture.leads import addresses
 from capture.mail import backends, broadcast_actions, broadcasts, compose
 from capture.mail.broadcast_actions import Refused
+from capture.commands.sequences import echo_rendered
 from capture.models import Lead
 from capture.numbers.broadcasts import broadcast_numbers
 
@@ -94,12 +95,7 @@ def preview(name: str, email: str | None) -> None:
         rendered = broadcast_actions.preview(name, lead)
     except Refused as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Subject: {rendered['subject']}")
-    click.echo(f"Preheader: {rendered['preheader']}")
-    click.echo("\n----- text -----")
-    click.echo(rendered["text"])
-    click.echo("----- html -----")
-    click.echo(rendered["html"])
+    echo_rendered(rendered)
 
 
 @broadcasts_cli.command("send")

@@ -63,6 +63,11 @@ def preview(name: str, step: str, email: str | None) -> None:
                                          unsubscribe_url=unsubscribe)
     except compose.RenderError as error:
         raise click.ClickException(str(error)) from None
+    echo_rendered(rendered)
+
+
+def echo_rendered(rendered: dict[str, str]) -> None:
+    """Print a rendered email as `preview` shows it: subject, preheader, both parts."""
     click.echo(f"Subject: {rendered['subject']}")
     click.echo(f"Preheader: {rendered['preheader']}")
     click.echo("\n----- text -----")

@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         latencies = _result(optins)
         before, during = latencies.get("before", []), latencies.get("during", [])
         print(f"\nTaking the recipients of a broadcast to every subscribed lead "
-              f"({taken['audience']:,} of {args.leads:,} leads):")
+              f"({taken['audience']:,}: of the {args.leads:,} leads built, and the "
+              "bench's own opt-ins):")
         print(f"  {taken['taken']:,} recipients in {taken['seconds']:.1f} s "
               f"({taken['chunks']} chunks of {env.get('CAPTURE_BROADCAST_TAKE_ROWS', 2000)} "
               f"leads; target < 30 s)")

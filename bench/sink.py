@@ -1,5 +1,6 @@
 """The benchmark's SMTP peer on loopback, in a process of its own, that accepts every
-message and only counts (messages, bytes, distinct recipients).
+message and only counts (messages, bytes, distinct recipients, duplicates: the same
+subject to the same recipient more than once).
 
     python bench/sink.py PORT [--impl light|aiosmtpd]
 
@@ -28,12 +29,16 @@ class Counts:
         self.messages = 0
         self.bytes = 0
         self.recipients: Counter = Counter()
+        # (recipient, subject): a lead may get a welcome step and a broadcast, never
+        # the same email twice.
+        self.emails: Counter = Counter()
 
-    def add(self, size: int, recipients: list[str]) -> None:
+    def add(self, size: int, recipients: list[str], subject: bytes = b"") -> None:
         with self.lock:
             self.messages += 1
             self.bytes += size
             self.recipients.update(recipients)
+            self.emails.update((recipient, subject) for recipient in recipients)
 
     def stats(self, reset: bool = False) -> dict:
         with self.lock:
@@ -41,12 +46,23 @@ class Counts:
                 "messages": self.messages,
                 "bytes": self.bytes,
                 "recipients": len(self.recipients),
-                "duplicates": sum(n - 1 for n in self.recipients.values() if n > 1),
+                "duplicates": sum(n - 1 for n in self.emails.values() if n > 1),
             }
             if reset:
                 self.messages, self.bytes = 0, 0
                 self.recipients.clear()
+                self.emails.clear()
         return result
+
+
+def subject_of(message: bytes) -> bytes:
+    """The raw Subject header line of a message (its first line; enough to tell two
+    emails apart), or b''."""
+    start = message.find(b"\nSubject:")
+    if start < 0:
+        return b""
+    end = message.find(b"\r\n", start + 1)
+    return message[start + 1:end if end >= 0 else None]
 
 
 class LightSmtp(asyncio.Protocol):
@@ -70,7 +86,7 @@ class LightSmtp(asyncio.Protocol):
                 end = self.buffer.find(b"\r\n.\r\n")
                 if end < 0:
                     return
-                self.counts.add(end, self.recipients)
+                self.counts.add(end, self.recipients, subject_of(self.buffer[:end]))
                 self.buffer = self.buffer[end + 5:]
                 self.in_data, self.recipients = False, []
                 self.transport.write(b"250 OK queued\r\n")
@@ -127,7 +143,8 @@ def start_aiosmtpd(counts: Counts, port: int):
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
-            counts.add(len(envelope.content or b""), [r.lower() for r in envelope.rcpt_tos])
+            counts.add(len(envelope.content or b""), [r.lower() for r in envelope.rcpt_tos],
+                       subject_of(b"\n" + (envelope.original_content or b"")))
             return "250 OK"
 
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)

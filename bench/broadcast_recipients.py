@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -94,7 +93,9 @@ def worker_send(quota: int) -> dict:
             break
     return {"sent": sent, "ticks": ticks, "started": started, "ended": time.time(),
             "cpu_s": time.process_time() - cpu,
-            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            # VmHWM: ru_maxrss would carry over this bench's own peak (Linux keeps
+            # it across exec).
+            "maxrss_kb": common.peak_rss_kb(os.getpid())}
 
 
 # --- the take ---------------------------------------------------------------------------

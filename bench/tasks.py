@@ -11,6 +11,7 @@ line on standard output.
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -23,7 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _maxrss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak RSS: VmHWM, not ru_maxrss, which Linux carries over exec
+    from the parent that started the process (a large bench parent would show)."""
+    from bench.common import peak_rss_kb
+
+    return peak_rss_kb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 LAST_CPU = {"s": 0.0}

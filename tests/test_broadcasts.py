@@ -452,6 +452,27 @@ def test_a_temporary_smtp_failure_is_retried_and_sent_once(app, smtp, clock):
     assert broadcast_state(app, "offer") == "sent"
 
 
+def test_a_retry_after_the_send_window_shut_waits_for_it_to_open_again(app, smtp, clock):
+    # 16:58 UTC is 17:58 in Berlin: the first try fails two minutes before the window
+    # shuts, the retry falls after it and waits for 14:00 Berlin time the next day.
+    write_broadcast(app, "offer", OFFER.replace(
+        "preheader:", 'send_window: "14:00-18:00"\ntimezone: Europe/Berlin\npreheader:'))
+    lead(app, "ann@example.com", tags=["buyer"])
+    clock.advance(hours=6, minutes=58)
+    send(app, "offer")
+    smtp.data_replies.append("451 try again later")
+    tick(app)
+    clock.advance(minutes=5)
+    tick(app)
+    assert smtp.messages == []
+    with app.app_context():
+        assert str(db.session.scalar(select(Delivery.retry_at))) == "2026-03-03 13:00:00"
+    clock.advance(hours=20, minutes=2)  # 13:00 UTC the next day
+    tick(app)
+    assert subjects(smtp) == ["Spring sale, Ann"]
+    assert broadcast_state(app, "offer") == "sent"
+
+
 def test_the_owner_resends_an_unknown_broadcast_email_and_the_lead_page_names_it(
         app, smtp, clock):
     from capture.mail import actions

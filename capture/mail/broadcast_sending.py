@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from capture import claims
+from capture import claims, clock
 from capture.db import db
 from capture.mail import backends, handover, time_values, timing, work_queue
 from capture.mail.broadcasts import Content
@@ -226,6 +226,15 @@ def retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> No
     if reason:
         delivery.status, delivery.error = "failed", f"not sent: {reason}"
         summary.failed += 1
+        db.session.commit()
+        return
+    window = (time_values.parse_window(broadcast.send_window)
+              if broadcast.send_window else None)
+    now = clock.utcnow()
+    opens = timing.window_opening(window, ZoneInfo(broadcast.timezone or "UTC"), now)
+    if opens > now:
+        # As a sequence's retry: it waits for the broadcast's send window to open.
+        delivery.status, delivery.retry_at = "retry", opens
         db.session.commit()
         return
     content = content_of(broadcast)

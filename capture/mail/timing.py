@@ -38,17 +38,21 @@ def due_time(sequence: Sequence, step: Step, after: datetime) -> datetime:
 
 def into_send_window(sequence: Sequence, due: datetime) -> datetime:
     """The first moment at or after `due` inside the send window (if there is one)."""
-    if sequence.send_window is None:
+    return window_opening(sequence.send_window, sequence.timezone, due)
+
+
+def window_opening(window: tuple[time, time] | None, zone: ZoneInfo,
+                   due: datetime) -> datetime:
+    """The first moment (naive UTC) at or after `due` inside the send window (start,
+    end) of `zone`; `due` itself when there is no window."""
+    if window is None or inside_window(window, zone, due):
         return due
-    start, end = sequence.send_window
-    local = _local(due, sequence)
-    now = local.time()
-    if inside_window(sequence.send_window, sequence.timezone, due):
-        return due
+    start, end = window
+    local = due.replace(tzinfo=UTC).astimezone(zone)
     day = local.date()
-    if start < end and now >= end:
+    if start < end and local.time() >= end:
         day += timedelta(days=1)
-    return _utc(datetime.combine(day, start, tzinfo=sequence.timezone))
+    return _utc(datetime.combine(day, start, tzinfo=zone))
 
 
 def inside_window(window: tuple[time, time], zone: ZoneInfo, moment: datetime) -> bool:

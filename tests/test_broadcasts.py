@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from capture.db import db
 from capture.leads import lifecycle
 from capture.mail import broadcast_sending
+from capture.numbers import broadcasts as broadcast_numbers
 from capture.models import Broadcast, Delivery, Event, Lead, LeadTag, Page, Suppression
 from tests.factories import add_lead, sequence_folder, subjects, tick, write_step
 
@@ -247,6 +248,9 @@ def test_a_lead_who_unsubscribes_after_the_take_is_skipped(app, smtp, clock):
     assert smtp.messages == []
     assert statuses(app, "offer") == [("ann@example.com", "skipped")]
     assert broadcast_state(app, "offer") == "sent"
+    with app.app_context():
+        numbers = broadcast_numbers.numbers_of(db.session.scalar(select(Broadcast.id)))
+    assert (numbers.recipients, numbers.delivered) == (0, 0)
 
 
 def test_an_empty_segment_says_so_and_finishes(app, smtp, clock):

@@ -2,7 +2,8 @@
 complaints, and the upgrades and revenue credited to it (`capture.numbers.attribution`).
 
 Definitions (docs/use/numbers.md):
-- recipients: the broadcast's deliveries (one per lead), cancelled ones left out
+- recipients: the broadcast's deliveries (one per lead), cancelled and skipped ones
+  (the lead unsubscribed or was suppressed before its email went) left out
 - delivered: its deliveries with status `sent`
 - opens, clicks: distinct leads with a person's open / click of it (machine-made left
   out); open_rate and click_rate are over delivered
@@ -26,7 +27,7 @@ from capture.models import Broadcast, Delivery, Event
 from capture.numbers import attribution
 
 # Delivery statuses that no longer count as recipients.
-NOT_RECIPIENTS = ("cancelled",)
+NOT_RECIPIENTS = ("cancelled", "skipped")
 MONEY_PLACES = Decimal("0.01")
 
 

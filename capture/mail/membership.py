@@ -53,9 +53,9 @@ def enroll(lead: Lead, page: Page | None = None, *, new: bool = False,
     for sequence, trigger in armed:
         if trigger.kind == "optin" and page is not None and page.slug in trigger.value:
             ways_in.append((sequence.name, f"optin:{page.slug}", again))
-    held = {tag for tag in connection.execute(
-        select(LeadTag.tag).where(LeadTag.lead_id == lead.id)).scalars()} \
-        if any(trigger.kind == "tag" for _, trigger in armed) else set()
+    held = (set(connection.execute(
+        select(LeadTag.tag).where(LeadTag.lead_id == lead.id)).scalars())
+        if any(trigger.kind == "tag" for _, trigger in armed) else set())
     for sequence, trigger in armed:
         if trigger.kind == "tag" and trigger.value in held:
             ways_in.append((sequence.name, f"tag:{trigger.value}", False))

@@ -307,6 +307,11 @@ def _read_triggers(sequence: Sequence, file: str, text: str, data: dict,
     sequence.start_on, sequence.reenter, wrong = read_start_on(text, data)
     sequence.problems.extend(Problem(file, line or key_line(lines, key, 0), message)
                              for key, line, message in wrong)
+    upgrade = next((t for t in sequence.start_on if t.kind == "upgrade"), None)
+    if upgrade is not None and "upgrade" in sequence.stop_on:
+        # It would stop the moment it started: one of the two is a mistake.
+        sequence.problems.append(Problem(file, upgrade.line, "start_on: upgrade: the "
+                                         "sequence also has stop_on: upgrade"))
 
 
 def _read_step(path: Path, file: str) -> Step:

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.mail import broadcasts
-from capture.markup import link_tags
-from capture.models import LeadTag, Page
 from capture.mail.sequences import Problem, Sequence
 from capture.mail.triggers import Trigger
+from capture.markup import link_tags
+from capture.models import LeadTag, Page
 
 _tags_cache: dict[tuple[str, tuple], frozenset[str]] = {}
 _tags_lock = threading.Lock()
@@ -102,8 +102,8 @@ def status(sequences: list[Sequence], connection=None, *, check_tags: bool = Fal
     held: dict[str, list[Problem]] = {}
     slugs = {slug for sequence in sequences for trigger in sequence.start_on
              if trigger.kind == "optin" for slug in trigger.value}
-    pages = set(connection.execute(select(Page.slug).where(Page.slug.in_(slugs))).scalars()) \
-        if slugs else set()
+    pages = (set(connection.execute(select(Page.slug).where(Page.slug.in_(slugs))).scalars())
+             if slugs else set())
     known_tags = _known_tags(sequences, connection) if check_tags else set()
     for sequence in sequences:
         problems = held.setdefault(sequence.name, [])

@@ -138,5 +138,5 @@ def describe(triggers: tuple[Trigger, ...], pages: list[str], reenter: bool) -> 
         return "Nothing starts it yet: no page names it and it has no start_on."
     again = ("a lead may start again after finishing" if reenter
              else "a lead goes through it once")
-    return f"Starts when a lead {', '.join(ways[:-1]) + ' or ' if len(ways) > 1 else ''}" \
-           f"{ways[-1]}; {again}."
+    listed = ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else ways[0]
+    return f"Starts when a lead {listed}; {again}."

@@ -366,3 +366,23 @@ def test_enroll_is_idempotent_for_a_lead_in_several_sequences(smtp_app, clock):
         assert membership.enroll(db.session.get(Lead, lead_id), page) == 0
         db.session.commit()
     assert len(enroll_events(smtp_app, lead_id)) == 2
+
+
+def test_a_lead_who_left_a_sequence_is_not_started_on_it_again(smtp_app, smtp, clock):
+    from capture.leads import lifecycle
+
+    sequence(smtp_app, "vip", "start_on: [{tag: vip}]\nreenter: true\n",
+             steps=[("01-one.md", "One", "0"), ("02-two.md", "Two", "1d")])
+    lead_id = add_lead(smtp_app, sequence=None)
+    give_tag(smtp_app, lead_id, "vip")
+    tick(smtp_app)
+    with smtp_app.app_context():
+        delivery_id = db.session.scalar(select(Delivery.id))
+        assert lifecycle.leave_sequence(db.session.get(Lead, lead_id), delivery_id)
+        tags.remove_tags([lead_id], ["vip"], "dashboard")
+        db.session.commit()
+    give_tag(smtp_app, lead_id, "vip")
+    clock.advance(days=2)
+    tick(smtp_app)
+    assert subjects(smtp) == ["vip: One"]
+    assert len(enroll_events(smtp_app, lead_id)) == 1

@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from capture import clock, scheduler
 from capture.leads import confirmations
@@ -29,7 +30,13 @@ def check() -> None:
     sequences = library.all()
     # What the files alone cannot show: pages that do not exist, tags nothing gives,
     # tag loops between sequences.
-    held = trigger_checks.status(sequences, check_tags=True).held
+    try:
+        held = trigger_checks.status(sequences, check_tags=True).held
+    except SQLAlchemyError as error:  # no database yet: the files are still checked
+        db.session.rollback()
+        click.echo(f"Triggers' pages and tags not checked (database: "
+                   f"{str(error).splitlines()[0]})", err=True)
+        held = {}
     problems = [str(p) for p in sorted(
         [p for sequence in sequences for p in sequence.all_problems()]
         + [p for found in held.values() for p in found], key=lambda p: (p.file, p.line))]

@@ -104,7 +104,8 @@ def status(sequences: list[Sequence], connection=None, *, check_tags: bool = Fal
              if trigger.kind == "optin" for slug in trigger.value}
     pages = (set(connection.execute(select(Page.slug).where(Page.slug.in_(slugs))).scalars())
              if slugs else set())
-    known_tags = _known_tags(sequences, connection) if check_tags else set()
+    tag_triggers = any(t.kind == "tag" for s in sequences for t in s.start_on)
+    known_tags = _known_tags(sequences, connection) if check_tags and tag_triggers else set()
     for sequence in sequences:
         problems = held.setdefault(sequence.name, [])
         file = settings_file(sequence)

@@ -297,17 +297,21 @@ class Enrollment(db.Model):
     # When a scheduler tick took it (state sending); a stale claim is given back.
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     stop_reason: Mapped[str] = mapped_column(String(100), default="")
+    # Which time through the sequence: 1, then one more each time a `reenter: true`
+    # sequence starts over for the lead (its deliveries carry the same number).
+    entry: Mapped[int] = mapped_column(default=1, server_default="1")
 
     lead: Mapped[Lead] = relationship()
 
 
 class Delivery(db.Model):
-    """One (lead, sequence, step) email. The row is claimed before the SMTP call and
-    its outcome written after it, so nothing is ever sent twice."""
+    """One (lead, sequence, step, entry) email. The row is claimed before the SMTP call
+    and its outcome written after it, so nothing is ever sent twice."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("lead_id", "sequence", "step", name="uq_deliveries_lead_step"),
+        UniqueConstraint("lead_id", "sequence", "step", "entry",
+                         name="uq_deliveries_lead_step"),
         Index("ix_deliveries_status_retry", "status", "retry_at"),
         Index("ix_deliveries_sent", "sent_at"),
         # Covers the "delivered" count of the reports.
@@ -332,6 +336,8 @@ class Delivery(db.Model):
     )
     sequence: Mapped[str] = mapped_column(String(100))
     step: Mapped[str] = mapped_column(String(100))
+    # The enrollment's `entry`: a lead who starts a sequence again gets its steps again.
+    entry: Mapped[int] = mapped_column(default=1, server_default="1")
     filename: Mapped[str] = mapped_column(String(200))
     # sending (handed to SMTP) → sent | retry | failed; sending too long → unknown.
     # A retry taken by a tick is `claimed` until its attempt starts.

@@ -68,7 +68,7 @@ def test_unconfirmed_or_unapproved_leads_are_not_enrolled(smtp_app, smtp, clock)
                         subscription=subscription)
             db.session.add(lead)
             db.session.flush()
-            assert membership.enroll(lead) is None
+            assert membership.enroll(lead) == 0
         db.session.commit()
     tick(smtp_app)
     assert smtp.messages == []
@@ -498,7 +498,7 @@ def test_lead_without_a_sequence_gets_nothing(smtp_app, smtp, clock):
                     review="approved", subscription="subscribed")
         db.session.add(lead)
         db.session.flush()
-        assert membership.enroll(lead) is None
+        assert membership.enroll(lead) == 0
         db.session.commit()
     assert tick(smtp_app).sent == 0
     assert smtp.messages == []

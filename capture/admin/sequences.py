@@ -11,7 +11,7 @@ from capture.leads import addresses
 from capture.mail import backends
 from capture.numbers import attribution, periods, sequence_steps
 from capture.mail import compose
-from capture.mail import actions
+from capture.mail import actions, trigger_checks, triggers
 from capture.admin import bp
 from capture.web.headers import content_security_policy
 from capture.db import db
@@ -36,7 +36,9 @@ def sequences():
     ):
         pages.setdefault(name, []).append(slug)
     folders = []
-    for sequence in Library.current().all():
+    library = Library.current().all()
+    held = trigger_checks.status(library).held
+    for sequence in library:
         keys = {step.key for step in sequence.steps}
         removed = [row for (name, key), row in numbers.items()
                    if name == sequence.name and key not in keys]
@@ -52,8 +54,11 @@ def sequences():
                       for index, step in enumerate(sequence.steps)],
             "removed": removed,
             "pages": pages.get(sequence.name, []),
+            "starts": triggers.describe(sequence.start_on, pages.get(sequence.name, []),
+                                        sequence.reenter),
+            "held": held.get(sequence.name, []),
         })
-    problem_count = sum(len(folder["problems"]) for folder in folders)
+    problem_count = sum(len(folder["problems"]) + len(folder["held"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
                            periods=periods.PERIODS, problem_count=problem_count,
                            root=Library.current().root,

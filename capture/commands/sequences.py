@@ -8,12 +8,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from capture import clock, scheduler
 from capture.leads import confirmations
 from capture.leads import addresses
 from capture.mail import compose
-from capture.mail import actions, engine, planning
+from capture.mail import actions, engine, planning, trigger_checks
 from capture.mail.sequences import Library
 from capture.webhooks import delivery
 from capture.db import db
@@ -26,7 +27,19 @@ sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequen
 def check() -> None:
     """Validate every sequence file; print file:line: message for each problem."""
     library = Library.current()
-    problems = [str(p) for sequence in library.all() for p in sequence.all_problems()]
+    sequences = library.all()
+    # What the files alone cannot show: pages that do not exist, tags nothing gives,
+    # tag loops between sequences.
+    try:
+        held = trigger_checks.status(sequences, check_tags=True).held
+    except SQLAlchemyError as error:  # no database yet: the files are still checked
+        db.session.rollback()
+        click.echo(f"Triggers' pages and tags not checked (database: "
+                   f"{str(error).splitlines()[0]})", err=True)
+        held = {}
+    problems = [str(p) for p in sorted(
+        [p for sequence in sequences for p in sequence.all_problems()]
+        + [p for found in held.values() for p in found], key=lambda p: (p.file, p.line))]
     for line in problems:
         click.echo(line)
     count = len(library.names())
@@ -80,11 +93,31 @@ def echo_rendered(rendered: dict[str, str]) -> None:
 @click.argument("name", required=False)
 @click.option("--days", default=7, show_default=True, help="How far ahead to look.")
 @click.option("--limit", default=200, show_default=True, help="Most rows to print.")
-def plan(name: str | None, days: int, limit: int) -> None:
+@click.option("--lead", "email", help="Only this lead: each of its sequences, then its emails.")
+def plan(name: str | None, days: int, limit: int, email: str | None) -> None:
     """Dry run: who gets which step when over the coming days, by the scheduler's
-    own rules (as if every email were accepted). Sends nothing."""
+    own rules (as if every email were accepted). Sends nothing. Sequences with
+    `start_on` triggers are listed first, in words."""
     now = clock.utcnow()
+    for sequence, words, held in planning.ways_in(name):
+        found = Library.current().get(sequence)
+        if found is None or not found.start_on:
+            continue
+        click.echo(f"{sequence}: {words}")
+        for problem in held:
+            click.echo(f"  held, no lead is started by its triggers: {problem}")
     rows = planning.plan(now, now + timedelta(days=days), name, limit)
+    if email:
+        lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
+        if lead is None:
+            raise click.ClickException(f"no lead with email {email!r}")
+        for entry in planning.entries(lead.id):
+            where = f"had {entry.last_step}" if entry.last_step else "no email yet"
+            state = entry.state + (f" ({entry.stop_reason})" if entry.stop_reason else "")
+            due = f", next at {entry.next_due_at:%Y-%m-%d %H:%M}" if entry.next_due_at else ""
+            click.echo(f"{lead.email} in {entry.sequence} (time {entry.entry}): "
+                       f"{state}, {where}{due}")
+        rows = [row for row in rows if row.email == lead.email]
     if not rows:
         click.echo(f"Nothing due in the next {days} day(s).")
         return

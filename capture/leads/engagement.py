@@ -16,6 +16,7 @@ from capture import links
 from capture.web.user_agents import user_agent_matcher
 from capture.db import db
 from capture.leads import tags
+from capture.mail import membership
 from capture.models import Delivery, Lead, Link
 from capture.tag_names import tag_problem
 from capture.timeline import event_row, insert_events
@@ -89,6 +90,8 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         # that fetched it first (the tag names were checked when the email was made).
         if link.tag and not machine and tag_problem(link.tag) is None:
             tags.add_tags([link.lead_id], [link.tag], "link", connection=connection)
+        if not machine:
+            membership.on_click(link.lead_id, link.url, connection)
     return link.url
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import clock
 from capture.db import db
+from capture.mail import membership
 from capture.models import Lead, LeadTag
 from capture.tag_names import tag_problem
 from capture.timeline import event_row, insert_events
@@ -66,7 +67,8 @@ def _unique_ids(lead_ids: Iterable[int]) -> list[int]:
 def add_tags(lead_ids: Iterable[int], names: Iterable[str], cause: str, *,
              now: datetime | None = None, connection=None) -> int:
     """Give each lead each tag it does not have yet, with `cause` ("page:<slug>",
-    "link", "import", "dashboard", "api") and time; a `tag` event per tag added.
+    "link", "import", "dashboard", "api") and time; a `tag` event per tag added, and
+    the sequences whose `tag` trigger names it started.
 
     Returns how many (lead, tag) pairs were added. Unknown lead ids are skipped. On
     `connection` (the click handler's own), else the session's; the caller commits."""
@@ -99,6 +101,8 @@ def add_tags(lead_ids: Iterable[int], names: Iterable[str], cause: str, *,
             event["created_at"] = now
         insert_events(events, connection)
         added += len(inserted)
+        # A tag may start a sequence (`start_on: [{tag: NAME}]`), whatever gave it.
+        membership.on_tags(inserted, connection)
     return added
 
 

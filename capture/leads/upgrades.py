@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from capture.db import db
+from capture.mail import membership
 from capture.timeline import record_event
 from capture.models import Lead, Upgrade
 from capture.webhooks import events
@@ -68,6 +69,7 @@ def record_upgrade(lead: Lead, amount: Decimal, currency: str, txn: str,
     record_event(lead, "upgrade", amount=str(amount), currency=currency, txn=txn,
                  source=source)
     events.emit("upgrade.recorded", lead, extra=events.upgrade_data(upgrade))
+    membership.on_upgrade(lead.id)
     db.session.commit()
     return upgrade, True
 

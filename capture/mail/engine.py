@@ -1,6 +1,7 @@
 """The scheduler's tick: wake, reap, claim what is due, send it, count what happened.
 
-Each (lead, sequence, step) has at most one delivery row (a unique key). Due
+Each (lead, sequence, step) has at most one delivery row per entry (a unique key; a
+lead starts a `reenter: true` sequence again as a new entry). Due
 enrollments are worked on in chunks, retries one by one, then the queued emails of
 broadcasts (`broadcast_sending`) with what the rate cap leaves; `handover` hands each email
 over. One item's trouble never stops the others; a mail-server problem stops the
@@ -93,8 +94,8 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
         decided = Summary()  # counted only once the chunk's decisions are stored
         due = _due_steps(enrollments, now, decided)
         deliveries = [Delivery(lead_id=enrollment.lead_id, enrollment_id=enrollment.id,
-                               sequence=sequence.name, step=step.key, filename=step.filename,
-                               status="claimed", claimed_at=now)
+                               sequence=sequence.name, step=step.key, entry=enrollment.entry,
+                               filename=step.filename, status="claimed", claimed_at=now)
                       for enrollment, sequence, step in due]
         db.session.add_all(deliveries)
         db.session.flush()
@@ -196,7 +197,8 @@ def _resolve_existing(enrollment: Enrollment, step: Step) -> None:
     existing = db.session.scalar(
         select(Delivery).where(Delivery.lead_id == enrollment.lead_id,
                                Delivery.sequence == enrollment.sequence,
-                               Delivery.step == step.key)
+                               Delivery.step == step.key,
+                               Delivery.entry == enrollment.entry)
     )
     if existing is not None and existing.status in ("sent", "failed", "unknown"):
         membership.move_past(enrollment, step, existing.sent_at or clock.utcnow())
@@ -210,8 +212,7 @@ def _retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> N
         return
     now = clock.utcnow()
     lead = delivery.lead
-    enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
-                  if delivery.enrollment_id else None)
+    enrollment = work_queue.enrollment_of(delivery)
     sequence = Library.current().get(delivery.sequence)
     step = sequence.step(delivery.step) if sequence is not None else None
     reason = ("sequence folder missing" if sequence is None

@@ -1,54 +1,186 @@
-"""Who gets which sequence and where each lead stands in it: enrol, stop, move past a step."""
+"""Who gets which sequence and where each lead stands in it: enrol (a page's opt-in
+and the `start_on` triggers), stop, move past a step."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import clock
 from capture.db import db
-from capture.timeline import insert_event, record_event
-from capture.mail import timing
+from capture.timeline import event_row, insert_events
+from capture.mail import timing, trigger_checks
 from capture.mail.sequences import Library, Sequence, Step, step_order
-from capture.models import Enrollment, Lead, Page, Upgrade
+from capture.mail.triggers import Trigger
+from capture.models import Enrollment, Lead, LeadTag, Page, Suppression, Upgrade
 
 
-def enroll(lead: Lead, page: Page | None = None, *, new: bool = False) -> Enrollment | None:
-    """Put an approved, subscribed lead into its page's sequence (once).
+# The states an enrollment is left in by the scheduler for a lead it has stopped
+# sending to because of its review: approved after all, it goes on from there.
+_RESUMED_REVIEW = ("rejected", "pending")
+
+
+def enroll(lead: Lead, page: Page | None = None, *, new: bool = False,
+           again: bool = False) -> int:
+    """Start an approved, subscribed lead on the sequences its opt-in starts: its
+    page's `sequence`, the sequences with an `optin` trigger for the page, and those
+    with a `tag` trigger for a tag it got while it could not be mailed yet.
 
     Called whenever a lead's state changes, with the lead's page when the caller has
-    it and `new` for a lead just created (it cannot be enrolled yet); the caller
-    commits. A new lead given as the plain row of a lead just inserted without the
-    ORM (the opt-in) gets its enrolment and event written the same way, at once."""
+    it and `new` for a lead just created; `again` for a fresh opt-in, which starts a
+    finished `reenter: true` sequence over. A lead given as the plain row of a lead
+    just inserted without the ORM (the opt-in) is read from the database like any
+    other. Returns how many sequences it started; the caller commits."""
     if lead.review != "approved" or lead.subscription != "subscribed":
-        return None
+        return 0
     page = page or lead.page
-    if page is None or not page.sequence:
-        return None
-    existing = None if new else db.session.scalar(
-        select(Enrollment).where(Enrollment.lead_id == lead.id,
-                                 Enrollment.sequence == page.sequence)
-    )
-    if existing is not None:
-        if existing.state == "stopped" and existing.stop_reason in ("rejected", "pending"):
-            # Approved after all: the lead goes on from where it stood.
-            existing.state, existing.stop_reason = "active", ""
-            existing.next_due_at = clock.utcnow()
-        return existing
+    if isinstance(lead, Lead):
+        db.session.flush()  # the lead's new state, which `start` reads
+    connection = db.session.connection()
     now = clock.utcnow()
-    enrollment = Enrollment(lead_id=lead.id, sequence=page.sequence, started_at=now,
-                            state="active", next_due_at=now)
-    sequence = Library.current().get(page.sequence)
-    if sequence is not None and sequence.steps:
-        enrollment.next_due_at = timing.due_time(sequence, sequence.steps[0], now)
-    if new and not isinstance(lead, Lead):
-        db.session.connection().execute(Enrollment.__table__.insert(), {
-            "lead_id": lead.id, "sequence": page.sequence, "started_at": now,
-            "state": "active", "next_due_at": enrollment.next_due_at})
-        insert_event(lead.id, lead.page_id, "enroll", sequence=page.sequence)
-        return enrollment
-    db.session.add(enrollment)
-    record_event(lead, "enroll", sequence=page.sequence)
-    return enrollment
+    if not new:
+        # Approved after all: a lead stopped for its review goes on from where it stood.
+        connection.execute(
+            update(Enrollment)
+            .where(Enrollment.lead_id == lead.id, Enrollment.state == "stopped",
+                   Enrollment.stop_reason.in_(_RESUMED_REVIEW))
+            .values(state="active", stop_reason="", next_due_at=now))
+    ways_in: list[tuple[str, str, bool]] = []
+    if page is not None and page.sequence:
+        ways_in.append((page.sequence, f"optin:{page.slug}", again))
+    armed = armed_triggers(connection)
+    for sequence, trigger in armed:
+        if trigger.kind == "optin" and page is not None and page.slug in trigger.value:
+            ways_in.append((sequence.name, f"optin:{page.slug}", again))
+    held = (set(connection.execute(
+        select(LeadTag.tag).where(LeadTag.lead_id == lead.id)).scalars())
+        if any(trigger.kind == "tag" for _, trigger in armed) else set())
+    for sequence, trigger in armed:
+        if trigger.kind == "tag" and trigger.value in held:
+            ways_in.append((sequence.name, f"tag:{trigger.value}", False))
+    started, seen = 0, set()
+    for name, label, reenter in ways_in:
+        if name not in seen:
+            seen.add(name)
+            started += start([lead.id], name, label, connection=connection, now=now,
+                             again=reenter)
+    return started
+
+
+def armed_triggers(connection=None) -> list[tuple[Sequence, Trigger]]:
+    """Every trigger that may start leads now, with its sequence: not of a sequence
+    whose triggers are held (an unknown page, a tag loop, a broken settings file)."""
+    sequences = [s for s in Library.current().all() if s.start_on]
+    if not sequences:
+        return []
+    checked = trigger_checks.status(sequences, connection)
+    return [(sequence, trigger) for sequence in sequences if checked.may_fire(sequence)
+            for trigger in sequence.start_on]
+
+
+def on_tags(pairs: Iterable[tuple[int, str]], connection=None) -> int:
+    """Start the sequences whose `tag` trigger names a tag just given to a lead."""
+    pairs = list(pairs)
+    if not pairs:
+        return 0
+    started = 0
+    for sequence, trigger in armed_triggers(connection):
+        if trigger.kind == "tag":
+            ids = [lead_id for lead_id, tag in pairs if tag == trigger.value]
+            if ids:
+                started += start(ids, sequence.name, trigger.label, connection=connection)
+    return started
+
+
+def on_click(lead_id: int, url: str, connection=None) -> int:
+    """Start the sequences whose `click` trigger is part of a link a person clicked."""
+    return sum(start([lead_id], sequence.name, trigger.label, connection=connection)
+               for sequence, trigger in armed_triggers(connection)
+               if trigger.kind == "click" and trigger.value in url)
+
+
+def on_upgrade(lead_id: int, connection=None) -> int:
+    """Start the sequences with an `upgrade` trigger for a lead who just bought."""
+    return sum(start([lead_id], sequence.name, trigger.label, connection=connection)
+               for sequence, trigger in armed_triggers(connection)
+               if trigger.kind == "upgrade")
+
+
+def finished(sequence: Sequence | None, state: str, last_step: str | None,
+             last_filename: str | None) -> bool:
+    """True when an enrollment has had every step of its sequence (as the folder is
+    now) and waits for more: what `reenter: true` starts over. A stopped enrollment
+    (unsubscribed, bounced, an upgrade with `stop_on: upgrade`) is not finished."""
+    return (sequence is not None and state == "waiting" and last_step is not None
+            and not sequence.steps_after(last_step, last_filename))
+
+
+def start(lead_ids: Iterable[int], name: str, trigger: str, *, connection=None,
+          now: datetime | None = None, again: bool = True) -> int:
+    """Start the leads on sequence `name`, named in their `enroll` event as started by
+    `trigger` ("optin:launch", "tag:vip" …). Only approved, subscribed leads whose
+    address is not suppressed; a lead already in the sequence, in any state, is left
+    where it is, unless `again`, the sequence says `reenter: true` and the lead has
+    finished it: then it starts over from the first step (a new entry). A few
+    statements per call, on `connection` (else the session's); the caller commits.
+    Returns how many leads started."""
+    ids = sorted({int(lead_id) for lead_id in lead_ids})
+    if not ids:
+        return 0
+    connection = connection or db.session.connection()
+    now = now or clock.utcnow()
+    sequence = Library.current().get(name)
+    first_due = (timing.due_time(sequence, sequence.steps[0], now)
+                 if sequence is not None and sequence.steps else now)
+    leads = dict(connection.execute(
+        select(Lead.id, Lead.page_id)
+        .outerjoin(Suppression, Suppression.email == Lead.email)
+        .where(Lead.id.in_(ids), Lead.review == "approved",
+               Lead.subscription == "subscribed", Suppression.id.is_(None))).all())
+    if not leads:
+        return 0
+    existing = connection.execute(
+        select(Enrollment.id, Enrollment.lead_id, Enrollment.state, Enrollment.last_step,
+               Enrollment.last_filename, Enrollment.entry)
+        .where(Enrollment.sequence == name, Enrollment.lead_id.in_(list(leads)))).all()
+    events = []
+    rows = [{"lead_id": lead_id, "sequence": name, "started_at": now, "state": "active",
+             "next_due_at": first_due, "entry": 1}
+            for lead_id in leads if lead_id not in {row.lead_id for row in existing}]
+    if rows:
+        # Two triggers at the same moment start a lead once: the second row is dropped.
+        inserted = connection.execute(
+            _insert_ignoring_duplicates(connection).returning(
+                Enrollment.__table__.c.lead_id), rows).scalars().all()
+        events += [event_row(lead_id, leads[lead_id], "enroll", sequence=name,
+                             trigger=trigger) for lead_id in inserted]
+    if again and sequence is not None and sequence.reenter:
+        for row in existing:
+            if not finished(sequence, row.state, row.last_step, row.last_filename):
+                continue
+            # Conditional on the entry it had: two triggers at once start it over once.
+            over = connection.execute(
+                update(Enrollment)
+                .where(Enrollment.id == row.id, Enrollment.entry == row.entry,
+                       Enrollment.state == "waiting")
+                .values(state="active", entry=row.entry + 1, started_at=now,
+                        next_due_at=first_due, last_step=None, last_filename=None,
+                        last_sent_at=None, claimed_at=None, stop_reason=""))
+            if over.rowcount:
+                events.append(event_row(row.lead_id, leads[row.lead_id], "enroll",
+                                        sequence=name, trigger=trigger, entry=row.entry + 1))
+    for event in events:
+        event["created_at"] = now
+    insert_events(events, connection)
+    return len(events)
+
+
+def _insert_ignoring_duplicates(connection):
+    """INSERT … ON CONFLICT DO NOTHING for enrollments, in the connection's dialect."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(Enrollment.__table__).on_conflict_do_nothing(
+        index_elements=["lead_id", "sequence"])
 
 
 def stop(lead: Lead, reason: str) -> None:

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from capture.db import db
-from capture.mail import membership, timing, work_queue
+from capture.mail import membership, timing, trigger_checks, triggers, work_queue
 from capture.mail.sequences import Library, Sequence
-from capture.models import Delivery, Enrollment, Upgrade
+from capture.models import Delivery, Enrollment, Page, Upgrade
 
 
 @dataclass(frozen=True, order=True)
@@ -24,6 +24,45 @@ class Planned:
     sequence: str
     step: str
     retry: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One of a lead's enrolments as the plan shows it."""
+
+    sequence: str
+    state: str
+    entry: int
+    last_step: str | None
+    next_due_at: datetime | None
+    stop_reason: str
+
+
+def ways_in(name: str | None = None) -> list[tuple[str, str, list[str]]]:
+    """Each sequence's triggers in words (its pages' opt-ins, `start_on`, `reenter`)
+    and what holds them (problems; empty when they fire), as the scheduler sees them."""
+    sequences = [s for s in Library.current().all() if name is None or s.name == name]
+    pages: dict[str, list[str]] = {}
+    for sequence_name, slug in db.session.execute(
+            select(Page.sequence, Page.slug).where(Page.sequence.is_not(None))
+            .order_by(Page.slug)):
+        pages.setdefault(sequence_name, []).append(slug)
+    checked = trigger_checks.status(sequences)
+    return [(sequence.name,
+             triggers.describe(sequence.start_on, pages.get(sequence.name, []),
+                               sequence.reenter),
+             [str(p) for p in checked.held.get(sequence.name, [])]
+             + ([f"{sequence.name}: its files have problems (sequences check)"]
+                if sequence.problems and sequence.start_on else []))
+            for sequence in sequences]
+
+
+def entries(lead_id: int) -> list[Entry]:
+    """Every enrolment of one lead, each its own row with its own position."""
+    return [Entry(row.sequence, row.state, row.entry, row.last_step, row.next_due_at,
+                  row.stop_reason)
+            for row in db.session.scalars(select(Enrollment).where(
+                Enrollment.lead_id == lead_id).order_by(Enrollment.sequence))]
 
 
 def plan(now: datetime, horizon: datetime, name: str | None = None,

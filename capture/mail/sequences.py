@@ -22,9 +22,12 @@ from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from capture.mail.time_values import parse_clock, parse_delay, read_send_window
+from capture.mail.triggers import Trigger, read_start_on
 from capture.markup import link_tag_problems
 
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
+# Ways into a sequence besides a page's `sequence` (capture.mail.triggers).
+SEQUENCE_KEYS |= {"start_on", "reenter"}
 STEP_KEYS = {"subject", "delay", "at", "preheader"}
 STOP_CONDITIONS = ("upgrade", "unsubscribe")
 # What a step may use: {{ lead.<attr> }}, {{ page.<attr> }}, {{ unsubscribe_url }};
@@ -112,6 +115,10 @@ class Sequence:
     steps: list[Step] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     signature: tuple = ()
+    # `start_on` and `reenter` (capture.mail.triggers); file: sequence.yml's name.
+    start_on: tuple[Trigger, ...] = ()
+    reenter: bool = False
+    settings_file: str = ""
 
     def all_problems(self) -> list[Problem]:
         """Problems of the folder and of every step, in file order."""
@@ -290,6 +297,21 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
     problems.extend(Problem(file, key_line(lines, key, 0), message) for key, message in wrong)
     sequence.send_window = window
     sequence.timezone = zone or sequence.timezone
+    _read_triggers(sequence, file, text, data, lines)
+
+
+def _read_triggers(sequence: Sequence, file: str, text: str, data: dict,
+                   lines: list[str]) -> None:
+    """`start_on` and `reenter`, each problem at its trigger's line."""
+    sequence.settings_file = file
+    sequence.start_on, sequence.reenter, wrong = read_start_on(text, data)
+    sequence.problems.extend(Problem(file, line or key_line(lines, key, 0), message)
+                             for key, line, message in wrong)
+    upgrade = next((t for t in sequence.start_on if t.kind == "upgrade"), None)
+    if upgrade is not None and "upgrade" in sequence.stop_on:
+        # It would stop the moment it started: one of the two is a mistake.
+        sequence.problems.append(Problem(file, upgrade.line, "start_on: upgrade: the "
+                                         "sequence also has stop_on: upgrade"))
 
 
 def _read_step(path: Path, file: str) -> Step:

@@ -120,6 +120,17 @@ def _release_enrollments(condition, due: datetime) -> int:
     return result.rowcount or 0
 
 
+def enrollment_of(delivery: Delivery) -> Enrollment | None:
+    """The enrollment a delivery moves on, if it belongs to its current entry: an
+    email of an earlier time through the sequence never moves a lead that started
+    it again."""
+    enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
+                  if delivery.enrollment_id else None)
+    if enrollment is None or enrollment.entry != delivery.entry:
+        return None
+    return enrollment
+
+
 def reap(now: datetime) -> int:
     """Clean up after a sender that died: a delivery handed to SMTP with no outcome
     becomes `unknown` (never resent; the lead moves on to its next step), a claimed
@@ -132,8 +143,7 @@ def reap(now: datetime) -> int:
     for delivery in stale:
         delivery.status = "unknown"
         delivery.error = "no outcome recorded: the sender stopped while sending"
-        enrollment = (db.session.get(Enrollment, delivery.enrollment_id)
-                      if delivery.enrollment_id else None)
+        enrollment = enrollment_of(delivery)
         if enrollment is not None and enrollment.state == "sending":
             membership.move_past(enrollment, None, delivery.claimed_at, key=delivery.step,
                                  filename=delivery.filename)

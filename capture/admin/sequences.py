@@ -11,7 +11,8 @@ from capture.leads import addresses
 from capture.mail import backends
 from capture.numbers import attribution, periods, sequence_steps
 from capture.mail import compose
-from capture.mail import actions
+from capture.mail import actions, condition_checks
+from capture.segments import words
 from capture.admin import bp
 from capture.web.headers import content_security_policy
 from capture.db import db
@@ -41,9 +42,14 @@ def sequences():
         removed = [row for (name, key), row in numbers.items()
                    if name == sequence.name and key not in keys]
         lead, _ = _preview_lead(sequence, "")
+        # A `when:` naming a page, tag, sequence or broadcast that does not exist
+        # holds its step, as a broken file does.
+        references = condition_checks.all_reference_problems(sequence)
         folders.append({
             "sequence": sequence,
-            "problems": sequence.all_problems(),
+            "problems": sorted(sequence.all_problems() + references,
+                               key=lambda p: (p.file, p.line)),
+            "held": {p.file.rpartition("/")[2] for p in references},
             "sample": lead.name,
             "steps": [(step, _timing(sequence, step, index),
                        numbers.get((sequence.name, step.key))
@@ -56,7 +62,7 @@ def sequences():
     problem_count = sum(len(folder["problems"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
                            periods=periods.PERIODS, problem_count=problem_count,
-                           root=Library.current().root,
+                           root=Library.current().root, describe=words.describe,
                            attribution_days=attribution.window_days())
 
 

@@ -13,7 +13,7 @@ from capture import clock, scheduler
 from capture.leads import confirmations
 from capture.leads import addresses
 from capture.mail import compose
-from capture.mail import actions, engine, planning
+from capture.mail import actions, condition_checks, engine, planning
 from capture.mail.sequences import Library
 from capture.webhooks import delivery
 from capture.db import db
@@ -26,9 +26,16 @@ sequences_cli = AppGroup("sequences", help="Check, preview and plan email sequen
 def check() -> None:
     """Validate every sequence file; print file:line: message for each problem."""
     library = Library.current()
-    problems = [str(p) for sequence in library.all() for p in sequence.all_problems()]
+    problems = [str(p) for sequence in library.all()
+                for p in sorted(sequence.all_problems()
+                                + condition_checks.all_reference_problems(sequence),
+                                key=lambda p: (p.file, p.line))]
     for line in problems:
         click.echo(line)
+    # Notes (a tag nobody has yet) may be right: printed, never a failure.
+    for sequence in library.all():
+        for note in condition_checks.tag_notes(sequence):
+            click.echo(str(note))
     count = len(library.names())
     if problems:
         click.echo(f"{len(problems)} problem(s) in {count} sequence(s).", err=True)
@@ -90,8 +97,11 @@ def plan(name: str | None, days: int, limit: int) -> None:
         return
     click.echo(f"{'when (UTC)':<17} {'lead':<32} {'sequence':<16} step")
     for row in rows:
+        note = (" (retry)" if row.retry else "") + (f" (skipped: {row.skip})" if row.skip
+                                                     else "") + (
+            f" (held: {row.held})" if row.held else "")
         click.echo(f"{row.when:%Y-%m-%d %H:%M} {row.email:<32} {row.sequence:<16} {row.step}"
-                   + (" (retry)" if row.retry else ""))
+                   + note)
 
 
 @click.command("send-due")

@@ -14,7 +14,6 @@ from capture.leads import tags
 from capture.mail import condition_checks
 from capture.models import Delivery, Enrollment, Event, LeadTag, Page
 from capture.segments import language, words
-from tests.conftest import HUMAN  # noqa: F401 - the tests below add clicks by hand
 from tests.factories import add_event, add_lead, deliveries, sequence_folder, subjects, tick
 
 
@@ -287,6 +286,8 @@ def test_dashboard_shows_conditions_stop_tags_and_skips_in_words(app, owner, clo
     assert ("Only to leads who opted in on course-page and who clicked an email when it is "
             "due; skipped for the others") in page
     assert "buys an upgrade, gets the tag <span class=\"tag\">vip</span>" in page
+    step_page = owner.get("/admin/sequences/course/vip").get_data(as_text=True)
+    assert "only to leads who opted in on course-page and who clicked an email" in step_page
     timeline = owner.get(f"/admin/leads/{lead_id}").get_data(as_text=True)
     assert re.search(r"Skipped <span class=\"muted\">\(course · vip\)</span>: when: not matched",
                      timeline)

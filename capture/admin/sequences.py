@@ -83,7 +83,7 @@ def sequences_step(name: str, step_key: str):
     response = render_template(
         "admin/sequences/step.html", sequence=sequence, step=step, rendered=rendered,
         error=error, lead=lead, lead_email=request.args.get("lead", "").strip(),
-        lead_note=lead_note, timing=_timing(sequence, step, index),
+        lead_note=lead_note, timing=_timing(sequence, step, index), describe=words.describe,
         previous=sequence.steps[index - 1] if index else None,
         next=sequence.steps[index + 1] if index + 1 < len(sequence.steps) else None,
         owner_email=current_user.email,

@@ -636,8 +636,9 @@ class Bench:
                  p99_ms=conditions["sql"]["max_s"] * 1000, errors=0, rss=rss,
                  target="< 100 ms of SQL", met=conditions["sql"]["median_s"] < 0.1,
                  others=others,
-                 notes=f"SQL time of {conditions['statements']} statements (a chunk of "
-                       f"100: stop tags, names, members); {conditions['holds']} hold")
+                 notes=f"{conditions['statements']} statements (per chunk of 100: its stop "
+                       f"tags, its when:), rows fetched; {conditions['holds']} hold; "
+                       "the slower of bench/tasks.py's two conditions")
         ok = full["sent"] == 1000 and mail["messages"] == 1000 and mail["duplicates"] == 0
         self.row(f"scheduler: tick sending 1,000 due @ {label}", key=f"tick-{leads}",
                  cpu=f"{full['cpu_s']:.2f} s CPU",

@@ -9,13 +9,13 @@ command, the scheduler and a test call them alike. The opt-in itself is
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from capture import clock, links
 from capture.db import db
 from capture.timeline import record_event
 from capture.mail import membership
-from capture.models import Delivery, Event, Lead, Suppression
+from capture.models import Delivery, Enrollment, Event, Lead, Suppression
 from capture.webhooks import events
 
 
@@ -65,6 +65,55 @@ def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool
     events.emit("lead.unsubscribed", lead)
     db.session.commit()
     return True
+
+
+# The stop reason of a sequence the lead left from an email's unsubscribe page.
+LEFT_BY_LEAD = "left by the lead"
+
+
+def email_enrollment(lead: Lead, delivery_id: int | None) -> Enrollment | None:
+    """The lead's place in the sequence the email `delivery_id` came from: None for a
+    broadcast's email, an email unknown (or not this lead's) and a token without one."""
+    if delivery_id is None:
+        return None
+    delivery = db.session.get(Delivery, delivery_id)
+    if delivery is None or delivery.lead_id != lead.id or not delivery.sequence:
+        return None
+    return db.session.scalar(select(Enrollment).where(
+        Enrollment.lead_id == lead.id, Enrollment.sequence == delivery.sequence))
+
+
+def may_leave(lead: Lead, enrollment: Enrollment | None) -> bool:
+    """True when the unsubscribe page offers to stop only this sequence: the lead is
+    subscribed and still in it."""
+    return (enrollment is not None and lead.subscription == "subscribed"
+            and enrollment.state != "stopped")
+
+
+def leave_sequence(lead: Lead, delivery_id: int | None) -> Enrollment | None:
+    """Stop only the sequence the email `delivery_id` came from; the lead stays
+    subscribed to everything else (other sequences, broadcasts). Idempotent: the
+    enrollment stopped, the first time; None when there was nothing to leave.
+
+    Not an unsubscribe: the timeline gets a `leave` event naming the email, which no
+    unsubscribe number counts, and no webhook is sent (the subscription is unchanged)."""
+    enrollment = email_enrollment(lead, delivery_id)
+    if not may_leave(lead, enrollment):
+        return None
+    # One UPDATE that only a running enrollment matches: a tick or a second press
+    # of the button at the same moment cannot stop it twice.
+    stopped = db.session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment.id, Enrollment.state != "stopped")
+        .values(state="stopped", stop_reason=LEFT_BY_LEAD, next_due_at=None)
+    ).rowcount
+    if not stopped:
+        db.session.rollback()
+        return None
+    record_event(lead, "leave", delivery_id=delivery_id, sequence=enrollment.sequence,
+                 source="page")
+    db.session.commit()
+    return enrollment
 
 
 # --- the owner's decisions ----------------------------------------------------------

@@ -4,14 +4,23 @@ unsubscribe and the upgrade postback. Thin: the work is in `leads.engagement`,
 
 import base64
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from capture.leads import engagement
 from capture.leads import lifecycle, upgrades
 from capture import links
 from capture.db import csrf, db, is_unavailable, unavailable_reason
-from capture.models import Lead
+from capture.models import Enrollment, Lead
 
 bp = Blueprint("tracking", __name__)
 
@@ -58,21 +67,60 @@ def _lead_for(token: str) -> tuple[Lead, int | None]:
     return lead, found[1]
 
 
+class UnsubscribeForm(FlaskForm):
+    """The unsubscribe page's form: "Unsubscribe from everything" (the default) or,
+    for a sequence's email, "Only stop these emails" (`choice=sequence`).
+
+    Its CSRF token is checked for the sequence choice only. Unsubscribing from
+    everything is also RFC 8058's one-click POST, which carries no cookie or token; a
+    forged cross-site POST can do no more than that one-click could, to the one lead
+    whose secret token it holds."""
+
+
+def _unsubscribe_page(lead: Lead, enrollment: Enrollment | None, *, done: str = "",
+                      status: int = 200, notice: str = ""):
+    """The page of an unsubscribe link: the choices while there is one to make, else
+    what the lead's subscription now is. `done`: "everything" or "sequence", just
+    chosen. Not cached: it holds a CSRF token."""
+    html = render_template(
+        "unsubscribe.html", lead=lead, done=done, notice=notice,
+        form=UnsubscribeForm(formdata=None),
+        unsubscribed=lead.subscription in ("unsubscribed", "bounced"),
+        sequence=enrollment.sequence if enrollment is not None else "",
+        may_leave=lifecycle.may_leave(lead, enrollment),
+        left=(enrollment is not None and enrollment.stop_reason == lifecycle.LEFT_BY_LEAD),
+    )
+    response = make_response(html, status)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 @bp.get("/u/<token>")
 def unsubscribe_page(token: str):
-    """A page with one button. Never unsubscribes by itself: mail scanners open links."""
-    lead, _ = _lead_for(token)
-    return render_template("unsubscribe.html", lead=lead, done=False)
+    """The choices: unsubscribe from everything, or (for a sequence's email) stop only
+    that sequence. Never changes anything by itself: mail scanners open links."""
+    lead, delivery_id = _lead_for(token)
+    return _unsubscribe_page(lead, lifecycle.email_enrollment(lead, delivery_id))
 
 
 @bp.post("/u/<token>")
-@csrf.exempt
+@csrf.exempt  # RFC 8058; the sequence choice checks the form's token (UnsubscribeForm)
 def unsubscribe(token: str):
-    """RFC 8058 one-click: no cookie, login or CSRF token; 200, idempotent."""
+    """Unsubscribe from everything: the page's default button, and RFC 8058 one-click
+    (no cookie, login or CSRF token); 200, idempotent. With `choice=sequence` (and the
+    page's CSRF token), leave only the sequence the email came from."""
     lead, delivery_id = _lead_for(token)
-    source = "one-click" if "List-Unsubscribe" in request.form else "page"
-    lifecycle.unsubscribe(lead, source=source, delivery_id=delivery_id)
-    return render_template("unsubscribe.html", lead=lead, done=True)
+    one_click = "List-Unsubscribe" in request.form
+    if not one_click and request.form.get("choice") == "sequence":
+        enrollment = lifecycle.email_enrollment(lead, delivery_id)
+        if not UnsubscribeForm().validate():
+            notice = "This page had expired. Please choose again."
+            return _unsubscribe_page(lead, enrollment, status=400, notice=notice)
+        left = lifecycle.leave_sequence(lead, delivery_id)
+        return _unsubscribe_page(lead, left or enrollment, done="sequence" if left else "")
+    lifecycle.unsubscribe(lead, source="one-click" if one_click else "page",
+                          delivery_id=delivery_id)
+    return _unsubscribe_page(lead, None, done="everything")
 
 
 @bp.route("/postback/upgrade", methods=["GET", "POST"])

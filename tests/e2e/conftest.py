@@ -18,6 +18,11 @@ DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, li
                   "Chrome/156.0.0.0 Safari/537.36")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update"]
+# The same user agent for the whole browser, not only by each context's override:
+# a frame's request made before Playwright reaches its new renderer (a preview frame
+# navigated while the page unloads) would otherwise say HeadlessChrome, and the
+# dashboard's strong session protection, seeing another browser, ends the session.
+LAUNCH_ARGS = [*CHROMIUM_FLAGS, f"--user-agent={DESKTOP_CHROME}"]
 
 if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (.ci/run installs it)", allow_module_level=True)
@@ -46,7 +51,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
 
@@ -89,6 +94,14 @@ def _page(browser, request, tmp_path, name="page", **context_options):
         path = tmp_path / f"failure-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
+        # CI keeps the log, not the screenshot: what the tab showed, in words.
+        print(f"url: {page.url}")
+        for frame in page.frames:
+            try:
+                text = frame.locator("body").inner_text(timeout=2000)
+            except Exception as error:  # a frame that went away says why
+                text = f"({type(error).__name__})"
+            print(f"frame {frame.url[:80]!r}: {' '.join(text.split())[:1500]}")
     context.close()
     # Every journey doubles as a check of the policy: no page of ours breaks it.
     if report is not None and report.passed:

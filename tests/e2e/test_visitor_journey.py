@@ -31,6 +31,15 @@ def test_visitor_confirms_gets_the_welcome_email_and_its_link_lands_right(page, 
     assert (lead["utm_source"], lead["utm_campaign"]) == ("newsletter", "nov")
     assert (lead["review"], lead["subscription"]) == ("approved", "subscribed")
 
+    # The welcome email's unsubscribe link: everything (the default), or this sequence.
+    page.goto(link_in(welcome, rf"{re.escape(stack.base_url)}/u/[A-Za-z0-9_.-]+"))
+    page.get_by_role("heading", name="Unsubscribe?").wait_for()
+    page.get_by_role("button", name="Unsubscribe from everything").wait_for()
+    page.get_by_role("button", name="Only stop the “launch” emails").click()
+    page.get_by_role("heading", name="You've left the “launch” emails").wait_for()
+    [lead] = [row for row in stack.leads("launch") if row["email"] == "robin@example.com"]
+    assert lead["subscription"] == "subscribed"
+
 
 def test_invalid_email_is_explained_on_the_page(page, stack):
     page.goto(f"{stack.base_url}/p/launch")

@@ -286,6 +286,7 @@ def test_dashboard_shows_conditions_stop_tags_and_skips_in_words(app, owner, clo
     assert ("Only to leads who opted in on course-page and who clicked an email when it is "
             "due; skipped for the others") in page
     assert "buys an upgrade, gets the tag <span class=\"tag\">vip</span>" in page
+    assert "Worth a look" not in page
     step_page = owner.get("/admin/sequences/course/vip").get_data(as_text=True)
     assert "only to leads who opted in on course-page and who clicked an email" in step_page
     timeline = owner.get(f"/admin/leads/{lead_id}").get_data(as_text=True)
@@ -313,3 +314,12 @@ def test_one_query_says_which_leads_of_a_chunk_a_when_holds_for(smtp_app, clock)
             event.remove(db.engine, "before_cursor_execute", listen)
         assert len(statements) == 1
         assert db.session.scalar(select(Delivery.id)) is None
+
+
+def test_dashboard_shows_a_tag_nobody_has_yet_as_a_note_not_a_problem(app, owner):
+    vip_course(app)
+    page = owner.get("/admin/sequences").get_data(as_text=True)
+    assert "Worth a look" in page
+    assert "course/02-vip.md:4: note: when.tags: no lead has the tag &#39;vip&#39; yet" in page
+    assert "problems in your sequence files" not in page
+    assert "held: fix the file" not in page

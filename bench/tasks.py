@@ -221,9 +221,13 @@ def task_scheduler(args) -> dict:
         claimed = len(ids)
         set_due(ids, now - timedelta(seconds=1))
 
-    # 3. One full tick that sends the due batch to the SMTP sink.
+    # 3. What a tick adds for `when:` and stop_on tags on the due batch (SQL only).
+    conditions = _conditions_sql(due_ids, args.reps)
+
+    # 4. One full tick that sends the due batch to the SMTP sink.
     seconds, summary = _timed(engine.tick)
     return {
+        "conditions": conditions,
         "counts": counts, "due": len(due_ids), "batch": args.batch, "due_soon": len(soon),
         "idle_tick": _stats(idle), "idle_parts_median_s": parts, "idle_sql": idle_sql,
         "claim": {**_stats(claims), "claimed": claimed},
@@ -231,6 +235,96 @@ def task_scheduler(args) -> dict:
                       "summary": summary.line(),
                       "emails_per_s": summary.sent / seconds if seconds else None},
     }
+
+
+# The `when:`s the bench evaluates: a tag, no other tag, a recent click and no upgrade
+# (few leads hold: the query stops early), and one most leads hold for (every part of
+# it is read for each lead).
+BENCH_WHEN = [{"tags": {"any": ["vip"], "none": ["churned"]}, "clicked": {"within_days": 30},
+               "upgraded": False},
+              {"tags": {"none": ["churned"]}, "opened": False, "upgraded": False,
+               "fields": {"country": ["US", "DE", "GB", "FR", "(none)"]}}]
+
+
+def _seed_tags() -> int:
+    """Tag a tenth of the leads `vip` and a fiftieth `churned` (once), so the `when:`
+    reads a realistic lead_tags table."""
+    from sqlalchemy import func, insert, literal, select
+
+    from capture import clock
+    from capture.db import db
+    from capture.models import Lead, LeadTag
+
+    if not db.session.scalar(select(func.count()).select_from(LeadTag)):
+        for name, every in (("vip", 10), ("churned", 50)):
+            db.session.execute(insert(LeadTag).from_select(
+                ["lead_id", "tag", "cause", "created_at"],
+                select(Lead.id, literal(name), literal("bench"), literal(clock.utcnow()))
+                .where(Lead.id % every == 0)))
+        db.session.commit()
+    return db.session.scalar(select(func.count()).select_from(LeadTag))
+
+
+def _conditions_sql(enrollment_ids: list[int], reps: int) -> dict:
+    """The SQL a tick runs for a step with each BENCH_WHEN and a stop_on tag, for these
+    due enrolments in the engine's chunks: per chunk, the stop tags of its leads, the
+    step's references (pages, sequences, broadcasts named) and which leads it holds
+    for. `sql`: the median of `reps` runs of all of it, rows fetched (the slowest
+    `when:`); `sql_execute`: the statements' own time as the cursor reports it."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from capture.db import db
+    from capture.mail import condition_checks, engine
+    from capture.mail.sequences import Sequence
+    from capture.models import Enrollment
+    from capture.segments import language
+
+    tagged_rows = _seed_tags()
+    lead_ids = list(db.session.scalars(
+        select(Enrollment.lead_id).where(Enrollment.id.in_(enrollment_ids))))
+    sequence = Sequence(name="bench", folder=None)
+    variants = []
+    for when in BENCH_WHEN:
+        step = SimpleNamespace(when=language.parse(when), when_line=4, filename="02-x.md")
+        totals, walls, holds, statements = [], [], 0, 0
+        for _ in range(reps):
+            started = time.perf_counter()
+            with SqlTrace(db.engine) as trace:
+                holds = 0
+                for start in range(0, len(lead_ids), engine.CHUNK):
+                    chunk = lead_ids[start:start + engine.CHUNK]
+                    condition_checks.stop_tags_of(chunk, ["bought"])
+                    condition_checks.reference_problems(sequence, step)
+                    holds += len(condition_checks.matching(step, chunk))
+            # SQLite does part of a SELECT's work while its rows are fetched, after the
+            # cursor event: the whole time (rows fetched, Python included) bounds it.
+            walls.append(time.perf_counter() - started)
+            db.session.rollback()
+            totals.append(sum(entry["seconds"] for entry in trace.statements.values()))
+            statements = sum(entry["count"] for entry in trace.statements.values())
+        variants.append({"when": when, "holds": holds, "statements": statements,
+                         "sql_execute": _stats(totals), "sql": _stats(walls)})
+    slowest = max(variants, key=lambda v: v["sql"]["median_s"])
+    return {"leads": len(lead_ids), "lead_tags": tagged_rows, "variants": variants,
+            "holds": slowest["holds"], "statements": slowest["statements"],
+            "sql": slowest["sql"]}
+
+
+def task_conditions(args) -> dict:
+    """Only the `when:` / stop_on tag SQL of a tick, for the enrolments due now."""
+    from sqlalchemy import select
+
+    from capture import clock
+    from capture.db import db
+    from capture.models import Enrollment
+
+    _warm_up()
+    due = list(db.session.scalars(select(Enrollment.id).where(
+        Enrollment.state == "active", Enrollment.next_due_at <= clock.utcnow())
+        .order_by(Enrollment.next_due_at).limit(args.batch)))
+    return _conditions_sql(due, args.reps)
 
 
 def task_metrics(args) -> dict:
@@ -379,8 +473,8 @@ def task_counts(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("task", choices=["send", "scheduler", "metrics", "tokens", "counts",
-                                           "statements"])
+    parser.add_argument("task", choices=["send", "scheduler", "conditions", "metrics",
+                                           "tokens", "counts", "statements"])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=2000)

@@ -332,7 +332,7 @@ def test_step_without_a_body_is_reported(seq_app, root):
     [
         ('timezone: UTC\ncolour: red\n', 2, "unknown key 'colour'"),
         ('timezone: UTC\nstop_on: [upgrade, later]\n', 2,
-         "stop_on: 'later' is not one of upgrade, unsubscribe"),
+         "stop_on: 'later' is not one of upgrade, unsubscribe, tag:NAME"),
         ('stop_on: [upgrade]\nsend_window: "9-18"\n', 2,
          'send_window: expected "HH:MM-HH:MM", like "09:00-18:00"'),
         ('stop_on: [upgrade]\nsend_window: "09:00-09:00"\n', 2,

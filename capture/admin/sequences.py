@@ -11,7 +11,8 @@ from capture.leads import addresses
 from capture.mail import backends
 from capture.numbers import attribution, periods, sequence_steps
 from capture.mail import compose
-from capture.mail import actions, trigger_checks, triggers
+from capture.mail import actions, condition_checks, trigger_checks, triggers
+from capture.segments import words
 from capture.admin import bp
 from capture.web.headers import content_security_policy
 from capture.db import db
@@ -43,9 +44,15 @@ def sequences():
         removed = [row for (name, key), row in numbers.items()
                    if name == sequence.name and key not in keys]
         lead, _ = _preview_lead(sequence, "")
+        # A `when:` naming a page, tag, sequence or broadcast that does not exist
+        # holds its step, as a broken file does.
+        references = condition_checks.all_reference_problems(sequence)
         folders.append({
             "sequence": sequence,
-            "problems": sequence.all_problems(),
+            "problems": sorted(sequence.all_problems() + references,
+                               key=lambda p: (p.file, p.line)),
+            "held": {p.file.rpartition("/")[2] for p in references},
+            "notes": condition_checks.tag_notes(sequence),
             "sample": lead.name,
             "steps": [(step, _timing(sequence, step, index),
                        numbers.get((sequence.name, step.key))
@@ -61,7 +68,7 @@ def sequences():
     problem_count = sum(len(folder["problems"]) + len(folder["held"]) for folder in folders)
     return render_template("admin/sequences/index.html", folders=folders, period=period,
                            periods=periods.PERIODS, problem_count=problem_count,
-                           root=Library.current().root,
+                           root=Library.current().root, describe=words.describe,
                            attribution_days=attribution.window_days())
 
 
@@ -82,7 +89,7 @@ def sequences_step(name: str, step_key: str):
     response = render_template(
         "admin/sequences/step.html", sequence=sequence, step=step, rendered=rendered,
         error=error, lead=lead, lead_email=request.args.get("lead", "").strip(),
-        lead_note=lead_note, timing=_timing(sequence, step, index),
+        lead_note=lead_note, timing=_timing(sequence, step, index), describe=words.describe,
         previous=sequence.steps[index - 1] if index else None,
         next=sequence.steps[index + 1] if index + 1 < len(sequence.steps) else None,
         owner_email=current_user.email,

@@ -14,7 +14,7 @@ from capture import clock, scheduler
 from capture.leads import confirmations
 from capture.leads import addresses
 from capture.mail import compose
-from capture.mail import actions, engine, planning, trigger_checks
+from capture.mail import actions, condition_checks, engine, planning, trigger_checks
 from capture.mail.sequences import Library
 from capture.webhooks import delivery
 from capture.db import db
@@ -29,19 +29,26 @@ def check() -> None:
     library = Library.current()
     sequences = library.all()
     # What the files alone cannot show: pages that do not exist, tags nothing gives,
-    # tag loops between sequences.
+    # tag loops between sequences, and what the steps' `when:` names.
     try:
         held = trigger_checks.status(sequences, check_tags=True).held
+        references = [p for sequence in sequences
+                      for p in condition_checks.all_reference_problems(sequence)]
+        # Notes (a tag nobody has yet) may be right: printed, never a failure.
+        notes = [note for sequence in sequences
+                 for note in condition_checks.tag_notes(sequence)]
     except SQLAlchemyError as error:  # no database yet: the files are still checked
         db.session.rollback()
-        click.echo(f"Triggers' pages and tags not checked (database: "
+        click.echo(f"Triggers' and conditions' pages and tags not checked (database: "
                    f"{str(error).splitlines()[0]})", err=True)
-        held = {}
+        held, references, notes = {}, [], []
     problems = [str(p) for p in sorted(
-        [p for sequence in sequences for p in sequence.all_problems()]
+        [p for sequence in sequences for p in sequence.all_problems()] + references
         + [p for found in held.values() for p in found], key=lambda p: (p.file, p.line))]
     for line in problems:
         click.echo(line)
+    for note in notes:
+        click.echo(str(note))
     count = len(library.names())
     if problems:
         click.echo(f"{len(problems)} problem(s) in {count} sequence(s).", err=True)
@@ -123,8 +130,11 @@ def plan(name: str | None, days: int, limit: int, email: str | None) -> None:
         return
     click.echo(f"{'when (UTC)':<17} {'lead':<32} {'sequence':<16} step")
     for row in rows:
+        note = (" (retry)" if row.retry else "") + (f" (skipped: {row.skip})" if row.skip
+                                                     else "") + (
+            f" (held: {row.held})" if row.held else "")
         click.echo(f"{row.when:%Y-%m-%d %H:%M} {row.email:<32} {row.sequence:<16} {row.step}"
-                   + (" (retry)" if row.retry else ""))
+                   + note)
 
 
 @click.command("send-due")

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import clock
 from capture.db import db
-from capture.mail import membership
+from capture.mail import condition_checks, membership
 from capture.models import Lead, LeadTag
 from capture.tag_names import tag_problem
 from capture.timeline import event_row, insert_events
@@ -70,6 +70,7 @@ def add_tags(lead_ids: Iterable[int], names: Iterable[str], cause: str, *,
     "link", "import", "dashboard", "api") and time; a `tag` event per tag added, and
     the sequences whose `tag` trigger names it started.
 
+    A sequence whose `stop_on` names a tag added stops for that lead at once.
     Returns how many (lead, tag) pairs were added. Unknown lead ids are skipped. On
     `connection` (the click handler's own), else the session's; the caller commits."""
     names = check_names(names)
@@ -100,6 +101,7 @@ def add_tags(lead_ids: Iterable[int], names: Iterable[str], cause: str, *,
         for event in events:
             event["created_at"] = now
         insert_events(events, connection)
+        condition_checks.stop_tagged(inserted, connection)
         added += len(inserted)
         # A tag may start a sequence (`start_on: [{tag: NAME}]`), whatever gave it.
         membership.on_tags(inserted, connection)

@@ -16,10 +16,19 @@ from sqlalchemy.exc import IntegrityError
 
 from capture import clock
 from capture.db import db
-from capture.mail import backends, broadcast_sending, handover, membership, timing, work_queue
+from capture.mail import (
+    backends,
+    broadcast_sending,
+    condition_checks,
+    handover,
+    membership,
+    timing,
+    work_queue,
+)
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Library, Sequence, Step
 from capture.models import Delivery, Enrollment, Upgrade
+from capture.timeline import event_row, insert_events
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +144,15 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
     db.session.commit()
     summary.stopped += decided.stopped
     summary.held += decided.held
+    summary.skipped += decided.skipped
     emails = handover.render_all(emails, leads, summary)
     handover.hand_over_all(emails, backend, summary)
 
 
 def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
     """(enrollment, sequence, step) for each enrollment whose next step is due now;
-    the others are stopped, held, parked or given a later due time (uncommitted)."""
+    the others are stopped, held, parked, given a later due time or moved past steps
+    whose `when:` does not hold for them (uncommitted)."""
     # Each folder is looked at once per chunk (a look stats every file in it).
     sequences = {name: Library.current().get(name) for name in {e.sequence for e in enrollments}}
     stop_on_upgrade = {name for name, sequence in sequences.items()
@@ -151,21 +162,72 @@ def _due_steps(enrollments, now: datetime, summary: Summary) -> list:
             [enrollment.lead_id for enrollment in enrollments
              if enrollment.sequence in stop_on_upgrade]))
     )) if stop_on_upgrade else set()
-    due = []
-    for enrollment in enrollments:
-        found = _due_step(enrollment, sequences[enrollment.sequence], now, upgraded, summary)
-        if found is not None:
-            due.append((enrollment, *found))
+    # The leads' stop_on tags: one query for the chunk.
+    stop_tags = {name: sequence.stop_tags for name, sequence in sequences.items()
+                 if sequence is not None and sequence.stop_tags}
+    tagged = condition_checks.stop_tags_of(
+        [enrollment.lead_id for enrollment in enrollments if enrollment.sequence in stop_tags],
+        {tag for names in stop_tags.values() for tag in names})
+    due: list = []
+    pending = list(enrollments)
+    # A lead that skips a step looks again at its next one, which may be due at once
+    # (and have a `when:` of its own): a round per step, never a query per lead.
+    while pending:
+        found = []
+        for enrollment in pending:
+            step = _due_step(enrollment, sequences[enrollment.sequence], now, upgraded,
+                             tagged, summary)
+            if step is not None:
+                found.append((enrollment, *step))
+        due += [item for item in found if item[2].when is None]
+        pending = _weigh_conditions([item for item in found if item[2].when is not None],
+                                    now, summary, due)
     return due
 
 
+def _weigh_conditions(found: list, now: datetime, summary: Summary, due: list) -> list:
+    """Due steps with a `when:`: one query per step says for which of its leads it
+    holds; those are added to `due`, the others skip it (a `skip` event; the next
+    step's delay counts from now) and are returned, to look at their next step. A
+    `when:` naming what does not exist holds its leads, as a broken step does."""
+    groups: dict[tuple[str, str], list] = {}
+    for item in found:
+        groups.setdefault((item[1].name, item[2].key), []).append(item)
+    again, events = [], []
+    for items in groups.values():
+        _, sequence, step = items[0]
+        if condition_checks.reference_problems(sequence, step):
+            # Looked at again after HOLD_MINUTES: the page (or tag) may appear.
+            later = now + timedelta(minutes=current_app.config["HOLD_MINUTES"])
+            for enrollment, _, _ in items:
+                enrollment.state, enrollment.next_due_at = "active", later
+                summary.held += 1
+            continue
+        holds = condition_checks.matching(step, [item[0].lead_id for item in items])
+        for item in items:
+            enrollment = item[0]
+            if enrollment.lead_id in holds:
+                due.append(item)
+                continue
+            events.append(event_row(enrollment.lead_id, enrollment.lead.page_id, "skip",
+                                    sequence=sequence.name, step=step.key,
+                                    reason="when: not matched"))
+            membership.move_past(enrollment, step, now, sequence=sequence)
+            enrollment.state = "sending"  # still this tick's claim
+            summary.skipped += 1
+            again.append(enrollment)
+    insert_events(events)
+    return again
+
+
 def _due_step(enrollment: Enrollment, sequence: Sequence | None, now: datetime,
-              upgraded: set[int], summary: Summary) -> tuple[Sequence, Step] | None:
+              upgraded: set[int], tagged: dict[int, set[str]],
+              summary: Summary) -> tuple[Sequence, Step] | None:
     """The step of `sequence` (the enrollment's) to send this lead now, or None after
     putting the enrollment where it belongs (stopped, held, waiting, or due later)."""
     lead = enrollment.lead
     reason = ("sequence folder missing" if sequence is None
-              else membership.should_stop(lead, sequence, upgraded))
+              else membership.should_stop(lead, sequence, upgraded, tagged))
     if reason:
         enrollment.state, enrollment.stop_reason, enrollment.next_due_at = "stopped", reason, None
         summary.stopped += 1

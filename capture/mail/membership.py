@@ -193,21 +193,28 @@ def stop(lead: Lead, reason: str) -> None:
     )
 
 
-def should_stop(lead: Lead, sequence: Sequence, upgraded: set[int] | None = None) -> str:
+def should_stop(lead: Lead, sequence: Sequence, upgraded: set[int] | None = None,
+                tagged: dict[int, set[str]] | None = None) -> str:
     """Why this lead must get nothing more from the sequence, or ''. `upgraded`: the
-    leads known to have bought an upgrade (else the database is asked)."""
+    leads known to have bought an upgrade; `tagged`: the leads' tags among the
+    stop_on tags (`condition_checks.stop_tags_of`); else the database is asked."""
     if lead.subscription != "subscribed":
         return lead.subscription
     if lead.review != "approved":
         return lead.review
     if "upgrade" in sequence.stop_on:
         if upgraded is not None:
-            return "upgrade" if lead.id in upgraded else ""
-        upgraded_id = db.session.scalar(
-            select(Upgrade.id).where(Upgrade.lead_id == lead.id).limit(1)
-        )
-        if upgraded_id:
+            if lead.id in upgraded:
+                return "upgrade"
+        elif db.session.scalar(select(Upgrade.id).where(Upgrade.lead_id == lead.id).limit(1)):
             return "upgrade"
+    names = sequence.stop_tags
+    if names:
+        has = tagged.get(lead.id, set()) if tagged is not None else set(db.session.scalars(
+            select(LeadTag.tag).where(LeadTag.lead_id == lead.id, LeadTag.tag.in_(names))))
+        for name in names:
+            if name in has:
+                return f"tag:{name}"
     return ""
 
 

@@ -32,6 +32,8 @@ class Summary:
     held: int = 0
     unknown: int = 0
     stopped: int = 0
+    # Steps not sent because their `when:` did not hold (said only when some were).
+    skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -39,6 +41,7 @@ class Summary:
         text = (f"sent {self.sent}, retrying {self.retried}, failed {self.failed}, "
                 f"bounced {self.bounced}, held {self.held}, stopped {self.stopped}, "
                 f"unknown {self.unknown}")
+        text += f", skipped {self.skipped}" if self.skipped else ""
         return text + (f"; stopped early: {self.errors[-1]}" if self.errors else "")
 
 

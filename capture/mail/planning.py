@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from capture.db import db
-from capture.mail import membership, timing, trigger_checks, triggers, work_queue
-from capture.mail.sequences import Library, Sequence
+from capture.mail import condition_checks, membership, timing, trigger_checks, triggers, work_queue
+from capture.mail.sequences import Library, Sequence, Step
 from capture.models import Delivery, Enrollment, Page, Upgrade
 
 
@@ -24,6 +24,34 @@ class Planned:
     sequence: str
     step: str
     retry: bool = False
+    # Not sent: why the step is skipped (its `when:` does not hold for the lead now)
+    # or held (its `when:` names what does not exist).
+    skip: str = ""
+    held: str = ""
+
+
+class _Conditions:
+    """Whether each step's `when:` holds, asked once per step for all the plan's leads
+    (as the scheduler asks once per step for a chunk), and looked up per lead."""
+
+    def __init__(self, lead_ids: list[int]) -> None:
+        self.lead_ids = lead_ids
+        self.holding: dict[tuple[str, str], set[int]] = {}
+        self.broken: dict[tuple[str, str], str] = {}
+
+    def verdict(self, sequence: Sequence, step: Step, lead_id: int) -> tuple[str, str]:
+        """('', '') when the step is sent; (reason, '') when skipped; ('', why) when held."""
+        if step.when is None:
+            return "", ""
+        key = (sequence.name, step.key)
+        if key not in self.holding:
+            problems = condition_checks.reference_problems(sequence, step)
+            self.broken[key] = problems[0].message if problems else ""
+            self.holding[key] = (set() if problems
+                                 else condition_checks.matching(step, self.lead_ids))
+        if self.broken[key]:
+            return "", self.broken[key]
+        return ("", "") if lead_id in self.holding[key] else ("when: not matched now", "")
 
 
 @dataclass(frozen=True)
@@ -87,24 +115,29 @@ def plan(now: datetime, horizon: datetime, name: str | None = None,
                Delivery.retry_at <= horizon)
         .order_by(Delivery.retry_at).limit(limit)
     ).all()
+    lead_ids = [row.lead_id for row in [*enrollments, *retries]]
     upgraded = set(db.session.scalars(select(Upgrade.lead_id).where(Upgrade.lead_id.in_(
-        [row.lead_id for row in [*enrollments, *retries]]))))
+        lead_ids))))
+    tagged = condition_checks.stop_tags_of(
+        lead_ids, {tag for sequence in sequences.values() for tag in sequence.stop_tags})
+    conditions = _Conditions(lead_ids)
     rows: list[Planned] = []
     for enrollment in enrollments:
         sequence = sequences[enrollment.sequence]
-        if membership.should_stop(enrollment.lead, sequence, upgraded):
+        if membership.should_stop(enrollment.lead, sequence, upgraded, tagged):
             continue
         # The scheduler looks at a lead at its due time; a change of the folder
         # makes it work that time out again at the next tick.
         look = now if enrollment.sequence in woken else max(now, enrollment.next_due_at or now)
-        rows += _planned_steps(enrollment.lead.email, sequence, enrollment.last_step,
+        rows += _planned_steps(enrollment.lead, sequence, enrollment.last_step,
                                enrollment.last_filename,
-                               enrollment.last_sent_at or enrollment.started_at, look, horizon)
+                               enrollment.last_sent_at or enrollment.started_at, look, horizon,
+                               conditions)
     for delivery in retries:
         sequence = sequences[delivery.sequence]
         step = sequence.step(delivery.step)
         if step is None or not step.ok or sequence.problems or membership.should_stop(
-                delivery.lead, sequence, upgraded):
+                delivery.lead, sequence, upgraded, tagged):
             continue
         when = timing.into_send_window(sequence, max(now, delivery.retry_at))
         rows.append(Planned(when, delivery.lead.email, sequence.name, step.key, retry=True))
@@ -112,20 +145,25 @@ def plan(now: datetime, horizon: datetime, name: str | None = None,
                       if delivery.enrollment_id else None)
         if (enrollment is not None and enrollment.state == "sending"
                 and not membership.is_past(enrollment, step.key, step.filename, sequence)):
-            rows += _planned_steps(delivery.lead.email, sequence, step.key, step.filename,
-                                   when, when, horizon)
+            rows += _planned_steps(delivery.lead, sequence, step.key, step.filename,
+                                   when, when, horizon, conditions)
     return sorted(row for row in rows if row.when <= horizon)[:limit]
 
 
-def _planned_steps(email: str, sequence: Sequence, last_step: str | None,
+def _planned_steps(lead, sequence: Sequence, last_step: str | None,
                    last_filename: str | None, since: datetime, look: datetime,
-                   horizon: datetime) -> list[Planned]:
-    """The steps one lead gets by `horizon`, each sent when next_step says."""
+                   horizon: datetime, conditions: _Conditions) -> list[Planned]:
+    """The steps one lead gets by `horizon`, each sent when next_step says; a step
+    whose `when:` does not hold for the lead now is skipped when due (the next step
+    counting from then), one whose `when:` names what does not exist holds it."""
     rows = []
     while True:
         step, due = timing.next_step(sequence, last_step, last_filename, since, look)
         if due is None or due > horizon:
             return rows
-        rows.append(Planned(due, email, sequence.name, step.key))
+        skip, held = conditions.verdict(sequence, step, lead.id)
+        rows.append(Planned(due, lead.email, sequence.name, step.key, skip=skip, held=held))
+        if held:
+            return rows
         last_step, last_filename, since = step.key, step.filename, due
         look = due

@@ -21,15 +21,16 @@ from flask import Flask, current_app
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from capture.mail import conditions
 from capture.mail.time_values import parse_clock, parse_delay, read_send_window
 from capture.mail.triggers import Trigger, read_start_on
 from capture.markup import link_tag_problems
+from capture.segments.language import Segment
 
 SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
 # Ways into a sequence besides a page's `sequence` (capture.mail.triggers).
 SEQUENCE_KEYS |= {"start_on", "reenter"}
-STEP_KEYS = {"subject", "delay", "at", "preheader"}
-STOP_CONDITIONS = ("upgrade", "unsubscribe")
+STEP_KEYS = {"subject", "delay", "at", "preheader", "when"}
 # What a step may use: {{ lead.<attr> }}, {{ page.<attr> }}, {{ unsubscribe_url }};
 # `lead.fields.<name>` is one of the page's own fields (empty when the lead has none).
 VARIABLES = {
@@ -90,6 +91,9 @@ class Step:
     at: time | None = None
     preheader: str = ""
     body: str = ""
+    # `when:`: sent only to leads in this segment when it is due, else skipped.
+    when: Segment | None = None
+    when_line: int = 0
     problems: list[Problem] = field(default_factory=list)
     # `delay` or `at` as written when it could not be read (`{"delay": "2 days"}`),
     # so the dashboard can describe the step as the file has it.
@@ -119,6 +123,11 @@ class Sequence:
     start_on: tuple[Trigger, ...] = ()
     reenter: bool = False
     settings_file: str = ""
+
+    @property
+    def stop_tags(self) -> tuple[str, ...]:
+        """The tags that stop the sequence for a lead who gets one (`stop_on: [tag:x]`)."""
+        return conditions.stop_tags(self.stop_on)
 
     def all_problems(self) -> list[Problem]:
         """Problems of the folder and of every step, in file order."""
@@ -285,14 +294,10 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
             sequence.sender = value
         else:
             sequence.reply_to = value
-    stop_on = data.get("stop_on")
-    if stop_on is not None:
-        values = stop_on if isinstance(stop_on, list) else [stop_on]
-        bad = [v for v in values if v not in STOP_CONDITIONS]
-        if bad:
-            problems.append(Problem(file, key_line(lines, "stop_on", 0),
-                                    f"stop_on: {bad[0]!r} is not one of upgrade, unsubscribe"))
-        sequence.stop_on = tuple({"unsubscribe", *[v for v in values if v in STOP_CONDITIONS]})
+    if data.get("stop_on") is not None:
+        sequence.stop_on, wrong_stops = conditions.read_stop_on(data["stop_on"])
+        problems.extend(Problem(file, key_line(lines, "stop_on", 0), message)
+                        for message in wrong_stops)
     window, zone, wrong = read_send_window(data)
     problems.extend(Problem(file, key_line(lines, key, 0), message) for key, message in wrong)
     sequence.send_window = window
@@ -367,6 +372,9 @@ def _read_step(path: Path, file: str) -> Step:
     else:
         step.preheader = preheader.strip()
         check_template(step.preheader, file, key_line(front, "preheader", 1), problems, True)
+    step.when_line = key_line(front, "when", 1)
+    step.when, wrong = conditions.read_when(data.get("when"), front, step.when_line)
+    problems.extend(Problem(file, line, message) for line, message in wrong)
     if not step.body.strip():
         problems.append(Problem(file, body_first_line, "the email has no body"))
     check_template(step.body, file, body_first_line, problems, False)

@@ -1,7 +1,7 @@
 """The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick
-(`engine.tick`, webhooks, the retention of unconfirmed leads, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the
-fast lane that sends the queued confirmation emails every
-CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
+(`engine.tick`, webhooks, the retention of unconfirmed leads, rollups) every
+CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the fast lane that sends the queued confirmation
+emails every CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
 
 `flask --app wsgi scheduler` runs them in its own process (production, any number of
 them); CAPTURE_SCHEDULER=embedded runs them inside the web process, started on the

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, update
 
 from capture import claims, clock
 from capture.db import db

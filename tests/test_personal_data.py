@@ -17,6 +17,7 @@ from capture import suppression
 from tests.api.conftest import ApiClient, new_token
 from tests.conftest import lead_of, optin
 from tests.factories import add_lead, three_steps, tick
+from tests.test_migrations import BEFORE_TAGS, ROWS
 
 
 def unconfirmed_lead(app, email: str, created_at) -> int:
@@ -154,6 +155,21 @@ def test_erase_leaves_no_personal_value_and_keeps_the_rows(app, runner, client, 
         assert set(steps) == {bob.id}
 
 
+def test_erase_keeps_the_report_and_the_api_metrics_as_they_were(app, runner, two_people):
+    ann, _ = two_people
+    api = ApiClient(app.test_client(), new_token(app))
+
+    def numbers() -> tuple:
+        reports = tuple(runner.invoke(args=["report", *by]).output
+                        for by in ([], ["--by", "source"], ["--by", "page"], ["--days", "1"]))
+        return reports, api.get("/metrics?by=campaign").get_json()
+
+    before = numbers()
+    assert "Erased" not in before[0][0] and before[1]["total"]["leads"] == 2
+    assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 0
+    assert numbers() == before
+
+
 def erasure_dump(lead_id: int) -> list:
     """Every value of the rows of one lead (and its visits), for searching."""
     lead = db.session.get(Lead, lead_id)
@@ -259,16 +275,20 @@ def test_a_bad_retention_stops_start_up_with_one_line(make_app, value):
 
 def test_the_migration_keeps_suppressions_and_leads(fresh_app):
     runner = fresh_app.test_cli_runner()
-    assert runner.invoke(args=["db", "upgrade", "3c1e7a9b5d21"]).exit_code == 0
+    assert runner.invoke(args=["db", "upgrade", BEFORE_TAGS]).exit_code == 0
     with fresh_app.app_context(), db.engine.begin() as connection:
+        for statement in ROWS:
+            connection.execute(text(statement))
         connection.execute(text(
-            "INSERT INTO suppressions (id, email, reason, created_at)"
-            " VALUES (1, 'gone@example.com', 'deleted by owner', '2026-11-01 09:00:00')"))
+            "INSERT INTO suppressions (email, reason, created_at)"
+            " VALUES ('gone@example.com', 'deleted by owner', '2026-11-01 09:00:00')"))
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
     with fresh_app.app_context():
+        assert db.session.scalar(select(Lead.email)) == ANN
         assert suppression.is_suppressed("gone@example.com")
-        erasure_row = Suppression(email=None, email_hash="0" * 64, reason="erased")
-        db.session.add(erasure_row)
+        db.session.add(Suppression(email=None, email_hash=suppression.address_hash(ANN),
+                                   reason="erased"))
         db.session.commit()
-        assert db.session.scalar(select(text("count(*)")).select_from(Suppression)) == 2
+        assert suppression.suppressed_among([ANN, "gone@example.com", BOB]) == {
+            ANN, "gone@example.com"}

@@ -214,6 +214,12 @@ SECTIONS = (
         Setting("VISITOR_COOKIE_DAYS", 365, "integer",
                 "lifetime of the visitor cookie (first-party, a random id)", minimum=1),
     )),
+    ("Personal data", (
+        Setting("UNCONFIRMED_RETENTION_DAYS", 30, "integer",
+                "leads still unconfirmed (double opt-in) this many days after they opted in "
+                "are erased by the scheduler; `0` keeps them",
+                minimum=0),
+    )),
 )
 # Every setting, in the order of the sections.
 SETTINGS = tuple(setting for _, settings in SECTIONS for setting in settings)

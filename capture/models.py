@@ -44,7 +44,8 @@ def new_session_token() -> str:
 
 
 REVIEW_STATES = ("pending", "approved", "rejected")
-SUBSCRIPTION_STATES = ("unconfirmed", "subscribed", "unsubscribed", "bounced")
+# erased: the person's values are gone, the row stays for the numbers (lifecycle.erase).
+SUBSCRIPTION_STATES = ("unconfirmed", "subscribed", "unsubscribed", "bounced", "erased")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 ATTRIBUTION_KEYS = (*UTM_KEYS, "ref")
 
@@ -227,12 +228,16 @@ class Event(db.Model):
 
 
 class Suppression(db.Model):
-    """An address that must not be re-added or mailed (deleted leads, hard bounces)."""
+    """An address that must not be re-added or mailed (erased leads, hard bounces):
+    the address itself, or for an erased person only its keyed hash
+    (capture.leads.suppression, through which every check goes)."""
 
     __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("email_hash", name="uq_suppressions_email_hash"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    email_hash: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 

@@ -1,7 +1,7 @@
 """The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick
-(`engine.tick`, webhooks, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the
-fast lane that sends the queued confirmation emails every
-CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
+(`engine.tick`, webhooks, the retention of unconfirmed leads, rollups) every
+CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the fast lane that sends the queued confirmation
+emails every CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
 
 `flask --app wsgi scheduler` runs them in its own process (production, any number of
 them); CAPTURE_SCHEDULER=embedded runs them inside the web process, started on the
@@ -18,7 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-from capture.leads import confirmations
+from capture.leads import confirmations, erasure
 from capture.numbers import rollups
 from capture.mail import engine, outcomes
 from capture.webhooks import delivery
@@ -44,8 +44,21 @@ def run_tick(app: Flask) -> outcomes.Summary | None:
             if summary.sent or summary.failed or summary.retried or summary.unknown:
                 log.info("scheduler: %s", summary.line())
         _deliver_webhooks()
+        _erase_unconfirmed()
         _fold_rollups()
         return summary
+
+
+def _erase_unconfirmed() -> None:
+    """Erase a batch of leads unconfirmed past CAPTURE_UNCONFIRMED_RETENTION_DAYS."""
+    try:
+        erased = erasure.erase_unconfirmed()
+    except Exception:
+        log.exception("erasing unconfirmed leads failed")
+        db.session.rollback()
+        return
+    if erased:
+        log.info("scheduler: erased %s leads unconfirmed past the retention", erased)
 
 
 def _fold_rollups() -> None:

@@ -1,4 +1,4 @@
-"""Dashboard area: the leads table (search, filters, bulk review, export, delete) and
+"""Dashboard area: the leads table (search, filters, bulk review, export, erase) and
 one lead's page (every field, attribution, consent, history and the owner's actions)."""
 
 import secrets
@@ -23,7 +23,7 @@ from capture import clock
 from capture.leads import upgrades
 from capture.leads import exports
 from capture.leads import queries
-from capture.leads import lifecycle
+from capture.leads import erasure, lifecycle
 from capture.leads import tags
 from capture.admin import bp
 from capture.db import db
@@ -249,13 +249,18 @@ def lead_unsubscribe(lead_id: int):
     return redirect(url_for("admin.lead", lead_id=lead.id))
 
 
-@bp.route("/leads/<int:lead_id>/delete", methods=["GET", "POST"])
-def lead_delete(lead_id: int):
-    """GET asks to confirm; POST deletes and suppresses the address."""
+@bp.route("/leads/<int:lead_id>/erase", methods=["GET", "POST"])
+def lead_erase(lead_id: int):
+    """GET asks to confirm; POST erases the person (the numbers stay) and suppresses
+    the address as a keyed hash."""
     lead = _lead_or_404(lead_id)
+    if erasure.is_erased(lead):
+        flash(f"Lead #{lead.id} was already erased.")
+        return redirect(url_for("admin.lead", lead_id=lead.id))
     if request.method == "GET":
-        return render_template("admin/leads/delete.html", lead=lead)
-    email = lead.email
-    lifecycle.delete(lead)
-    flash(f"Deleted {email}. A new sign-up from this address will be ignored.", "success")
+        return render_template("admin/leads/erase.html", lead=lead)
+    erasure.erase(lead, by="owner")
+    # The address is not repeated here: the message travels in the session cookie.
+    flash(f"Erased lead #{lead_id}. A new sign-up from its address will be ignored.",
+          "success")
     return redirect(url_for("admin.leads"))

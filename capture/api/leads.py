@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from capture.leads import optin, tags
+from capture.leads import erasure, optin, personal_data, tags
 from capture.leads.fields import FIELD_KINDS, FieldProblem
 from capture import links
 from capture.api import bp
@@ -218,6 +218,8 @@ def list_leads():
         stmt = stmt.where(Lead.created_at < before)
     if cursor is not None:
         stmt = stmt.where(Lead.id < cursor)
+    if filters.subscription != "erased":  # nobody any more: listed only when asked for
+        stmt = stmt.where(Lead.subscription != "erased")
     rows = db.session.execute(stmt.order_by(Lead.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -243,9 +245,7 @@ def get_lead(public_ref: str):
     """One lead by its public ref; with `include=events`, its timeline (newest first)."""
     refuse_unknown(request.args, {"include"}, body=False)
     include = query_choice("include", ("events",))
-    lead = db.session.scalar(select(Lead).where(Lead.public_ref == public_ref))
-    if lead is None:
-        raise ApiError(404, "No lead has this public ref.")
+    lead = _lead_or_404(public_ref)
     body = {"lead": _lead_json(lead)}
     if include == "events":
         events = db.session.scalars(
@@ -253,6 +253,28 @@ def get_lead(public_ref: str):
             .order_by(Event.created_at.desc(), Event.id.desc()).limit(TIMELINE_LIMIT))
         body["events"] = [event_json(event) for event in events]
     return body
+
+
+def _lead_or_404(public_ref: str, *, erased: bool = True) -> Lead:
+    """The lead with this public ref (an erased one only when `erased`), or 404."""
+    lead = db.session.scalar(select(Lead).where(Lead.public_ref == public_ref))
+    if lead is None or (not erased and erasure.is_erased(lead)):
+        raise ApiError(404, "No lead has this public ref.")
+    return lead
+
+
+@bp.get("/leads/<public_ref>/data")
+def lead_data(public_ref: str):
+    """Everything stored about the lead's person (`leads data`), as one document."""
+    refuse_unknown(request.args, set(), body=False)
+    return personal_data.personal_data(_lead_or_404(public_ref, erased=False))
+
+
+@bp.delete("/leads/<public_ref>")
+def erase_lead(public_ref: str):
+    """Erase the lead's person (`leads erase`): 204; 404 when unknown or erased."""
+    erasure.erase(_lead_or_404(public_ref, erased=False), by="api")
+    return "", 204
 
 
 def _lead_json(lead: Lead) -> dict[str, Any]:

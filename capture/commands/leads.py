@@ -1,5 +1,7 @@
-"""The `flask --app wsgi leads …` commands: export and import leads, record an upgrade."""
+"""The `flask --app wsgi leads …` commands: export and import leads, record an upgrade,
+a person's data and erasing it."""
 
+import json
 import secrets
 import sys
 
@@ -8,11 +10,12 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from capture.db import db
-from capture.leads import addresses, exports, upgrades
+from capture.leads import addresses, erasure, exports, personal_data, upgrades
 from capture.leads.imports import importer
 from capture.models import Lead
 
-leads_cli = AppGroup("leads", help="Import and export leads, record upgrades.")
+leads_cli = AppGroup("leads", help="Import and export leads, record upgrades, give or "
+                     "erase a person's data.")
 
 
 @leads_cli.command("export")
@@ -78,3 +81,32 @@ def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> No
         click.echo(f"Recorded {upgrade.amount} {upgrade.currency} for {lead.email}.")
     else:
         click.echo(f"Transaction {upgrade.txn} was already recorded; nothing changed.")
+
+
+def _lead_by_address(email: str) -> Lead:
+    """The lead with this address (as typed), or exit 1 with one line."""
+    lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
+    if lead is None or erasure.is_erased(lead):
+        raise click.ClickException(f"no lead with email {email!r}")
+    return lead
+
+
+@leads_cli.command("data")
+@click.argument("email")
+def leads_data(email: str) -> None:
+    """Print everything stored about the person with EMAIL as JSON: the lead, its
+    fields and consent, opt-ins, tags, timeline, emails, visits, upgrades, sequences."""
+    lead = _lead_by_address(email)
+    click.echo(json.dumps(personal_data.personal_data(lead), indent=2, ensure_ascii=False))
+
+
+@leads_cli.command("erase")
+@click.argument("email")
+def leads_erase(email: str) -> None:
+    """Erase the person with EMAIL: their values go, the numbers of past reports stay
+    (the rows are kept, anonymous), and the address is kept only as a keyed hash on
+    the suppression list. No prompt: it is meant for scripts too."""
+    lead = _lead_by_address(email)
+    lead_id = lead.id
+    erasure.erase(lead, by="cli")
+    click.echo(f"Erased lead #{lead_id}; its address is suppressed (as a keyed hash).")

@@ -71,6 +71,8 @@ def _leads_query(status: str | None, page_slug: str | None, filters: LeadFilters
         select(Lead, Page.slug, Page.payout, upgrades.c.count, upgrades.c.amount)
         .outerjoin(Page, Lead.page_id == Page.id)
         .outerjoin(upgrades, upgrades.c.lead_id == Lead.id)
+        # An erased lead is nobody any more: no row of an export of people.
+        .where(Lead.subscription != "erased")
     )
     if filters is not None:
         query = filter_leads(query, filters).order_by(*table_order(filters))

@@ -1,5 +1,5 @@
 """A lead's life after its opt-in: confirmation, unsubscribe, the owner's review
-decisions (approve, reject, several at once) and deletion.
+decisions (approve, reject, several at once). Erasing a person: `capture.leads.erasure`.
 
 Plain functions over the database session, no request objects: a view, a CLI
 command, the scheduler and a test call them alike. The opt-in itself is
@@ -15,7 +15,7 @@ from capture import clock, links
 from capture.db import db
 from capture.timeline import record_event
 from capture.mail import membership
-from capture.models import Delivery, Enrollment, Event, Lead, Suppression
+from capture.models import Delivery, Enrollment, Event, Lead
 from capture.webhooks import events
 
 
@@ -55,7 +55,7 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
 def unsubscribe(lead: Lead, source: str, delivery_id: int | None = None) -> bool:
     """Unsubscribe a lead and stop its sequences. Idempotent: True the first time.
     `delivery_id`: the email whose link was used, when known."""
-    if lead.subscription in ("unsubscribed", "bounced"):
+    if lead.subscription in ("unsubscribed", "bounced", "erased"):
         return False
     lead.subscription = "unsubscribed"
     if delivery_id is not None and db.session.get(Delivery, delivery_id) is None:
@@ -126,7 +126,7 @@ def approve(lead: Lead, by: str = "owner") -> bool:
 
     A lead the rules rejected on a double opt-in page (or in an import) never got
     the confirmation email: it is queued, so the lead can become subscribed."""
-    if lead.review == "approved":
+    if lead.review == "approved" or lead.subscription == "erased":
         return False
     lead.review = "approved"
     lead.review_reason = ""
@@ -160,7 +160,8 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
     reason = " ".join((reason or "").split())[:REASON_MAX_LENGTH]
     if not reason:
         raise ValueError("Give a reason for rejecting.")
-    if lead.review == "rejected" and lead.review_reason == reason:
+    if (lead.review == "rejected" and lead.review_reason == reason
+            or lead.subscription == "erased"):  # its numbers stay as they were
         return False
     lead.review = "rejected"
     lead.review_reason = reason
@@ -192,11 +193,3 @@ def review_many(lead_ids: list[int], decision: str, reason: str = "",
         changed += done
     return changed
 
-
-def delete(lead: Lead) -> None:
-    """Remove a lead and its history, and suppress its address so that a new opt-in
-    from it is not silently re-added (the suppression row says why)."""
-    if db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email)) is None:
-        db.session.add(Suppression(email=lead.email, reason="deleted by owner"))
-    db.session.delete(lead)
-    db.session.commit()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased
 
 from capture import clock
 from capture.db import db
+from capture import suppression
 from capture.leads import lifecycle, tags
 from capture.leads.review import review_verdict
 from capture.timeline import event_row, insert_events
@@ -130,7 +131,7 @@ def visit_origin(visit_id: int | None) -> VisitOrigin | None:
 # Built once: every opt-in runs them. The lead and its timeline are written as plain
 # INSERTs, the ORM's unit of work for them costing several times the statements.
 _KNOWN_ADDRESS = select(
-    select(Suppression.id).where(Suppression.email == bindparam("email"))
+    select(Suppression.id).where(suppression.MATCHING_BOUND).limit(1)
     .scalar_subquery().label("suppressed"),
     select(Lead.id).where(Lead.email == bindparam("email")).scalar_subquery().label("lead"),
 )
@@ -155,7 +156,7 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     """Store an opt-in: a new lead, or a `duplicate` event on the existing one. The
     confirmation email it needs is queued, never sent here."""
     connection = db.session.connection()
-    known = connection.execute(_KNOWN_ADDRESS, {"email": optin.email}).one()
+    known = connection.execute(_KNOWN_ADDRESS, suppression.bound_values(optin.email)).one()
     if known.suppressed is not None:
         return Outcome("suppressed")
     origin = visit_origin(optin.visit_id)

@@ -10,10 +10,11 @@ from sqlalchemy.orm import joinedload
 
 from capture import clock
 from capture.db import db
+from capture import suppression
 from capture.timeline import record_event
 from capture.mail import backends, compose, membership, mime
 from capture.mail.sequences import Library, Sequence, Step
-from capture.models import Broadcast, Delivery, Page, Suppression
+from capture.models import Broadcast, Delivery, Page
 
 # Deliveries the owner is shown, and may resend: may or may not have gone out, gave
 # up, waiting for the next try.
@@ -40,11 +41,11 @@ def resend(delivery: Delivery) -> None:
         raise ValueError(f"This email was already sent to {lead.email}: it is never sent twice.")
     if delivery.status not in NEEDS_OWNER:
         raise ValueError("This email is being sent right now: wait a minute for the outcome.")
-    suppressed = db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email))
+    suppressed = suppression.is_suppressed(lead.email)
     if delivery.broadcast_id is not None:
-        _may_resend_broadcast(delivery, lead, bool(suppressed))
+        _may_resend_broadcast(delivery, lead, suppressed)
     else:
-        _may_resend_step(delivery, lead, bool(suppressed))
+        _may_resend_step(delivery, lead, suppressed)
     now = clock.utcnow()
     note = f"resent by the owner after: {delivery.status}"
     if delivery.error:

@@ -25,10 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import claims, clock
 from capture.db import db
+from capture import suppression
 from capture.mail import backends, handover, time_values, timing, work_queue
 from capture.mail.broadcasts import Content
 from capture.mail.outcomes import Outgoing, Summary
-from capture.models import Broadcast, Delivery, Lead, Suppression
+from capture.models import Broadcast, Delivery, Lead
 from capture.segments import language, query
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,7 @@ def _send_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> 
             .options(*work_queue.WITH_LEAD[Delivery])).all()
         contents = {row.id: content_of(row) for row in db.session.scalars(
             select(Broadcast).where(Broadcast.id.in_({d.broadcast_id for d in deliveries})))}
-        suppressed = set(db.session.scalars(select(Suppression.email).where(
-            Suppression.email.in_([d.lead.email for d in deliveries]))))
+        suppressed = suppression.suppressed_among(d.lead.email for d in deliveries)
         emails, leads = [], {}
         for delivery in deliveries:
             reason = why_not(delivery.lead, suppressed)
@@ -219,8 +219,7 @@ def why_not(lead: Lead, suppressed: set[str]) -> str:
 def retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> None:
     """Try a broadcast email again after a temporary failure (or the owner's resend)."""
     broadcast = db.session.get(Broadcast, delivery.broadcast_id)
-    suppressed = set(db.session.scalars(
-        select(Suppression.email).where(Suppression.email == delivery.lead.email)))
+    suppressed = suppression.suppressed_among([delivery.lead.email])
     reason = ("the broadcast was cancelled" if broadcast.state == "cancelled"
               else why_not(delivery.lead, suppressed))
     if reason:

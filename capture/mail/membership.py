@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from capture import clock
+from capture import clock, suppression
 from capture.db import db
 from capture.timeline import event_row, insert_events
 from capture.mail import timing, trigger_checks
 from capture.mail.sequences import Library, Sequence, Step, step_order
 from capture.mail.triggers import Trigger
-from capture.models import Enrollment, Lead, LeadTag, Page, Suppression, Upgrade
+from capture.models import Enrollment, Lead, LeadTag, Page, Upgrade
 
 
 # The states an enrollment is left in by the scheduler for a lead it has stopped
@@ -135,9 +135,8 @@ def start(lead_ids: Iterable[int], name: str, trigger: str, *, connection=None,
                  if sequence is not None and sequence.steps else now)
     leads = dict(connection.execute(
         select(Lead.id, Lead.page_id)
-        .outerjoin(Suppression, Suppression.email == Lead.email)
         .where(Lead.id.in_(ids), Lead.review == "approved",
-               Lead.subscription == "subscribed", Suppression.id.is_(None))).all())
+               Lead.subscription == "subscribed", suppression.lead_not_suppressed())).all())
     if not leads:
         return 0
     existing = connection.execute(

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, update
 
 from capture import claims, clock
 from capture.db import db
+from capture import suppression
 from capture.timeline import INSERT_EVENTS, event_row, record_event
 from capture.mail import backends, membership, mime, timing
 from capture.mail.sequences import Sequence, Step
-from capture.models import Delivery, Enrollment, Suppression
+from capture.models import Delivery, Enrollment
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,7 @@ def mail_error(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequ
         lead = delivery.lead
         delivery.status, delivery.error = "failed", str(error)[:500]
         lead.subscription = "bounced"
-        if not db.session.scalar(select(Suppression.id).where(Suppression.email == lead.email)):
-            db.session.add(Suppression(email=lead.email, reason=f"bounce: {error}"[:200]))
+        suppression.suppress(lead.email, f"bounce: {error}")
         record_event(lead, "bounce", delivery_id=delivery.id, error=str(error)[:200])
         membership.stop(lead, "bounced")
         summary.bounced += 1

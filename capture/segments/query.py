@@ -24,7 +24,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -38,9 +37,9 @@ from capture.models import (
     Lead,
     LeadTag,
     Page,
-    Suppression,
     Upgrade,
 )
+from capture import suppression
 from capture.segments.language import NONE_VALUE, Engagement, FieldValue, Segment, Tags
 
 # The first-touch attribution column of each key.
@@ -216,11 +215,10 @@ def mailable(*, per_lead: bool = False) -> list[ColumnElement[bool]]:
         # The suppressed leads' ids, found once: checking an id needs no read of the
         # lead's row (its address), so a count can stay inside an index (5× faster at
         # 1M leads than a lookup by address per lead).
-        suppressed = aliased(Lead)
-        return [Lead.subscription == "subscribed", Lead.id.not_in(
-            select(suppressed.id).join(Suppression, Suppression.email == suppressed.email))]
+        return [Lead.subscription == "subscribed",
+                Lead.id.not_in(suppression.suppressed_lead_ids())]
     return [_column(Lead.subscription, per_lead) == "subscribed",
-            ~exists().where(Suppression.email == Lead.email)]
+            suppression.lead_not_suppressed()]
 
 
 def member_ids(segment: Segment, *, per_lead: bool = False) -> Select:

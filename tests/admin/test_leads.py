@@ -112,7 +112,7 @@ def seeded(app, make_page):
 # --- access and CSRF ------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/admin/leads", "/admin/leads/1", "/admin/leads/export.csv",
-                                  "/admin/leads/1/delete"])
+                                  "/admin/leads/1/erase"])
 def test_anonymous_visitor_is_sent_to_login(client, app, path):
     add_lead(app, "ann@example.com")
     response = client.get(path)
@@ -120,7 +120,7 @@ def test_anonymous_visitor_is_sent_to_login(client, app, path):
     assert response.headers["Location"].startswith("/admin/login")
 
 
-@pytest.mark.parametrize("action", ["approve", "reject", "upgrade", "unsubscribe", "delete"])
+@pytest.mark.parametrize("action", ["approve", "reject", "upgrade", "unsubscribe", "erase"])
 def test_lead_action_without_csrf_token_is_refused(owner, app, action):
     lead_id = add_lead(app, "ann@example.com", review="pending", subscription="subscribed")
     response = owner.post(f"/admin/leads/{lead_id}/{action}",
@@ -372,26 +372,30 @@ def test_bulk_action_never_redirects_outside_the_table(owner, seeded, app):
     assert response.headers["Location"] == "/admin/leads"
 
 
-# --- delete ---------------------------------------------------------------------------
+# --- erase ----------------------------------------------------------------------------
 
-def test_delete_asks_first_then_suppresses_the_address(owner, app, client, make_page):
+def test_erase_asks_first_then_keeps_the_row_without_the_person(owner, app, client, make_page):
     make_page(slug="offer", double_opt_in=False)
     optin(client, "offer", email="gone@example.com", name="Gone")
     lead = lead_of(app, "gone@example.com")
 
-    confirm = owner.get(f"/admin/leads/{lead.id}/delete")
+    confirm = owner.get(f"/admin/leads/{lead.id}/erase")
     assert confirm.status_code == 200
-    assert "Delete gone@example.com?" in confirm.get_data(as_text=True)
+    assert "Erase gone@example.com?" in confirm.get_data(as_text=True)
     assert lead_of(app, "gone@example.com") is not None
 
-    response = post(owner, f"/admin/leads/{lead.id}/delete", page=f"/admin/leads/{lead.id}/delete")
+    response = post(owner, f"/admin/leads/{lead.id}/erase", page=f"/admin/leads/{lead.id}/erase")
     assert response.status_code == 302
-    assert "Deleted gone@example.com" in owner.get("/admin/leads").get_data(as_text=True)
+    table = owner.get("/admin/leads").get_data(as_text=True)
+    assert f"Erased lead #{lead.id}" in table
+    assert "gone@example.com" not in table and "Gone" not in table
+    detail = owner.get(f"/admin/leads/{lead.id}").get_data(as_text=True)
+    assert f"Erased lead #{lead.id}" in detail and "Erase…" not in detail
     assert lead_of(app, "gone@example.com") is None
     [suppression] = rows_of(app, Suppression)
-    assert (suppression.email, suppression.reason) == ("gone@example.com", "deleted by owner")
+    assert suppression.email is None and len(suppression.email_hash) == 64
     with app.app_context():
-        assert db.session.scalar(select(func.count(Event.id))) == 0
+        assert db.session.scalar(select(func.count(Event.id))) > 1  # the history stays
 
     # A new opt-in from the address is not silently re-added.
     assert optin(client, "offer", email="Gone@Example.com").status_code == 303
@@ -640,7 +644,7 @@ def test_names_with_script_are_escaped_in_table_detail_and_delete(owner, app, ma
         db.session.add(Event(lead_id=lead_id, kind="reject", data={"by": "owner",
                                                                      "reason": SCRIPT}))
         db.session.commit()
-    for path in ("/admin/leads", f"/admin/leads/{lead_id}", f"/admin/leads/{lead_id}/delete",
+    for path in ("/admin/leads", f"/admin/leads/{lead_id}", f"/admin/leads/{lead_id}/erase",
                  f"/admin/leads?q={SCRIPT}"):
         html = owner.get(path).get_data(as_text=True)
         assert SCRIPT not in html, path

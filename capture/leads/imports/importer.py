@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from capture import clock
+from capture import suppression
 from capture.leads import optin, tags
 from capture.mail import membership
 from capture.db import db
@@ -50,7 +51,7 @@ from capture.leads.imports.files import (
     sample_rows,
 )
 from capture.leads.imports.rows import Rejected, Row, check_row
-from capture.models import Lead, Page, Suppression
+from capture.models import Lead, Page
 from capture.leads.fields import one_line
 from capture.timeline import record_event
 
@@ -316,8 +317,7 @@ class _Lookups:
     def __init__(self, rows: list[Row]) -> None:
         emails = {row.email for row in rows}
         refs = {row.attribution["ref"] for row in rows if row.attribution.get("ref")}
-        self.suppressed = set(db.session.scalars(
-            select(Suppression.email).where(Suppression.email.in_(emails)))) if emails else set()
+        self.suppressed = suppression.suppressed_among(emails)
         self.existing = {lead.email: lead for lead in db.session.scalars(
             select(Lead).where(Lead.email.in_(emails)))} if emails else {}
         self.referrers = dict(db.session.execute(

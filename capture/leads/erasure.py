@@ -1,0 +1,121 @@
+"""Erasing a person (the owner's button, `leads erase`, the API, the retention of
+unconfirmed leads): every personal value goes, the rows the reports count stay.
+
+The lead row, its events, deliveries, upgrades and enrolments are kept, so every past
+number (leads, approved, confirmed, payout, opens, clicks, upgrades …) stays as it was;
+what they held about the person is blanked: the address (a placeholder unique per row
+that is no address anyone can type), name, fields, country, consent and confirmation
+addresses, the visit's user agent and pages, event details, email subjects and errors,
+tags, queued webhook bodies. The public ref is replaced, so links in the person's old
+emails and postbacks no longer reach the row. The address stays only as a keyed hash in
+the suppression list (`capture.suppression`): a new sign-up from it is ignored as any
+suppressed one is.
+"""
+
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import bindparam, delete, select, update
+
+from capture import clock, suppression
+from capture.db import db
+from capture.mail import membership
+from capture.models import (
+    ATTRIBUTION_KEYS,
+    Delivery,
+    Event,
+    Lead,
+    LeadTag,
+    Visit,
+    WebhookDelivery,
+)
+from capture.timeline import record_event
+
+ERASED = "erased"
+# The event details that say nothing about the person and that the numbers read (a
+# duplicate counts where it came from): every other key goes.
+KEPT_EVENT_KEYS = frozenset((*ATTRIBUTION_KEYS, "sequence", "step", "source", "by",
+                             "amount", "currency", "txn"))
+# Leads the retention job erases per transaction.
+RETENTION_BATCH = 200
+
+
+def placeholder(lead_id: int) -> str:
+    """The erased lead's `email`: unique per row, never an address (`.invalid` is
+    reserved, and the opt-in refuses it)."""
+    return f"erased-{lead_id}@erased.invalid"
+
+
+def is_erased(lead: Lead) -> bool:
+    """Whether the lead's person was erased."""
+    return lead.subscription == ERASED
+
+
+def erase(lead: Lead, by: str = "owner") -> bool:
+    """Erase the person behind a lead (committed here). True when it changed; an
+    erased lead stays as it is. `by`: owner, api or retention (on the timeline)."""
+    if is_erased(lead):
+        return False
+    suppression.suppress_erased(lead.email)
+    _forget_rows(lead)
+    membership.stop(lead, ERASED)
+    lead.email = placeholder(lead.id)
+    lead.name, lead.country, lead.fields = "", None, {}
+    lead.public_ref = secrets.token_urlsafe(12)
+    lead.visitor_id = lead.referrer = lead.landing_url = None
+    lead.consent_text, lead.consent_ip, lead.confirm_ip = "", None, None
+    lead.confirmation_queued_at = lead.confirmation_due_at = None
+    lead.confirmation_error = None
+    lead.review_reason = ""
+    lead.subscription = ERASED
+    record_event(lead, "erase", by=by)
+    db.session.commit()
+    return True
+
+
+def _forget_rows(lead: Lead) -> None:
+    """Blank what the lead's other rows hold about the person, with plain statements
+    (the rows stay: the reports count them)."""
+    session = db.session
+    # Queued webhook bodies (and the log of posted ones) carry the lead's values.
+    session.execute(delete(WebhookDelivery).where(
+        WebhookDelivery.body.contains(f'"lead":{{"id":"{lead.public_ref}"', autoescape=True)))
+    session.execute(delete(LeadTag).where(LeadTag.lead_id == lead.id))
+    changed = [{"event_id": event_id,
+                "kept": {key: value for key, value in (data or {}).items()
+                         if key in KEPT_EVENT_KEYS}}
+               for event_id, data in session.execute(
+                   select(Event.id, Event.data).where(Event.lead_id == lead.id))]
+    if changed:
+        session.execute(update(Event.__table__).where(Event.__table__.c.id == bindparam("event_id"))
+                        .values(data=bindparam("kept")), changed)
+    session.execute(
+        update(Delivery).where(Delivery.lead_id == lead.id, Delivery.status == "queued")
+        .values(status="skipped").execution_options(synchronize_session=False))
+    session.execute(
+        update(Delivery).where(Delivery.lead_id == lead.id, Delivery.status == "retry")
+        .values(status="failed", retry_at=None).execution_options(synchronize_session=False))
+    session.execute(
+        update(Delivery).where(Delivery.lead_id == lead.id)
+        .values(subject="", message_id=None, error="")
+        .execution_options(synchronize_session=False))
+    # The visit it opted in from (other visits of the cookie may be someone else's).
+    if lead.visit_id is not None:
+        session.execute(update(Visit).where(Visit.id == lead.visit_id)
+                        .values(user_agent=None, referrer=None, landing_url=None)
+                        .execution_options(synchronize_session=False))
+
+
+def erase_unconfirmed(now=None) -> int:
+    """Erase the leads still unconfirmed UNCONFIRMED_RETENTION_DAYS after they opted in
+    (0: kept for ever): at most RETENTION_BATCH, the oldest first, so that one
+    scheduler tick stays short (the next one goes on). Returns how many."""
+    days = current_app.config["UNCONFIRMED_RETENTION_DAYS"]
+    if not days:
+        return 0
+    before = (now or clock.utcnow()) - timedelta(days=days)
+    leads = db.session.scalars(
+        select(Lead).where(Lead.subscription == "unconfirmed", Lead.created_at < before)
+        .order_by(Lead.id).limit(RETENTION_BATCH)).all()
+    return sum(erase(lead, by="retention") for lead in leads)

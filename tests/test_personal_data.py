@@ -1,0 +1,294 @@
+"""A person's data: `leads data` and the API's `/leads/<ref>/data` give all of it and
+nothing of anyone else; `leads erase`, `DELETE /api/v1/leads/<ref>` and the retention of
+unconfirmed leads erase it, keeping the rows the numbers count and the address only as
+a keyed hash on the suppression list."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from capture.db import db
+from capture.leads import erasure, tags
+from capture.models import Delivery, Event, Lead, LeadTag, Suppression, Visit
+from capture.settings import SettingError
+from capture import suppression
+from tests.api.conftest import ApiClient, new_token
+from tests.conftest import lead_of, optin
+from tests.factories import add_lead, three_steps, tick
+from tests.test_migrations import BEFORE_TAGS, ROWS
+
+
+def unconfirmed_lead(app, email: str, created_at) -> int:
+    """A lead still waiting for its double opt-in confirmation since `created_at`."""
+    lead_id = add_lead(app, email, created_at=created_at)
+    with app.app_context():
+        db.session.get(Lead, lead_id).subscription = "unconfirmed"
+        db.session.commit()
+    return lead_id
+
+ANN, BOB = "ann@example.com", "bob@example.com"
+
+
+@pytest.fixture
+def app(make_app, tmp_path):
+    """The app, with a sequences folder of its own (the tests write step files)."""
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    return make_app(SEQUENCES_DIR=str(folder))
+
+
+@pytest.fixture
+def two_people(app, client, make_page, clock):
+    """Ann and Bob opted in on a page (Ann from a campaign, with a field and a tag) and
+    got the first email of its sequence; Ann opened it."""
+    three_steps(app)
+    make_page(slug="offer", double_opt_in=False, sequence="course", consent="Email me.",
+              tags=["guide"], fields=[
+                  {"name": "email", "label": "Email", "type": "email", "required": True},
+                  {"name": "name", "label": "Name", "type": "text", "required": False},
+                  {"name": "company", "label": "Company", "type": "text", "required": False}])
+    optin(client, "offer", query="?utm_source=news&utm_campaign=spring",
+          headers={"User-Agent": "AnnBrowser/1.0"}, email=ANN, name="Ann Lee",
+          company="Ann Corp", consent="y")
+    # Bob on the same computer: the same visitor cookie.
+    optin(client, "offer", headers={"User-Agent": "BobBrowser/2.0"}, email=BOB,
+          name="Bob Stone", company="Bob Inc", consent="y")
+    tick(app)
+    ann = lead_of(app, ANN)
+    with app.app_context():
+        tags.add_tags([ann.id], ["vip"], "dashboard")
+        delivery = db.session.scalar(select(Delivery).where(Delivery.lead_id == ann.id))
+        db.session.add(Event(lead_id=ann.id, kind="open", delivery_id=delivery.id,
+                             data={"user_agent": "AnnMail/3"}))
+        db.session.commit()
+    return ann, lead_of(app, BOB)
+
+
+def _texts(document) -> str:
+    return json.dumps(document)
+
+
+# --- the data of one person ----------------------------------------------------------------
+
+def test_data_command_gives_everything_about_the_person_and_nothing_of_another(
+        app, runner, two_people):
+    result = runner.invoke(args=["leads", "data", "Ann@Example.com"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["lead"]["email"] == ANN and data["lead"]["name"] == "Ann Lee"
+    assert data["lead"]["fields"]["company"] == "Ann Corp"
+    assert data["lead"]["attribution"]["utm_campaign"] == "spring"
+    assert data["consent"]["text"] == "Email me."
+    assert [optin["kind"] for optin in data["optins"]] == ["optin"]
+    assert {(tag["tag"], tag["cause"]) for tag in data["tags"]} == {
+        ("guide", "page:offer"), ("vip", "dashboard")}
+    kinds = [event["kind"] for event in data["timeline"]]
+    assert {"optin", "tag", "send", "open"} <= set(kinds)
+    [email] = data["emails"]
+    assert email["subject"] == "Welcome, Ann" and email["status"] == "sent"
+    assert any(visit["user_agent"] == "AnnBrowser/1.0" for visit in data["visits"])
+    assert data["sequences"][0]["sequence"] == "course"
+    everything = _texts(data)
+    for of_bob in ("bob@", "Bob Stone", "Bob Inc", "BobBrowser", "Welcome, Bob"):
+        assert of_bob not in everything
+
+
+def test_data_and_erase_of_an_unknown_address_exit_1_with_one_line(app, runner):
+    for command in ("data", "erase"):
+        result = runner.invoke(args=["leads", command, "nobody@example.com"])
+        assert result.exit_code == 1
+        assert result.output.strip().count("\n") == 0
+        assert "nobody@example.com" in result.output
+
+
+def test_api_data_is_the_same_document_and_404_for_an_unknown_ref(app, runner, two_people):
+    ann, _ = two_people
+    api = ApiClient(app.test_client(), new_token(app))
+    response = api.get(f"/leads/{ann.public_ref}/data")
+    assert response.status_code == 200
+    assert response.get_json() == json.loads(
+        runner.invoke(args=["leads", "data", ANN]).output)
+    missing = api.get("/leads/no-such-ref/data")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    assert app.test_client().get(f"/api/v1/leads/{ann.public_ref}/data").status_code == 401
+
+
+# --- erasing ------------------------------------------------------------------------------
+
+def test_erase_leaves_no_personal_value_and_keeps_the_rows(app, runner, client, clock,
+                                                          two_people):
+    ann, bob = two_people
+    result = runner.invoke(args=["leads", "erase", ANN])
+    assert result.exit_code == 0, result.output
+    assert f"Erased lead #{ann.id}" in result.output
+    with app.app_context():
+        lead = db.session.get(Lead, ann.id)
+        assert lead.subscription == "erased" and lead.email == erasure.placeholder(ann.id)
+        assert (lead.name, lead.fields, lead.country, lead.consent_ip) == ("", {}, None, None)
+        assert lead.public_ref != ann.public_ref
+        assert (lead.review, lead.utm_campaign, lead.page_id) == (
+            ann.review, "spring", ann.page_id)
+        assert db.session.scalar(select(LeadTag.id).where(LeadTag.lead_id == ann.id)) is None
+        kinds = [event.kind for event in db.session.scalars(
+            select(Event).where(Event.lead_id == ann.id).order_by(Event.id))]
+        assert {"optin", "send", "open"} <= set(kinds) and kinds[-1] == "erase"
+        everything = _texts(erasure_dump(ann.id))
+        for of_ann in ("ann@", "Ann Lee", "Ann Corp", "AnnBrowser", "AnnMail", "Welcome, Ann"):
+            assert of_ann not in everything
+        # Bob is untouched.
+        assert db.session.get(Lead, bob.id).name == "Bob Stone"
+        [row] = db.session.scalars(select(Suppression)).all()
+        assert row.email is None and row.email_hash == suppression.address_hash(ANN)
+        assert suppression.is_suppressed(ANN) and not suppression.is_suppressed(BOB)
+    # Erased means gone for lookups, and a new opt-in is refused as a suppressed one.
+    assert runner.invoke(args=["leads", "data", ANN]).exit_code == 1
+    assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 1
+    assert optin(client, "offer", email=ANN, name="Ann again", consent="y").status_code == 303
+    assert lead_of(app, ANN) is None
+    # Nothing more is sent to the erased lead (Bob gets his next step).
+    clock.advance(days=3)
+    tick(app)
+    with app.app_context():
+        steps = db.session.scalars(select(Delivery.lead_id).where(Delivery.step != "welcome"))
+        assert set(steps) == {bob.id}
+
+
+def test_erase_keeps_the_report_and_the_api_metrics_as_they_were(app, runner, two_people):
+    ann, _ = two_people
+    api = ApiClient(app.test_client(), new_token(app))
+
+    def numbers() -> tuple:
+        reports = tuple(runner.invoke(args=["report", *by]).output
+                        for by in ([], ["--by", "source"], ["--by", "page"], ["--days", "1"]))
+        return reports, api.get("/metrics?by=campaign").get_json()
+
+    before = numbers()
+    assert "Erased" not in before[0][0] and before[1]["total"]["leads"] == 2
+    assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 0
+    assert numbers() == before
+
+
+def erasure_dump(lead_id: int) -> list:
+    """Every value of the rows of one lead (and its visits), for searching."""
+    lead = db.session.get(Lead, lead_id)
+    rows = [vars(lead)]
+    for model in (Event, Delivery, LeadTag):
+        rows += [vars(row) for row in db.session.scalars(
+            select(model).where(model.lead_id == lead_id))]
+    rows += [vars(row) for row in db.session.scalars(
+        select(Visit).where(Visit.id == lead.visit_id))]
+    return [{key: str(value) for key, value in row.items() if not key.startswith("_")}
+            for row in rows]
+
+
+def test_api_delete_erases_and_a_second_call_is_404(app, two_people):
+    ann, bob = two_people
+    api = ApiClient(app.test_client(), new_token(app))
+    response = api.client.delete(f"/api/v1/leads/{ann.public_ref}",
+                                 headers={"Authorization": f"Bearer {api.token}"})
+    assert response.status_code == 204
+    assert lead_of(app, ANN) is None
+    again = api.client.delete(f"/api/v1/leads/{ann.public_ref}",
+                              headers={"Authorization": f"Bearer {api.token}"})
+    assert again.status_code == 404
+    listed = api.get("/leads").get_json()["leads"]
+    assert [lead["email"] for lead in listed] == [BOB]
+
+
+def test_an_address_suppressed_before_erasure_existed_stays_suppressed(app, client, make_page):
+    make_page(slug="offer", double_opt_in=False)
+    with app.app_context():
+        db.session.add(Suppression(email="old@example.com", reason="deleted by owner"))
+        db.session.commit()
+        assert suppression.suppressed_among(["old@example.com", ANN]) == {"old@example.com"}
+    optin(client, "offer", email="old@example.com")
+    assert lead_of(app, "old@example.com") is None
+
+
+def test_an_erased_bounced_address_keeps_one_hashed_row(app):
+    lead_id = add_lead(app, ANN)
+    with app.app_context():
+        suppression.suppress(ANN, f"bounce: 550 <{ANN}> unknown")
+        db.session.commit()
+        erasure.erase(db.session.get(Lead, lead_id))
+        [row] = db.session.scalars(select(Suppression)).all()
+        assert (row.email, row.reason) == (None, "erased")
+        assert suppression.suppressed_among([ANN]) == {ANN}
+
+
+def test_the_hash_is_keyed_by_the_secret_key_and_survives_its_rotation(make_app):
+    app = make_app(SECRET_KEY="first")
+    with app.app_context():
+        first = suppression.address_hash(ANN)
+    rotated = make_app(SECRET_KEY="second", SECRET_KEY_FALLBACKS=["first"])
+    with rotated.app_context():
+        assert suppression.address_hash(ANN) != first
+        db.session.add(Suppression(email=None, email_hash=first, reason="erased"))
+        db.session.commit()
+        assert suppression.is_suppressed(ANN)
+
+
+# --- retention ----------------------------------------------------------------------------
+
+def test_unconfirmed_leads_are_erased_after_the_retention_days(make_app, clock):
+    app = make_app(UNCONFIRMED_RETENTION_DAYS=30)
+    unconfirmed_lead(app, "waiting@example.com", clock.now)
+    add_lead(app, "confirmed@example.com", created_at=clock.now)
+    with app.app_context():
+        clock.advance(days=29)
+        assert erasure.erase_unconfirmed() == 0
+        clock.advance(days=1, minutes=1)
+        assert erasure.erase_unconfirmed() == 1
+        states = dict(db.session.execute(select(Lead.name, Lead.subscription)).all())
+    assert sorted(states.values()) == ["erased", "subscribed"]
+    assert lead_of(app, "waiting@example.com") is None
+
+
+def test_retention_0_keeps_unconfirmed_leads(make_app, clock):
+    app = make_app(UNCONFIRMED_RETENTION_DAYS=0)
+    unconfirmed_lead(app, "waiting@example.com", clock.now - timedelta(days=3650))
+    with app.app_context():
+        assert erasure.erase_unconfirmed() == 0
+    assert lead_of(app, "waiting@example.com") is not None
+
+
+def test_the_scheduler_tick_runs_the_retention(make_app, clock):
+    from capture import scheduler
+
+    app = make_app()
+    unconfirmed_lead(app, "waiting@example.com", clock.now - timedelta(days=31))
+    scheduler.run_tick(app)
+    assert lead_of(app, "waiting@example.com") is None
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "1.5"])
+def test_a_bad_retention_stops_start_up_with_one_line(make_app, value):
+    with pytest.raises(SettingError) as raised:
+        make_app(UNCONFIRMED_RETENTION_DAYS=value)
+    assert "CAPTURE_UNCONFIRMED_RETENTION_DAYS" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+# --- the migration ------------------------------------------------------------------------
+
+def test_the_migration_keeps_suppressions_and_leads(fresh_app):
+    runner = fresh_app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade", BEFORE_TAGS]).exit_code == 0
+    with fresh_app.app_context(), db.engine.begin() as connection:
+        for statement in ROWS:
+            connection.execute(text(statement))
+        connection.execute(text(
+            "INSERT INTO suppressions (email, reason, created_at)"
+            " VALUES ('gone@example.com', 'deleted by owner', '2026-11-01 09:00:00')"))
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with fresh_app.app_context():
+        assert db.session.scalar(select(Lead.email)) == ANN
+        assert suppression.is_suppressed("gone@example.com")
+        db.session.add(Suppression(email=None, email_hash=suppression.address_hash(ANN),
+                                   reason="erased"))
+        db.session.commit()
+        assert suppression.suppressed_among([ANN, "gone@example.com", BOB]) == {
+            ANN, "gone@example.com"}

@@ -168,30 +168,30 @@ def test_a_condition_naming_what_does_not_exist_fails_check_and_holds(
     assert enrollment.state == "active" and enrollment.next_due_at > clock.now
 
 
-def test_a_tag_nobody_has_yet_is_a_note_of_check_and_the_step_is_skipped(smtp_app, smtp, clock):
+def test_a_tag_nothing_gives_fails_check_but_the_step_still_goes_as_skipped(smtp_app, smtp,
+                                                                            clock):
     vip_course(smtp_app, when="when:\n  tags: {any: [vip], none: [from-page]}\n")
     lead_id = add_lead(smtp_app)
     result = check(smtp_app)
-    assert result.exit_code == 0, result.stdout
-    assert reported_notes(result) == ["course/02-vip.md:4: note: when.tags: no lead has the "
-                                      "tag 'vip' yet and no page, link or stop_on gives it "
-                                      "(a typo?)", "course/02-vip.md:4: note: when.tags: no "
-                                      "lead has the tag 'from-page' yet and no page, link or "
-                                      "stop_on gives it (a typo?)"]
+    assert result.exit_code == 1, result.stdout
+    assert reported_tags(result) == [
+        "course/02-vip.md:4: when.tags: no page, link or lead gives the tag 'vip'",
+        "course/02-vip.md:4: when.tags: no page, link or lead gives the tag 'from-page'"]
     with smtp_app.app_context():
         db.session.scalar(select(Page)).tags = ["from-page"]
         db.session.commit()
-    assert [n.split("'")[1] for n in reported_notes(check(smtp_app))] == ["vip"]
+    assert [n.split("'")[1] for n in reported_tags(check(smtp_app))] == ["vip"]
     tag(smtp_app, add_lead(smtp_app, email="bo@example.com"), "vip")
-    assert reported_notes(check(smtp_app)) == []
+    assert reported_tags(check(smtp_app)) == []
+    assert check(smtp_app).exit_code == 0
     tick(smtp_app)
     clock.advance(days=1)
     assert tick(smtp_app).skipped == 1
     assert [d["step"] for d in skips(smtp_app, lead_id)] == ["vip"]
 
 
-def reported_notes(result) -> list[str]:
-    return [line for line in result.stdout.splitlines() if ": note: " in line]
+def reported_tags(result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if "when.tags: " in line]
 
 
 def stop_on_vip(app) -> None:
@@ -316,10 +316,10 @@ def test_one_query_says_which_leads_of_a_chunk_a_when_holds_for(smtp_app, clock)
         assert db.session.scalar(select(Delivery.id)) is None
 
 
-def test_dashboard_shows_a_tag_nobody_has_yet_as_a_note_not_a_problem(app, owner):
+def test_dashboard_shows_a_tag_nothing_gives_as_worth_a_look_not_a_held_step(app, owner):
     vip_course(app)
     page = owner.get("/admin/sequences").get_data(as_text=True)
     assert "Worth a look" in page
-    assert "course/02-vip.md:4: note: when.tags: no lead has the tag &#39;vip&#39; yet" in page
+    assert "course/02-vip.md:4: when.tags: no page, link or lead gives the tag &#39;vip&#39;" in page
     assert "problems in your sequence files" not in page
     assert "held: fix the file" not in page

@@ -33,22 +33,18 @@ def check() -> None:
     try:
         held = trigger_checks.status(sequences, check_tags=True).held
         references = [p for sequence in sequences
-                      for p in condition_checks.all_reference_problems(sequence)]
-        # Notes (a tag nobody has yet) may be right: printed, never a failure.
-        notes = [note for sequence in sequences
-                 for note in condition_checks.tag_notes(sequence)]
+                      for p in condition_checks.all_reference_problems(sequence)
+                      + condition_checks.tag_problems(sequence)]
     except SQLAlchemyError as error:  # no database yet: the files are still checked
         db.session.rollback()
         click.echo(f"Triggers' and conditions' pages and tags not checked (database: "
                    f"{str(error).splitlines()[0]})", err=True)
-        held, references, notes = {}, [], []
+        held, references = {}, []
     problems = [str(p) for p in sorted(
         [p for sequence in sequences for p in sequence.all_problems()] + references
         + [p for found in held.values() for p in found], key=lambda p: (p.file, p.line))]
     for line in problems:
         click.echo(line)
-    for note in notes:
-        click.echo(str(note))
     count = len(library.names())
     if problems:
         click.echo(f"{len(problems)} problem(s) in {count} sequence(s).", err=True)

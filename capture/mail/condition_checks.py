@@ -6,18 +6,19 @@ A page slug is known when the page exists, a sequence when its folder does, a
 broadcast when its file or its row does: the owner makes those before naming them, so
 an unknown one is a mistake, and the step is held. A tag is different: it is data that
 arrives later (the first VIP is tagged tomorrow), and holding the step until then
-would stall every lead at it. A tag no lead has and no page, step link or stop_on
-gives is therefore only a note of `sequences check` (a typo?), not a problem."""
+would stall every lead at it. A tag that nothing gives (no lead has it, no page, link
+or broadcast gives it) fails `sequences check`, as it does in a `start_on` trigger,
+but does not hold the step: the condition is simply false for every lead until one
+has the tag."""
 
 from collections.abc import Iterable
 
 from sqlalchemy import select, update
 
 from capture.db import db
-from capture.mail import broadcasts
+from capture.mail import broadcasts, trigger_checks
 from capture.mail.sequences import Library, Problem, Sequence, Step
-from capture.markup import link_tags
-from capture.models import Broadcast, Enrollment, Lead, LeadTag, Page
+from capture.models import Broadcast, Enrollment, Lead, LeadTag
 from capture.segments import query
 from capture.segments.language import Segment
 
@@ -41,23 +42,6 @@ def _broadcast_names(segment: Segment) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def unknown_tags(names: list[str]) -> list[str]:
-    """The tag names that no lead has and no page, step link or stop_on names."""
-    if not names:
-        return []
-    missing = set(names) - set(db.session.scalars(
-        select(LeadTag.tag).where(LeadTag.tag.in_(names)).distinct()))
-    if missing:
-        for page_tags in db.session.scalars(select(Page.tags)):
-            missing -= set(page_tags or ())
-    if missing:
-        for sequence in Library.current().all():
-            missing -= set(sequence.stop_tags)
-            for step in sequence.steps:
-                missing -= {name for _, name in link_tags(step.body)}
-    return [name for name in names if name in missing]
-
-
 def reference_problems(sequence: Sequence, step: Step) -> list[Problem]:
     """What the step's `when:` names that does not exist, each at the `when:` line."""
     segment = step.when
@@ -78,13 +62,17 @@ def reference_problems(sequence: Sequence, step: Step) -> list[Problem]:
     return problems
 
 
-def tag_notes(sequence: Sequence) -> list[Problem]:
-    """For `sequences check`: each tag of a `when:` that nothing has or gives yet."""
+def tag_problems(sequence: Sequence) -> list[Problem]:
+    """For `sequences check`: each tag of a `when:` that nothing gives (see
+    `trigger_checks.given_tags`), at the `when:` line."""
+    wanted = [(step, name) for step in sequence.steps if step.ok and step.when is not None
+              for name in _tag_names(step.when)]
+    if not wanted:
+        return []
+    given = trigger_checks.given_tags(Library.current().all())
     return [Problem(f"{sequence.name}/{step.filename}", step.when_line,
-                    f"note: when.tags: no lead has the tag {name!r} yet and no page, link "
-                    "or stop_on gives it (a typo?)")
-            for step in sequence.steps if step.ok and step.when is not None
-            for name in unknown_tags(_tag_names(step.when))]
+                    f"when.tags: no page, link or lead gives the tag {name!r}")
+            for step, name in wanted if name not in given]
 
 
 def all_reference_problems(sequence: Sequence) -> list[Problem]:

@@ -323,3 +323,10 @@ def test_dashboard_shows_a_tag_nothing_gives_as_worth_a_look_not_a_held_step(app
     assert "course/02-vip.md:4: when.tags: no page, link or lead gives the tag &#39;vip&#39;" in page
     assert "problems in your sequence files" not in page
     assert "held: fix the file" not in page
+
+
+def test_dashboard_marks_a_step_whose_when_names_no_page_as_held(app, owner):
+    vip_course(app, when="when:\n  pages: [webnar]\n")
+    page = owner.get("/admin/sequences").get_data(as_text=True)
+    assert "course/02-vip.md:4: when.pages: no page &#39;webnar&#39;" in page
+    assert "held: fix the file" in page

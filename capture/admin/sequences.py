@@ -51,7 +51,7 @@ def sequences():
             "sequence": sequence,
             "problems": sorted(sequence.all_problems() + references,
                                key=lambda p: (p.file, p.line)),
-            "held": {p.file.rpartition("/")[2] for p in references},
+            "held_steps": {p.file.rpartition("/")[2] for p in references},
             "notes": condition_checks.tag_problems(sequence),
             "sample": lead.name,
             "steps": [(step, _timing(sequence, step, index),

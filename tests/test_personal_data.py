@@ -246,6 +246,36 @@ def test_unconfirmed_leads_are_erased_after_the_retention_days(make_app, clock):
     assert lead_of(app, "waiting@example.com") is None
 
 
+def test_a_repeat_opt_in_restarts_the_retention_and_retention_does_not_suppress(app, clock):
+    from tests.conftest import create_page
+
+    app.config["UNCONFIRMED_RETENTION_DAYS"] = 30
+    create_page(app, slug="offer")
+    optin(app.test_client(), "offer", email="bob@example.com", name="Bob")
+    clock.advance(days=29)
+    optin(app.test_client(), "offer", email="bob@example.com", name="Bob")  # sent again
+    clock.advance(days=2)
+    with app.app_context():
+        assert erasure.erase_unconfirmed() == 0
+        clock.advance(days=29)
+        assert erasure.erase_unconfirmed() == 1
+        assert not suppression.is_suppressed("bob@example.com")
+    optin(app.test_client(), "offer", email="bob@example.com", name="Bob")
+    assert lead_of(app, "bob@example.com").subscription == "unconfirmed"
+
+
+def test_retention_never_erases_a_lead_who_confirmed_meanwhile(make_app, clock):
+    app = make_app(UNCONFIRMED_RETENTION_DAYS=30)
+    lead_id = unconfirmed_lead(app, "waiting@example.com", clock.now - timedelta(days=31))
+    with app.app_context():
+        lead = db.session.get(Lead, lead_id)  # read before the confirmation lands
+        db.session.execute(text("UPDATE leads SET subscription = 'subscribed'"))
+        db.session.commit()
+        assert not erasure.erase(lead, by="retention", suppress=False,
+                                 if_subscription="unconfirmed")
+    assert lead_of(app, "waiting@example.com").subscription == "subscribed"
+
+
 def test_retention_0_keeps_unconfirmed_leads(make_app, clock):
     app = make_app(UNCONFIRMED_RETENTION_DAYS=0)
     unconfirmed_lead(app, "waiting@example.com", clock.now - timedelta(days=3650))

@@ -9,7 +9,8 @@ addresses, the visit's user agent and pages, event details, email subjects and e
 tags, queued webhook bodies. The public ref is replaced, so links in the person's old
 emails and postbacks no longer reach the row. The address stays only as a keyed hash in
 the suppression list (`capture.suppression`): a new sign-up from it is ignored as any
-suppressed one is.
+suppressed one is (not after the retention of unconfirmed leads, which nobody asked
+for: such a person may sign up again).
 """
 
 import secrets
@@ -52,12 +53,27 @@ def is_erased(lead: Lead) -> bool:
     return lead.subscription == ERASED
 
 
-def erase(lead: Lead, by: str = "owner") -> bool:
+def erase(lead: Lead, by: str = "owner", *, suppress: bool = True,
+          if_subscription: str | None = None) -> bool:
     """Erase the person behind a lead (committed here). True when it changed; an
-    erased lead stays as it is. `by`: owner, api or retention (on the timeline)."""
+    erased lead stays as it is. `by`: owner, api or retention (on the timeline).
+    `suppress`: keep the address's keyed hash on the suppression list (the person or
+    the owner asked for the erasure; not for retention: a person who never confirmed
+    asked for nothing, and may sign up again). `if_subscription`: erase only a lead
+    still in this state, decided by the database (a lead who confirms meanwhile, or
+    another scheduler process's erasure, wins)."""
     if is_erased(lead):
         return False
-    suppression.suppress_erased(lead.email)
+    if if_subscription is not None:
+        claimed = db.session.execute(
+            update(Lead).where(Lead.id == lead.id, Lead.subscription == if_subscription)
+            .values(subscription=ERASED).execution_options(synchronize_session=False)
+        ).rowcount
+        if not claimed:
+            db.session.rollback()
+            return False
+    if suppress:
+        suppression.suppress_erased(lead.email)
     _forget_rows(lead)
     membership.stop(lead, ERASED)
     lead.email = placeholder(lead.id)
@@ -108,14 +124,21 @@ def _forget_rows(lead: Lead) -> None:
 
 
 def erase_unconfirmed(now=None) -> int:
-    """Erase the leads still unconfirmed UNCONFIRMED_RETENTION_DAYS after they opted in
-    (0: kept for ever): at most RETENTION_BATCH, the oldest first, so that one
-    scheduler tick stays short (the next one goes on). Returns how many."""
+    """Erase the leads still unconfirmed UNCONFIRMED_RETENTION_DAYS after they last
+    opted in (a repeat opt-in, which sends the confirmation again, starts the time
+    anew; 0: kept for ever), without suppressing their addresses: at most
+    RETENTION_BATCH, the oldest first, so that one scheduler tick stays short (the
+    next one goes on). Returns how many."""
     days = current_app.config["UNCONFIRMED_RETENTION_DAYS"]
     if not days:
         return 0
     before = (now or clock.utcnow()) - timedelta(days=days)
+    recent_optin = (select(Event.id).where(Event.lead_id == Lead.id,
+                                           Event.kind.in_(("optin", "duplicate")),
+                                           Event.created_at >= before).exists())
     leads = db.session.scalars(
-        select(Lead).where(Lead.subscription == "unconfirmed", Lead.created_at < before)
+        select(Lead).where(Lead.subscription == "unconfirmed", Lead.created_at < before,
+                           ~recent_optin)
         .order_by(Lead.id).limit(RETENTION_BATCH)).all()
-    return sum(erase(lead, by="retention") for lead in leads)
+    return sum(erase(lead, by="retention", suppress=False, if_subscription="unconfirmed")
+               for lead in leads)

@@ -373,3 +373,31 @@ def test_confirmation_not_sent_for_a_mail_server_fault_goes_out_on_a_repeat_opt_
     smtp.mail_reply = None
     assert optin(client, "offer", email="later@example.com").status_code == 303
     assert len(smtp.to("later@example.com")) == 1
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE leads SET subscription = 'unsubscribed'",
+    "UPDATE enrollments SET state = 'stopped', stop_reason = 'left by the lead'",
+])
+def test_an_email_rendered_before_the_lead_unsubscribed_or_left_is_not_sent(
+        smtp_app, smtp, clock, monkeypatch, change):
+    from sqlalchemy import text
+
+    from capture.mail import handover
+
+    write_step(sequence_folder(smtp_app), "01-hi.md", "Hi", "Hello.", delay=0)
+    add_lead(smtp_app)
+    rendered = handover.render_all
+
+    def render_then_change(*args, **kwargs):
+        # The lead acts between its chunk's rendering and the hand-over.
+        emails = rendered(*args, **kwargs)
+        with db.engine.begin() as connection:
+            connection.execute(text(change))
+        return emails
+
+    monkeypatch.setattr(handover, "render_all", render_then_change)
+    tick(smtp_app)
+    assert smtp.messages == []
+    with smtp_app.app_context():
+        assert db.session.scalar(select(Delivery.status)) == "claimed"

@@ -263,3 +263,22 @@ def test_the_lead_page_shows_the_sequence_left_and_why(app, smtp, ann, owner):
     assert re.search(r"Left the sequence <strong>course</strong>\s*"
                      r'<span class="muted">\(from the email “Hi”\)</span>', page), page
     assert "<td>left by the lead</td>" in page
+
+
+def test_an_email_waiting_for_its_retry_is_not_sent_after_the_lead_left(smtp_app, smtp, clock):
+    from tests.factories import subjects, three_steps
+
+    three_steps(smtp_app)
+    lead_id = add_lead(smtp_app)
+    smtp.data_replies.append("451 try again later")
+    tick(smtp_app)
+    with smtp_app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert delivery.status == "retry"
+        lifecycle.leave_sequence(db.session.get(Lead, lead_id), delivery.id)
+    clock.advance(hours=2)
+    tick(smtp_app)
+    assert subjects(smtp) == []
+    with smtp_app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert (delivery.status, delivery.error) == ("failed", "not sent: left by the lead")

@@ -279,6 +279,9 @@ def _retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> N
     step = sequence.step(delivery.step) if sequence is not None else None
     reason = ("sequence folder missing" if sequence is None
               else membership.should_stop(lead, sequence))
+    if not reason and enrollment is not None and enrollment.state == "stopped":
+        # Stopped while the email waited: the lead left the sequence, or a stop tag.
+        reason = enrollment.stop_reason or "stopped"
     if reason:
         delivery.status, delivery.error = "failed", f"not sent: {reason}"
         if enrollment is not None:

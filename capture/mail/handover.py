@@ -8,7 +8,7 @@ SMTP wait never holds a database lock)."""
 
 import logging
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 
 from capture import claims, clock, links
 from capture.db import db
@@ -95,8 +95,19 @@ def _enrollments(emails: list[Outgoing]) -> list[int]:
 _DELIVERIES = Delivery.__table__
 _RENDERED = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
              .values(subject=bindparam("b_subject"), message_id=bindparam("b_message_id")))
+_LEADS, _ENROLLMENTS = Lead.__table__, Enrollment.__table__
+# The mark before an email goes also asks, in the same statement, whether it may still
+# go: the lead is still subscribed (not unsubscribed, bounced or erased since its chunk
+# was claimed and rendered) and its sequence was not stopped for it (left, stop tag).
+# An email refused so is not sent; the reaper hands it back later, and the retry's
+# own checks then record why.
 _SENDING = (update(_DELIVERIES)
-            .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "claimed")
+            .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "claimed",
+                   select(_LEADS.c.id).where(_LEADS.c.id == _DELIVERIES.c.lead_id,
+                                             _LEADS.c.subscription == "subscribed").exists(),
+                   ~select(_ENROLLMENTS.c.id)
+                   .where(_ENROLLMENTS.c.id == _DELIVERIES.c.enrollment_id,
+                          _ENROLLMENTS.c.state == "stopped").exists())
             .values(status="sending", attempts=_DELIVERIES.c.attempts + 1,
                     claimed_at=bindparam("b_now")))
 
@@ -126,7 +137,7 @@ def hand_over_all(emails: list[Outgoing], backend: backends.Backend,
                                      enrollments=_enrollments(emails[index:]), hold=True)
                 return
             if not marked:
-                continue  # given back meanwhile (it cannot be, but never send it then)
+                continue  # unsubscribed or stopped meanwhile: never sent (see _SENDING)
             try:
                 backend.send(email.message)
             except backends.MailError as error:

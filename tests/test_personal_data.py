@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from capture.db import db
 from capture.leads import erasure, tags
@@ -322,3 +322,31 @@ def test_the_migration_keeps_suppressions_and_leads(fresh_app):
         db.session.commit()
         assert suppression.suppressed_among([ANN, "gone@example.com", BOB]) == {
             ANN, "gone@example.com"}
+
+
+def test_an_erased_persons_old_email_still_opens_and_redirects_but_records_nothing(
+        smtp_app, smtp, clock):
+    import re as regex
+
+    from tests.conftest import HUMAN
+    from tests.factories import sequence_folder, write_step
+
+    write_step(sequence_folder(smtp_app), "01-hi.md", "Hi",
+               'Read [the guide](https://example.com/guide "tag:guide-reader").\n', delay=0)
+    lead_id = add_lead(smtp_app)
+    tick(smtp_app)
+    html = smtp.messages[0].get_body(("html",)).get_content()
+    clock.advance(minutes=10)
+    with smtp_app.app_context():
+        erasure.erase(db.session.get(Lead, lead_id))
+        events_before = db.session.scalar(select(func.count()).select_from(Event))
+    base = smtp_app.config["BASE_URL"]
+    click = regex.search(rf'href="{base}(/c/[^"]+)"[^>]*>the guide<', html).group(1)
+    pixel = regex.search(rf'src="{base}(/o/[^"]+)"', html).group(1)
+    client = smtp_app.test_client()
+    answer = client.get(click, headers={"User-Agent": HUMAN})
+    assert (answer.status_code, answer.headers["Location"]) == (302, "https://example.com/guide")
+    assert client.get(pixel, headers={"User-Agent": HUMAN}).status_code == 200
+    with smtp_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Event)) == events_before
+        assert tags.tags_of([lead_id]) == {lead_id: []}

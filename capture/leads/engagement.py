@@ -48,13 +48,17 @@ def is_machine(user_agent: str | None, sent_at, now) -> bool:
 
 
 # One query each for the pixel and the click: the email, its lead's page, the link.
+# `erased`: an erased person's old emails still open and redirect, but nothing about
+# them is recorded any more (no user agent, no tag, no sequence started).
 _OPENED_EMAIL = (
-    select(Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    select(Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id,
+           (Lead.subscription == "erased").label("erased"))
     .join(Lead, Lead.id == Delivery.lead_id)
     .where(Delivery.id == bindparam("id"))
 )
 _CLICKED_LINK = (
-    select(Link.url, Link.tag, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id)
+    select(Link.url, Link.tag, Delivery.id, Delivery.sent_at, Delivery.lead_id, Lead.page_id,
+           (Lead.subscription == "erased").label("erased"))
     .join(Delivery, Delivery.id == Link.delivery_id)
     .join(Lead, Lead.id == Delivery.lead_id)
     .where(Link.token == bindparam("token"))
@@ -73,7 +77,8 @@ def record_open(token: str, user_agent: str | None) -> bool:
         email = connection.execute(_OPENED_EMAIL, {"id": int(value)}).first()
         if email is None:
             return False
-        _log_engagement(connection, email, "open", user_agent)
+        if not email.erased:
+            _log_engagement(connection, email, "open", user_agent)
     return True
 
 
@@ -85,6 +90,8 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         link = connection.execute(_CLICKED_LINK, {"token": token}).first()
         if link is None:
             return None
+        if link.erased:
+            return link.url
         machine = _log_engagement(connection, link, "click", user_agent, url=link.url)
         # A tagged link's tag goes to the person who clicks, not to a mail scanner
         # that fetched it first (the tag names were checked when the email was made).

@@ -48,3 +48,34 @@ def test_upgrading_keeps_the_rows_that_point_at_a_rebuilt_table(fresh_app):
     assert tuple(lead) == (1, 1)
     assert (visits, links, event) == (1, 1, 1)
     assert page_tags in ("[]", [])
+
+
+def test_downgrading_below_sequence_entries_keeps_the_first_entry_and_no_orphans(fresh_app):
+    runner = fresh_app.test_cli_runner()
+    result = runner.invoke(args=["db", "upgrade", BEFORE_TAGS])
+    assert result.exit_code == 0, result.output
+    with fresh_app.app_context(), db.engine.begin() as connection:
+        for statement in ROWS:
+            connection.execute(text(statement))
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    with fresh_app.app_context(), db.engine.begin() as connection:
+        # The lead went through the sequence a second time: its second entry's email,
+        # with a link and a click.
+        connection.execute(text(
+            "INSERT INTO deliveries (id, lead_id, sequence, step, filename, status, attempts,"
+            " created_at, subject, error, entry) VALUES (2, 1, 'welcome', 'hello',"
+            " '01-hello.md', 'sent', 1, '2026-11-08 10:00:00', 'Hello', '', 2)"))
+        connection.execute(text(
+            "INSERT INTO links (id, token, delivery_id, url) VALUES (2, 'tok2', 2, 'https://example.com')"))
+        connection.execute(text(
+            "INSERT INTO events (id, lead_id, page_id, kind, created_at, delivery_id, machine,"
+            " data) VALUES (2, 1, 1, 'click', '2026-11-08 11:00:00', 2, false, '{}')"))
+    result = runner.invoke(args=["db", "downgrade", "3c1e7a9b5d21"])
+    assert result.exit_code == 0, result.output
+    with fresh_app.app_context(), db.engine.connect() as connection:
+        deliveries = connection.execute(text("SELECT id FROM deliveries")).scalars().all()
+        links = connection.execute(text("SELECT delivery_id FROM links")).scalars().all()
+        events = connection.execute(
+            text("SELECT id, delivery_id FROM events ORDER BY id")).all()
+    assert deliveries == [1] and links == [1]
+    assert [tuple(row) for row in events] == [(1, 1), (2, None)]

@@ -31,6 +31,12 @@ def upgrade():
 
 def downgrade():
     # Later entries' deliveries cannot fit the old key: only the first entry's stay.
+    # Their children go first, as the foreign keys say (SQLite migrations run with the
+    # keys off, and env.py's check after the migration would find orphans): their
+    # links are deleted, their events keep their place on the timeline, unlinked.
+    later = "SELECT id FROM deliveries WHERE entry > 1"
+    op.execute(f"DELETE FROM links WHERE delivery_id IN ({later})")
+    op.execute(f"UPDATE events SET delivery_id = NULL WHERE delivery_id IN ({later})")
     op.execute("DELETE FROM deliveries WHERE entry > 1")
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_constraint('uq_deliveries_lead_step', type_='unique')

@@ -53,6 +53,11 @@ def enroll(lead: Lead, page: Page | None = None, *, new: bool = False,
     for sequence, trigger in armed:
         if trigger.kind == "optin" and page is not None and page.slug in trigger.value:
             ways_in.append((sequence.name, f"optin:{page.slug}", again))
+    if new:
+        # Its page's tags, given a moment ago, started their sequences then (on_tags).
+        tagged = bool(page is not None and page.tags
+                      and any(trigger.kind == "tag" for _, trigger in armed))
+        return _start_new(lead, ways_in, connection, now, may_exist=tagged)
     held = (set(connection.execute(
         select(LeadTag.tag).where(LeadTag.lead_id == lead.id)).scalars())
         if any(trigger.kind == "tag" for _, trigger in armed) else set())
@@ -66,6 +71,40 @@ def enroll(lead: Lead, page: Page | None = None, *, new: bool = False,
             started += start([lead.id], name, label, connection=connection, now=now,
                              again=reenter)
     return started
+
+
+def _start_new(lead, ways_in: list[tuple[str, str, bool]], connection,
+               now: datetime, *, may_exist: bool) -> int:
+    """The opt-in's (and the import's) way in for a lead inserted just now, approved
+    and subscribed, whose address was checked against the suppression list by the
+    caller: one INSERT of its enrolments and one of their events, without the reads
+    `start` makes for leads it knows nothing of (the hottest path of all). None exist
+    yet, unless (`may_exist`) its page tags' triggers made some a moment ago: those are
+    kept."""
+    labels: dict[str, str] = {}
+    for name, label, _ in ways_in:
+        labels.setdefault(name, label)
+    if not labels:
+        return 0
+    rows = []
+    for name in labels:
+        sequence = Library.current().get(name)
+        rows.append({"lead_id": lead.id, "sequence": name, "started_at": now,
+                     "state": "active", "entry": 1,
+                     "next_due_at": (timing.due_time(sequence, sequence.steps[0], now)
+                                     if sequence is not None and sequence.steps else now)})
+    if may_exist:
+        inserted = connection.execute(_insert_ignoring_duplicates(connection).returning(
+            Enrollment.__table__.c.sequence), rows).scalars().all()
+    else:
+        connection.execute(Enrollment.__table__.insert(), rows)
+        inserted = list(labels)
+    events = [event_row(lead.id, lead.page_id, "enroll", sequence=name, trigger=labels[name])
+              for name in inserted]
+    for event in events:
+        event["created_at"] = now
+    insert_events(events, connection)
+    return len(events)
 
 
 def armed_triggers(connection=None) -> list[tuple[Sequence, Trigger]]:
@@ -175,11 +214,16 @@ def start(lead_ids: Iterable[int], name: str, trigger: str, *, connection=None,
     return len(events)
 
 
-def _insert_ignoring_duplicates(connection):
-    """INSERT … ON CONFLICT DO NOTHING for enrollments, in the connection's dialect."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(Enrollment.__table__).on_conflict_do_nothing(
+_INSERTS = {
+    name: dialect.insert(Enrollment.__table__).on_conflict_do_nothing(
         index_elements=["lead_id", "sequence"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
+def _insert_ignoring_duplicates(connection):
+    """INSERT … ON CONFLICT DO NOTHING for enrollments, in the connection's dialect
+    (built once: the opt-in uses it)."""
+    return _INSERTS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
 
 
 def stop(lead: Lead, reason: str) -> None:

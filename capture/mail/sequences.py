@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -192,7 +192,15 @@ class Library:
                       if p.is_dir() and not p.name.startswith("."))
 
     def get(self, name: str) -> Sequence | None:
-        """The sequence in folder `name`, loaded fresh if its files changed."""
+        """The sequence in folder `name`, loaded fresh if its files changed (looked at
+        once per web request: an opt-in asks for its sequences several times)."""
+        seen = _seen_in_request(self)
+        if name in seen:
+            return seen[name]
+        seen[name] = found = self._get(name)
+        return found
+
+    def _get(self, name: str) -> Sequence | None:
         folder = self.root / name
         if not folder.is_dir() or name.startswith("."):
             return None
@@ -208,7 +216,18 @@ class Library:
 
     def all(self) -> list[Sequence]:
         """Every sequence, loaded."""
-        return [s for name in self.names() if (s := self.get(name)) is not None]
+        seen = _seen_in_request(self)
+        if "\0all" not in seen:
+            seen["\0all"] = [s for name in self.names() if (s := self.get(name)) is not None]
+        return seen["\0all"]
+
+
+def _seen_in_request(library: Library) -> dict:
+    """What this web request has read of the library already (a new dict, kept by
+    nobody, outside a request: the scheduler and commands always look at the files)."""
+    if not has_request_context():
+        return {}
+    return request.environ.setdefault(f"capture.sequences.{id(library)}", {})
 
 
 def _signature(folder: Path) -> tuple:

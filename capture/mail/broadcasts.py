@@ -17,7 +17,8 @@ from typing import Any
 
 from flask import current_app
 
-from capture.mail.sequences import Problem, check_template, key_line, read_yaml
+from capture.mail.front_matter import Problem, key_line, read_yaml
+from capture.mail.sequences import check_template
 from capture.mail.time_values import read_send_window
 from capture.markup import link_tag_problems
 from capture.segments import language, text as segment_text

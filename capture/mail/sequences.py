@@ -16,12 +16,12 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import yaml
 from flask import Flask, current_app, has_request_context, request
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from capture.mail import conditions
+from capture.mail.front_matter import Problem, key_line, read_yaml
 from capture.mail.time_values import parse_clock, parse_delay, read_send_window
 from capture.mail.triggers import Trigger, read_start_on
 from capture.markup import link_tag_problems
@@ -52,32 +52,6 @@ def compiled(source: str) -> Template:
     """A step template compiled once per process: the scheduler renders the same few
     sources for every lead, and compiling costs more than rendering."""
     return template_env.from_string(source)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML without the 1.1 surprises: `09:00` stays text, not 540 minutes."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a sequence file."""
-
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
 
 
 @dataclass
@@ -261,35 +235,6 @@ def load_sequence(folder: Path) -> Sequence:
     if not sequence.steps:
         sequence.problems.append(Problem(f"{folder.name}/", 1, "no step files (*.md)"))
     return sequence
-
-
-def key_line(lines: list[str], key: str, offset: int) -> int:
-    """The file line where `key:` is written (offset: lines before the YAML)."""
-    for number, line in enumerate(lines, start=1):
-        if re.match(rf"^{re.escape(key)}\s*:", line):
-            return number + offset
-    return offset + 1
-
-
-def read_yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | None:
-    """The `key: value` mapping of a settings file or front matter (offset: lines
-    before it in `file`); None, with the problem added, when it is not one. Shared
-    with broadcast files."""
-    try:
-        data = yaml.load(text, Loader=_Loader) if text.strip() else {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = (mark.line + 1 + offset) if mark is not None else offset + 1
-        # An error found at the end of the text (an unclosed bracket) is marked just
-        # past its last line; point at a line the owner can see instead.
-        line = min(line, offset + max(len(text.splitlines()), 1))
-        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
-        problems.append(Problem(file, line, f"bad YAML: {reason}"))
-        return None
-    if not isinstance(data, dict):
-        problems.append(Problem(file, offset + 1, "expected key: value lines"))
-        return None
-    return data
 
 
 def _read_settings(sequence: Sequence, path: Path) -> None:

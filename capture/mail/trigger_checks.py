@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.mail import broadcasts
-from capture.mail.sequences import Problem, Sequence
+from capture.mail.front_matter import Problem
+from capture.mail.sequences import Sequence
 from capture.mail.triggers import Trigger
 from capture.markup import link_tags
 from capture.models import LeadTag, Page

@@ -30,6 +30,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.update(overrides)
 
     from capture import admin, api, commands, db, scheduler, settings
+    from capture.leads import optins
     from capture.mail.sequences import Library
     from capture.numbers import rollup_queue
     from capture.public import bots, embed, health, optin, render, tracking
@@ -40,6 +41,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.session_interface = db.SessionInterface()
     _init_database(app)
     rollup_queue.init_app(app)
+    optins.init_app(app)
     rate_limits.init_app(app)
     db.migrate.init_app(
         app, db.db, directory=db.MIGRATIONS_DIR, render_as_batch=True

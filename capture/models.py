@@ -198,6 +198,46 @@ class Lead(db.Model):
         return f"<Lead {self.id} {self.review}/{self.subscription}>"
 
 
+class Optin(db.Model):
+    """One opt-in of a person on one page: the lead's first (the lead row holds the
+    same values: its page, attribution, consent and review) and each later one on
+    another page, with its own consent evidence, attribution, review by that page's
+    rules and payout (capture.leads.optins). A repeat on the same page is a
+    `duplicate` event, not a row."""
+
+    __tablename__ = "optins"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "page_id", name="uq_optins_lead_page"),
+        Index("ix_optins_page_created", "page_id", "created_at"),
+        Index("ix_optins_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id", ondelete="SET NULL"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"))
+    # The lead's first opt-in (its values mirror the lead's own columns).
+    first: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    utm_source: Mapped[str | None] = mapped_column(String(200))
+    utm_medium: Mapped[str | None] = mapped_column(String(200))
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    utm_content: Mapped[str | None] = mapped_column(String(200))
+    utm_term: Mapped[str | None] = mapped_column(String(200))
+    ref: Mapped[str | None] = mapped_column(String(200))
+    referrer: Mapped[str | None] = mapped_column(String(1000))
+    landing_url: Mapped[str | None] = mapped_column(String(2000))
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    consent_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    consent_ip: Mapped[str | None] = mapped_column(String(45))
+    review: Mapped[str] = mapped_column(String(10), default="pending")
+    review_reason: Mapped[str] = mapped_column(String(300), default="")
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    page: Mapped[Page | None] = relationship()
+
+
 class Event(db.Model):
     """One entry of a lead's timeline: opt-in, duplicate, confirm, approve, reject …"""
 
@@ -569,6 +609,9 @@ class RollupCount(db.Model):
     imported_approved: Mapped[int] = mapped_column(default=0, server_default="0")
     imported_upgrade_cents: Mapped[int] = mapped_column(BigInteger, default=0,
                                                         server_default="0")
+    # Opt-ins (not imported), the first of each lead and its later ones on other pages;
+    # approved, rejected, pending and confirmed count opt-ins.
+    optins: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class RollupFirst(db.Model):

@@ -76,8 +76,10 @@ def create_lead():
                        "unsubscribed for good); it is not added again.", code="suppressed",
                        fields={"email": "suppressed"})
     lead = outcome.lead
-    created = outcome.kind == "created"
-    body = {"lead": _lead_json(lead), "duplicate": not created}
+    # A new lead, or a known person's first opt-in on this page: a new opt-in (201).
+    created = outcome.kind in ("created", "added")
+    body = {"lead": _lead_json(lead), "duplicate": not created,
+            "new_person": outcome.kind == "created"}
     location = url_for("api.get_lead", public_ref=lead.public_ref)
     return body, 201 if created else 200, {"Location": location}
 

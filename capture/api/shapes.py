@@ -11,9 +11,9 @@ from capture.numbers.metrics import Numbers
 from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 
 # The Numbers values given as they are (counts) and as decimal strings (money).
-COUNTS = ("visitors", "leads", "imported", "duplicates", "approved", "rejected", "pending",
-          "confirmed", "delivered", "opened", "clicked", "opens_raw", "clicks_raw",
-          "unsubscribes", "upgrades")
+COUNTS = ("visitors", "leads", "optins", "imported", "duplicates", "approved", "rejected",
+          "pending", "confirmed", "delivered", "opened", "clicked", "opens_raw",
+          "clicks_raw", "unsubscribes", "upgrades")
 RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate")
 MONEY = ("payout", "upgrade_revenue", "revenue")
 

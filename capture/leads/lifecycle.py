@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from capture import clock, links
 from capture.db import db
+from capture.leads import optins
 from capture.timeline import record_event
 from capture.mail import membership
 from capture.models import Delivery, Enrollment, Event, Lead
@@ -47,7 +48,7 @@ def confirm(lead: Lead, client_ip: str | None) -> bool:
     lead.confirm_ip = client_ip
     record_event(lead, "confirm", ip=client_ip)
     events.emit("lead.confirmed", lead)
-    membership.enroll(lead)
+    optins.enroll_everywhere(lead)
     db.session.commit()
     return True
 
@@ -136,7 +137,7 @@ def approve(lead: Lead, by: str = "owner") -> bool:
             setattr(lead, name, value)
     record_event(lead, "approve", by=by, reason="")
     events.emit("lead.approved", lead)
-    membership.enroll(lead)
+    optins.enroll_everywhere(lead)
     db.session.commit()
     return True
 

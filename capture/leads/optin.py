@@ -25,11 +25,11 @@ from sqlalchemy.orm import aliased
 from capture import clock
 from capture.db import db
 from capture import suppression
-from capture.leads import lifecycle, tags
+from capture.leads import lifecycle, optins, tags
 from capture.leads.review import review_verdict
 from capture.timeline import event_row, insert_events
 from capture.mail import membership
-from capture.models import ATTRIBUTION_KEYS, Lead, Page, Suppression, Visit
+from capture.models import ATTRIBUTION_KEYS, Lead, Optin, Page, Suppression, Visit
 from capture.webhooks import events
 
 
@@ -65,7 +65,7 @@ class Consent:
 class Outcome:
     """What an opt-in led to: a new lead, a duplicate of one, or nothing (suppressed)."""
 
-    kind: str  # created | duplicate | suppressed
+    kind: str  # created | added (a later opt-in of a known lead) | duplicate | suppressed
     lead_id: int | None = None
 
     @property
@@ -82,15 +82,16 @@ class VisitOrigin:
     first recorded visit (first touch) say about the source."""
 
     visit_id: int
-    # The visit's own utm_*, ref and referrer (a duplicate opt-in records these).
+    # The visit's own utm_*, ref, referrer and landing URL (a duplicate opt-in records
+    # these, a later opt-in is credited to them).
     visit: dict[str, str | None]
     # The first visit's utm_*, ref, referrer, landing URL and visitor id: a person who
     # came from an ad, left, and came back directly is still credited to the ad.
     first_touch: dict[str, str | None]
 
 
-_VISIT_KEYS = (*ATTRIBUTION_KEYS, "referrer")
-_FIRST_TOUCH_KEYS = (*_VISIT_KEYS, "landing_url", "visitor_id")
+_VISIT_KEYS = (*ATTRIBUTION_KEYS, "referrer", "landing_url")
+_FIRST_TOUCH_KEYS = (*_VISIT_KEYS, "visitor_id")
 
 
 def _visit_origin_query():
@@ -130,10 +131,15 @@ def visit_origin(visit_id: int | None) -> VisitOrigin | None:
 
 # Built once: every opt-in runs them. The lead and its timeline are written as plain
 # INSERTs, the ORM's unit of work for them costing several times the statements.
+_LEAD_OF_ADDRESS = select(Lead.id).where(Lead.email == bindparam("email")).scalar_subquery()
 _KNOWN_ADDRESS = select(
     select(Suppression.id).where(suppression.MATCHING_BOUND).limit(1)
     .scalar_subquery().label("suppressed"),
-    select(Lead.id).where(Lead.email == bindparam("email")).scalar_subquery().label("lead"),
+    _LEAD_OF_ADDRESS.label("lead"),
+    # Whether that lead opted in on this page before (a duplicate) or not (a later opt-in).
+    select(Optin.id).where(Optin.lead_id == _LEAD_OF_ADDRESS,
+                           Optin.page_id == bindparam("page_id"))
+    .scalar_subquery().label("on_page"),
 )
 _INSERT_LEAD = insert(Lead.__table__)
 _NO_ATTRIBUTION = dict.fromkeys((*ATTRIBUTION_KEYS, "referrer", "landing_url", "visitor_id"))
@@ -153,15 +159,17 @@ _QUEUE_AGAIN = (
 
 
 def submit_optin(page: Page, optin: OptIn) -> Outcome:
-    """Store an opt-in: a new lead, or a `duplicate` event on the existing one. The
-    confirmation email it needs is queued, never sent here."""
+    """Store an opt-in: a new lead; a later opt-in of a known lead on another page; or
+    a `duplicate` event when the lead opted in on this page before. The confirmation
+    email it needs is queued, never sent here."""
     connection = db.session.connection()
-    known = connection.execute(_KNOWN_ADDRESS, suppression.bound_values(optin.email)).one()
+    known = connection.execute(_KNOWN_ADDRESS, {**suppression.bound_values(optin.email),
+                                                "page_id": page.id}).one()
     if known.suppressed is not None:
         return Outcome("suppressed")
     origin = visit_origin(optin.visit_id)
     if known.lead is not None:
-        return _duplicate(page, known.lead, optin, origin)
+        return _repeat(page, known.lead, optin, origin, on_page=known.on_page is not None)
 
     now = clock.utcnow()
     consent = Consent(text=page.consent, at=now, ip=optin.client_ip,
@@ -175,7 +183,9 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
         existing = db.session.scalar(select(Lead.id).where(Lead.email == optin.email))
         if existing is None:
             raise
-        return _duplicate(page, existing, optin, origin)
+        return _repeat(page, existing, optin, origin, on_page=True)
+    first = optins.first_row(lead_id, values)
+    connection.execute(optins.INSERT, first)
     # What webhooks and enrolment read of the new lead, without an ORM object.
     lead = SimpleNamespace(id=lead_id, page=page, confirmation_sent_at=None,
                            confirmed_at=None, confirm_ip=None, **values)
@@ -183,10 +193,11 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
                    opening_events("optin", lead.review, lead.review_reason,
                                   **_attribution_data(values))])
     _page_tags(page, lead_id)
-    changes = ["lead.created"]
+    changes = ["lead.created", "optin.created"]
     if lead.review != "pending":
         changes.append(f"lead.{lead.review}")
-    events.emit_many(changes, lead)
+    events.emit_many(changes, lead,
+                     extra={"optin": optins.data(SimpleNamespace(**first), page)})
     membership.enroll(lead, page, new=True)
     db.session.commit()
     return Outcome("created", lead_id)
@@ -250,6 +261,54 @@ def opening_events(first: str, review: str, reason: str,
 def _attribution_data(source: dict[str, Any]) -> dict[str, Any]:
     """The non-empty attribution values of a lead or visit, for an event's data."""
     return {key: source[key] for key in (*ATTRIBUTION_KEYS, "referrer") if source.get(key)}
+
+
+def _repeat(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None, *,
+            on_page: bool) -> Outcome:
+    """A known address: a duplicate on a page it opted in on, else a later opt-in."""
+    if on_page:
+        return _duplicate(page, lead_id, optin, origin)
+    try:
+        outcome = _later(page, lead_id, optin, origin)
+    except IntegrityError:
+        # The same later opt-in arrived in a parallel request a moment earlier.
+        db.session.rollback()
+        return _duplicate(page, lead_id, optin, origin)
+    db.session.commit()
+    return outcome
+
+
+def _later(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:
+    """A known person's first opt-in on this page: its own row with this page's
+    consent, the visit's attribution and the page's verdict; events, tags, webhooks
+    and the page's sequence as for a new lead. Subscription and confirmation stay the
+    person's: an unconfirmed person is asked again, as a duplicate would be."""
+    now = clock.utcnow()
+    review, reason = review_verdict(page, optin.email, optin.name, optin.country,
+                                    optin.fields)
+    attribution = (dict(origin.visit) if origin is not None
+                   else {key: optin.attribution.get(key) for key in _VISIT_KEYS})
+    row = {"lead_id": lead_id, "page_id": page.id, "first": False, "imported": False,
+           "visit_id": origin.visit_id if origin is not None else None, "created_at": now,
+           **{key: attribution.get(key) for key in _VISIT_KEYS},
+           "consent_text": page.consent, "consent_at": now, "consent_ip": optin.client_ip,
+           "review": review, "review_reason": reason,
+           "reviewed_at": now if review != "pending" else None}
+    connection = db.session.connection()
+    connection.execute(optins.INSERT, row)
+    insert_events([event_row(lead_id, page.id, kind, **data) for kind, data in
+                   opening_events("optin", review, reason, **_attribution_data(attribution))])
+    _page_tags(page, lead_id)
+    resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
+    connection.execute(_QUEUE_AGAIN, {"lead_id": lead_id, "now": now,
+                                      "resend_before": now - resend_after})
+    lead = db.session.get(Lead, lead_id)
+    optin_data = optins.data(SimpleNamespace(**row), page)
+    changes = ["optin.created"] + ([f"lead.{review}"] if review != "pending" else [])
+    events.emit_many(changes, lead, page.id, extra={"optin": optin_data})
+    if review == "approved":
+        membership.enroll(lead, page, again=True)
+    return Outcome("added", lead_id)
 
 
 def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:

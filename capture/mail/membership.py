@@ -236,6 +236,26 @@ def stop(lead: Lead, reason: str) -> None:
     )
 
 
+def stop_sequence(lead_id: int, name: str, reason: str) -> None:
+    """Stop one sequence of a lead (a later opt-in rejected: its page's sequence)."""
+    db.session.execute(
+        update(Enrollment)
+        .where(Enrollment.lead_id == lead_id, Enrollment.sequence == name,
+               Enrollment.state.in_(("active", "waiting", "sending")))
+        .values(state="stopped", stop_reason=reason, next_due_at=None)
+        .execution_options(synchronize_session=False))
+
+
+def resume_sequence(lead_id: int, name: str, reason: str) -> None:
+    """Let one sequence stopped for `reason` go on from where it stood."""
+    db.session.execute(
+        update(Enrollment)
+        .where(Enrollment.lead_id == lead_id, Enrollment.sequence == name,
+               Enrollment.state == "stopped", Enrollment.stop_reason == reason)
+        .values(state="active", stop_reason="", next_due_at=clock.utcnow())
+        .execution_options(synchronize_session=False))
+
+
 def should_stop(lead: Lead, sequence: Sequence, upgraded: set[int] | None = None,
                 tagged: dict[int, set[str]] | None = None) -> str:
     """Why this lead must get nothing more from the sequence, or ''. `upgraded`: the

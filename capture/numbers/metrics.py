@@ -1,13 +1,18 @@
 """Every number the reports and the dashboard show, with one definition each.
 
 - visitors: distinct visitor cookies that viewed a page (bots left out)
-- leads: new leads that opted in (form, embedded form, API); duplicates and trapped
-  bots are not leads, nor are imported leads, which count apart as `imported`
+- leads: new people who opted in (form, embedded form, API), counted where their first
+  opt-in came from; duplicates and trapped bots are not leads, nor are imported leads,
+  which count apart as `imported`. For one page, and by page: the opt-ins on that page
+- optins: opt-ins, a person's first and each later one on another page, each where it
+  came from (a repeat on the same page is a duplicate)
+- approved, rejected, pending, confirmed: opt-ins (a later opt-in has its own review;
+  confirmed: of a person who confirmed their address)
 - conversion rate = leads / visitors (opt-ins only: an import has no visitors)
 - approval rate = approved / (approved + rejected), opt-ins and imported leads alike
 - open rate = leads with at least one human open / leads delivered; click rate likewise
-- payout = approved leads (opt-ins and imported) × page payout; revenue = payout +
-  upgrade amounts (of every lead)
+- payout = approved opt-ins (and imported leads) × their page's payout; revenue =
+  payout + upgrade amounts (of every lead)
 - earnings per visitor = revenue of the opt-ins (their payout and upgrades) / visitors
 
 Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
@@ -32,6 +37,7 @@ from capture.models import (
     Delivery,
     Event,
     Lead,
+    Optin,
     Page,
     RollupCount,
     RollupFirst,
@@ -55,6 +61,7 @@ class Numbers:
 
     visitors: int = 0
     leads: int = 0
+    optins: int = 0
     imported: int = 0
     duplicates: int = 0
     approved: int = 0
@@ -279,7 +286,15 @@ def _read_rollups(connection, start: date | None, end: date | None, page_id: int
         if number is None:  # no visitor at all (an aggregate without groups)
             continue
         groups.setdefault(rest[0] if key is not None else None, Numbers()).visitors = int(number)
+    if by == "page" or page_id is not None:
+        _leads_are_optins(groups)
     return groups
+
+
+def _leads_are_optins(groups: dict) -> None:
+    """A page's leads are the opt-ins on it (a person may have opted in on several)."""
+    for numbers in groups.values():
+        numbers.leads = numbers.optins
 
 
 def _from_tables(start: datetime | None, end: datetime | None, page_id: int | None,
@@ -293,6 +308,12 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
             for name, value in zip(names, row, strict=True):
                 setattr(numbers, name, value if value is not None else getattr(numbers, name))
 
+    def add(values: dict, *names: str) -> None:
+        for group, row in values.items():
+            numbers = groups.setdefault(group, Numbers())
+            for name, value in zip(names, row, strict=False):
+                setattr(numbers, name, getattr(numbers, name) + (value or 0))
+
     def for_page(stmt, column):
         return stmt.where(column == page_id) if page_id is not None else stmt
 
@@ -302,28 +323,35 @@ def _from_tables(start: datetime | None, end: datetime | None, page_id: int | No
     stmt = for_page(in_period(stmt, Visit.created_at, start, end), Visit.page_id)
     put(_run(stmt, key), "visitors")
 
-    # Leads of the period (opt-ins and imported apart) and their review, confirmation
-    # and payout.
-    key = _group_key(by, Lead, Lead.created_at)
-    approved = Lead.review == "approved"
-    stmt = (
-        select(
-            func.count(case((Lead.imported.is_(False), 1))),
-            func.count(case((Lead.imported.is_(True), 1))),
+    # Opt-ins of the period and their review, confirmation and payout: the first of
+    # each lead is the lead's own row (its people counted apart, opt-ins and imported),
+    # the later ones are rows of their own (`later`), each grouped where it came from.
+    for entity, later in ((Lead, False), (Optin, True)):
+        key = _group_key(by, entity, entity.created_at)
+        approved = entity.review == "approved"
+        stmt = select(
+            func.count(case((entity.imported.is_(False), 1))),
             func.count(case((approved, 1))),
-            func.count(case((Lead.review == "rejected", 1))),
-            func.count(case((Lead.review == "pending", 1))),
+            func.count(case((entity.review == "rejected", 1))),
+            func.count(case((entity.review == "pending", 1))),
             func.count(Lead.confirmed_at),
             func.coalesce(func.sum(case((approved, Page.payout), else_=0)), 0),
-            func.coalesce(func.sum(case((approved & Lead.imported.is_(True), Page.payout),
+            func.coalesce(func.sum(case((approved & entity.imported.is_(True), Page.payout),
                                         else_=0)), 0),
-        )
-        .select_from(Lead)
-        .outerjoin(Page, Page.id == Lead.page_id)
-    )
-    stmt = for_page(in_period(stmt, Lead.created_at, start, end), Lead.page_id)
-    put(_run(stmt, key), "leads", "imported", "approved", "rejected", "pending", "confirmed",
-        "payout", "imported_payout")
+            func.count(case((entity.imported.is_(True), 1))),
+        ).select_from(entity)
+        if later:
+            stmt = stmt.join(Lead, Lead.id == Optin.lead_id).where(Optin.first.is_(False))
+        stmt = stmt.outerjoin(Page, Page.id == entity.page_id)
+        stmt = for_page(in_period(stmt, entity.created_at, start, end), entity.page_id)
+        names = ("optins", "approved", "rejected", "pending", "confirmed", "payout",
+                 "imported_payout")
+        add(_run(stmt, key), *names, *(() if later else ("imported",)))
+        if not later:
+            for numbers in groups.values():
+                numbers.leads = numbers.optins
+    if by == "page" or page_id is not None:
+        _leads_are_optins(groups)
 
     # Duplicates, grouped by where the repeat opt-in came from.
     if by in (None, "page", "day"):

@@ -12,7 +12,17 @@ from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from capture.models import Delivery, Event, Lead, Page, RollupQueue, RollupState, Upgrade, Visit
+from capture.models import (
+    Delivery,
+    Event,
+    Lead,
+    Optin,
+    Page,
+    RollupQueue,
+    RollupState,
+    Upgrade,
+    Visit,
+)
 from capture.numbers import rollups
 
 # Lead columns whose change moves the lead's numbers (their rows are found by id).
@@ -40,7 +50,7 @@ def _note_changes(session: Session, flush_context) -> None:
     for obj in session.dirty:
         if isinstance(obj, Lead) and _changed(obj, _LEAD_COLUMNS):
             lead_ids.add(obj.id)
-        elif isinstance(obj, Event | Upgrade) and _changed(
+        elif isinstance(obj, Event | Upgrade | Optin) and _changed(
                 obj, [c.key for c in inspect(type(obj)).column_attrs]):
             lead_ids.add(obj.lead_id)
         elif isinstance(obj, Visit) and _changed(
@@ -49,7 +59,7 @@ def _note_changes(session: Session, flush_context) -> None:
     for obj in session.deleted:
         if isinstance(obj, Lead):
             lead_ids.add(obj.id)
-        elif isinstance(obj, Event | Delivery | Upgrade):
+        elif isinstance(obj, Event | Delivery | Upgrade | Optin):
             lead_ids.add(obj.lead_id)
         elif isinstance(obj, Page | Visit):
             lead_ids.add(None)

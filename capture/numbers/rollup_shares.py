@@ -14,14 +14,17 @@ from decimal import Decimal
 from sqlalchemy import select, true
 from sqlalchemy.engine import Connection
 
-from capture.models import Delivery, Event, Lead, Upgrade, Visit
+from capture.models import Delivery, Event, Lead, Optin, Upgrade, Visit
 
-# leads counts opt-ins; imported the leads an import created, and imported_approved,
+# leads counts people (the leads that opted in), where their first opt-in came from;
+# optins counts every opt-in, the first and the later ones on other pages, each where
+# it came from; approved, rejected, pending and confirmed count opt-ins too (a payout
+# is per opt-in). imported counts the leads an import created, and imported_approved,
 # imported_upgrade_cents their part of approved and upgrade_cents (new fields go last:
 # the shares kept in rollup_leads name fields by position).
 COUNT_FIELDS = ("leads", "approved", "rejected", "pending", "confirmed", "duplicates",
                 "opens_raw", "clicks_raw", "upgrades", "upgrade_cents", "imported",
-                "imported_approved", "imported_upgrade_cents")
+                "imported_approved", "imported_upgrade_cents", "optins")
 _FIELD = {name: index for index, name in enumerate(COUNT_FIELDS)}
 LEAD_FIRSTS = ("delivered", "opened", "clicked", "unsubscribed")
 DIMENSIONS = ("source", "campaign", "ref")
@@ -32,25 +35,37 @@ _EVENT_KINDS = ("open", "click", "unsubscribe", "duplicate")
 
 # --- one lead's and one visitor's share ---------------------------------------------
 
-def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> dict:
+def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable,
+               optins: Iterable = ()) -> dict:
     """What one lead adds to the rollups, as JSON-ready lists (days as ordinals).
 
     lead: (id, created_at, page_id, utm_source, utm_campaign, ref, review, confirmed_at,
     imported);
     events: (lead_id, kind, created_at, machine, page_id, data) of the counted kinds;
     sent: (lead_id, sent_at, …) of its sent deliveries; upgrades: (lead_id, created_at,
-    amount)."""
+    amount); optins: (lead_id, created_at, page_id, utm_source, utm_campaign, ref,
+    review) of its later opt-ins (the first one is the lead's own row)."""
     counts: Counter = Counter()
     elsewhere: Counter = Counter()
     days: dict[str, set[int]] = {name: set() for name in LEAD_FIRSTS}
     day = lead.created_at.toordinal()
     counts[(day, _FIELD["imported" if lead.imported else "leads"])] += 1
+    if not lead.imported:
+        counts[(day, _FIELD["optins"])] += 1
     if lead.review in ("approved", "rejected", "pending"):
         counts[(day, _FIELD[lead.review])] += 1
         if lead.imported and lead.review == "approved":
             counts[(day, _FIELD["imported_approved"])] += 1
     if lead.confirmed_at is not None:
         counts[(day, _FIELD["confirmed"])] += 1
+    later: Counter = Counter()
+    for _, created_at, page_id, source, campaign, ref, review in optins:
+        where = (created_at.toordinal(), page_id, _text(source), _text(campaign), _text(ref))
+        later[(*where, _FIELD["optins"])] += 1
+        if review in ("approved", "rejected", "pending"):
+            later[(*where, _FIELD[review])] += 1
+        if lead.confirmed_at is not None:
+            later[(*where, _FIELD["confirmed"])] += 1
     for _, kind, created_at, machine, page_id, data in events:
         day = created_at.toordinal()
         if kind == "duplicate":
@@ -78,10 +93,14 @@ def lead_share(lead, events: Iterable, sent: Iterable, upgrades: Iterable) -> di
         for day in sorted(days[name]):
             firsts.append([index, day, previous])
             previous = day
-    return {"a": [lead.page_id, lead.utm_source, lead.utm_campaign, lead.ref],
-            "c": [[d, f, n] for (d, f), n in sorted(counts.items()) if n],
-            "d": [[*key, n] for key, n in elsewhere.items()],
-            "f": firsts}
+    share = {"a": [lead.page_id, lead.utm_source, lead.utm_campaign, lead.ref],
+             "c": [[d, f, n] for (d, f), n in sorted(counts.items()) if n],
+             "d": [[*key, n] for key, n in elsewhere.items()],
+             "f": firsts}
+    if later:
+        # Where each later opt-in came from: [day, page, source, campaign, ref, field, n].
+        share["o"] = [[*key, n] for key, n in sorted(later.items(), key=repr)]
+    return share
 
 
 def visitor_firsts(visits: Iterable) -> Counter:
@@ -127,6 +146,9 @@ class Totals:
             for dimension, value in zip(DIMENSIONS, (source, campaign, ref), strict=True):
                 self._count((day, where, dimension, value))[_FIELD["duplicates"]] += (
                     sign * number)
+        for day, where, source, campaign, ref, field, number in share.get("o", ()):
+            for dimension, value in zip(DIMENSIONS, (source, campaign, ref), strict=True):
+                self._count((day, where, dimension, value))[field] += sign * number
         for index, day, previous in share["f"]:
             for dimension, value in zip(DIMENSIONS, values, strict=True):
                 self.firsts[(LEAD_FIRSTS[index], day, previous, page_id, dimension,
@@ -146,8 +168,8 @@ class Totals:
 # --- reading the source rows -----------------------------------------------------------
 
 def lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterator:
-    """(lead, events, sent, upgrades) per lead, in lead id order: of the given leads,
-    or of every lead (four ordered queries merged).
+    """(lead, events, sent, upgrades, later opt-ins) per lead, in lead id order: of the
+    given leads, or of every lead (five ordered queries merged).
 
     For given leads the kind and status are checked here, not in SQL: the query then
     goes by the lead's index instead of scanning every open or sent delivery."""
@@ -173,12 +195,16 @@ def lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterator
             select(Upgrade.lead_id, Upgrade.created_at, Upgrade.amount)
             .where(Upgrade.lead_id.in_(lead_ids) if lead_ids is not None else true())
             .order_by(Upgrade.lead_id)),
+        connection.execute(only(
+            select(Optin.lead_id, Optin.created_at, Optin.page_id, Optin.utm_source,
+                   Optin.utm_campaign, Optin.ref, Optin.review, Optin.first, Optin.imported),
+            Optin.lead_id, Optin.first.is_(False)).order_by(Optin.lead_id, Optin.id)),
     ]
     wanted = [lambda row: row.kind in _EVENT_KINDS, lambda row: row.status == "sent",
-              lambda row: True]
+              lambda row: True, lambda row: not row.first and not row.imported]
     pending = [next(stream, None) for stream in streams]
     for lead in leads:
-        groups: list[list] = [[], [], []]
+        groups: list[list] = [[], [], [], []]
         for index, stream in enumerate(streams):
             row = pending[index]
             while row is not None and row[0] < lead.id:
@@ -188,6 +214,7 @@ def lead_streams(connection: Connection, lead_ids: list[int] | None) -> Iterator
                     groups[index].append(row)
                 row = next(stream, None)
             pending[index] = row
+        groups[3] = [row[:7] for row in groups[3]]
         yield lead, *groups
 
 

@@ -15,8 +15,8 @@ Two tables hold the numbers (see `capture.models`):
 How they stay exact: `refresh()` folds in what changed since the last fold, and
 `metrics.report` calls it before reading, so a report is never stale (the scheduler
 folds on every tick too, so that a dashboard load finds little to do). Inserted rows are
-found by id (one high-water mark per table: visits, leads, events, upgrades and
-deliveries); deliveries not yet sent are remembered (rollup_unsent) and folded again once
+found by id (one high-water mark per table: visits, leads, events, upgrades,
+deliveries and opt-ins); deliveries not yet sent are remembered (rollup_unsent) and folded again once
 sent; changes in place that the ORM flushes (a review, a confirmation, a deletion) put the
 lead's id into rollup_queue in the same transaction (`capture.numbers.rollup_queue`).
 A lead's share is recomputed from its rows and the share it added before (kept in
@@ -43,6 +43,7 @@ from capture.models import (
     Delivery,
     Event,
     Lead,
+    Optin,
     RollupCount,
     RollupFirst,
     RollupLead,
@@ -56,7 +57,7 @@ from capture.numbers import rollup_shares
 
 # The tables whose new rows a fold reads, by their high-water mark's name.
 SOURCES = {"visits": Visit, "leads": Lead, "events": Event, "upgrades": Upgrade,
-           "deliveries": Delivery}
+           "deliveries": Delivery, "optins": Optin}
 _CHUNK = 500
 # Most new ids of each table one fold transaction reads (a backlog takes several).
 FOLD_ROWS = 20_000
@@ -231,7 +232,8 @@ def _fold_once(connection: Connection) -> None:
     upto = {name: min(tops[name], marks[name] + FOLD_ROWS) for name in SOURCES}
     dirty = set(queued)
     for name, column in (("leads", Lead.id), ("events", Event.lead_id),
-                         ("upgrades", Upgrade.lead_id), ("deliveries", Delivery.lead_id)):
+                         ("upgrades", Upgrade.lead_id), ("deliveries", Delivery.lead_id),
+                         ("optins", Optin.lead_id)):
         model = SOURCES[name]
         if upto[name] > marks[name]:
             new = (model.id > marks[name], model.id <= upto[name])
@@ -269,8 +271,8 @@ def _fold_leads(connection: Connection, lead_ids: list[int], totals: rollup_shar
         connection.execute(delete(RollupLead).where(RollupLead.lead_id.in_(chunk)))
         connection.execute(delete(RollupUnsent).where(RollupUnsent.lead_id.in_(chunk)))
         shares = []
-        for lead, events, sent, upgrades in rollup_shares.lead_streams(connection, chunk):
-            share = rollup_shares.lead_share(lead, events, sent, upgrades)
+        for lead, *streams in rollup_shares.lead_streams(connection, chunk):
+            share = rollup_shares.lead_share(lead, *streams)
             totals.add_lead(share)
             shares.append({"lead_id": lead.id, "parts": json.dumps(share, separators=(",", ":"))})
         _insert_all(connection, RollupLead.__table__, shares)
@@ -302,8 +304,8 @@ def _rebuild(connection: Connection, tops: dict[str, int]) -> None:
         connection.execute(delete(model))
     totals = rollup_shares.Totals()
     batch = []
-    for lead, events, sent, upgrades in rollup_shares.lead_streams(connection, None):
-        share = rollup_shares.lead_share(lead, events, sent, upgrades)
+    for lead, *streams in rollup_shares.lead_streams(connection, None):
+        share = rollup_shares.lead_share(lead, *streams)
         totals.add_lead(share)
         batch.append({"lead_id": lead.id, "parts": json.dumps(share, separators=(",", ":"))})
         if len(batch) >= 5000:

@@ -91,7 +91,9 @@ def subjects(smtp):
 
 # --- webhooks ------------------------------------------------------------------------------
 
-ALL = list(EVENTS)
+# An endpoint's events when a test names none: every event about a lead's state.
+# `optin.created` (one more per opt-in) is left out here and tested in test_optins.
+ALL = [event for event in EVENTS if event != "optin.created"]
 
 
 def add_webhook(app, url, events=None, page=None, active=True) -> int:

@@ -79,3 +79,38 @@ def test_downgrading_below_sequence_entries_keeps_the_first_entry_and_no_orphans
             text("SELECT id, delivery_id FROM events ORDER BY id")).all()
     assert deliveries == [1] and links == [1]
     assert [tuple(row) for row in events] == [(1, 1), (2, None)]
+
+
+BEFORE_OPTINS = "b18e2a5d7c10"
+
+
+def test_upgrading_gives_every_lead_its_first_optin_and_keeps_the_numbers(fresh_app):
+    from capture.numbers import metrics
+
+    runner = fresh_app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade", BEFORE_TAGS]).exit_code == 0
+    with fresh_app.app_context(), db.engine.begin() as connection:
+        for statement in ROWS:
+            connection.execute(text(statement))
+    assert runner.invoke(args=["db", "upgrade", BEFORE_OPTINS]).exit_code == 0
+    with fresh_app.app_context(), db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO leads (id, email, name, fields, public_ref, page_id, consent_text,"
+            " consent_at, consent_ip, review, review_reason, subscription, imported,"
+            " utm_source, created_at) VALUES (2, 'bo@example.com', 'Bo', '{}', 'ref2', 1,"
+            " 'Yes please', '2026-11-02 09:00:00', '192.0.2.7', 'rejected', 'fake', 'subscribed',"
+            " false, 'ads', '2026-11-02 09:00:00')"))
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with fresh_app.app_context(), db.engine.connect() as connection:
+        optins = connection.execute(text(
+            "SELECT lead_id, page_id, first, review, review_reason, utm_source, consent_text,"
+            " consent_ip FROM optins ORDER BY lead_id")).all()
+    assert [tuple(row) for row in optins] == [
+        (1, 1, True, "approved", "", None, "", None),
+        (2, 1, True, "rejected", "fake", "ads", "Yes please", "192.0.2.7")]
+    with fresh_app.app_context():
+        guide = metrics.report(by="page").rows["guide"]
+        total = metrics.report().total
+    assert (guide.leads, guide.optins, guide.approved, guide.rejected) == (2, 2, 1, 1)
+    assert (total.leads, total.payout) == (2, 5)

@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from capture.db import db
-from capture.models import Lead, Page
+from capture.models import Optin, Page
 from capture.pages.definition import apply_page, page_templates_dir, page_to_dict, validate_page
 
 pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON.")
@@ -17,9 +17,10 @@ pages_cli = AppGroup("pages", help="List, export and import opt-in pages as JSON
 
 @pages_cli.command("list")
 def pages_list() -> None:
-    """One line per page: slug, state, review mode, sequence, leads, title."""
+    """One line per page: slug, state, review mode, sequence, leads (the opt-ins on
+    it: a person who opted in on two pages is a lead of each), title."""
     counts = dict(
-        db.session.execute(select(Lead.page_id, func.count()).group_by(Lead.page_id)).all()
+        db.session.execute(select(Optin.page_id, func.count()).group_by(Optin.page_id)).all()
     )
     pages = db.session.scalars(select(Page).order_by(Page.slug)).all()
     if not pages:

@@ -197,7 +197,7 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     if lead.review != "pending":
         changes.append(f"lead.{lead.review}")
     events.emit_many(changes, lead,
-                     extra={"optin": optins.data(SimpleNamespace(**first), page)})
+                     extra=lambda: {"optin": optins.data(SimpleNamespace(**first), page)})
     membership.enroll(lead, page, new=True)
     db.session.commit()
     return Outcome("created", lead_id)

@@ -7,7 +7,7 @@ change it reports (an outbox): a visitor's request only inserts rows, and
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -43,10 +43,11 @@ def emit(event: str, lead: Lead, page_id: int | None = None,
 
 
 def emit_many(events: Sequence[str], lead: Any, page_id: int | None = None,
-              extra: dict[str, Any] | None = None) -> int:
+              extra: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> int:
     """`emit` for several events about one lead, in order, with one look-up of the
     endpoints (an auto-approved opt-in is `lead.created` and `lead.approved`).
-    `lead` is a Lead or any object with its attributes (see `lead_data`)."""
+    `lead` is a Lead or any object with its attributes (see `lead_data`); `extra`
+    may be a function, called only when an endpoint wants one of the events."""
     for event in events:
         if event not in EVENTS:
             raise ValueError(f"unknown webhook event {event!r}")
@@ -60,6 +61,8 @@ def emit_many(events: Sequence[str], lead: Any, page_id: int | None = None,
         targets = [hook.id for hook in hooks if event in (hook.events or [])
                    and hook.page_id in (None, page_id)]
         if targets:
+            if callable(extra):
+                extra = extra()
             body = encode(payload(event, lead, now, extra))
             rows += [{"webhook_id": webhook_id, "event": event, "body": body,
                       "status": "pending", "created_at": now, "next_attempt_at": now}

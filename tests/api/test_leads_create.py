@@ -187,3 +187,16 @@ def test_body_larger_than_the_limit_is_a_json_413(api, page):
     response = api.post("/leads", valid(name="x" * 70_000))
     assert response.status_code == 413
     assert error_of(response)["code"] == "too_large"
+
+
+def test_known_address_on_another_page_is_a_new_optin_answered_with_201(
+        app, api, page, make_page):
+    make_page(slug="prices", double_opt_in=False)
+    first = api.post("/leads", valid()).get_json()["lead"]
+    response = api.post("/leads", {"page": "prices", "email": "ann@example.com",
+                                   "utm_source": "partner"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert (body["duplicate"], body["new_person"]) == (False, False)
+    assert body["lead"]["public_ref"] == first["public_ref"]
+    assert count(app, Lead) == 1

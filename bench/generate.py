@@ -190,9 +190,10 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
              due: int = 1000, days: int = 90, prefix: str = "g", page_slug: str = "bench",
              seed: int = 1, log=print) -> dict:
     """Insert the rows (inside an app context); return counts and timings."""
-    from sqlalchemy import select
+    from sqlalchemy import select, text
 
     from capture import clock
+    from capture.leads import optins
     from capture.numbers import rollups
     from capture.mail import work_queue
     from capture.mail.sequences import Library
@@ -312,6 +313,14 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
             }
 
     loader.insert(tables["leads"], lead_rows(), expected=leads)
+    # Each lead's first opt-in, as the opt-in writes it (one per lead: no later ones).
+    copied = ", ".join(optins.COPIED)
+    optins_started = time.perf_counter()
+    connection.execute(text(
+        f"INSERT INTO optins (lead_id, first, {copied}) SELECT id, :yes, {copied} "
+        f"FROM leads WHERE id >= :first ORDER BY id").bindparams(yes=True, first=first["leads"]))
+    connection.commit()
+    log(f"  optins: {leads:,} rows in {time.perf_counter() - optins_started:.1f} s")
 
     # --- enrolments and the deliveries of the steps they passed ------------------------
     e_plan: list[tuple[int, int, int, float]] = []  # (lead index, enrolment id, steps, last)
@@ -407,7 +416,7 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
             db.session.add(SequenceVersion(name=sequence.name,
                                            signature=work_queue.wake_signature(sequence)))
     if connection.dialect.name == "postgresql":
-        for name in tables:
+        for name in (*tables, "optins"):
             connection.exec_driver_sql(
                 f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
                 f"(SELECT MAX(id) FROM {name}))")

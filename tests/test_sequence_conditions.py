@@ -78,7 +78,7 @@ def test_a_step_whose_condition_fails_is_skipped_and_the_next_counts_from_the_sk
     assert (summary.sent, summary.skipped) == (0, 1)
     assert "skipped 1" in summary.line()
     assert skips(smtp_app, lead_id) == [
-        {"sequence": "course", "step": "vip", "reason": "when: not matched"}]
+        {"sequence": "course", "step": "vip", "reason": "when: not matched (tagged vip)"}]
     assert deliveries(smtp_app, lead_id) == [("welcome", "sent")]
     enrollment = enrollment_of(smtp_app, lead_id)
     assert (enrollment.state, enrollment.last_step) == ("active", "vip")
@@ -330,3 +330,20 @@ def test_dashboard_marks_a_step_whose_when_names_no_page_as_held(app, owner):
     page = owner.get("/admin/sequences").get_data(as_text=True)
     assert "course/02-vip.md:4: when.pages: no page &#39;webnar&#39;" in page
     assert "held: fix the file" in page
+
+
+def test_a_skip_on_a_second_time_through_names_its_entry(smtp_app, smtp, clock):
+    folder = sequence_folder(smtp_app, "again")
+    (folder / "sequence.yml").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "sequence.yml").write_text("start_on:\n  - tag: go\nreenter: true\n")
+    step_file(folder, "01-vip.md", "For VIPs", "delay: 0\nwhen:\n  tags: [vip]\n")
+    lead_id = add_lead(smtp_app, sequence=None)
+    for _ in range(2):
+        with smtp_app.app_context():
+            tags.remove_tags([lead_id], ["go"], "dashboard")
+            tags.add_tags([lead_id], ["go"], "dashboard")
+            db.session.commit()
+        tick(smtp_app)
+        clock.advance(minutes=5)
+    assert [event.get("entry") for event in skips(smtp_app, lead_id)] == [None, 2]
+    assert subjects(smtp) == []

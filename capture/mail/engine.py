@@ -28,6 +28,7 @@ from capture.mail import (
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Library, Sequence, Step
 from capture.models import Delivery, Enrollment, Upgrade
+from capture.segments.words import describe
 from capture.timeline import event_row, insert_events
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,10 @@ def _weigh_conditions(found: list, now: datetime, summary: Summary, due: list) -
             if enrollment.lead_id in holds:
                 due.append(item)
                 continue
-            events.append(event_row(enrollment.lead_id, enrollment.lead.page_id, "skip",
-                                    sequence=sequence.name, step=step.key,
-                                    reason="when: not matched"))
+            events.append(event_row(
+                enrollment.lead_id, enrollment.lead.page_id, "skip", sequence=sequence.name,
+                step=step.key, reason=f"when: not matched ({describe(step.when)})",
+                **({"entry": enrollment.entry} if enrollment.entry > 1 else {})))
             membership.move_past(enrollment, step, now, sequence=sequence)
             enrollment.state = "sending"  # still this tick's claim
             summary.skipped += 1

@@ -77,6 +77,11 @@ class Page(db.Model):
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Tags every lead that opts in here gets (capture.leads.tags).
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A page test (A/B): the other variants, each {"key": "b", "weight": 50, …} with
+    # the page values it overrides; the page itself is variant "a", weighted
+    # variant_a_weight (None: an equal share). Empty: no test.
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    variant_a_weight: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, default=_now, onupdate=_now
@@ -112,6 +117,8 @@ class Visit(db.Model):
     landing_url: Mapped[str | None] = mapped_column(String(2000))
     user_agent: Mapped[str | None] = mapped_column(String(500))
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The page variant shown ("a" the page itself; None: the page had no test).
+    variant: Mapped[str | None] = mapped_column(String(20))
 
 
 class Lead(db.Model):
@@ -183,6 +190,8 @@ class Lead(db.Model):
     subscription: Mapped[str] = mapped_column(String(12), default="unconfirmed")
     # Created by a list import, not an opt-in: its own number in the reports.
     imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The page variant its first opt-in was made on (None: no test then).
+    variant: Mapped[str | None] = mapped_column(String(20))
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
@@ -234,6 +243,8 @@ class Optin(db.Model):
     review: Mapped[str] = mapped_column(String(10), default="pending")
     review_reason: Mapped[str] = mapped_column(String(300), default="")
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The page variant the opt-in was made on (None: no test then).
+    variant: Mapped[str | None] = mapped_column(String(20))
 
     page: Mapped[Page | None] = relationship()
 
@@ -396,6 +407,9 @@ class Delivery(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     message_id: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(String(300), default="")
+    # A subject test: which of the step's or broadcast's subjects (0-based) this email
+    # got, drawn at random (None: one subject).
+    subject_index: Mapped[int | None] = mapped_column()
     error: Mapped[str] = mapped_column(String(500), default="")
 
     lead: Mapped[Lead] = relationship()
@@ -433,6 +447,17 @@ class Broadcast(db.Model):
     recipients: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A subject test: the 2-4 subjects as frozen at `send` (empty: `subject` alone),
+    # and the test's settings {share, wait_hours, pick_by} (None: every recipient at once).
+    subjects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    test: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # testing (the share is being sent) → waiting (until test_until) → picked (the
+    # winner goes to the rest); None without a test.
+    test_phase: Mapped[str | None] = mapped_column(String(10))
+    test_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # The winning subject's index and the numbers it was picked on, per subject.
+    winner: Mapped[int | None] = mapped_column()
+    test_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SequenceVersion(db.Model):
@@ -482,6 +507,31 @@ class Upgrade(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
     lead: Mapped[Lead] = relationship()
+
+
+class Cost(db.Model):
+    """Ad spend of one day, source, campaign and page (capture.numbers.spend): a row
+    for the same four replaces the earlier one, so importing a file again is safe.
+    `source` and `campaign` are "" for spend not tied to one; `page_id` None: not to
+    one page."""
+
+    __tablename__ = "costs"
+    __table_args__ = (
+        Index("ix_costs_day", "day", "page_id"),
+        Index("ix_costs_key", "day", "source", "campaign", "page_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+    page: Mapped[Page | None] = relationship()
 
 
 class Owner(db.Model):

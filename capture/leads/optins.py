@@ -29,7 +29,7 @@ from capture.webhooks import events
 # The values an opt-in row copies from a new lead's row (its first opt-in).
 COPIED = ("page_id", "visit_id", "imported", "created_at", *ATTRIBUTION_KEYS, "referrer",
           "landing_url", "consent_text", "consent_at", "consent_ip", "review",
-          "review_reason", "reviewed_at")
+          "review_reason", "reviewed_at", "variant")
 INSERT = insert(Optin.__table__)
 REASON_MAX_LENGTH = 300
 # The stop reason of a page's sequence when its (later) opt-in is rejected.

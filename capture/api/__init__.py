@@ -105,6 +105,7 @@ def init_app(app: Flask) -> None:
         broadcasts,
         leads,
         metrics,
+        reviews,
         tags,
         upgrades,
     )

@@ -155,7 +155,10 @@ def _never_asked_to_confirm(lead: Lead) -> bool:
 
 
 def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
-    """Reject a lead with a reason and stop its sequences. True when it changed.
+    """Reject a lead with a reason and stop its sequences. True when it changed. An
+    approved lead rejected later is a **return**: its payout goes (the reports count
+    its review as it is now), the timeline says `return` and `lead.returned` is sent
+    with `lead.rejected`.
 
     Raises ValueError when the reason is empty."""
     reason = " ".join((reason or "").split())[:REASON_MAX_LENGTH]
@@ -164,11 +167,13 @@ def reject(lead: Lead, reason: str, by: str = "owner") -> bool:
     if (lead.review == "rejected" and lead.review_reason == reason
             or lead.subscription == "erased"):  # its numbers stay as they were
         return False
+    returned = lead.review == "approved"
     lead.review = "rejected"
     lead.review_reason = reason
     lead.reviewed_at = clock.utcnow()
-    record_event(lead, "reject", by=by, reason=reason)
-    events.emit("lead.rejected", lead)
+    record_event(lead, "return" if returned else "reject", by=by, reason=reason)
+    events.emit_many(["lead.rejected", "lead.returned"] if returned else ["lead.rejected"],
+                     lead)
     membership.stop(lead, "rejected")
     db.session.commit()
     return True

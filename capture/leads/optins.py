@@ -135,11 +135,13 @@ def review(optin: Optin, decision: str, reason: str = "", by: str = "owner") -> 
     if lead.subscription == "erased" or (optin.review == state
                                          and (optin.review_reason or "") == reason):
         return Decision(False, f"The opt-in on {slug} is already {state}.")
+    returned = state == "rejected" and optin.review == "approved"
     optin.review, optin.review_reason = state, reason
     optin.reviewed_at = clock.utcnow()
-    record_event(lead, decision, optin.page_id, by=by, reason=reason, page=slug)
-    events.emit(f"lead.{state}", lead, optin.page_id,
-                extra={"optin": data(optin, optin.page)})
+    record_event(lead, "return" if returned else decision, optin.page_id, by=by,
+                 reason=reason, page=slug)
+    events.emit_many([f"lead.{state}", *(["lead.returned"] if returned else [])], lead,
+                     optin.page_id, extra={"optin": data(optin, optin.page)})
     sequence = optin.page.sequence if optin.page is not None else None
     if state == "approved" and optin.page is not None:
         if sequence:

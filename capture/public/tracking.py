@@ -17,7 +17,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from capture.leads import engagement
-from capture.leads import lifecycle, upgrades
+from capture.leads import decisions, lifecycle, upgrades
 from capture import links
 from capture.db import csrf, db, is_unavailable, unavailable_reason
 from capture.models import Enrollment, Lead
@@ -121,6 +121,32 @@ def unsubscribe(token: str):
     lifecycle.unsubscribe(lead, source="one-click" if one_click else "page",
                           delivery_id=delivery_id)
     return _unsubscribe_page(lead, None, done="everything")
+
+
+@bp.route("/postback/review", methods=["GET", "POST"])
+@csrf.exempt
+def postback_review():
+    """A buyer's decision on a lead (`lead`, `review`, `reason`, optionally `page` for
+    the person's later opt-in there), signed like the upgrade postback.
+
+    JSON answers: 200 taken (`changed: false` for a replay), 400 a missing or invalid
+    value, 403 a bad signature, 404 an unknown lead or no opt-in on that page, 409 an
+    erased person."""
+    values = request.values
+    if any(len(values.getlist(key)) > 1 for key in values):
+        return {"ok": False, "error": "each parameter may be given once"}, 400
+    params = {key: values[key] for key in values}
+    missing = sorted({"lead", "review", "sig"} - set(params))
+    if missing:
+        return {"ok": False, "error": f"missing: {', '.join(missing)}"}, 400
+    if not upgrades.signature_valid(params, current_app.config["POSTBACK_SECRET"]):
+        return {"ok": False, "error": "bad signature"}, 403
+    try:
+        outcome = decisions.decide(params["lead"], params["review"], params.get("reason", ""),
+                                   by="postback", page=params.get("page") or None)
+    except decisions.DecisionError as error:
+        return {"ok": False, "error": str(error)}, error.status
+    return {"ok": True, "changed": outcome.changed, "returned": outcome.returned}, 200
 
 
 @bp.route("/postback/upgrade", methods=["GET", "POST"])

@@ -2,7 +2,7 @@
 
 from flask import render_template, request
 
-from capture.numbers import metrics, ordering, periods
+from capture.numbers import metrics, ordering, periods, reasons
 from capture.admin import bp
 
 # The groupings offered, as metrics dimensions: ?by= -> (tab label, column heading).
@@ -37,6 +37,7 @@ def sources():
         sort=sort, direction=direction, default_direction=default_direction,
         rows=ordering.sorted_rows(report.rows, sort, descending=direction == "desc"),
         total=report.total, currency=metrics.currency_label(),
+        reasons=reasons.rejection_reasons(period.start, period.end),
     )
 
 

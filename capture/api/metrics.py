@@ -5,7 +5,7 @@ from datetime import datetime, time, timedelta
 from flask import request
 from sqlalchemy import select
 
-from capture.numbers import broadcasts, metrics
+from capture.numbers import broadcasts, metrics, reasons
 from capture.api import bp
 from capture.api.errors import bad_parameters
 from capture.api.inputs import query_choice, query_date, query_text, refuse_unknown
@@ -18,12 +18,13 @@ from capture.models import Page
 def read_metrics():
     """Totals for a period (`from`/`to`, whole UTC days, both included), optionally
     for one page and grouped `by` page, source, campaign, ref or day; or `by=broadcast`:
-    one row per broadcast that started sending in the period, with its own numbers."""
+    one row per broadcast that started sending in the period, with its own numbers;
+    or `by=reason`: one row per rejection reason, with its pages and sources."""
     refuse_unknown(request.args, {"from", "to", "page", "by"}, body=False)
     first, last = query_date("from"), query_date("to")
     if first and last and first > last:
         raise bad_parameters({"from": "is after to: no day can match; swap the dates"})
-    by = query_choice("by", (*metrics.DIMENSIONS, "broadcast")) or None
+    by = query_choice("by", (*metrics.DIMENSIONS, "broadcast", "reason")) or None
     slug = query_text("page", 64)
     if slug and by == "broadcast":
         raise bad_parameters({"page": "cannot be combined with by=broadcast: a broadcast "
@@ -36,8 +37,10 @@ def read_metrics():
     start = datetime.combine(first, time()) if first else None
     end = datetime.combine(last + timedelta(days=1), time()) if last and last.year < 9999 else None
     report = metrics.report(start=start, end=end, page_id=page_id,
-                            by=None if by == "broadcast" else by)
-    if by == "broadcast":
+                            by=None if by in ("broadcast", "reason") else by)
+    if by == "reason":
+        rows = [reason.as_json() for reason in reasons.rejection_reasons(start, end, page_id)]
+    elif by == "broadcast":
         rows = [{"group": numbers.name, "state": numbers.state,
                  "started_at": iso(numbers.started_at), **numbers.as_json()}
                 for numbers in broadcasts.started_in(start, end)]

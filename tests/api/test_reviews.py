@@ -159,3 +159,27 @@ def test_a_postback_missing_a_parameter_is_400(app, ann):
     response = postback(app, sign=False, lead=ann, review="approved")
     assert response.status_code == 400
     assert response.get_json()["error"] == "missing: sig"
+
+
+# --- rejection reasons per page and source -----------------------------------------
+
+def test_rejection_reasons_by_page_and_source_in_the_api_and_the_dashboard(app, api, ann):
+    from tests.conftest import owner_client
+
+    create_page(app, slug="strict", double_opt_in=False,
+                rules={"block_domains": ["spam.example"]})
+    optin(app.test_client(), "strict", query="?utm_source=ads", email="x@spam.example")
+    optin(app.test_client(), "strict", query="?utm_source=ads", email="y@spam.example")
+    api.post(f"/leads/{ann}/review", {"review": "approved"})
+    api.post(f"/leads/{ann}/review", {"review": "rejected", "reason": "bad phone"})
+    rows = api.get("/metrics?by=reason").get_json()["rows"]
+    assert rows == [
+        {"group": "domain spam.example is blocked", "rejected": 2, "returned": 0,
+         "pages": {"strict": 2}, "sources": {"ads": 2}},
+        {"group": "bad phone", "rejected": 1, "returned": 1,
+         "pages": {"offer": 1}, "sources": {"(none)": 1}}]
+    only_offer = api.get("/metrics?by=reason&page=offer").get_json()["rows"]
+    assert [row["group"] for row in only_offer] == ["bad phone"]
+    page = owner_client(app).get("/admin/sources").get_data(as_text=True)
+    assert "Why leads were rejected" in page
+    assert "domain spam.example is blocked" in page and "strict (2)" in page

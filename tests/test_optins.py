@@ -154,7 +154,8 @@ def test_rejecting_a_later_optin_removes_its_payout_and_stops_its_sequence(
     clock.advance(days=2)
     tick(smtp_app)
     assert subjects(smtp) == ["A"]
-    assert [data for _, data in events_of(smtp_app, "reject")] == [
+    # It was approved: a return.
+    assert [data for _, data in events_of(smtp_app, "return")] == [
         {"by": "owner", "reason": "buyer said: no", "page": "prices"}]
 
 

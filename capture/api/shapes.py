@@ -14,8 +14,10 @@ from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 COUNTS = ("visitors", "leads", "optins", "imported", "duplicates", "approved", "rejected",
           "pending", "confirmed", "delivered", "opened", "clicked", "opens_raw",
           "clicks_raw", "unsubscribes", "upgrades")
-RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate")
-MONEY = ("payout", "upgrade_revenue", "revenue")
+RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate", "roi")
+MONEY = ("payout", "upgrade_revenue", "revenue", "spend", "profit")
+# Money that is null without a denominator.
+MONEY_OR_NULL = ("cost_per_lead", "cost_per_approved_lead")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -71,6 +73,8 @@ def numbers_json(numbers: Numbers) -> dict[str, Any]:
     values: dict[str, Any] = {name: int(getattr(numbers, name)) for name in COUNTS}
     values.update({name: getattr(numbers, name) for name in RATES})
     values.update({name: f"{getattr(numbers, name):.2f}" for name in MONEY})
+    values.update({name: None if getattr(numbers, name) is None
+                   else f"{getattr(numbers, name):.2f}" for name in MONEY_OR_NULL})
     per_visitor = numbers.earnings_per_visitor
     values["earnings_per_visitor"] = None if per_visitor is None else f"{per_visitor:.4f}"
     return values

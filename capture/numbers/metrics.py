@@ -14,6 +14,9 @@
 - payout = approved opt-ins (and imported leads) × their page's payout; revenue =
   payout + upgrade amounts (of every lead)
 - earnings per visitor = revenue of the opt-ins (their payout and upgrades) / visitors
+- spend: ad spend of the days of the period (`capture.numbers.spend`), by page, source,
+  campaign and day (by ref: only in the total); cost per lead = spend / leads, cost per
+  approved lead = spend / approved, profit = revenue − spend, ROI = profit / spend
 
 Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
 in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
@@ -44,83 +47,14 @@ from capture.models import (
     Upgrade,
     Visit,
 )
-from capture.numbers import rollup_shares, rollups
+from capture.numbers import rollup_shares, rollups, spend
+from capture.numbers.figures import MONEY, Numbers, lead_revenue  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("page", "source", "campaign", "ref", "day")
-# The Numbers values that are money (two decimals).
-MONEY = ("payout", "upgrade_revenue", "imported_payout", "imported_upgrade_revenue")
 _LEAD_KEYS = {"page": "page_id", "source": "utm_source", "campaign": "utm_campaign",
               "ref": "ref"}
-
-
-@dataclass
-class Numbers:
-    """The metrics of one group (or of everything)."""
-
-    visitors: int = 0
-    leads: int = 0
-    optins: int = 0
-    imported: int = 0
-    duplicates: int = 0
-    approved: int = 0
-    rejected: int = 0
-    pending: int = 0
-    confirmed: int = 0
-    delivered: int = 0
-    opened: int = 0
-    clicked: int = 0
-    opens_raw: int = 0
-    clicks_raw: int = 0
-    unsubscribes: int = 0
-    upgrades: int = 0
-    upgrade_revenue: Decimal = field(default_factory=Decimal)
-    payout: Decimal = field(default_factory=Decimal)
-    # The imported leads' part of payout and upgrade_revenue (left out per visitor).
-    imported_payout: Decimal = field(default_factory=Decimal)
-    imported_upgrade_revenue: Decimal = field(default_factory=Decimal)
-
-    @property
-    def conversion_rate(self) -> float | None:
-        return self.leads / self.visitors if self.visitors else None
-
-    @property
-    def approval_rate(self) -> float | None:
-        decided = self.approved + self.rejected
-        return self.approved / decided if decided else None
-
-    @property
-    def open_rate(self) -> float | None:
-        return self.opened / self.delivered if self.delivered else None
-
-    @property
-    def click_rate(self) -> float | None:
-        return self.clicked / self.delivered if self.delivered else None
-
-    @property
-    def revenue(self) -> Decimal:
-        return self.payout + self.upgrade_revenue
-
-    @property
-    def optin_revenue(self) -> Decimal:
-        """The revenue of the leads that opted in (imported leads had no visit)."""
-        return self.revenue - self.imported_payout - self.imported_upgrade_revenue
-
-    @property
-    def earnings_per_visitor(self) -> Decimal | None:
-        if not self.visitors:
-            return None
-        return (self.optin_revenue / self.visitors).quantize(Decimal("0.0001"))
-
-
-def lead_revenue(review: str, payout, upgrade_amount) -> Decimal:
-    """One lead's revenue, by the same definition: its page's payout if approved,
-    plus its upgrades."""
-    revenue = Decimal(upgrade_amount or 0)
-    if review == "approved" and payout:
-        revenue += Decimal(payout)
-    return revenue
 
 
 @dataclass
@@ -180,13 +114,18 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
         for name in MONEY:
             setattr(numbers, name, Decimal(str(getattr(numbers, name) or 0)).quantize(
                 Decimal("0.01")))
+    costs = spend.spend_by(start, end, page_id, by)
     if by is None:
-        return Report(total=groups.get(None, Numbers()), rows={}, by=None)
+        total = groups.get(None, Numbers())
+        total.spend = costs.get(None, Decimal("0.00"))
+        return Report(total=total, rows={}, by=None)
     rows = {("(none)" if group is None else str(group)): numbers
             for group, numbers in groups.items()}
     if by == "page":
         slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
         rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
+    for name, amount in costs.items():
+        rows.setdefault(name, Numbers()).spend += amount
     total = report(start=start, end=end, page_id=page_id).total
     return Report(total=total, rows=dict(sorted(rows.items())), by=by)
 

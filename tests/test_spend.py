@@ -114,3 +114,28 @@ def test_reports_carry_spend_by_page_source_campaign_and_day(app, clock):
                    .rows.values())
         one_day = metrics.report(start=datetime(2026, 3, 2), end=end).total
         assert one_day.spend == Decimal("15.50")
+
+
+def test_costs_import_names_each_bad_line_and_imports_nothing(app, tmp_path):
+    create_page(app, slug="guide")
+    path = tmp_path / "spend.csv"
+    path.write_text(CSV + "2026-03-03,ads,,guide,abc,USD\n", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["costs", "import", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:5: amount: 'abc' is no amount like 120.50" in result.output
+    assert "nothing imported: 1 problem(s) above; fix them, or import the good lines " \
+           "with --skip-bad" in result.output
+    assert rows(app) == []
+    result = app.test_cli_runner().invoke(args=["costs", "import", str(path), "--skip-bad"])
+    assert result.exit_code == 0
+    assert "Imported 3 cost row(s): 3 added, 0 replaced, skipped 1 bad line(s)." in result.output
+
+
+def test_costs_list_shows_the_rows_and_an_empty_state(app, clock):
+    create_page(app, slug="guide")
+    runner = app.test_cli_runner()
+    assert "No ad spend in the last 30 days." in runner.invoke(args=["costs", "list"]).output
+    imported(app, CSV)
+    lines = runner.invoke(args=["costs", "list"]).output.splitlines()
+    assert lines[1].split() == ["2026-03-02", "ads", "spring", "guide", "10.00", "USD"]
+    assert lines[-1] == "3 row(s), 45.50 in total"

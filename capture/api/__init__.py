@@ -103,6 +103,7 @@ def init_app(app: Flask) -> None:
     """Register the API: its operations, its error shape, no CSRF (no cookies)."""
     from capture.api import (  # noqa: F401  (each module registers its views on bp)
         broadcasts,
+        costs,
         leads,
         metrics,
         reviews,

@@ -14,6 +14,15 @@ from capture.api.errors import ApiError, bad_parameters
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object; 415 when it is not JSON, 400 when it does
     not parse, is not an object, or holds text no database can store."""
+    data = json_body()
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def json_body() -> Any:
+    """The request body as JSON of any kind (an object or a list); 415 when it is not
+    JSON, 400 when it does not parse or holds text no database can store."""
     if request.mimetype != "application/json":
         raise ApiError(415)
     try:
@@ -21,8 +30,6 @@ def json_object() -> dict[str, Any]:
                           parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
     problem = _unstorable_text(data)
     if problem:
         raise ApiError(400, problem, code="invalid_json")

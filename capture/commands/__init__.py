@@ -2,8 +2,8 @@
 
 from flask import Flask
 
-from capture.commands import broadcasts, leads, mail, owner, pages, report, rollups, sequences
-from capture.commands import setup, tokens, webhooks
+from capture.commands import broadcasts, costs, leads, mail, owner, pages, report, rollups
+from capture.commands import sequences, setup, tokens, webhooks
 
 
 def register(app: Flask) -> None:
@@ -12,5 +12,6 @@ def register(app: Flask) -> None:
                     report.report_command, owner.owner_cli, tokens.tokens_cli,
                     webhooks.webhooks_cli, rollups.rollups_cli, mail.mail_cli,
                     sequences.sequences_cli, sequences.send_due,
-                    sequences.scheduler_command, broadcasts.broadcasts_cli):
+                    sequences.scheduler_command, broadcasts.broadcasts_cli,
+                    costs.costs_cli):
         app.cli.add_command(command)

@@ -44,7 +44,7 @@ def overview():
 
 def _has_activity(numbers: metrics.Numbers) -> bool:
     return bool(numbers.visitors or numbers.leads or numbers.imported or numbers.upgrades
-                or numbers.revenue)
+                or numbers.revenue or numbers.spend)
 
 
 def _link(endpoint: str | None, params: dict[str, str] | None = None) -> str | None:
@@ -77,6 +77,10 @@ class ChartDay:
     bar_x: float
     bar_y: float
     bar_height: float
+    # The day's ad spend, a bar beside revenue's (profit is the difference).
+    spend_x: float = 0.0
+    spend_y: float = 0.0
+    spend_height: float = 0.0
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Chart:
     money_axis: Axis
     bar_width: float
     x_labels: list[tuple[float, str]]
+    # Whether any day had ad spend: then each day has a spend bar beside revenue.
+    has_spend: bool = False
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
     left: int = LEFT
@@ -142,14 +148,16 @@ def _day_label(day: date, span_days: int) -> str:
 
 
 def build_chart(days: list[tuple[date, metrics.Numbers]]) -> Chart:
-    """Place each day's visitors and leads (lines) and revenue (bars)."""
+    """Place each day's visitors and leads (lines), revenue and ad spend (bars side by
+    side when there is spend: profit is the difference)."""
     count = len(days)
     counts = nice_axis(max(max(n.visitors, n.leads) for _, n in days), whole=True,
                        top=COUNTS_TOP, height=COUNTS_HEIGHT)
-    money = nice_axis(max(n.revenue for _, n in days), whole=False,
+    money = nice_axis(max(max(n.revenue, n.spend) for _, n in days), whole=False,
                       top=MONEY_TOP, height=MONEY_HEIGHT)
     slot = (CHART_WIDTH - LEFT - RIGHT) / count
-    bar_width = max(1.0, min(slot * 0.6, 40.0))
+    has_spend = any(n.spend for _, n in days)
+    bar_width = max(1.0, min(slot * 0.6, 40.0)) / (2 if has_spend else 1)
 
     def counts_y(value: int) -> float:
         return COUNTS_TOP + COUNTS_HEIGHT - COUNTS_HEIGHT * value / counts.top
@@ -158,14 +166,16 @@ def build_chart(days: list[tuple[date, metrics.Numbers]]) -> Chart:
     for index, (day, numbers) in enumerate(days):
         x = LEFT + slot * (index + 0.5)
         height = MONEY_HEIGHT * float(numbers.revenue) / money.top
+        spent = MONEY_HEIGHT * float(numbers.spend) / money.top
         placed.append(ChartDay(
             day=day, label=_day_label(day, count), numbers=numbers, x=x,
             visitors_y=counts_y(numbers.visitors), leads_y=counts_y(numbers.leads),
-            bar_x=x - bar_width / 2, bar_y=MONEY_TOP + MONEY_HEIGHT - height,
-            bar_height=height,
+            bar_x=x - bar_width if has_spend else x - bar_width / 2,
+            bar_y=MONEY_TOP + MONEY_HEIGHT - height, bar_height=height,
+            spend_x=x, spend_y=MONEY_TOP + MONEY_HEIGHT - spent, spend_height=spent,
         ))
     every = math.ceil(count / MAX_X_LABELS)
     x_labels = [(d.x, d.label) for d in placed[::every]]
     return Chart(days=placed, counts_axis=counts, money_axis=money, bar_width=bar_width,
-                 x_labels=x_labels)
+                 x_labels=x_labels, has_spend=has_spend)
 

@@ -15,6 +15,8 @@ COLUMNS = (
     ("conversion_rate", "Conversion", "percent"), ("approval_rate", "Approval", "percent"),
     ("payout", "Payout", "money"), ("upgrade_revenue", "Upgrade revenue", "money"),
     ("revenue", "Revenue", "money"), ("earnings_per_visitor", "Earnings per visitor", "money"),
+    ("spend", "Ad spend", "money"), ("cost_per_approved_lead", "Cost per approved lead", "money"),
+    ("profit", "Profit", "money"), ("roi", "ROI", "percent"),
 )
 DEFAULT_SORT = "visitors"
 

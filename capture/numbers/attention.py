@@ -6,6 +6,7 @@ returning an `OwnerWarning` when its condition holds, else None.
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from flask import current_app
@@ -16,6 +17,9 @@ from capture.db import db
 from capture.models import Delivery, Event, Lead
 from capture.mail.sequences import Library
 
+# The days (a dashboard period) over which a source's spend is weighed against its
+# revenue.
+LOSING_DAYS, LOSING_PERIOD = 30, "30d"
 # A mail-server failure older than this no longer counts as "SMTP is failing".
 SMTP_FAILURE_HOURS = 24
 # How capture.mail.backends words errors that concern the server or our account, not one message
@@ -178,8 +182,38 @@ def broken_pages() -> OwnerWarning | None:
     )
 
 
+def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
+    """Sources whose ad spend of the last LOSING_DAYS days is above what they brought:
+    a cost per approved lead above their payout and upgrades per approved lead."""
+    from capture.numbers import metrics, periods
+
+    period = periods.period(LOSING_PERIOD, now=now)
+    rows = metrics.report(start=period.start, end=period.end, by="source").rows
+    losing = sorted(((name, numbers) for name, numbers in rows.items()
+                     if numbers.loses_money), key=lambda item: item[1].profit)
+    if not losing:
+        return None
+    words = []
+    for name, numbers in losing[:3]:
+        earned = (numbers.revenue / numbers.approved).quantize(Decimal("0.01")) \
+            if numbers.approved else Decimal("0.00")
+        cost = numbers.cost_per_approved_lead
+        words.append(f"{name} ({cost:.2f} per approved lead, {earned:.2f} earned per "
+                     f"approved lead)" if cost is not None
+                     else f"{name} ({numbers.spend:.2f} spent, no approved lead)")
+    more = f" and {len(losing) - 3} more" if len(losing) > 3 else ""
+    return OwnerWarning(
+        "losing_sources",
+        (f"This source loses money over the last {LOSING_DAYS} days: " if len(losing) == 1
+         else f"These sources lose money over the last {LOSING_DAYS} days: ")
+        + "; ".join(words) + more + ". Lower their bids or stop them.",
+        count=len(losing), endpoint="admin.sources", action="See sources",
+        params={"period": LOSING_PERIOD, "sort": "profit", "dir": "asc"},
+    )
+
+
 CHECKS = (missing_postal_address, smtp_failing, broken_pages, unknown_deliveries,
-          sequence_problems)
+          sequence_problems, losing_sources)
 
 
 def for_owner() -> list[OwnerWarning]:

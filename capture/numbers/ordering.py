@@ -4,7 +4,8 @@ from capture.numbers import metrics
 
 # Columns a grouped report can be ordered by: "name" (the group) or a Numbers value.
 SORT_COLUMNS = ("name", "visitors", "leads", "imported", "conversion_rate", "approval_rate",
-                "payout", "upgrade_revenue", "revenue", "earnings_per_visitor")
+                "payout", "upgrade_revenue", "revenue", "earnings_per_visitor", "spend",
+                "cost_per_approved_lead", "profit", "roi")
 
 
 def sorted_rows(rows: dict[str, metrics.Numbers], column: str = "name",

@@ -24,7 +24,8 @@ from tests.metrics_data import seed
 CARDS = {
     "visitors": "count", "leads": "count", "imported": "count", "conversion_rate": "percent",
     "approval_rate": "percent", "confirmed": "count", "revenue": "money",
-    "payout": "money", "upgrades": "count", "earnings_per_visitor": "money",
+    "payout": "money", "upgrades": "count", "profit": "money",
+    "earnings_per_visitor": "money",
     "open_rate": "percent", "click_rate": "percent", "unsubscribes": "count",
 }
 
@@ -446,3 +447,28 @@ def test_error_text_in_a_banner_is_escaped(make_app, clock):
     html = client.get("/admin/").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_spend_shows_as_profit_in_the_cards_and_the_chart_and_a_losing_source_warns(
+        app, owner, clock):
+    from datetime import date
+    from decimal import Decimal
+
+    from capture.models import Cost
+    from tests.conftest import create_page, optin
+
+    create_page(app, slug="guide", double_opt_in=False, payout="2.00")
+    optin(app.test_client(), "guide", query="?utm_source=ads", email="ann@example.com")
+    with app.app_context():
+        db.session.add(Cost(day=date(2026, 3, 2), source="ads", campaign="",
+                            amount=Decimal("10.00"), currency="USD"))
+        db.session.commit()
+    html = owner.get("/admin/?period=7d").get_data(as_text=True)
+    assert cards(html)["profit"] == "-8.00"
+    assert "ROI -80.0%" in html
+    svg = chart_svg(html)
+    assert 'class="bar spend"' in svg and "ad spend 10.00, profit -8.00" in svg
+    assert ("This source loses money over the last 30 days: ads (10.00 per approved lead, "
+            "2.00 earned per approved lead). Lower their bids or stop them.") in html
+    sources = owner.get("/admin/sources?period=7d").get_data(as_text=True)
+    assert 'class="loses-money"' in sources

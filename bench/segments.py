@@ -6,9 +6,10 @@ each key alone, with SQLite's query plan. It prints the figures; it asserts noth
     .venv/bin/python bench/segments.py --leads 100000 --database /tmp/seg.db
 
 The database is `bench/generate.py`'s (leads, visits, enrolments, deliveries, events
-over 90 days) plus what segments read: the leads spread over four pages, 0-3 tags per
-lead from twelve names (about a million tag rows, a few names common, most rare) and
-human and machine clicks by 15 % of the leads over 90 days. It is kept (with a
+over 90 days) plus what segments read: the leads spread over four pages (their first
+opt-ins; one in ten with a later opt-in on another page), 0-3 tags per lead from twelve
+names (about a million tag rows, a few names common, most rare) and human and machine
+clicks by 15 % of the leads over 90 days. It is kept (with a
 `.ready` file beside it) and reused by the next run of the same size.
 """
 
@@ -60,11 +61,12 @@ def _insert(connection, table, rows) -> int:
 
 def add_segment_data(leads: int, seed: int = 7) -> None:
     """Pages, tags and recent clicks on top of generate.py's rows (in an app context)."""
-    from sqlalchemy import func, select, update
+    from sqlalchemy import exists, func, insert, literal, select, update
 
     from capture import clock
     from capture.db import db
-    from capture.models import Event, Lead, LeadTag, Page
+    from capture.leads.optins import COPIED
+    from capture.models import Event, Lead, LeadTag, Optin, Page
 
     rng = random.Random(seed)
     now = clock.utcnow()
@@ -79,11 +81,32 @@ def add_segment_data(leads: int, seed: int = 7) -> None:
             payout=0, currency="USD", template="default.html", published=True,
             allowed_origins=[], tags=[], created_at=now, updated_at=now,
         )).inserted_primary_key[0])
+    # Each lead's first opt-in (generate.py writes the leads alone), as the migration
+    # to several opt-ins per lead does.
+    leads_table = Lead.__table__
+    connection.execute(insert(Optin).from_select(
+        ["lead_id", "first", *COPIED],
+        select(leads_table.c.id, literal(True), *(leads_table.c[key] for key in COPIED))
+        .where(~exists().where(Optin.lead_id == leads_table.c.id))))
     # Four pages: generate.py's own and these three, by lead id.
     for n, page_id in enumerate(page_ids, start=1):
         connection.execute(update(Lead).where(Lead.id % 4 == n).values(page_id=page_id))
+        connection.execute(update(Optin).where(Optin.first.is_(True), Optin.lead_id % 4 == n)
+                           .values(page_id=page_id))
     connection.commit()
     first, last = connection.execute(select(func.min(Lead.id), func.max(Lead.id))).one()
+
+    def later_optin_rows():
+        for lead_id in range(first, last + 1, 10):
+            # Never the lead's first page (page_ids[n - 1] for lead_id % 4 == n, else
+            # generate.py's page).
+            at = now - timedelta(days=rng.random() * 30)
+            yield {"lead_id": lead_id, "page_id": page_ids[lead_id % 4 % 3],
+                   "first": False, "imported": False, "created_at": at,
+                   "consent_text": "", "consent_at": at, "review": "approved",
+                   "review_reason": ""}
+
+    later = _insert(connection, Optin.__table__, later_optin_rows())
     names, weights = zip(*TAGS)
 
     def tag_rows():
@@ -105,8 +128,8 @@ def add_segment_data(leads: int, seed: int = 7) -> None:
     clicks = _insert(connection, Event.__table__, click_rows())
     connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
-    print(f"  + {len(PAGES)} pages, {tags:,} tags, {clicks:,} clicks in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(f"  + {len(PAGES)} pages, {later:,} later opt-ins, {tags:,} tags, {clicks:,} "
+          f"clicks in {time.perf_counter() - started:.1f} s")
 
 
 def build(database: Path, leads: int, env: dict) -> None:

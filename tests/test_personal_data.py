@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from capture.db import db
 from capture.leads import erasure, tags
-from capture.models import Delivery, Event, Lead, LeadTag, Suppression, Visit
+from capture.models import Delivery, Event, Lead, LeadTag, Optin, Page, Suppression, Visit
 from capture.settings import SettingError
 from capture import suppression
 from tests.api.conftest import ApiClient, new_token
@@ -70,6 +70,44 @@ def _texts(document) -> str:
     return json.dumps(document)
 
 
+def later_optin(app, email: str, ip: str, query: str, referer: str) -> None:
+    """The person opts in on the page "prices" from another address and link."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    assert optin(client, "prices", query=query, email=email, consent="y",
+                 headers={"Referer": referer, "User-Agent": f"{ip} browser"}
+                 ).status_code == 303
+
+
+def optin_row(app, email: str, slug: str) -> Optin:
+    with app.app_context():
+        return db.session.scalar(select(Optin).join(Lead, Lead.id == Optin.lead_id)
+                                 .join(Page, Page.id == Optin.page_id)
+                                 .where(Lead.email == email, Page.slug == slug))
+
+
+@pytest.fixture
+def later_optins(app, make_page, two_people):
+    """Ann and Bob opted in on a second page too, each from their own address, link
+    and referring page."""
+    make_page(slug="prices", double_opt_in=False, consent="Send me the prices.",
+              payout="5.00")
+    later_optin(app, ANN, "203.0.113.7", "?utm_source=ads&ref=partner",
+                "https://blog.example/ann-post")
+    later_optin(app, BOB, "198.51.100.9", "?utm_source=bobads",
+                "https://bob.example/home")
+    return two_people
+
+
+def report_numbers(app, runner) -> tuple:
+    """Every report the erasure must leave as it was: the CLI's and the API's."""
+    api = ApiClient(app.test_client(), new_token(app))
+    reports = tuple(runner.invoke(args=["report", *by]).output
+                    for by in ([], ["--by", "source"], ["--by", "page"], ["--days", "1"]))
+    return reports, api.get("/metrics?by=campaign").get_json(), api.get(
+        "/metrics?by=page").get_json()
+
+
 # --- the data of one person ----------------------------------------------------------------
 
 def test_data_command_gives_everything_about_the_person_and_nothing_of_another(
@@ -81,7 +119,9 @@ def test_data_command_gives_everything_about_the_person_and_nothing_of_another(
     assert data["lead"]["fields"]["company"] == "Ann Corp"
     assert data["lead"]["attribution"]["utm_campaign"] == "spring"
     assert data["consent"]["text"] == "Email me."
-    assert [optin["kind"] for optin in data["optins"]] == ["optin"]
+    [first] = data["optins"]
+    assert (first["page"], first["first"], first["consent"]["text"]) == (
+        "offer", True, "Email me.")
     assert {(tag["tag"], tag["cause"]) for tag in data["tags"]} == {
         ("guide", "page:offer"), ("vip", "dashboard")}
     kinds = [event["kind"] for event in data["timeline"]]
@@ -113,6 +153,27 @@ def test_api_data_is_the_same_document_and_404_for_an_unknown_ref(app, runner, t
     missing = api.get("/leads/no-such-ref/data")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
     assert app.test_client().get(f"/api/v1/leads/{ann.public_ref}/data").status_code == 401
+
+
+def test_data_gives_every_optin_with_its_consent_and_attribution(app, runner,
+                                                                  later_optins):
+    data = json.loads(runner.invoke(args=["leads", "data", ANN]).output)
+    first, later = data["optins"]
+    assert (first["page"], first["first"], later["page"], later["first"]) == (
+        "offer", True, "prices", False)
+    assert first["consent"]["text"] == "Email me."
+    assert first["attribution"]["utm_campaign"] == "spring"
+    assert later["consent"]["text"] == "Send me the prices."
+    assert later["consent"]["ip"] == "203.0.113.7" and later["consent"]["at"]
+    assert (later["review"], later["payout"]) == ("approved", "5.00")
+    assert later["attribution"]["utm_source"] == "ads"
+    assert later["attribution"]["ref"] == "partner"
+    assert later["attribution"]["referrer"] == "https://blog.example/ann-post"
+    assert "utm_source=ads" in later["attribution"]["landing_url"]
+    assert [visit["page"] for visit in data["visits"]] == ["offer", "prices"]
+    everything = _texts(data)
+    for of_bob in ("198.51.100.9", "bobads", "bob.example", "bob@", "Bob Stone"):
+        assert of_bob not in everything
 
 
 # --- erasing ------------------------------------------------------------------------------
@@ -156,29 +217,44 @@ def test_erase_leaves_no_personal_value_and_keeps_the_rows(app, runner, client, 
 
 
 def test_erase_keeps_the_report_and_the_api_metrics_as_they_were(app, runner, two_people):
-    ann, _ = two_people
-    api = ApiClient(app.test_client(), new_token(app))
-
-    def numbers() -> tuple:
-        reports = tuple(runner.invoke(args=["report", *by]).output
-                        for by in ([], ["--by", "source"], ["--by", "page"], ["--days", "1"]))
-        return reports, api.get("/metrics?by=campaign").get_json()
-
-    before = numbers()
+    before = report_numbers(app, runner)
     assert "Erased" not in before[0][0] and before[1]["total"]["leads"] == 2
     assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 0
-    assert numbers() == before
+    assert report_numbers(app, runner) == before
+
+
+def test_erase_blanks_the_later_optins_evidence_and_keeps_them_counted(app, runner,
+                                                                       later_optins):
+    before = report_numbers(app, runner)
+    assert (before[1]["total"]["leads"], before[1]["total"]["optins"]) == (2, 4)
+    assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 0
+    later = optin_row(app, erasure.placeholder(later_optins[0].id), "prices")
+    assert (later.consent_ip, later.referrer, later.landing_url) == (None, None, None)
+    assert (later.review, later.utm_source, later.first) == ("approved", "ads", False)
+    first = optin_row(app, erasure.placeholder(later_optins[0].id), "offer")
+    assert (first.consent_ip, first.referrer, first.landing_url) == (None, None, None)
+    with app.app_context():
+        visit = db.session.get(Visit, later.visit_id)
+        assert (visit.user_agent, visit.referrer, visit.landing_url) == (None, None, None)
+    with app.app_context():
+        everything = _texts(erasure_dump(later_optins[0].id))
+    for of_ann in ("203.0.113.7", "blog.example", "Send me the prices."):
+        assert of_ann not in everything
+    # Bob's opt-ins keep theirs.
+    assert optin_row(app, BOB, "prices").consent_ip == "198.51.100.9"
+    assert report_numbers(app, runner) == before
 
 
 def erasure_dump(lead_id: int) -> list:
     """Every value of the rows of one lead (and its visits), for searching."""
     lead = db.session.get(Lead, lead_id)
     rows = [vars(lead)]
-    for model in (Event, Delivery, LeadTag):
+    for model in (Event, Delivery, LeadTag, Optin):
         rows += [vars(row) for row in db.session.scalars(
             select(model).where(model.lead_id == lead_id))]
+    visits = select(Optin.visit_id).where(Optin.lead_id == lead_id)
     rows += [vars(row) for row in db.session.scalars(
-        select(Visit).where(Visit.id == lead.visit_id))]
+        select(Visit).where((Visit.id == lead.visit_id) | Visit.id.in_(visits)))]
     return [{key: str(value) for key, value in row.items() if not key.startswith("_")}
             for row in rows]
 

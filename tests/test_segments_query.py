@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from capture.db import db
 from capture.models import (
@@ -16,6 +16,7 @@ from capture.models import (
     Event,
     Lead,
     LeadTag,
+    Optin,
     Page,
     Suppression,
     Upgrade,
@@ -73,7 +74,11 @@ def world(app, clock):
         _lead("fay", None, review="rejected")  # found by the keys of the tests below
         gus = _lead("gus", webinar)
         db.session.add(Suppression(email="gus@example.com", reason="bounce"))
-        # eve opted in again on the webinar page.
+        # eve (first on the ebook page) opted in on the webinar page two hours ago: a
+        # later opt-in; then again on it (a duplicate of that opt-in).
+        db.session.add(Optin(lead_id=eve.id, page_id=webinar.id, first=False,
+                             created_at=NOW - timedelta(hours=2), consent_text="Yes.",
+                             consent_at=NOW - timedelta(hours=2), review="approved"))
         _event(eve, "duplicate", page=webinar)
         for lead, tags in ((ann, ["vip", "buyer"]), (bob, ["vip"]), (cat, ["buyer"]),
                            (gus, ["vip", "buyer"])):
@@ -168,6 +173,9 @@ CASES = [
     ({"joined_after": "2026-02-15"}, {"ann", "cat", "dan", "eve", "fay", "gus"}),
     ({"joined_before": "2026-02-15T00:00:00+00:00"}, {"bob"}),
     ({"joined_after": "2026-02-28T10:00:00+01:00"}, {"eve"}),
+    # Joined is when the person opted in first, not a later opt-in's time.
+    ({"pages": "webinar", "joined_after": "2026-03-02"}, set()),
+    ({"pages": "webinar", "joined_after": "2026-03-01"}, {"eve"}),
     ({"in_sequence": "course"}, {"ann"}),
     ({"in_sequence": ["course", "other"]}, {"ann", "eve"}),
     ({"finished_sequence": "course"}, {"bob"}),
@@ -203,6 +211,18 @@ def test_is_member_answers_for_one_lead(world):
         ann = db.session.scalar(select(Lead.id).where(Lead.email == "ann@example.com"))
         assert query.is_member(parse({"tags": ["vip"]}), ann)
         assert not query.is_member(parse({"upgraded": True}), ann)
+
+
+def test_pages_match_any_optin_of_the_lead_first_or_later(world):
+    with world.app_context():
+        eve = db.session.scalar(select(Lead.id).where(Lead.email == "eve@example.com"))
+        for slugs in (["ebook"], ["webinar"], ["webinar", "ebook"]):
+            assert query.is_member(parse({"pages": slugs}), eve), slugs
+        db.session.execute(delete(Optin).where(Optin.lead_id == eve,
+                                               Optin.first.is_(False)))
+        # A repeat on a page without an opt-in there (recorded before opt-ins had
+        # rows) is not an opt-in on it.
+        assert not query.is_member(parse({"pages": ["webinar"]}), eve)
 
 
 def test_unknown_pages_are_named(world):

@@ -1,5 +1,8 @@
 """API operations on leads: create one (the opt-in rules of the form), list them with
-filters and a cursor, read one by its public ref."""
+filters and a cursor, read one by its public ref.
+
+Each lead comes with its opt-ins (`optins`, the first one first); a later opt-in is
+reviewed here, the first one is the lead's own review."""
 
 import ipaddress
 from typing import Any
@@ -9,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 
-from capture.leads import erasure, optin, personal_data, tags
+from capture.leads import erasure, optin, optins, personal_data, tags
 from capture.leads.fields import FIELD_KINDS, FieldProblem
 from capture import links
 from capture.api import bp
@@ -31,6 +34,7 @@ from capture.models import (
     SUBSCRIPTION_STATES,
     Event,
     Lead,
+    Optin,
     Page,
 )
 from capture.public.forms import form_class, optin_values
@@ -42,6 +46,7 @@ LIST_PARAMETERS = {"page", "review", "subscription", "source", "created_after",
                    "created_before", "q", "limit", "cursor"}
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+REVIEW_PROPERTIES = {"decision", "reason"}
 _CURSOR_PURPOSE = "api-leads-cursor"
 
 
@@ -226,8 +231,10 @@ def list_leads():
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = links.make(_CURSOR_PURPOSE, str(rows[-1][0].id)) if more else None
-    tag_names = tags.tags_of(lead.id for lead, _, _ in rows)
-    return {"leads": [lead_json(lead, page_slug, referred_by, tag_names[lead.id])
+    lead_ids = [lead.id for lead, _, _ in rows]
+    tag_names, optin_data = tags.tags_of(lead_ids), _optins_of(lead_ids)
+    return {"leads": [lead_json(lead, page_slug, referred_by, tag_names[lead.id],
+                                optin_data[lead.id])
                       for lead, page_slug, referred_by in rows],
             "next_cursor": next_cursor}
 
@@ -279,12 +286,58 @@ def erase_lead(public_ref: str):
     return "", 204
 
 
+# --- review a later opt-in ----------------------------------------------------------
+
+@bp.post("/leads/<public_ref>/optins/<page_slug>/review")
+def review_optin(public_ref: str, page_slug: str):
+    """`{"decision": "approve"|"reject", "reason": "..."}` on the lead's opt-in on a
+    page: 200 with the lead and whether this call changed the review (the same
+    decision again changes nothing); 404 without such a lead or opt-in; 422 for an
+    unknown decision, a rejection without a reason or the lead's first opt-in."""
+    body = json_object()
+    refuse_unknown(body, REVIEW_PROPERTIES, body=True)
+    decision, reason = body.get("decision"), body.get("reason")
+    if not isinstance(decision, str) or not decision:
+        raise invalid({"decision": 'required: "approve" or "reject"'})
+    if reason is not None and not isinstance(reason, str):
+        raise invalid({"reason": "must be a string"})
+    lead = _lead_or_404(public_ref, erased=False)
+    row = db.session.scalar(select(Optin).join(Page, Page.id == Optin.page_id)
+                            .where(Optin.lead_id == lead.id, Page.slug == page_slug))
+    if row is None:
+        raise ApiError(404, f"This lead has no opt-in on page {page_slug[:64]!r}.")
+    try:
+        outcome = optins.review(row, decision, reason or "", by="api")
+    except ValueError as error:
+        # The domain's message; the property it is about, when it is one.
+        field = ("decision" if decision not in ("approve", "reject")
+                 else "reason" if decision == "reject" and not row.first else None)
+        raise ApiError(422, str(error),
+                       fields={field: str(error)} if field else {}) from None
+    return {"lead": _lead_json(lead), "changed": outcome.changed}
+
+
+def _optins_of(lead_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The opt-ins of these leads as the API shows them, the first one first (as
+    `optins.of_lead`), in one query whatever the number of leads."""
+    found: dict[int, list[dict[str, Any]]] = {lead_id: [] for lead_id in lead_ids}
+    if lead_ids:
+        rows = db.session.execute(
+            select(Optin, Page).outerjoin(Page, Page.id == Optin.page_id)
+            .where(Optin.lead_id.in_(lead_ids))
+            .order_by(Optin.lead_id, Optin.first.desc(), Optin.created_at, Optin.id))
+        for row, page in rows:
+            found[row.lead_id].append(optins.data(row, page))
+    return found
+
+
 def _lead_json(lead: Lead) -> dict[str, Any]:
-    """One lead, its page and referrer looked up."""
+    """One lead, its page, referrer and opt-ins looked up."""
     slug = referrer = None
     if lead.page_id is not None:
         slug = db.session.scalar(select(Page.slug).where(Page.id == lead.page_id))
     if lead.referred_by_id is not None:
         referrer = db.session.scalar(select(Lead.public_ref)
                                      .where(Lead.id == lead.referred_by_id))
-    return lead_json(lead, slug, referrer, tags.tags_of([lead.id])[lead.id])
+    return lead_json(lead, slug, referrer, tags.tags_of([lead.id])[lead.id],
+                     _optins_of([lead.id])[lead.id])

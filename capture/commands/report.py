@@ -42,15 +42,17 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         _print_broadcasts(start)
         return
     result = metrics.report(start=start, page_id=page_id, by=by)
-    columns = ("visitors", "leads", "imported", "conv", "approved", "rejected", "appr",
-               "delivered", "open", "click", "unsubs", "upgrades", "revenue", "per visitor")
+    columns = ("visitors", "leads", "optins", "imported", "conv", "approved", "rejected",
+               "appr", "delivered", "open", "click", "unsubs", "upgrades", "revenue",
+               "per visitor")
     click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
     rows = [*result.rows.items(), ("total", result.total)]
     for name, n in rows:
         epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
-        cells = (n.visitors, n.leads, n.imported, _percent(n.conversion_rate), n.approved,
-                 n.rejected, _percent(n.approval_rate), n.delivered, _percent(n.open_rate),
-                 _percent(n.click_rate), n.unsubscribes, n.upgrades, f"{n.revenue:.2f}", epv)
+        cells = (n.visitors, n.leads, n.optins, n.imported, _percent(n.conversion_rate),
+                 n.approved, n.rejected, _percent(n.approval_rate), n.delivered,
+                 _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes, n.upgrades,
+                 f"{n.revenue:.2f}", epv)
         click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))
     total = result.total
     click.echo(f"Raw opens {total.opens_raw}, raw clicks {total.clicks_raw} (machine-made "

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, delete, select, update
 
 from capture import clock, suppression
 from capture.db import db
+from capture.leads.personal_data import optin_visits
 from capture.mail import membership
 from capture.models import (
     ATTRIBUTION_KEYS,
@@ -28,6 +29,7 @@ from capture.models import (
     Event,
     Lead,
     LeadTag,
+    Optin,
     Visit,
     WebhookDelivery,
 )
@@ -116,11 +118,18 @@ def _forget_rows(lead: Lead) -> None:
         update(Delivery).where(Delivery.lead_id == lead.id)
         .values(subject="", message_id=None, error="")
         .execution_options(synchronize_session=False))
-    # The visit it opted in from (other visits of the cookie may be someone else's).
-    if lead.visit_id is not None:
-        session.execute(update(Visit).where(Visit.id == lead.visit_id)
-                        .values(user_agent=None, referrer=None, landing_url=None)
-                        .execution_options(synchronize_session=False))
+    # The later opt-ins' evidence, as the lead's own is blanked below (the first
+    # opt-in follows the lead at the flush); their page, time, attribution and review
+    # stay for the numbers.
+    session.execute(
+        update(Optin).where(Optin.lead_id == lead.id, Optin.first.is_(False))
+        .values(consent_text="", consent_ip=None, referrer=None, landing_url=None,
+                review_reason="")
+        .execution_options(synchronize_session=False))
+    # The visits it opted in from (other visits of the cookie may be someone else's).
+    session.execute(update(Visit).where(Visit.id.in_(optin_visits(lead)))
+                    .values(user_agent=None, referrer=None, landing_url=None)
+                    .execution_options(synchronize_session=False))
 
 
 def erase_unconfirmed(now=None) -> int:

@@ -5,9 +5,10 @@ timeline, emails, the visit it opted in from, upgrades and sequences. Only rows 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, union
 
 from capture.db import db
+from capture.leads import optins
 from capture.models import (
     ATTRIBUTION_KEYS,
     Delivery,
@@ -15,13 +16,11 @@ from capture.models import (
     Event,
     Lead,
     LeadTag,
+    Optin,
     Page,
     Upgrade,
     Visit,
 )
-
-# The timeline entries that are an opt-in of the person (a repeat one is `duplicate`).
-OPTIN_KINDS = ("optin", "duplicate", "import")
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -44,9 +43,7 @@ def personal_data(lead: Lead) -> dict[str, Any]:
         "consent": {"text": lead.consent_text, "at": _time(lead.consent_at),
                     "ip": lead.consent_ip, "confirmation_sent_at": _time(lead.confirmation_sent_at),
                     "confirmed_at": _time(lead.confirmed_at), "confirm_ip": lead.confirm_ip},
-        "optins": [{"kind": event.kind, "page": slugs.get(event.page_id),
-                    "at": _time(event.created_at), "data": event.data or {}}
-                   for event in events if event.kind in OPTIN_KINDS],
+        "optins": [_optin(row) for row in optins.of_lead(lead.id)],
         "tags": [{"tag": row.tag, "cause": row.cause, "added_at": _time(row.created_at)}
                  for row in db.session.scalars(select(LeadTag).where(LeadTag.lead_id == lead.id)
                                                .order_by(LeadTag.created_at, LeadTag.tag))],
@@ -86,6 +83,15 @@ def _lead(lead: Lead, slugs: dict[int, str]) -> dict[str, Any]:
     }
 
 
+def _optin(row: Optin) -> dict[str, Any]:
+    """One opt-in as the API shows it (`optins.data`: page, review, payout, consent
+    evidence, attribution), with the rest stored of it: landing URL, review time."""
+    shown = optins.data(row, row.page)
+    shown["attribution"]["landing_url"] = row.landing_url
+    shown["reviewed_at"] = _time(row.reviewed_at)
+    return shown
+
+
 def _deliveries(lead: Lead) -> list[dict[str, Any]]:
     """The emails made for the person (sequence steps and broadcasts), by id: the
     `email` of a timeline entry."""
@@ -100,14 +106,21 @@ def _deliveries(lead: Lead) -> list[dict[str, Any]]:
 
 
 def _visits(lead: Lead) -> list[dict[str, Any]]:
-    """The visit the person opted in from. Not every visit of its visitor cookie: a
-    browser shared by two people would show one the other's visits."""
-    if lead.visit_id is None:
-        return []
-    rows = db.session.scalars(select(Visit).where(Visit.id == lead.visit_id)).all()
+    """The visits the person opted in from (one per opt-in). Not every visit of its
+    visitor cookie: a browser shared by two people would show one the other's visits."""
+    rows = db.session.scalars(select(Visit).where(Visit.id.in_(optin_visits(lead)))
+                              .order_by(Visit.created_at, Visit.id)).all()
     slugs = _slugs(row.page_id for row in rows)
     return [{"page": slugs.get(row.page_id), "at": _time(row.created_at),
              **{key: getattr(row, key) for key in ATTRIBUTION_KEYS},
              "referrer": row.referrer, "landing_url": row.landing_url,
              "user_agent": row.user_agent}
             for row in rows]
+
+
+def optin_visits(lead: Lead) -> Select:
+    """SELECT the ids of the visits the lead's person opted in from: its own (the
+    first opt-in's) and its later opt-ins'."""
+    return union(select(Visit.id).where(Visit.id == lead.visit_id),
+                 select(Optin.visit_id).where(Optin.lead_id == lead.id,
+                                              Optin.visit_id.is_not(None)))

@@ -1,8 +1,8 @@
 """API operations on leads: create one (the opt-in rules of the form), list them with
 filters and a cursor, read one by its public ref.
 
-Each lead comes with its opt-ins (`optins`, the first one first); a later opt-in is
-reviewed here, the first one is the lead's own review."""
+Each lead comes with its opt-ins (`optins`, the first one first); a buyer's decision
+on one: `capture.api.reviews`."""
 
 import ipaddress
 from typing import Any
@@ -46,7 +46,6 @@ LIST_PARAMETERS = {"page", "review", "subscription", "source", "created_after",
                    "created_before", "q", "limit", "cursor"}
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-REVIEW_PROPERTIES = {"decision", "reason"}
 _CURSOR_PURPOSE = "api-leads-cursor"
 
 
@@ -284,37 +283,6 @@ def erase_lead(public_ref: str):
     """Erase the lead's person (`leads erase`): 204; 404 when unknown or erased."""
     erasure.erase(_lead_or_404(public_ref, erased=False), by="api")
     return "", 204
-
-
-# --- review a later opt-in ----------------------------------------------------------
-
-@bp.post("/leads/<public_ref>/optins/<page_slug>/review")
-def review_optin(public_ref: str, page_slug: str):
-    """`{"decision": "approve"|"reject", "reason": "..."}` on the lead's opt-in on a
-    page: 200 with the lead and whether this call changed the review (the same
-    decision again changes nothing); 404 without such a lead or opt-in; 422 for an
-    unknown decision, a rejection without a reason or the lead's first opt-in."""
-    body = json_object()
-    refuse_unknown(body, REVIEW_PROPERTIES, body=True)
-    decision, reason = body.get("decision"), body.get("reason")
-    if not isinstance(decision, str) or not decision:
-        raise invalid({"decision": 'required: "approve" or "reject"'})
-    if reason is not None and not isinstance(reason, str):
-        raise invalid({"reason": "must be a string"})
-    lead = _lead_or_404(public_ref, erased=False)
-    row = db.session.scalar(select(Optin).join(Page, Page.id == Optin.page_id)
-                            .where(Optin.lead_id == lead.id, Page.slug == page_slug))
-    if row is None:
-        raise ApiError(404, f"This lead has no opt-in on page {page_slug[:64]!r}.")
-    try:
-        outcome = optins.review(row, decision, reason or "", by="api")
-    except ValueError as error:
-        # The domain's message; the property it is about, when it is one.
-        field = ("decision" if decision not in ("approve", "reject")
-                 else "reason" if decision == "reject" and not row.first else None)
-        raise ApiError(422, str(error),
-                       fields={field: str(error)} if field else {}) from None
-    return {"lead": _lead_json(lead), "changed": outcome.changed}
 
 
 def _optins_of(lead_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

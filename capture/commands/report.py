@@ -16,6 +16,10 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _money(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 @click.command("report")
 @click.option("--page", "slug", help="Only this page.")
 @click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step", "broadcast")),
@@ -24,8 +28,8 @@ def _percent(value: float | None) -> str:
 @click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
-    """Print the metrics (visitors, leads and imported leads, conversion, approval,
-    opens, clicks, revenue …)."""
+    """Print the metrics (visitors, leads and opt-ins, imported leads, conversion,
+    approval, opens, clicks, revenue, ad spend, profit, ROI …)."""
     if slug and by in ("step", "broadcast"):
         raise click.ClickException(f"--by {by} counts the emails to every page's leads: "
                                    "leave out --page")
@@ -44,7 +48,7 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "optins", "imported", "conv", "approved", "rejected",
                "appr", "delivered", "open", "click", "unsubs", "upgrades", "revenue",
-               "per visitor")
+               "per visitor", "spend", "per appr", "profit", "roi")
     click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
     rows = [*result.rows.items(), ("total", result.total)]
     for name, n in rows:
@@ -52,7 +56,8 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         cells = (n.visitors, n.leads, n.optins, n.imported, _percent(n.conversion_rate),
                  n.approved, n.rejected, _percent(n.approval_rate), n.delivered,
                  _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes, n.upgrades,
-                 f"{n.revenue:.2f}", epv)
+                 f"{n.revenue:.2f}", epv, f"{n.spend:.2f}", _money(n.cost_per_approved_lead),
+                 f"{n.profit:.2f}", _percent(n.roi))
         click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))
     total = result.total
     click.echo(f"Raw opens {total.opens_raw}, raw clicks {total.clicks_raw} (machine-made "

@@ -17,6 +17,7 @@ from tests.conftest import optin
 HEADER = [
     "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
     "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue", "tags",
+    "pages",
 ]
 
 
@@ -70,7 +71,7 @@ def test_one_row_per_lead_with_its_values(app, runner, make_page):
         "review": "approved", "subscription": "subscribed", "utm_source": "newsletter",
         "utm_medium": "email", "utm_campaign": "spring", "ref": "partner7",
         "created_at": "2025-03-01T09:30:00", "confirmed_at": "2025-03-01T09:45:00",
-        "upgrades": "0", "revenue": "0.00", "tags": "",
+        "upgrades": "0", "revenue": "0.00", "tags": "", "pages": "offer",
     }]
 
 
@@ -133,6 +134,7 @@ def test_lead_whose_page_was_deleted_is_still_exported(app, runner):
     [row] = rows(runner)
     assert row["email"] == "orphan@example.com"
     assert row["page"] == ""
+    assert row["pages"] == ""
     assert row["revenue"] == "0.00"
 
 
@@ -208,6 +210,18 @@ def test_status_filters_by_review_or_subscription_state(runner, mixed_leads, sta
 
 def test_page_filters_by_slug(runner, mixed_leads):
     assert emails(runner, "--page", "other") == ["c@example.com", "d@example.com"]
+
+
+def test_page_filter_and_pages_column_count_every_optin_of_a_person(client, runner, make_page):
+    make_page(slug="offer", double_opt_in=False)
+    make_page(slug="other", double_opt_in=False)
+    for slug, email in (("offer", "ann@example.com"), ("other", "bob@example.com"),
+                        ("other", "ann@example.com")):
+        assert optin(client, slug, email=email).status_code == 303
+    assert {row["email"]: (row["page"], row["pages"]) for row in rows(runner)} == {
+        "ann@example.com": ("offer", "offer;other"), "bob@example.com": ("other", "other")}
+    assert emails(runner, "--page", "other") == ["ann@example.com", "bob@example.com"]
+    assert emails(runner, "--page", "offer") == ["ann@example.com"]
 
 
 def test_status_and_page_filters_combine(runner, mixed_leads):

@@ -23,11 +23,11 @@ from capture import clock
 from capture.leads import upgrades
 from capture.leads import exports
 from capture.leads import queries
-from capture.leads import erasure, lifecycle
+from capture.leads import erasure, lifecycle, optins
 from capture.leads import tags
 from capture.admin import bp
 from capture.db import db
-from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page
+from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Optin, Page
 
 
 class RejectForm(FlaskForm):
@@ -165,7 +165,7 @@ def _render_lead(lead: Lead, reject_form: RejectForm | None = None,
         "admin/leads/detail.html", lead=lead, page=page, history=queries.history(lead),
         fields=_field_values(lead, page), country=_country_name(lead.country),
         reject_form=reject_form or RejectForm(formdata=None), upgrade_form=upgrade_form,
-        tags=tags.tag_rows(lead.id),
+        tags=tags.tag_rows(lead.id), optins=optins.of_lead(lead.id),
     ), status
 
 
@@ -218,6 +218,31 @@ def lead_reject(lead_id: int):
     else:
         flash(f"{lead.email} was already rejected for that reason.")
     return redirect(url_for("admin.lead", lead_id=lead.id))
+
+
+@bp.post("/leads/<int:lead_id>/optins/<int:optin_id>/review")
+def lead_optin_review(lead_id: int, optin_id: int):
+    """Approve or reject one of the person's later opt-ins (`decision`; a rejection
+    needs a `reason`). The first opt-in is the lead's own review: lead_approve, lead_reject."""
+    lead = _lead_or_404(lead_id)
+    optin = db.session.get(Optin, optin_id)
+    if optin is None or optin.lead_id != lead.id:
+        abort(404)
+    back = url_for("admin.lead", lead_id=lead.id, _anchor="optins")
+    if erasure.is_erased(lead):
+        flash(f"Lead #{lead.id} is erased: its opt-ins are not reviewed any more.", "error")
+        return redirect(back)
+    try:
+        decision = optins.review(optin, request.form.get("decision", ""),
+                                 request.form.get("reason", ""), by="owner")
+    except ValueError as error:
+        flash(str(error), "error")
+        return redirect(back)
+    if decision.changed:
+        flash(decision.message, "success")
+    else:
+        flash(decision.message)
+    return redirect(back)
 
 
 @bp.post("/leads/<int:lead_id>/upgrade")

@@ -2,7 +2,8 @@
 
 import csv
 import re
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from sqlalchemy import func, select
@@ -10,15 +11,18 @@ from sqlalchemy import func, select
 from capture.numbers import metrics
 from capture.db import db
 from capture.leads.tags import tags_of
-from capture.leads.queries import LeadFilters, filter_leads, table_order
-from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Page, Upgrade
+from capture.leads.queries import LeadFilters, filter_leads, opted_in_on, table_order
+from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Optin, Page, Upgrade
 
 COLUMNS = (
     "email", "name", "page", "review", "subscription", "utm_source", "utm_medium",
     "utm_campaign", "ref", "created_at", "confirmed_at", "upgrades", "revenue", "tags",
+    "pages",
 )
 # Between a lead's tags in its cell: the separator the import's `tags` column reads.
 TAG_SEPARATOR = ";"
+# Between the slugs of the pages a person opted in on (the `pages` column).
+PAGE_SEPARATOR = ";"
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # A spreadsheet set to another separator (";" in much of Europe) splits a cell at it,
@@ -40,6 +44,7 @@ def write_leads_csv(out: TextIO, *, status: str | None = None, page_slug: str | 
 
     `status` and `page_slug` are the CLI's filters; `filters` are the dashboard table's
     (search, review, subscription, page, source, dates), whose order the rows follow.
+    A page, either way, selects every person with an opt-in on it, first or later.
     Raises ValueError for an unknown status or page."""
     count = -1
     for line in csv_lines(status=status, page_slug=page_slug, filters=filters):
@@ -87,10 +92,9 @@ def _leads_query(status: str | None, page_slug: str | None, filters: LeadFilters
             states = ", ".join(REVIEW_STATES + SUBSCRIPTION_STATES)
             raise ValueError(f"unknown status {status!r}; use one of {states}")
     if page_slug:
-        page_id = db.session.scalar(select(Page.id).where(Page.slug == page_slug))
-        if page_id is None:
+        if db.session.scalar(select(Page.id).where(Page.slug == page_slug)) is None:
             raise ValueError(f"no page with slug {page_slug!r}")
-        query = query.where(Lead.page_id == page_id)
+        query = query.where(opted_in_on(page_slug))
     return query
 
 
@@ -109,9 +113,10 @@ def _lines(query) -> Iterator[str]:
     writer = csv.writer(line, quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     yield line.text
-    # A thousand leads at a time, their tags in one query per thousand.
+    # A thousand leads at a time, their tags and pages in one query each per thousand.
     for rows in db.session.execute(query.execution_options(yield_per=1000)).partitions():
         names = tags_of(row[0].id for row in rows)
+        pages = _pages_of([row[0].id for row in rows])
         for lead, slug, payout, upgrade_count, upgrade_amount in rows:
             revenue = metrics.lead_revenue(lead.review, payout, upgrade_amount)
             row = (
@@ -119,6 +124,20 @@ def _lines(query) -> Iterator[str]:
                 lead.utm_medium, lead.utm_campaign, lead.ref, lead.created_at.isoformat(),
                 lead.confirmed_at.isoformat() if lead.confirmed_at else "",
                 upgrade_count or 0, f"{revenue:.2f}", TAG_SEPARATOR.join(names[lead.id]),
+                PAGE_SEPARATOR.join(pages[lead.id]),
             )
             writer.writerow([neutralize(value) for value in row])
             yield line.text
+
+
+def _pages_of(lead_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The slugs of the pages each lead opted in on, in opt-in order (the first
+    first, as `optins.of_lead`); a deleted page's opt-in has no slug to give."""
+    slugs: dict[int, list[str]] = defaultdict(list)
+    rows = db.session.connection().execute(
+        select(Optin.lead_id, Page.slug).join(Page, Page.id == Optin.page_id)
+        .where(Optin.lead_id.in_(list(lead_ids)))
+        .order_by(Optin.lead_id, Optin.first.desc(), Optin.created_at, Optin.id))
+    for lead_id, slug in rows:
+        slugs[lead_id].append(slug)
+    return slugs

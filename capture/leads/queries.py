@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Exists, Select, func, or_, select, tuple_
 
 from capture.db import db
 from capture.models import (
@@ -16,6 +16,7 @@ from capture.models import (
     Event,
     Lead,
     LeadTag,
+    Optin,
     Page,
     SavedSegment,
     Upgrade,
@@ -40,7 +41,7 @@ class LeadFilters:
     q: str = ""  # part of the email or name, any case
     review: str = ""
     subscription: str = ""
-    page: str = ""  # a page slug
+    page: str = ""  # a page slug: leads with an opt-in on it (first or later)
     source: str = ""  # a utm_source, or NO_SOURCE
     created_from: date | None = None  # first day, inclusive (UTC)
     created_to: date | None = None  # last day, inclusive (UTC)
@@ -163,8 +164,7 @@ def filter_leads(stmt: Select, filters: LeadFilters) -> Select:
     if filters.subscription:
         stmt = stmt.where(Lead.subscription == filters.subscription)
     if filters.page:
-        page_id = select(Page.id).where(Page.slug == filters.page).scalar_subquery()
-        stmt = stmt.where(Lead.page_id == page_id)
+        stmt = stmt.where(opted_in_on(filters.page))
     if filters.source == NO_SOURCE:
         stmt = stmt.where(or_(Lead.utm_source.is_(None), Lead.utm_source == ""))
     elif filters.source:
@@ -179,6 +179,15 @@ def filter_leads(stmt: Select, filters: LeadFilters) -> Select:
     if filters.segment_rule is not None:
         stmt = stmt.where(member_filter(filters.segment_rule))
     return stmt
+
+
+def opted_in_on(slug: str) -> Exists:
+    """Condition on Lead: the person opted in on the page with this slug, first or
+    later (an EXISTS over their opt-ins, which the (lead, page) index answers)."""
+    # Never correlated: the table's query joins Page for the first page's slug.
+    page_id = select(Page.id).where(Page.slug == slug).correlate(None).scalar_subquery()
+    return (select(Optin.id).where(Optin.lead_id == Lead.id, Optin.page_id == page_id)
+            .correlate(Lead).exists())
 
 
 def table_order(filters: LeadFilters, reverse: bool = False) -> tuple:

@@ -24,7 +24,7 @@ from capture import create_app
 from capture.leads import lifecycle as leads
 from capture.mail import membership
 from capture.db import db
-from capture.models import Delivery, Lead, Page, Webhook, WebhookDelivery
+from capture.models import Delivery, Lead, Optin, Page, Webhook, WebhookDelivery
 with create_app().app_context():
     page = db.session.scalar(select(Page).where(Page.slug == "launch"))
     lead = Lead(email={LONG_ADDRESS!r}, name="Maximiliana Wolkenstein-Hohenberg",
@@ -34,6 +34,11 @@ with create_app().app_context():
     db.session.add(lead)
     db.session.flush()
     membership.enroll(lead)
+    vetted = db.session.scalar(select(Page).where(Page.slug == "vetted"))
+    db.session.add(Optin(lead_id=lead.id, page_id=vetted.id, review="pending",
+                         utm_source="a-very-long-partner-newsletter-source", ref="partner-42",
+                         consent_text="I agree to receive the vetted offer and the emails "
+                                      "that come with it; I can leave at any time."))
     db.session.add(Delivery(lead_id=lead.id, sequence="launch", step="01-welcome",
                             filename="01-welcome.md", status="failed", attempts=3,
                             subject="Welcome aboard, Maximiliana", error={FAILURE!r}))

@@ -183,3 +183,16 @@ def test_rejection_reasons_by_page_and_source_in_the_api_and_the_dashboard(app, 
     page = owner_client(app).get("/admin/sources").get_data(as_text=True)
     assert "Why leads were rejected" in page
     assert "domain spam.example is blocked" in page and "strict (2)" in page
+
+
+def test_the_lead_page_shows_who_returned_the_lead(app, api, ann):
+    from tests.conftest import owner_client
+
+    api.post(f"/leads/{ann}/review", {"review": "approved"})
+    api.post(f"/leads/{ann}/review", {"review": "rejected", "reason": "bad phone"})
+    with app.app_context():
+        lead_id = db.session.scalar(select(Lead.id))
+    page = owner_client(app).get(f"/admin/leads/{lead_id}").get_data(as_text=True)
+    assert "Approved by api" in page
+    assert ("Returned by api (approved before: its payout is taken back): "
+            "<em>bad phone</em>") in page

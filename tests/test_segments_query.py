@@ -236,3 +236,16 @@ def test_audience_ids_is_a_select_a_broadcast_can_insert_from(world):
         stmt = query.audience_ids(parse({"tags": ["vip"]}))
         ids = db.session.scalars(stmt.where(Lead.id > 0).order_by(Lead.id).limit(1)).all()
         assert len(ids) == 1
+
+
+def test_an_erased_person_is_no_member(world):
+    from capture.leads import erasure
+
+    with world.app_context():
+        ann = db.session.scalar(select(Lead).where(Lead.email == "ann@example.com"))
+        erasure.erase(ann)
+    assert "ann" not in members(world, {})
+    assert members(world, {"review": ["approved"], "pages": ["webinar"]}) == {
+        "bob", "eve", "gus"}
+    with world.app_context():
+        assert query.count_members(parse({})) == 6

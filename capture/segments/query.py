@@ -174,8 +174,9 @@ def _enrolled(names: tuple[str, ...], finished: bool, per_lead: bool) -> ColumnE
 def conditions(segment: Segment, *, per_lead: bool = False,
                leader: str | None = None) -> list[ColumnElement[bool]]:
     """The WHERE conditions over Lead that make a lead a member (all must hold).
-    `leader` names a key whose lead ids the statement starts from (left out here)."""
-    where: list[ColumnElement[bool]] = []
+    `leader` names a key whose lead ids the statement starts from (left out here).
+    An erased person is nobody's member: their row stays only for the numbers."""
+    where: list[ColumnElement[bool]] = [_column(Lead.subscription, per_lead) != "erased"]
     if segment.pages:
         where.append(_pages(segment.pages))
     for key, column in _ATTRIBUTION.items():

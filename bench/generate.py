@@ -41,6 +41,7 @@ import threading
 import time
 from array import array
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -82,7 +83,7 @@ class Loader:
         self.timings: dict[str, dict] = {}
 
     def _converters(self, table, names: list[str]):
-        from sqlalchemy import JSON, Boolean, DateTime
+        from sqlalchemy import JSON, Boolean, DateTime, Numeric
 
         def timestamp(value):
             if value is None:
@@ -96,12 +97,16 @@ class Loader:
         def as_int(value):
             return None if value is None else int(value)
 
+        def as_number(value):
+            return None if value is None else float(value)
+
         converters = []
         for name in names:
             kind = table.c[name].type
             converters.append(timestamp if isinstance(kind, DateTime) else
                               as_json if isinstance(kind, JSON) else
-                              as_int if isinstance(kind, Boolean) else None)
+                              as_int if isinstance(kind, Boolean) else
+                              as_number if isinstance(kind, Numeric) else None)
         return converters
 
     def _batches(self, table, rows):
@@ -198,7 +203,8 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
     from capture.mail import work_queue
     from capture.mail.sequences import Library
     from capture.db import db
-    from capture.models import Delivery, Enrollment, Event, Lead, Page, SequenceVersion, Visit
+    from capture.models import (Cost, Delivery, Enrollment, Event, Lead, Page, SequenceVersion,
+                                Visit)
 
     visits = 2 * leads if visits is None else visits
     events = leads if events is None else events
@@ -409,6 +415,18 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
                    "machine": machine, "data": data}
 
     loader.insert(tables["events"], event_rows(), expected=events)
+
+    # --- ad spend: a row per day, source and campaign the leads came from ------------
+    def cost_rows():
+        for day in range(days):
+            on = (EPOCH + timedelta(seconds=origin + day * 86400.0)).date()
+            for n, source in enumerate(SOURCES):
+                for campaign in CAMPAIGNS[n::len(SOURCES)]:
+                    yield {"day": on, "source": source, "campaign": campaign,
+                           "page_id": page.id, "amount": Decimal(rng.randrange(100, 5000)) / 100,
+                           "currency": "USD", "created_at": now, "updated_at": now}
+
+    loader.insert(Cost.__table__, cost_rows(), expected=days * len(CAMPAIGNS))
 
     # --- what a running scheduler leaves behind --------------------------------------
     with db.session.begin():

@@ -241,3 +241,13 @@ def test_unknown_page_is_a_clear_error(runner, mixed_leads):
     assert result.exit_code != 0
     assert "no page with slug 'nope'" in result.stderr
     assert result.stdout == ""
+
+
+def test_revenue_adds_the_payout_of_each_approved_later_optin(client, runner, make_page):
+    make_page(slug="offer", double_opt_in=False, payout="2.50")
+    make_page(slug="other", double_opt_in=False, payout="4.00")
+    make_page(slug="manual", double_opt_in=False, payout="9.00", review="manual")
+    for slug in ("offer", "other", "manual"):
+        assert optin(client, slug, email="ann@example.com").status_code == 303
+    [row] = rows(runner)
+    assert row["revenue"] == "6.50"  # the pending opt-in on "manual" earns nothing yet

@@ -3,6 +3,7 @@
 import csv
 import re
 from collections import defaultdict
+from decimal import Decimal
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
@@ -116,9 +117,12 @@ def _lines(query) -> Iterator[str]:
     # A thousand leads at a time, their tags and pages in one query each per thousand.
     for rows in db.session.execute(query.execution_options(yield_per=1000)).partitions():
         names = tags_of(row[0].id for row in rows)
-        pages = _pages_of([row[0].id for row in rows])
+        pages, later_payouts = _pages_of([row[0].id for row in rows])
         for lead, slug, payout, upgrade_count, upgrade_amount in rows:
-            revenue = metrics.lead_revenue(lead.review, payout, upgrade_amount)
+            # The person's revenue: the first opt-in's payout and upgrades, and the
+            # payout of each approved later opt-in.
+            revenue = (metrics.lead_revenue(lead.review, payout, upgrade_amount)
+                       + later_payouts.get(lead.id, 0))
             row = (
                 lead.email, lead.name, slug, lead.review, lead.subscription, lead.utm_source,
                 lead.utm_medium, lead.utm_campaign, lead.ref, lead.created_at.isoformat(),
@@ -130,14 +134,19 @@ def _lines(query) -> Iterator[str]:
             yield line.text
 
 
-def _pages_of(lead_ids: Iterable[int]) -> dict[int, list[str]]:
+def _pages_of(lead_ids: Iterable[int]) -> tuple[dict[int, list[str]], dict[int, Decimal]]:
     """The slugs of the pages each lead opted in on, in opt-in order (the first
-    first, as `optins.of_lead`); a deleted page's opt-in has no slug to give."""
+    first, as `optins.of_lead`; a deleted page's opt-in has no slug to give), and the
+    payout of each lead's approved later opt-ins."""
     slugs: dict[int, list[str]] = defaultdict(list)
+    later: dict[int, Decimal] = defaultdict(Decimal)
     rows = db.session.connection().execute(
-        select(Optin.lead_id, Page.slug).join(Page, Page.id == Optin.page_id)
+        select(Optin.lead_id, Page.slug, Optin.first, Optin.review, Page.payout)
+        .join(Page, Page.id == Optin.page_id)
         .where(Optin.lead_id.in_(list(lead_ids)))
         .order_by(Optin.lead_id, Optin.first.desc(), Optin.created_at, Optin.id))
-    for lead_id, slug in rows:
+    for lead_id, slug, first, review, payout in rows:
         slugs[lead_id].append(slug)
-    return slugs
+        if not first and review == "approved" and payout:
+            later[lead_id] += Decimal(payout)
+    return slugs, later

@@ -16,6 +16,7 @@ from capture.leads import addresses
 from capture.mail import compose
 from capture.mail import actions, condition_checks, engine, planning, trigger_checks
 from capture.mail.sequences import Library
+from capture.numbers import subject_winners
 from capture.webhooks import delivery
 from capture.db import db
 from capture.models import Lead
@@ -139,6 +140,7 @@ def send_due() -> None:
     """One scheduler tick, now: send the due emails, the queued confirmations
     (imported and bulk-approved leads) and the due webhook deliveries; print a
     summary."""
+    subject_winners.pick_due()
     summary = engine.tick()
     queued = confirmations.send_queued()
     hooks = delivery.deliver_due()

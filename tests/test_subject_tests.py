@@ -383,6 +383,20 @@ def test_a_good_subject_test_passes_both_checks(app):
     assert runner.invoke(args=["sequences", "check"]).exit_code == 0
 
 
+def test_preview_prints_each_subject_and_the_test_email_uses_the_first(app, smtp):
+    write_broadcast(app, "sale", SALE.format(pick_by="clicks"))
+    folder = sequence_folder(app)
+    folder.mkdir()
+    (folder / "01-welcome.md").write_text(STEP, encoding="utf-8")
+    runner = app.test_cli_runner()
+    step = runner.invoke(args=["sequences", "preview", "course", "welcome"]).output
+    assert "Subject: Welcome, Jane\nSubject 2: Your guide is here\n" in step
+    sale = runner.invoke(args=["broadcasts", "preview", "sale"]).output
+    assert f"Subject: Spring sale, Jane\nSubject 2: {SECOND}\n" in sale
+    assert runner.invoke(args=["broadcasts", "test", "sale", "me@example.com"]).exit_code == 0
+    assert [str(m["Subject"]) for m in smtp.messages] == ["[Test] Spring sale, Jane"]
+
+
 # --- the winner's rule -----------------------------------------------------------------------
 
 def numbers(*rows) -> list[SubjectNumbers]:

@@ -84,8 +84,11 @@ def preview(name: str, step: str, email: str | None) -> None:
 
 
 def echo_rendered(rendered: dict[str, str]) -> None:
-    """Print a rendered email as `preview` shows it: subject, preheader, both parts."""
+    """Print a rendered email as `preview` shows it: subject (each one of a subject
+    test), preheader, both parts."""
     click.echo(f"Subject: {rendered['subject']}")
+    for index, subject in enumerate(rendered.get("subjects", [])[1:], start=2):
+        click.echo(f"Subject {index}: {subject}")
     click.echo(f"Preheader: {rendered['preheader']}")
     click.echo("\n----- text -----")
     click.echo(rendered["text"])

@@ -3,9 +3,10 @@ in the shape the composer renders.
 
 A broadcast is one Markdown file with YAML front matter (`subject`, or a list of 2-4
 for a subject test, `preheader`, `segment`, `send_at`, `from`, optionally `name`,
-`send_window`, `timezone`, `test`); its name is the file name without `.md`. Every problem is kept as `file:line: message`. A file without a Broadcast row is
-a draft; `broadcasts send` freezes its content into the row (`capture.mail.
-broadcast_actions`), and from then on the row, never the file, is what is sent.
+`send_window`, `timezone`, `test`); its name is the file name without `.md`. Every
+problem is kept as `file:line: message`. A file without a Broadcast row is a draft;
+`broadcasts send` freezes its content into the row (`capture.mail.broadcast_actions`),
+and from then on the row, never the file, is what is sent.
 """
 
 import hashlib

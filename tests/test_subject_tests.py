@@ -3,15 +3,18 @@ step's subjects drawn per email and counted per subject; a broadcast's test that
 its share, waits, picks the winner by people's clicks or revenue and sends it to the
 rest, exactly once per lead, across restarts and several schedulers; the checks."""
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 from sqlalchemy import func, select, update
 
 from capture import scheduler
 from capture.access import api_tokens
+from capture.api import OPENAPI_FILE
 from capture.db import db
 from capture.mail import broadcast_sending, broadcast_tests
 from capture.models import Broadcast, Delivery, Lead, LeadTag, Page, RollupUnsent
@@ -323,6 +326,9 @@ def test_the_api_and_list_show_subjects_and_the_test(app, smtp, clock):
     assert [s["winner"] for s in answer["subjects"]] == [True, False]
     assert answer["test"]["phase"] == "picked" and answer["test"]["winner"] == 0
     assert answer["test"]["summary"].startswith("No click in the test")
+    document = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
+    jsonschema_rs.validate({"$ref": "#/components/schemas/Broadcast",
+                            "components": document["components"]}, answer)
     report = app.test_cli_runner().invoke(args=["report", "--by", "broadcast"]).output
     assert re.search(r"^\s+subject 1 \(won\)", report, re.M), report
 

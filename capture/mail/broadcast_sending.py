@@ -11,7 +11,9 @@ write lock only for its own rows. Queued rows are then claimed like any other wo
 (`capture.claims`), within the shared rate cap, and handed over by `capture.mail.
 handover` exactly as sequence emails are: rendered with pixel, tracked links, footer
 and list headers, marked `sending` before the backend call (a crash leaves `unknown`,
-never a second email), the outcome recorded after.
+never a second email), the outcome recorded after. A subject test draws each chunk's
+subjects as it is taken; with a `test`, the recipients outside its share are `held`
+until the winner is picked (`capture.mail.broadcast_tests`).
 """
 
 import logging

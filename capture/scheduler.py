@@ -1,7 +1,8 @@
-"""The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick
-(`engine.tick`, webhooks, the retention of unconfirmed leads, rollups) every
-CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the fast lane that sends the queued confirmation
-emails every CAPTURE_CONFIRM_INTERVAL_SECONDS (a visitor is waiting for that email).
+"""The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick (the
+winners of broadcast subject tests, `engine.tick`, webhooks, the retention of
+unconfirmed leads, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the fast
+lane that sends the queued confirmation emails every CAPTURE_CONFIRM_INTERVAL_SECONDS
+(a visitor is waiting for that email).
 
 `flask --app wsgi scheduler` runs them in its own process (production, any number of
 them); CAPTURE_SCHEDULER=embedded runs them inside the web process, started on the
@@ -19,7 +20,7 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError
 
 from capture.leads import confirmations, erasure
-from capture.numbers import rollups
+from capture.numbers import rollups, subject_winners
 from capture.mail import engine, outcomes
 from capture.webhooks import delivery
 from capture.db import db
@@ -34,6 +35,7 @@ def run_tick(app: Flask) -> outcomes.Summary | None:
     errors are logged and never stop the other part or the scheduler. (The queued
     confirmation emails have their own, faster job: `run_confirmations`.)"""
     with app.app_context():
+        _pick_winners()
         try:
             summary = engine.tick()
         except Exception:  # a bad tick must not kill the scheduler thread
@@ -47,6 +49,16 @@ def run_tick(app: Flask) -> outcomes.Summary | None:
         _erase_unconfirmed()
         _fold_rollups()
         return summary
+
+
+def _pick_winners() -> None:
+    """Pick the winners of the broadcast subject tests whose wait is over, before the
+    tick, which then sends them to the rest."""
+    try:
+        subject_winners.pick_due()
+    except Exception:
+        log.exception("picking the winners of subject tests failed")
+        db.session.rollback()
 
 
 def _erase_unconfirmed() -> None:

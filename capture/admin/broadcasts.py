@@ -1,6 +1,7 @@
 """Dashboard area: broadcasts. The list (state, progress, audience, numbers), one
 broadcast's page (audience now, frozen content in a sandboxed preview, numbers,
-progress) and the owner's buttons: send now, schedule, cancel, a test to an address."""
+progress, a subject test's phase, winner and numbers per subject) and the owner's
+buttons: send now, schedule, cancel, a test to an address."""
 
 from datetime import UTC, datetime
 
@@ -10,10 +11,15 @@ from flask_login import current_user
 
 from capture.admin import bp
 from capture.leads import addresses
-from capture.mail import backends, broadcast_actions, compose
+from capture.mail import backends, broadcast_actions, broadcast_tests, compose
 from capture.mail import broadcasts as broadcast_files
 from capture.mail.broadcast_actions import Refused
-from capture.numbers.broadcasts import BroadcastNumbers, broadcast_numbers
+from capture.numbers.broadcasts import (
+    BroadcastNumbers,
+    SubjectNumbers,
+    broadcast_numbers,
+    broadcast_subjects,
+)
 from capture.web.headers import content_security_policy
 
 # The dashboard's policy, but the preview frame (sandboxed, no script) may use the
@@ -65,9 +71,15 @@ def broadcasts_detail(name: str):
         rendered = broadcast_actions.preview(name)
     except Refused as failure:
         error = str(failure)
+    row = item.row
     response = render_template(
         "admin/broadcasts/detail.html", item=item, rendered=rendered, error=error,
         audience=_audience(item), numbers=_numbers([item]).get(name),
+        subjects=(broadcast_subjects([row]).get(row.id, []) if row is not None
+                  else [SubjectNumbers(index, text)
+                        for index, text in enumerate(item.file.subjects)]),
+        test=row.test if row is not None else item.file.test,
+        test_text=broadcast_tests.describe(row if row is not None else item.file),
         progress=broadcast_actions.progress(item.row) if item.row is not None else None,
         problems=[str(p) for p in item.file.problems] if item.file else [],
         owner_email=current_user.email)

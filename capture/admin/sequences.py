@@ -1,5 +1,6 @@
 """Dashboard area: sequences. Each folder's settings, steps and problems, the numbers
-of each step, a sandboxed preview of a step and a test email of it to the owner."""
+of each step (and of each subject of a step's subject test), a sandboxed preview of a
+step and a test email of it to the owner."""
 
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from capture.leads import addresses
 from capture.mail import backends
 from capture.numbers import attribution, periods, sequence_steps
+from capture.numbers.broadcasts import SubjectNumbers, step_subjects
 from capture.mail import compose
 from capture.mail import actions, condition_checks, trigger_checks, triggers
 from capture.segments import words
@@ -86,13 +88,16 @@ def sequences_step(name: str, step_key: str):
         except compose.RenderError as failure:
             error = str(failure)
     index = sequence.steps.index(step)
+    subjects = (step_subjects(sequence=name, step=step.key).get((name, step.key))
+                or [SubjectNumbers(number, text) for number, text in enumerate(step.subjects)])
     response = render_template(
         "admin/sequences/step.html", sequence=sequence, step=step, rendered=rendered,
         error=error, lead=lead, lead_email=request.args.get("lead", "").strip(),
         lead_note=lead_note, timing=_timing(sequence, step, index), describe=words.describe,
         previous=sequence.steps[index - 1] if index else None,
         next=sequence.steps[index + 1] if index + 1 < len(sequence.steps) else None,
-        owner_email=current_user.email,
+        owner_email=current_user.email, subjects=subjects,
+        attribution_days=attribution.window_days(),
     )
     return response, 200, {"Content-Security-Policy": PREVIEW_POLICY}
 

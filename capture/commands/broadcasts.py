@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.leads import addresses
-from capture.mail import backends, broadcast_actions, broadcasts, compose
+from capture.mail import backends, broadcast_actions, broadcasts, compose, subject_tests
 from capture.mail.broadcast_actions import Refused
 from capture.commands.sequences import echo_rendered
 from capture.models import Lead
@@ -40,14 +40,15 @@ def check() -> None:
 
 @broadcasts_cli.command("list")
 def list_command() -> None:
-    """One line per broadcast: name, state, audience, sent, open and click rates
-    (people, not machines), revenue credited to it."""
+    """One line per broadcast: name, state (with a subject test's phase while it
+    sends), audience, sent, open and click rates (people, not machines), revenue
+    credited to it; the winner of a subject test."""
     found = broadcast_actions.statuses()
     if not found:
         click.echo(f"No broadcasts yet: write one in {broadcasts.folder()}/<name>.md.")
         return
     numbers = broadcast_numbers([s.row.id for s in found if s.row is not None])
-    click.echo(f"{'name':<28}{'state':<11}" + "".join(
+    click.echo(f"{'name':<28}{'state':<19}" + "".join(
         f"{c:>10}" for c in ("audience", "sent", "open", "click", "revenue")))
     for item in found:
         n = numbers.get(item.row.id) if item.row is not None else None
@@ -58,7 +59,9 @@ def list_command() -> None:
         cells = (audience, n.delivered if n else 0, _percent(n.open_rate if n else None),
                  _percent(n.click_rate if n else None), f"{n.revenue:.2f}" if n else "0.00")
         mark = " (file edited since send)" if item.differs and item.file is not None else ""
-        click.echo(f"{item.name[:27]:<28}{item.state:<11}"
+        if item.row is not None and item.row.winner is not None:
+            mark += f" ({subject_tests.label(item.row.winner)} won)"
+        click.echo(f"{item.name[:27]:<28}{item.label:<19}"
                    + "".join(f"{str(c):>10}" for c in cells) + mark)
 
 

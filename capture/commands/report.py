@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from capture import clock
 from capture.db import db
-from capture.models import Page
+from capture.models import Broadcast, Page
 from capture.numbers import broadcasts, metrics, sequence_steps
 
 
@@ -40,7 +40,7 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
             raise click.ClickException(f"no page with slug {slug!r}")
     start = clock.utcnow() - timedelta(days=days) if days else None
     if by == "step":
-        _print_steps(sequence_steps.steps(start=start))
+        _print_steps(sequence_steps.steps(start=start), broadcasts.step_subjects(start))
         return
     if by == "broadcast":
         _print_broadcasts(start)
@@ -64,8 +64,9 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
                f"included); duplicates {total.duplicates}; payout {total.payout:.2f}.")
 
 
-def _print_steps(rows: list) -> None:
-    """The per-step table of `report --by step`."""
+def _print_steps(rows: list, subjects: dict) -> None:
+    """The per-step table of `report --by step`; under a step with a subject test, a
+    row per subject (`subject 1`, …) with its text at the end."""
     if not rows:
         click.echo("No sequence email sent yet.")
         return
@@ -78,14 +79,23 @@ def _print_steps(rows: list) -> None:
                  f"{row.revenue:.2f}")
         click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
                    + "".join(f"{str(c):>12}" for c in cells))
+        for n in subjects.get((row.sequence, row.step), []):
+            cells = (n.delivered, n.opens, _percent(n.open_rate), n.clicks,
+                     _percent(n.click_rate), n.unsubscribes, n.bounces, n.upgrades,
+                     f"{n.revenue:.2f}")
+            click.echo(f"{'':<22}{n.label:<18}" + "".join(f"{str(c):>12}" for c in cells)
+                       + f"  {n.subject}")
 
 
 def _print_broadcasts(start) -> None:
-    """The per-broadcast table of `report --by broadcast` (see `broadcasts.started_in`)."""
+    """The per-broadcast table of `report --by broadcast` (see `broadcasts.started_in`);
+    under a broadcast with a subject test, a row per subject, the winner marked."""
     rows = broadcasts.started_in(start)
     if not rows:
         click.echo("No broadcast sent yet.")
         return
+    subjects = broadcasts.broadcast_subjects(db.session.scalars(
+        select(Broadcast).where(Broadcast.id.in_([n.broadcast_id for n in rows]))).all())
     columns = ("state", "recipients", "delivered", "opens", "open", "clicks", "click",
                "unsubs", "bounces", "complaints", "upgrades", "revenue")
     click.echo(f"{'broadcast':<24}" + "".join(f"{c:>11}" for c in columns))
@@ -94,3 +104,10 @@ def _print_broadcasts(start) -> None:
                  n.clicks, _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
                  n.upgrades, f"{n.revenue:.2f}")
         click.echo(f"{n.name[:23]:<24}" + "".join(f"{str(c):>11}" for c in cells))
+        for s in subjects.get(n.broadcast_id, []):
+            name = s.label + (" (won)" if s.winner else "")
+            cells = ("", "", s.delivered, s.opens, _percent(s.open_rate), s.clicks,
+                     _percent(s.click_rate), s.unsubscribes, s.bounces, s.complaints,
+                     s.upgrades, f"{s.revenue:.2f}")
+            click.echo(f"  {name:<22}" + "".join(f"{str(c):>11}" for c in cells)
+                       + f"  {s.subject}")

@@ -16,6 +16,7 @@ from capture.leads import addresses
 from capture.mail import compose
 from capture.mail import actions, condition_checks, engine, planning, trigger_checks
 from capture.mail.sequences import Library
+from capture.numbers import subject_winners
 from capture.webhooks import delivery
 from capture.db import db
 from capture.models import Lead
@@ -83,8 +84,11 @@ def preview(name: str, step: str, email: str | None) -> None:
 
 
 def echo_rendered(rendered: dict[str, str]) -> None:
-    """Print a rendered email as `preview` shows it: subject, preheader, both parts."""
+    """Print a rendered email as `preview` shows it: subject (each one of a subject
+    test), preheader, both parts."""
     click.echo(f"Subject: {rendered['subject']}")
+    for index, subject in enumerate(rendered.get("subjects", [])[1:], start=2):
+        click.echo(f"Subject {index}: {subject}")
     click.echo(f"Preheader: {rendered['preheader']}")
     click.echo("\n----- text -----")
     click.echo(rendered["text"])
@@ -139,6 +143,7 @@ def send_due() -> None:
     """One scheduler tick, now: send the due emails, the queued confirmations
     (imported and bulk-approved leads) and the due webhook deliveries; print a
     summary."""
+    subject_winners.pick_due()
     summary = engine.tick()
     queued = confirmations.send_queued()
     hooks = delivery.deliver_due()

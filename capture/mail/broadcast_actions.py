@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from capture import clock
 from capture.db import db
 from capture.mail import actions, broadcasts, compose, mime
-from capture.mail.broadcast_sending import OPEN, content_of
+from capture.mail.broadcast_sending import UNSETTLED, content_of
 from capture.mail.broadcasts import BroadcastFile, Content
 from capture.models import Broadcast, Delivery, Lead
 from capture.segments import language, query
@@ -50,6 +50,17 @@ class Status:
     @property
     def state(self) -> str:
         return self.row.state if self.row is not None else "draft"
+
+    @property
+    def phase(self) -> str | None:
+        """Where a sending broadcast's subject test is: testing, waiting or picked
+        (None without a test, or once it is no longer sending)."""
+        return self.row.test_phase if self.row is not None and self.state == "sending" else None
+
+    @property
+    def label(self) -> str:
+        """The state as `broadcasts list` shows it: `sending (waiting)` during a test."""
+        return f"{self.state} ({self.phase})" if self.phase else self.state
 
     @property
     def differs(self) -> bool:
@@ -189,7 +200,8 @@ def send(name: str, at: datetime | None = None) -> Outcome:
         name=name, state="scheduled", subject=file.subject, preheader=file.preheader,
         sender=file.sender, body=file.body, segment=file.segment_data,
         file_hash=file.file_hash, send_at=when, send_window=file.send_window,
-        timezone=file.timezone, created_at=now))
+        timezone=file.timezone, created_at=now, subjects=file.subjects,
+        **({"test": file.test, "test_phase": "testing"} if file.test else {})))
     try:
         db.session.commit()
     except IntegrityError:  # sent at the same moment by another door
@@ -243,12 +255,12 @@ def cancel(name: str) -> Outcome:
     if not stopped:
         db.session.rollback()
         return Outcome(f"{name} finished meanwhile: nothing changed", False)
-    # Queued and claimed-but-not-started emails are dropped (a claimed one is only
-    # sent after it is marked `sending`, which its status no longer allows); a retry
-    # fails with the reason.
+    # Queued (and held: waiting for a test's winner) and claimed-but-not-started
+    # emails are dropped (a claimed one is only sent after it is marked `sending`,
+    # which its status no longer allows); a retry fails with the reason.
     dropped = db.session.execute(
         update(Delivery).where(Delivery.broadcast_id == row.id,
-                               (Delivery.status == "queued")
+                               (Delivery.status.in_(("queued", "held")))
                                | ((Delivery.status.in_(("claimed", "retry")))
                                   & (Delivery.attempts == 0)))
         .values(status="cancelled", error="not sent: the broadcast was cancelled")
@@ -264,9 +276,10 @@ def cancel(name: str) -> Outcome:
 
 
 def progress(row: Broadcast) -> dict[str, int]:
-    """How far a broadcast is: its deliveries by status, and how many are settled."""
+    """How far a broadcast is: its deliveries by status, and how many are settled (an
+    email held for a test's winner is not)."""
     counts = dict(db.session.execute(
         select(Delivery.status, func.count()).where(Delivery.broadcast_id == row.id)
         .group_by(Delivery.status)).all())
-    settled = sum(number for state, number in counts.items() if state not in OPEN)
+    settled = sum(number for state, number in counts.items() if state not in UNSETTLED)
     return {**counts, "settled": settled, "total": sum(counts.values())}

@@ -11,7 +11,9 @@ write lock only for its own rows. Queued rows are then claimed like any other wo
 (`capture.claims`), within the shared rate cap, and handed over by `capture.mail.
 handover` exactly as sequence emails are: rendered with pixel, tracked links, footer
 and list headers, marked `sending` before the backend call (a crash leaves `unknown`,
-never a second email), the outcome recorded after.
+never a second email), the outcome recorded after. A subject test draws each chunk's
+subjects as it is taken; with a `test`, the recipients outside its share are `held`
+until the winner is picked (`capture.mail.broadcast_tests`).
 """
 
 import logging
@@ -20,13 +22,21 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from capture import claims, clock
 from capture.db import db
 from capture import suppression
-from capture.mail import backends, handover, time_values, timing, work_queue
+from capture.mail import (
+    backends,
+    broadcast_tests,
+    handover,
+    subject_tests,
+    time_values,
+    timing,
+    work_queue,
+)
 from capture.mail.broadcasts import Content
 from capture.mail.outcomes import Outgoing, Summary
 from capture.models import Broadcast, Delivery, Lead
@@ -34,8 +44,10 @@ from capture.segments import language, query
 
 log = logging.getLogger(__name__)
 
-# Delivery states of a broadcast's email that are not settled yet.
+# Delivery states of a broadcast's email that are not settled yet; `held`: the rest of
+# a subject test's recipients, waiting for the winner (`capture.mail.broadcast_tests`).
 OPEN = ("queued", "claimed", "sending", "retry")
+UNSETTLED = (*OPEN, "held")
 CHUNK = 100
 # The pause between two chunks of a take, as a share of the time the chunk took.
 TAKE_PAUSE = 0.5
@@ -44,7 +56,7 @@ TAKE_PAUSE = 0.5
 def content_of(broadcast: Broadcast) -> Content:
     """The frozen content of a broadcast row, as the composer renders it."""
     return Content(broadcast.name, broadcast.subject, broadcast.body, broadcast.preheader,
-                   broadcast.sender)
+                   broadcast.sender, subjects=tuple(broadcast.subjects or ()))
 
 
 def start_due(now: datetime) -> int:
@@ -91,7 +103,8 @@ def take_chunk(broadcast_id: int, now: datetime) -> int | None:
     (or not this process's to do: cancelled, or another process moved the cursor)."""
     row = db.session.execute(
         select(Broadcast.name, Broadcast.state, Broadcast.segment, Broadcast.taken_through,
-               Broadcast.taken_at).where(Broadcast.id == broadcast_id)).one_or_none()
+               Broadcast.taken_at, Broadcast.recipients, Broadcast.subjects, Broadcast.test,
+               Broadcast.test_phase).where(Broadcast.id == broadcast_id)).one_or_none()
     db.session.rollback()
     if row is None or row.state != "sending" or row.taken_at is not None:
         return None
@@ -114,14 +127,20 @@ def take_chunk(broadcast_id: int, now: datetime) -> int | None:
         if done:
             log.info("broadcast %s: recipients taken", row.name)
         return None
+    # A subject test's recipients wait (`held`) but for its share, drawn below.
+    testing = bool(row.test) and row.test_phase == "testing"
     chosen = (audience.add_columns(
         literal(broadcast_id), literal(""), literal(row.name), literal(f"{row.name}.md"),
-        literal("queued"), literal(0), literal(now), literal(""), literal(""))
+        literal("held" if testing else "queued"), literal(0), literal(now), literal(""),
+        literal(""))
         .where(Lead.id > cursor, Lead.id <= top))
     statement = _insert_ignoring_duplicates().from_select(
         ["lead_id", "broadcast_id", "sequence", "step", "filename", "status", "attempts",
          "created_at", "subject", "error"], chosen)
     added = db.session.execute(statement).rowcount or 0
+    if row.subjects:
+        broadcast_tests.assign(broadcast_id, row.name, row.subjects,
+                               row.test if testing else None, row.recipients, cursor, top)
     if not db.session.execute(moved.values(taken_through=top,
                                            recipients=Broadcast.recipients + added)).rowcount:
         db.session.rollback()  # cancelled, or another process took this chunk
@@ -191,7 +210,8 @@ def _send_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> 
             if reason:
                 delivery.status, delivery.error = "skipped", f"not sent: {reason}"
                 continue
-            content = contents[delivery.broadcast_id]
+            content = subject_tests.chosen(contents[delivery.broadcast_id],
+                                           delivery.subject_index)
             emails.append(Outgoing(delivery.id, None, delivery.lead_id, delivery.lead.page_id,
                                    content, content))
             leads[delivery.id] = delivery.lead
@@ -236,16 +256,18 @@ def retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> No
         delivery.status, delivery.retry_at = "retry", opens
         db.session.commit()
         return
-    content = content_of(broadcast)
+    content = subject_tests.chosen(content_of(broadcast), delivery.subject_index)
     handover.deliver(delivery, None, content, content, backend, summary)
 
 
 def finish(now: datetime) -> int:
-    """Broadcasts whose take is done and whose emails are all settled are `sent`
-    (read first, so a tick with none to finish writes nothing)."""
+    """Broadcasts whose take is done, whose subject test (if any) picked its winner
+    and whose emails are all settled are `sent` (read first, so a tick with none to
+    finish writes nothing)."""
     unsettled = (select(Delivery.id).where(Delivery.broadcast_id == Broadcast.id,
-                                           Delivery.status.in_(OPEN)).exists())
-    done = (Broadcast.state == "sending", Broadcast.taken_at.is_not(None), ~unsettled)
+                                           Delivery.status.in_(UNSETTLED)).exists())
+    done = (Broadcast.state == "sending", Broadcast.taken_at.is_not(None), ~unsettled,
+            or_(Broadcast.test_phase.is_(None), Broadcast.test_phase == "picked"))
     if db.session.scalar(select(Broadcast.id).where(*done).limit(1)) is None:
         db.session.rollback()
         return 0

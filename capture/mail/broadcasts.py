@@ -1,11 +1,12 @@
 """Broadcast files: loading and checking `broadcasts/<name>.md`, and a broadcast's content
 in the shape the composer renders.
 
-A broadcast is one Markdown file with YAML front matter (`subject`, `preheader`,
-`segment`, `send_at`, `from`, optionally `name`, `send_window`, `timezone`); its name
-is the file name without `.md`. Every problem is kept as `file:line: message`. A file without a Broadcast row is
-a draft; `broadcasts send` freezes its content into the row (`capture.mail.
-broadcast_actions`), and from then on the row, never the file, is what is sent.
+A broadcast is one Markdown file with YAML front matter (`subject`, or a list of 2-4
+for a subject test, `preheader`, `segment`, `send_at`, `from`, optionally `name`,
+`send_window`, `timezone`, `test`); its name is the file name without `.md`. Every
+problem is kept as `file:line: message`. A file without a Broadcast row is a draft;
+`broadcasts send` freezes its content into the row (`capture.mail.broadcast_actions`),
+and from then on the row, never the file, is what is sent.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from typing import Any
 
 from flask import current_app
 
+from capture.mail import subject_tests
 from capture.mail.front_matter import Problem, key_line, read_yaml
 from capture.mail.sequences import check_template
 from capture.mail.time_values import read_send_window
@@ -40,6 +42,8 @@ class Content:
     preheader: str = ""
     sender: str | None = None
     reply_to: str | None = None
+    # A subject test's subjects (`subject` is the first); () for one subject.
+    subjects: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -64,6 +68,10 @@ class BroadcastFile:
     path: Path
     text: str = ""
     subject: str = ""
+    # A subject test: the 2-4 subjects ([] for one), and `test` as {share, wait_hours,
+    # pick_by} (None: every recipient gets one of the subjects at once).
+    subjects: list[str] = field(default_factory=list)
+    test: dict[str, Any] | None = None
     preheader: str = ""
     sender: str | None = None
     body: str = ""
@@ -92,7 +100,8 @@ class BroadcastFile:
         return text_hash(self.text)
 
     def content(self) -> Content:
-        return Content(self.name, self.subject, self.body, self.preheader, self.sender)
+        return Content(self.name, self.subject, self.body, self.preheader, self.sender,
+                       subjects=tuple(self.subjects))
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.filename, line, message))
@@ -173,7 +182,7 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
     if name is not None and str(name) != broadcast.name:
         broadcast.problem(line("name"), f"name {name!r} does not match the file name "
                                         f"{broadcast.name!r}: rename one of them")
-    _read_subject(broadcast, data, line)
+    _read_subject(broadcast, data, front)
     preheader = data.get("preheader", "")
     if not isinstance(preheader, str):
         broadcast.problem(line("preheader"), "preheader must be text")
@@ -187,10 +196,8 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
             broadcast.problem(line("from"), "from: expected an address like Name <a@b.c>")
         else:
             broadcast.sender = sender.strip()
-    if data.get("test") is not None:
-        broadcast.problem(line("test"), "test: sending a share first and the winner later "
-                                        "is not available yet (it arrives with subject "
-                                        "tests); remove the key")
+    broadcast.test = subject_tests.read_test(data, front, broadcast.filename,
+                                             broadcast.problems)
     _read_send_at(broadcast, data.get("send_at"), line("send_at"))
     window, zone, wrong = read_send_window(data)
     for key, message in wrong:
@@ -202,18 +209,14 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
     _read_segment(broadcast, data, front)
 
 
-def _read_subject(broadcast: BroadcastFile, data: dict, line) -> None:
-    subject = data.get("subject")
-    if isinstance(subject, list):
-        broadcast.problem(line("subject"), "subject: a list of subjects (a subject test) is "
-                                           "not available yet; give one subject")
-        return
-    if not isinstance(subject, str) or not subject.strip():
-        broadcast.problem(line("subject") if "subject" in data else 1, "subject is missing")
-        return
-    broadcast.subject = subject.strip()
-    check_template(broadcast.subject, broadcast.filename, line("subject"),
-                    broadcast.problems, True)
+def _read_subject(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
+    """`subject`: one, or a list of 2-4 (a subject test), each a template."""
+    subjects = subject_tests.read_subjects(data, front, broadcast.filename,
+                                           broadcast.problems)
+    for text, line in subjects:
+        check_template(text, broadcast.filename, line, broadcast.problems, True)
+    broadcast.subject = subjects[0][0] if subjects else ""
+    broadcast.subjects = [text for text, _ in subjects] if len(subjects) > 1 else []
 
 
 def _read_send_at(broadcast: BroadcastFile, value: Any, line: int) -> None:

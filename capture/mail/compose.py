@@ -12,7 +12,7 @@ from flask import current_app, render_template
 from markupsafe import Markup
 
 from capture import domains
-from capture.mail import mime
+from capture.mail import mime, subject_tests
 from capture.mail.sequences import compiled
 from capture.markup import email_parts
 from capture.tag_names import tag_problem
@@ -181,12 +181,16 @@ def render_subject(sequence, step, lead: Lead, page: Page | None, *,
 
 def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
                 track_link=None, pixel_url: str | None = None) -> dict[str, str]:
-    """Subject, preheader, text and HTML of one step for one lead.
+    """Subject, preheader, text and HTML of one step for one lead; with a subject test
+    also `subjects`, each of them rendered (the subject is the step's own).
 
     `track_link(url, tag=None) -> url` and `pixel_url` are the tracking hooks: every
     http(s) link of the HTML part is passed through `track_link` (with the NAME of a
     link written [text](url "tag:NAME"), else without), the pixel is appended."""
     subject = render_subject(sequence, step, lead, page, unsubscribe_url=unsubscribe_url)
+    subjects = [render_subject(sequence, subject_tests.chosen(step, index), lead, page,
+                               unsubscribe_url=unsubscribe_url)
+                for index in range(len(getattr(step, "subjects", ())))]
     plain = _variables(lead, page, unsubscribe_url, lambda value: value)
     escaped = _variables(lead, page, unsubscribe_url, _markdown_literal)
     try:
@@ -235,7 +239,7 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
         content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
     )
     return {"subject": subject, "preheader": preheader, "text": text,
-            "html": html}
+            "html": html, "subjects": subjects}
 
 
 def _urls(text: str) -> list[str]:

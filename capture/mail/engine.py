@@ -19,9 +19,11 @@ from capture.db import db
 from capture.mail import (
     backends,
     broadcast_sending,
+    broadcast_tests,
     condition_checks,
     handover,
     membership,
+    subject_tests,
     timing,
     work_queue,
 )
@@ -81,6 +83,7 @@ def tick() -> Summary:
         summary.errors.append(str(error))
     finally:
         backend.close()
+    broadcast_tests.share_sent(clock.utcnow())
     broadcast_sending.finish(clock.utcnow())
     return summary
 
@@ -103,9 +106,11 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
         ).all()
         decided = Summary()  # counted only once the chunk's decisions are stored
         due = _due_steps(enrollments, now, decided)
+        # A subject test's subject is drawn as the row is made, and kept on it.
         deliveries = [Delivery(lead_id=enrollment.lead_id, enrollment_id=enrollment.id,
                                sequence=sequence.name, step=step.key, entry=enrollment.entry,
-                               filename=step.filename, status="claimed", claimed_at=now)
+                               filename=step.filename, status="claimed", claimed_at=now,
+                               subject_index=subject_tests.draw(step))
                       for enrollment, sequence, step in due]
         db.session.add_all(deliveries)
         db.session.flush()
@@ -134,7 +139,8 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
         work_queue.give_back(enrollments=ids, hold=True)
         return
     emails = [Outgoing(delivery.id, enrollment.id, enrollment.lead_id,
-                       enrollment.lead.page_id, sequence, step)
+                       enrollment.lead.page_id, sequence,
+                       subject_tests.chosen(step, delivery.subject_index))
               for delivery, (enrollment, sequence, step) in zip(deliveries, due, strict=True)]
     leads = {delivery.id: enrollment.lead
              for delivery, (enrollment, _, _) in zip(deliveries, due, strict=True)}
@@ -304,4 +310,5 @@ def _retry(delivery: Delivery, backend: backends.Backend, summary: Summary) -> N
         delivery.status, delivery.retry_at = "retry", opens
         db.session.commit()
         return
-    handover.deliver(delivery, enrollment, sequence, step, backend, summary)
+    handover.deliver(delivery, enrollment, sequence,
+                     subject_tests.chosen(step, delivery.subject_index), backend, summary)

@@ -33,13 +33,34 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-
 def key_line(lines: list[str], key: str, offset: int) -> int:
     """The file line where `key:` is written (offset: lines before the YAML)."""
     for number, line in enumerate(lines, start=1):
         if re.match(rf"^{re.escape(key)}\s*:", line):
             return number + offset
     return offset + 1
+
+
+def item_lines(text: str, key: str, offset: int) -> dict:
+    """The file line of each item under a top-level `key:` (offset: lines before the
+    YAML): {index: line} for a list, {name: line} for a mapping, {} otherwise. A
+    problem of one subject of a list is then told at that subject's line."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    for name, value in root.value:
+        if name.value != key:
+            continue
+        if isinstance(value, yaml.SequenceNode):
+            return {index: item.start_mark.line + 1 + offset
+                    for index, item in enumerate(value.value)}
+        if isinstance(value, yaml.MappingNode):
+            return {str(item.value): item.start_mark.line + 1 + offset
+                    for item, _ in value.value}
+    return {}
 
 
 def read_yaml(text: str, file: str, offset: int, problems: list[Problem]) -> dict | None:

@@ -20,7 +20,7 @@ from flask import Flask, current_app, has_request_context, request
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from capture.mail import conditions
+from capture.mail import conditions, subject_tests
 from capture.mail.front_matter import Problem, key_line, read_yaml
 from capture.mail.time_values import parse_clock, parse_delay, read_send_window
 from capture.mail.triggers import Trigger, read_start_on
@@ -61,6 +61,8 @@ class Step:
     key: str
     filename: str
     subject: str = ""
+    # A subject test: its 2-4 subjects (`subject` is the first); [] for one subject.
+    subjects: list[str] = field(default_factory=list)
     delay: timedelta = timedelta(0)
     at: time | None = None
     preheader: str = ""
@@ -310,13 +312,11 @@ def _read_step(path: Path, file: str) -> Step:
         return step
     for key in sorted(set(map(str, data)) - STEP_KEYS):
         problems.append(Problem(file, key_line(front, key, 1), f"unknown key {key!r}"))
-    subject = data.get("subject")
-    if not isinstance(subject, str) or not subject.strip():
-        line = key_line(front, "subject", 1) if "subject" in data else 1
-        problems.append(Problem(file, line, "subject is missing"))
-    else:
-        step.subject = subject.strip()
-        check_template(step.subject, file, key_line(front, "subject", 1), problems, True)
+    subjects = subject_tests.read_subjects(data, front, file, problems)
+    for text, line in subjects:
+        check_template(text, file, line, problems, True)
+    step.subject = subjects[0][0] if subjects else ""
+    step.subjects = [text for text, _ in subjects] if len(subjects) > 1 else []
     delay = parse_delay(data.get("delay", 0))
     if delay is None:
         step.unreadable["delay"] = str(data.get("delay"))

@@ -61,6 +61,9 @@ SOURCES = {"visits": Visit, "leads": Lead, "events": Event, "upgrades": Upgrade,
 _CHUNK = 500
 # Most new ids of each table one fold transaction reads (a backlog takes several).
 FOLD_ROWS = 20_000
+# A broadcast's deliveries that wait to be sent: queued, or held until a subject
+# test's winner is picked.
+NOT_SENT_YET = ("queued", "held")
 
 
 # --- writing the rollups ----------------------------------------------------------------
@@ -238,7 +241,7 @@ def _fold_once(connection: Connection) -> None:
         if upto[name] > marks[name]:
             new = (model.id > marks[name], model.id <= upto[name])
             if name == "deliveries":
-                new += (Delivery.status != "queued",)
+                new += (Delivery.status.not_in(NOT_SENT_YET),)
                 _remember_queued(connection, marks[name], upto[name])
             dirty.update(connection.execute(select(column).distinct().where(*new)).scalars())
     dirty.update(row.lead_id for row in connection.execute(_newly_sent()))
@@ -251,14 +254,14 @@ def _fold_once(connection: Connection) -> None:
 
 
 def _remember_queued(connection: Connection, mark: int, upto: int) -> None:
-    """A broadcast's queued emails (a million at once for a large list) change no
-    lead's numbers until they are sent: they are remembered as unsent, to be folded
-    then, and their leads are not folded now."""
+    """A broadcast's queued emails (a million at once for a large list), and those held
+    for a subject test's winner, change no lead's numbers until they are sent: they
+    are remembered as unsent, to be folded then, and their leads are not folded now."""
     known = select(RollupUnsent.delivery_id).where(RollupUnsent.delivery_id == Delivery.id)
     connection.execute(insert(RollupUnsent).from_select(
         ["delivery_id", "lead_id"],
         select(Delivery.id, Delivery.lead_id).where(
-            Delivery.id > mark, Delivery.id <= upto, Delivery.status == "queued",
+            Delivery.id > mark, Delivery.id <= upto, Delivery.status.in_(NOT_SENT_YET),
             ~known.exists())))
 
 

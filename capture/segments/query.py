@@ -92,8 +92,13 @@ def _pages(slugs: tuple[str, ...]) -> ColumnElement[bool]:
     without reading an opt-in row, where reading them whole goes through the page
     index to every row of those pages (twice as slow on SQLite)."""
     page_ids = select(Page.id).where(Page.slug.in_(slugs))
-    return exists(select(Optin.id).where(Optin.lead_id == Lead.id,
-                                         Optin.page_id.in_(page_ids)))
+    # A repeat on another page made before opt-ins had rows of their own (a
+    # `duplicate` event there) still counts, as it did then.
+    return or_(exists(select(Optin.id).where(Optin.lead_id == Lead.id,
+                                             Optin.page_id.in_(page_ids))),
+               exists(select(Event.id).where(Event.lead_id == Lead.id,
+                                             Event.kind == "duplicate",
+                                             Event.page_id.in_(page_ids))))
 
 
 def _tagged(names) -> Select:

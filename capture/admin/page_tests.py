@@ -40,7 +40,7 @@ TEXTS = ("headline", "body", "button", "consent", "thank_you")
 # The bars of the chart: (what, label); each scaled to its largest value.
 BARS = (("conversion_rate", "Conversion"), ("earnings_per_visitor", "Earnings per visitor"),
         ("probability_best", "Probability best"))
-BAR_WIDTH = 240
+BAR_WIDTH = 140
 
 
 class VariantForm(Form):

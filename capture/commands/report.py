@@ -17,6 +17,15 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _chance(value: float | None) -> str:
+    """A probability; one that rounds to 0 % or 100 % but is not says so."""
+    if value is not None and 0 < value < 0.0005:
+        return "<0.1%"
+    if value is not None and 0.9995 <= value < 1:
+        return ">99.9%"
+    return _percent(value)
+
+
 @click.command("report")
 @click.option("--page", "slug", help="Only this page.")
 @click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step", "broadcast", "variant")),
@@ -105,7 +114,7 @@ def _print_variants(report: page_tests.TestReport) -> None:
         epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
         cells = (n.state, _percent(n.share), n.visitors, n.leads, _percent(n.conversion_rate),
                  n.approved, n.rejected, _percent(n.approval_rate), f"{n.revenue:.2f}", epv,
-                 _percent(n.probability_best))
+                 _chance(n.probability_best))
         click.echo(f"{n.key[:12]:<12}" + "".join(f"{str(c):>12}" for c in cells))
     if not report.compared:
         click.echo("This page has had no test yet: add variants in the dashboard or the page JSON.")

@@ -107,12 +107,11 @@ def validate_page(
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():
         problems.add("template", f"no file templates/pages/{clean['template']}")
-    if clean["variants"] or clean["variant_a_weight"] is not None:
-        clean["variants"], clean["variant_a_weight"], own = variants.check_test(
-            clean, lambda whole: validate_page(whole, sequences_dir=sequences_dir,
-                                               templates_dir=templates_dir),
-            KEYS, list(problems))
-        problems.extend(own)
+    clean["variants"], clean["variant_a_weight"], own = variants.check_test(
+        clean, lambda whole: validate_page(whole, sequences_dir=sequences_dir,
+                                           templates_dir=templates_dir),
+        KEYS, list(problems))
+    problems.extend(own)
     return clean, list(problems)
 
 

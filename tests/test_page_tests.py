@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from capture.db import db
 from capture.models import Lead, Optin, Page, Visit
+from capture.numbers import variants as page_tests
 from capture.pages import variants
 from capture.pages.definition import page_templates_dir, validate_page
 from capture.pages.service import pause_variant, promote_variant
@@ -340,6 +341,9 @@ def test_promote_makes_the_variant_the_page_and_keeps_the_history(app, make_page
     assert [visit.variant for visit in visits(app)] == ["b", None]
     with app.app_context():
         assert db.session.scalar(select(Optin.variant)) == "b"
+        rows = page_tests.test_report(db.session.scalar(select(Page))).rows
+    assert [(row.key, row.state, row.visitors, row.leads) for row in rows] == [
+        ("b", "ended", 1, 1), ("(none)", "outside", 1, 0)]
 
 
 def test_promote_or_pause_of_an_unknown_variant_is_refused(app, make_page):

@@ -1,5 +1,5 @@
 """A page's form as visitors see it: the opt-in page (with each process's cache of its
-first view), the form shown again with a notice, where a sign-up goes next, and the
+first view, one per variant of a page test), the form shown again with a notice, where a sign-up goes next, and the
 snippet that embeds the form on other sites.
 
 Shared by the opt-in and embed blueprints and the dashboard's preview, so that none of
@@ -9,7 +9,6 @@ them imports another blueprint.
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from flask import (
     Flask,
@@ -77,10 +76,11 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
     return response
 
 
-# The opt-in page as shown on a first view is the same for every visitor but for two
-# tokens, so each process renders it once per saved version of the page and puts the
-# visitor's tokens into the slots left for them. A version is (id, updated_at); a page
-# changed in this process also empties the cache at once (see `_page_changed`).
+# The opt-in page as shown on a first view is the same for every visitor (of one
+# variant) but for two tokens, so each process renders it once per saved version of
+# the page (and variant) and puts the visitor's tokens into the slots left for them.
+# A version is (id, updated_at), a variant's (id, updated_at, key); a page changed in
+# this process also empties the cache at once (see `_page_changed`).
 _CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
 _STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+")

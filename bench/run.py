@@ -7,8 +7,8 @@ reports at 1,000,000 rows. Prints one table; every run stops by itself.
     make bench BENCH_ARGS="--only optin send"    # some scenarios
     .venv/bin/python bench/run.py --profile      # also py-spy profiles per scenario
 
-Scenarios (names for --only): baseline, page, optin, optin-doi, send, pixel, click, metrics,
-scheduler. metrics and scheduler share one generated database of --scale leads (metrics
+Scenarios (names for --only): baseline, page, page-test, optin, optin-doi, send, pixel, click,
+metrics, scheduler. metrics and scheduler share one generated database of --scale leads (metrics
 reads it first; the scheduler then sends its 1,000 due emails). Targets are reported,
 never asserted: the exit status is 0 unless something broke (a server that did not
 start, a lead stored twice, an email missing).
@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 from bench.common import BENCH, BROWSER_UA, PYTHON, ROOT  # noqa: E402
 
-SCENARIOS = ("baseline", "page", "optin", "optin-doi", "send", "pixel", "click", "metrics",
-             "scheduler")
+SCENARIOS = ("baseline", "page", "page-test", "optin", "optin-doi", "send", "pixel", "click",
+             "metrics", "scheduler")
 LUA = BENCH / "lua"
 # Targets from issue 7: (kind, value) where kind is min throughput or max seconds.
 TARGETS = {
     "page": "≥ 1,500 req/s, p99 < 20 ms",
+    "page-test": "page view's CPU + < 0.05 ms",
     "optin": "≥ 1,000 req/s, p99 < 50 ms, 0 errors, each lead once",
     "optin-doi": "(no target: optin + confirmation email)",
     "pixel": "≥ 2,000 req/s, p99 < 10 ms",
@@ -360,6 +361,26 @@ class Bench:
                and errors == 0)
         self.http_row("page", "opt-in page view  GET /p/<slug>", result, others, memory,
                       errors, met=met)
+
+    def scenario_page_test(self) -> None:
+        """`page` on a page with a two-variant test (bench-ab, 50/50): what choosing
+        and serving each visitor's variant adds. HTTP figures move more than that from
+        run to run, so an in-process task times it too (tasks.py variants)."""
+        self.start_server()
+        try:
+            result, others = self.load("page.lua", {"BENCH_SLUG": "bench-ab"})
+            memory = self.server.memory()
+        finally:
+            self.stop_server()
+        timed = self.task("variants", "--reps", str(self.args.reps))
+        self.details["page-test-in-process"] = timed
+        notes = (f"in-process: choosing the variant {timed['assign_ms']:.4f} ms; the "
+                 f"view's page step {timed['shown_ms']['test']:.4f} ms vs "
+                 f"{timed['shown_ms']['plain']:.4f} ms without a test "
+                 f"(+{timed['added_ms']:.4f} ms)")
+        self.http_row("page-test", "page view, two-variant test  GET /p/<slug>", result,
+                      others, memory, _errors(result), notes,
+                      met=timed["added_ms"] < 0.05)
 
     def _optin_tokens(self, slug: str, count: int) -> Path:
         """`count` real page views, each with fresh cookies: session cookie, CSRF token

@@ -7,6 +7,7 @@ line on standard output.
     python bench/tasks.py metrics --reps 3    # capture.numbers.metrics.report() variants
     python bench/tasks.py tokens --limit 2000 # pixel and click paths of sent emails
     python bench/tasks.py counts --prefix P --since ISO  # what a load run stored
+    python bench/tasks.py variants --reps 5   # a page test's cost per page view
 """
 
 import argparse
@@ -431,6 +432,43 @@ def task_statements(args) -> dict:
     return result
 
 
+def task_variants(args) -> dict:
+    """CPU a page test adds to a page view, in-process: choosing a returning visitor's
+    variant (capture.pages.variants) alone, and the page-view step that does it
+    (`shown_page` with the visitor: the version query, the choice, the cached
+    rendering) for bench-ab (a 50/50 test) against bench (none), interleaved; medians
+    of `reps` rounds. The rest of a view is the same with or without a test."""
+    from flask import current_app
+    from sqlalchemy import select
+
+    from capture.db import db
+    from capture.models import Page
+    from capture.pages import variants
+    from capture.public.render import shown_page
+
+    page = db.session.scalar(select(Page).where(Page.slug == "bench-ab"))
+    test = variants.test_of(page)
+    ids = [f"{number:032x}" for number in range(20_000)]
+    assign = []
+    for _ in range(args.reps):
+        cpu = time.process_time()
+        for vid in ids:
+            variants.visitor_variant(page, vid, False, None, test)
+        assign.append((time.process_time() - cpu) / len(ids) * 1000)
+    shown: dict[str, list[float]] = {"plain": [], "test": []}
+    with current_app.test_request_context(), db.engine.begin() as connection:
+        for _ in range(args.reps):
+            for name, slug in (("plain", "bench"), ("test", "bench-ab")):
+                shown_page(slug, connection, (ids[0], True))  # rendered and cached
+                cpu = time.process_time()
+                for vid in ids[:5000]:
+                    shown_page(slug, connection, (vid, False))
+                shown[name].append((time.process_time() - cpu) / 5000 * 1000)
+    shown_ms = {name: statistics.median(values) for name, values in shown.items()}
+    return {"assign_ms": statistics.median(assign), "shown_ms": shown_ms,
+            "added_ms": shown_ms["test"] - shown_ms["plain"], "reps": args.reps}
+
+
 def common_ua() -> str:
     from bench.common import BROWSER_UA
 
@@ -474,7 +512,7 @@ def task_counts(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("task", choices=["send", "scheduler", "conditions", "metrics",
-                                           "tokens", "counts", "statements"])
+                                           "tokens", "counts", "statements", "variants"])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=2000)

@@ -29,7 +29,8 @@ def test_the_bench_smoke_run_finishes_without_a_failure(smoke_run):
 
 
 @pytest.mark.parametrize("scenario", [
-    "floor: bare WSGI app", "opt-in page view", "opt-in submit", "double opt-in",
+    "floor: bare WSGI app", "opt-in page view", "page view, two-variant test",
+    "opt-in submit", "double opt-in",
     "sending: ", "open pixel", "click redirect", "metrics.report()",
     "dashboard overview", "scheduler: idle tick", "scheduler: claim",
 ])

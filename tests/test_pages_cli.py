@@ -42,6 +42,9 @@ FULL_PAGE = {
     "published": False,
     "allowed_origins": [],
     "tags": ["guide"],
+    "variants": [{"key": "b", "weight": 30, "paused": False, "headline": "Another headline",
+                  "button": "Send it"}],
+    "variant_a_weight": 70,
 }
 
 

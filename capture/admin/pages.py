@@ -55,6 +55,7 @@ from capture.pages.service import (
     set_published,
     share_link,
 )
+from capture.pages.variants import promoted
 from capture.public.forms import form_class
 from capture.public.render import render_page, snippet
 
@@ -272,6 +273,9 @@ def _submitted(page: Page | None):
         form.add_blank_rows(3)
         return _editor(form, page)
     data, positions = form.page_data()
+    if page is not None:  # the test is edited on its own tab
+        data.update(variants=page_to_dict(page)["variants"],
+                    variant_a_weight=page.variant_a_weight)
     saved, problems = save_page(page, data, sequences_dir=current_app.config["SEQUENCES_DIR"],
                                 templates_dir=page_templates_dir())
     if problems:
@@ -356,9 +360,16 @@ def pages_preview():
 
 @bp.get("/pages/<int:page_id>/preview")
 def pages_preview_saved(page_id: int):
-    """The saved page as visitors see it (drafts too), without counting a visit."""
+    """The saved page as visitors see it (drafts too; with ?variant=b, as that variant
+    of its test shows it), without counting a visit."""
     page = _page_or_404(page_id)
-    return _preview(preview_values(page_to_dict(page), page_templates_dir()))
+    values = page_to_dict(page)
+    if request.args.get("variant"):
+        try:
+            values = promoted(values, request.args["variant"])
+        except ValueError:
+            abort(404)
+    return _preview(preview_values(values, page_templates_dir()))
 
 
 @bp.post("/pages/<int:page_id>/publish")

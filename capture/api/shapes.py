@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from capture.numbers.metrics import Numbers
+from capture.numbers.variants import VariantNumbers
 from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 
 # The Numbers values given as they are (counts) and as decimal strings (money).
@@ -81,3 +82,21 @@ def numbers_json(numbers: Numbers) -> dict[str, Any]:
     values["earnings_per_visitor"] = None if per_visitor is None else f"{per_visitor:.4f}"
     return values
 
+
+
+def variant_json(numbers: VariantNumbers) -> dict[str, Any]:
+    """One variant of a page test (`by=variant`): its state and share of new visitors,
+    counts, rates, money, and the probability that it is the best on earnings per
+    visitor (null when it cannot be told)."""
+    per_visitor = numbers.earnings_per_visitor
+    return {
+        "group": numbers.key, "state": numbers.state, "share": numbers.share,
+        **{name: getattr(numbers, name) for name in (
+            "visitors", "leads", "approved", "rejected", "pending", "conversion_rate",
+            "approval_rate")},
+        **{name: f"{getattr(numbers, name):.2f}" for name in (
+            "payout", "upgrade_revenue", "revenue")},
+        "earnings_per_visitor": None if per_visitor is None else f"{per_visitor:.4f}",
+        "probability_best": numbers.probability_best,
+        "few_leads": numbers.few_leads,
+    }

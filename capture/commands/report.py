@@ -10,6 +10,7 @@ from capture import clock
 from capture.db import db
 from capture.models import Broadcast, Page
 from capture.numbers import broadcasts, metrics, sequence_steps
+from capture.numbers import variants as page_tests
 
 
 def _percent(value: float | None) -> str:
@@ -20,11 +21,21 @@ def _money(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _chance(value: float | None) -> str:
+    """A probability; one that rounds to 0 % or 100 % but is not says so."""
+    if value is not None and 0 < value < 0.0005:
+        return "<0.1%"
+    if value is not None and 0.9995 <= value < 1:
+        return ">99.9%"
+    return _percent(value)
+
+
 @click.command("report")
 @click.option("--page", "slug", help="Only this page.")
-@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step", "broadcast")),
+@click.option("--by", type=click.Choice((*metrics.DIMENSIONS, "step", "broadcast", "variant")),
               help="One row per group; 'step' gives one row per sequence step, "
-                   "'broadcast' one per broadcast.")
+                   "'broadcast' one per broadcast, 'variant' one per variant of the "
+                   "page's test (with --page).")
 @click.option("--days", type=click.IntRange(min=1), help="Only the last N days (default: all).")
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
@@ -33,12 +44,17 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     if slug and by in ("step", "broadcast"):
         raise click.ClickException(f"--by {by} counts the emails to every page's leads: "
                                    "leave out --page")
+    if by == "variant" and not slug:
+        raise click.ClickException("--by variant shows one page's test: add --page SLUG")
     page_id = None
     if slug:
         page_id = db.session.scalar(select(Page.id).where(Page.slug == slug))
         if page_id is None:
             raise click.ClickException(f"no page with slug {slug!r}")
     start = clock.utcnow() - timedelta(days=days) if days else None
+    if by == "variant":
+        _print_variants(page_tests.test_report(db.session.get(Page, page_id), start=start))
+        return
     if by == "step":
         _print_steps(sequence_steps.steps(start=start), broadcasts.step_subjects(start))
         return
@@ -111,3 +127,22 @@ def _print_broadcasts(start) -> None:
                      s.upgrades, f"{s.revenue:.2f}")
             click.echo(f"  {name:<22}" + "".join(f"{str(c):>11}" for c in cells)
                        + f"  {s.subject}")
+
+
+def _print_variants(report: page_tests.TestReport) -> None:
+    """The per-variant table of `report --by variant`, and its warnings."""
+    columns = ("state", "share", "visitors", "leads", "conv", "approved", "rejected", "appr",
+               "revenue", "per visitor", "P(best)")
+    click.echo(f"{'variant':<12}" + "".join(f"{c:>12}" for c in columns))
+    for n in report.rows:
+        epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
+        cells = (n.state, _percent(n.share), n.visitors, n.leads, _percent(n.conversion_rate),
+                 n.approved, n.rejected, _percent(n.approval_rate), f"{n.revenue:.2f}", epv,
+                 _chance(n.probability_best))
+        click.echo(f"{n.key[:12]:<12}" + "".join(f"{str(c):>12}" for c in cells))
+    if not report.compared:
+        click.echo("This page has had no test yet: add variants in the dashboard or the page JSON.")
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}")
+    click.echo(f"Money in {report.currency}. P(best): the probability that the variant has "
+               "the highest earnings per visitor (docs/use/pages.md, Page tests).")

@@ -48,6 +48,9 @@ class OptIn:
     # utm_*, ref, referrer given directly (the API, the import) when there is no visit
     # to inherit.
     attribution: dict[str, str | None] = field(default_factory=dict)
+    # The page variant the form was shown as ("a": the page itself in a test; None:
+    # no test, or a door outside it: the embedded form, the API, an import).
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ def new_lead_row(page: Page, optin: OptIn, consent: Consent, *, now: datetime,
         "reviewed_at": now if review != "pending" else None,
         "subscription": "unconfirmed" if consent.to_confirm else "subscribed",
         "created_at": now,
+        "variant": optin.variant,
         **(lifecycle.queued_confirmation(now) if consent.to_confirm and review != "rejected"
            else _NOT_QUEUED),
         **_NO_ATTRIBUTION,
@@ -293,7 +297,7 @@ def _later(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -
            **{key: attribution.get(key) for key in _VISIT_KEYS},
            "consent_text": page.consent, "consent_at": now, "consent_ip": optin.client_ip,
            "review": review, "review_reason": reason,
-           "reviewed_at": now if review != "pending" else None}
+           "reviewed_at": now if review != "pending" else None, "variant": optin.variant}
     connection = db.session.connection()
     connection.execute(optins.INSERT, row)
     insert_events([event_row(lead_id, page.id, kind, **data) for kind, data in

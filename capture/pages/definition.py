@@ -16,6 +16,7 @@ from flask_wtf import FlaskForm
 from capture import domains
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
+from capture.pages import variants
 from capture.tag_names import tag_problem
 from config import ROOT
 
@@ -52,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "published": True,
     "allowed_origins": [],
     "tags": [],
+    "variants": [],
+    "variant_a_weight": None,
 }
 KEYS = ("slug", "title", *DEFAULTS)
 TEXT_LIMITS = {"title": 200, "headline": 300, "button": 80, "body": 20000,
@@ -104,6 +107,11 @@ def validate_page(
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():
         problems.add("template", f"no file templates/pages/{clean['template']}")
+    clean["variants"], clean["variant_a_weight"], own = variants.check_test(
+        clean, lambda whole: validate_page(whole, sequences_dir=sequences_dir,
+                                           templates_dir=templates_dir),
+        KEYS, list(problems))
+    problems.extend(own)
     return clean, list(problems)
 
 
@@ -334,6 +342,7 @@ def page_to_dict(page: Page) -> dict[str, Any]:
     data["payout"] = str(page.payout)
     data["allowed_origins"] = list(page.allowed_origins or [])
     data["tags"] = list(page.tags or [])
+    data["variants"] = [dict(variant) for variant in page.variants or []]
     return data
 
 

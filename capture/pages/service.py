@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from capture.db import db
 from capture.models import Page
+from capture.pages import variants
 from capture.pages.definition import TEXT_LIMITS, apply_page, page_to_dict, validate_page
 
 COPY_SUFFIX = "-copy"
@@ -66,6 +67,23 @@ def save_page(page: Page | None, data: Any, *, sequences_dir: str,
         db.session.rollback()
         return page, ["slug: another page uses this address already"]
     return target, []
+
+
+def pause_variant(page: Page, key: str, paused: bool, *, sequences_dir: str,
+                  templates_dir: str) -> tuple[Page, list[str]]:
+    """Pause variant `key` of the page's test (no new visitors get it; those who saw
+    it keep it) or run it again. Raises ValueError for a key the page does not have."""
+    data = variants.with_paused(page_to_dict(page), key, paused)
+    return save_page(page, data, sequences_dir=sequences_dir, templates_dir=templates_dir)
+
+
+def promote_variant(page: Page, key: str, *, sequences_dir: str,
+                    templates_dir: str) -> tuple[Page, list[str]]:
+    """Make variant `key` the page ("a": keep the page as it is) and end its test;
+    visits and opt-ins keep their variants, so the test's numbers stay. Raises
+    ValueError for a key the page does not have."""
+    data = variants.promoted(page_to_dict(page), key)
+    return save_page(page, data, sequences_dir=sequences_dir, templates_dir=templates_dir)
 
 
 def copy_page(page: Page) -> Page:

@@ -47,11 +47,12 @@ def attribution_from_query(args: Mapping[str, str]) -> dict[str, str | None]:
     return result
 
 
-def record_visit(page: Page, request: Request, vid: str, connection=None) -> int:
-    """Store one page view with its attribution (on `connection`, else the session's);
-    its id (committed by the caller)."""
+def record_visit(page: Page, request: Request, vid: str, connection=None,
+                 variant: str | None = None) -> int:
+    """Store one page view with its attribution and the page variant shown (on
+    `connection`, else the session's); its id (committed by the caller)."""
     return _add_visit(page, request, vid, request.referrer, request.url,
-                      attribution_from_query(request.args), connection)
+                      attribution_from_query(request.args), connection, variant)
 
 
 def record_embedded_visit(page: Page, request: Request, host_url: str | None,
@@ -76,7 +77,7 @@ _INSERT_VISIT = insert(Visit.__table__)
 
 def _add_visit(page: Page, request: Request, vid: str, referrer: str | None,
                landing_url: str | None, attribution: dict[str, str | None],
-               connection=None) -> int:
+               connection=None, variant: str | None = None) -> int:
     """Insert the visit row: values cut to their columns, the user agent from the
     request, bots marked. Returns its id."""
     user_agent = request.headers.get("User-Agent", "")
@@ -88,6 +89,7 @@ def _add_visit(page: Page, request: Request, vid: str, referrer: str | None,
         "landing_url": (landing_url or "")[:2000] or None,
         "user_agent": user_agent[:500] or None,
         "is_bot": is_bot_user_agent(user_agent),
+        "variant": variant,
         **attribution,
     })
     return result.inserted_primary_key[0]

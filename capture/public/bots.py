@@ -56,11 +56,13 @@ TOO_FAST = "too fast"  # genuine, but back sooner than MIN_FORM_SECONDS
 FINE = "fine"
 
 
-def form_token(page_id: int, visit_id: int | None, visitor: str | None) -> str:
+def form_token(page_id: int, visit_id: int | None, visitor: str | None,
+               variant: str | None = None) -> str:
     """A signed token carrying when the form of page `page_id` was shown, in which
-    visit and to which visitor (the visitor cookie's id; None on another site, where
-    the cookie does not travel)."""
-    return _serializer().dumps({"p": page_id, "v": visit_id, "u": visitor,
+    visit, to which visitor (the visitor cookie's id; None on another site, where
+    the cookie does not travel) and as which variant of a page test (None: the page
+    itself, outside any test), so the submission is checked against that form."""
+    return _serializer().dumps({"p": page_id, "v": visit_id, "u": visitor, "k": variant,
                                 "t": clock.utcnow().timestamp()})
 
 

@@ -24,6 +24,7 @@ from capture.web import errors
 from capture.web.hygiene import FORM_TYPES
 from capture.markup import render_markdown, under_heading
 from capture.models import Lead, Page
+from capture.pages import variants
 from capture.public.forms import form_class, optin_values
 from capture.public.render import (
     FIX_FIELDS,
@@ -32,6 +33,7 @@ from capture.public.render import (
     render_form_again,
     render_page,
     shown_page,
+    shown_variant,
     success_url,
 )
 
@@ -45,11 +47,11 @@ OPTIN_RETRY = ("We could not finish your sign-up just now. "
 def show(slug: str):
     """Render the page and record the visit with its attribution."""
     # A connection of its own, not the session: two plain statements, no unit of work.
+    vid, new_visitor = visitor_id(request)
     with db.engine.begin() as connection:
-        shown = shown_page(slug, connection)
-        vid, new_visitor = visitor_id(request)
-        visit_id = record_visit(shown.page, request, vid, connection)
-    started = bots.form_token(shown.page.id, visit_id, vid)
+        shown = shown_page(slug, connection, (vid, new_visitor))
+        visit_id = record_visit(shown.page, request, vid, connection, shown.variant)
+    started = bots.form_token(shown.page.id, visit_id, vid, shown.variant)
     response = make_response(shown.html_with_tokens(started))
     response.headers["Cache-Control"] = "private, no-store"
     if new_visitor:
@@ -59,27 +61,29 @@ def show(slug: str):
 
 @bp.post("/p/<slug>")
 def submit(slug: str):
-    """The opt-in: trap bots, validate, store the lead (its confirmation email is
-    queued for the scheduler)."""
-    page = shown_page(slug).page
+    """The opt-in: trap bots, validate (against the form of the variant shown), store
+    the lead (its confirmation email is queued for the scheduler)."""
+    base = shown_page(slug)
     if request.mimetype not in FORM_TYPES:
         abort(415)
+    verdict, started = bots.check_form_token(request.form.get("started"), base.page.id,
+                                             visitor_id(request)[0])
+    variant = _variant_shown(base.page, started, base.test)
+    page = shown_variant(base, variant).page
     form = form_class(page)()
     if not bots.rate_limit().allow(request.remote_addr or "unknown"):
         notice = "Too many sign-ups from your network. Please wait a minute and try again."
         return render_page(page, form, 429, notice)
 
-    verdict, started = bots.check_form_token(form.started.data, page.id,
-                                             visitor_id(request)[0])
     visit = started.get("v") if started else None
     if verdict == bots.EXPIRED:
         form.started.data = None  # a fresh one comes with the page shown again
     # Field errors first: a person who clicks the button at once on an empty form
     # must see what is missing, not a fake success.
     if not form.validate():
-        return render_form_again(page, form, 422, FIX_FIELDS, visit)
+        return render_form_again(page, form, 422, FIX_FIELDS, visit, variant)
     if verdict == bots.EXPIRED:
-        return render_form_again(page, form, 422, FORM_EXPIRED, visit)
+        return render_form_again(page, form, 422, FORM_EXPIRED, visit, variant)
     if form.website.data or verdict != bots.FINE:
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
@@ -89,6 +93,7 @@ def submit(slug: str):
         **optin_values(page, form),
         client_ip=request.remote_addr,
         visit_id=visit,
+        variant=variant,
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
     # address: the confirmation email is queued for the scheduler.
@@ -96,10 +101,25 @@ def submit(slug: str):
     return redirect(success_url(page), code=303)
 
 
+def _variant_shown(page: Page, started: dict | None,
+                   test: variants.Test | None = None) -> str | None:
+    """The variant of `page` the submitted form was shown as: the one its genuine
+    fill-time token names, else the one this visitor is given now."""
+    def now_given() -> str | None:
+        vid, new_visitor = visitor_id(request)
+        return variants.visitor_variant(page, vid, new_visitor, db.session.connection(), test)
+    return variants.shown_key(page, started, now_given)
+
+
 @bp.get("/p/<slug>/thanks")
 def thanks(slug: str):
-    """The thank-you text; with double opt-in, the request to check the inbox."""
+    """The thank-you text (of the visitor's variant); with double opt-in, the request
+    to check the inbox."""
     page = published_page(slug)
+    vid, new_visitor = visitor_id(request)
+    if page.variants and not new_visitor:  # a visitor without the cookie saw no variant
+        page = variants.page_as(page, variants.visitor_variant(
+            page, vid, new_visitor, db.session.connection()))
     return render_template("thanks.html", page=page, text=render_markdown(page.thank_you))
 
 
@@ -123,6 +143,7 @@ def _confirm_page(lead: Lead, form: ConfirmForm | None = None, status: int = 200
         html = render_template("confirm.html", page=page, lead=lead,
                                form=form or ConfirmForm(), notice=notice)
     else:
+        page = variants.page_as(page, lead.variant) if page is not None else None
         text = under_heading(render_markdown(page.thank_you)) if page is not None else ""
         html = render_template("confirmed.html", page=page, lead=lead, text=text)
     response = make_response(html, status)
@@ -180,6 +201,9 @@ def _page_again(slug: str | None):
         page = db.session.scalar(select(Page).where(Page.slug == slug, Page.published))
         if page is None:
             return None
+        started = bots.check_form_token(request.form.get("started"), page.id,
+                                        visitor_id(request)[0])[1]
+        page = variants.page_as(page, _variant_shown(page, started))
         return render_page(page, form_class(page)(), 503, OPTIN_RETRY)
     except SQLAlchemyError:
         errors.rollback()
@@ -194,13 +218,15 @@ def csrf_failed(error: CSRFError):
             select(Page).where(Page.slug == request.view_args["slug"], Page.published)
         )
         if page is not None:
-            form = form_class(page)()
-            verdict, started = bots.check_form_token(form.started.data, page.id,
+            verdict, started = bots.check_form_token(request.form.get("started"), page.id,
                                                      visitor_id(request)[0])
+            variant = _variant_shown(page, started)
+            page = variants.page_as(page, variant)
+            form = form_class(page)()
             if verdict not in (bots.FINE, bots.TOO_FAST):
                 form.started.data = None
             return render_form_again(page, form, 400, FORM_EXPIRED,
-                                     started.get("v") if started else None)
+                                     started.get("v") if started else None, variant)
     current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
     return render_template("error.html", title="Form expired",
                            message="This form had expired. Go back, reload and try again."), 400

@@ -1,5 +1,5 @@
 """A page's form as visitors see it: the opt-in page (with each process's cache of its
-first view), the form shown again with a notice, where a sign-up goes next, and the
+first view, one per variant of a page test), the form shown again with a notice, where a sign-up goes next, and the
 snippet that embeds the form on other sites.
 
 Shared by the opt-in and embed blueprints and the dashboard's preview, so that none of
@@ -9,7 +9,6 @@ them imports another blueprint.
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from flask import (
     Flask,
@@ -27,6 +26,7 @@ from sqlalchemy import bindparam, event, select
 from capture.db import db
 from capture.markup import render_markdown
 from capture.models import Page
+from capture.pages import variants
 from capture.public import bots
 from capture.public.attribution import set_visitor_cookie, visitor_id
 from capture.leads.fields import COUNTRY_CHOICES
@@ -76,10 +76,11 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
     return response
 
 
-# The opt-in page as shown on a first view is the same for every visitor but for two
-# tokens, so each process renders it once per saved version of the page and puts the
-# visitor's tokens into the slots left for them. A version is (id, updated_at); a page
-# changed in this process also empties the cache at once (see `_page_changed`).
+# The opt-in page as shown on a first view is the same for every visitor (of one
+# variant) but for two tokens, so each process renders it once per saved version of
+# the page (and variant) and puts the visitor's tokens into the slots left for them.
+# A version is (id, updated_at), a variant's (id, updated_at, key); a page changed in
+# this process also empties the cache at once (see `_page_changed`).
 _CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
 _STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+")
@@ -94,10 +95,15 @@ _PAGE_VERSION = select(Page.id, Page.updated_at).where(Page.slug == bindparam("s
 
 @dataclass(frozen=True)
 class ShownPage:
-    """A published page and its rendered first view, with slots for the tokens."""
+    """A published page (as one of its variants) and its rendered first view, with
+    slots for the tokens."""
 
     page: Page  # detached from any session, fully loaded: read it, never change it
     html: str
+    # The variant shown ("a": the page itself in a test; None: the page has no test)
+    # and, on the page itself, its test.
+    variant: str | None = None
+    test: variants.Test | None = None
 
     def html_with_tokens(self, started: str) -> str:
         """The first view with this visitor's tokens in their slots: a fresh CSRF token
@@ -108,32 +114,62 @@ class ShownPage:
         return html.replace(_STARTED_SLOT, _slot_value(started))
 
 
-def shown_page(slug: str, connection=None) -> ShownPage:
+def shown_page(slug: str, connection=None,
+               visitor: tuple[str, bool] | None = None) -> ShownPage:
     """The published page with this slug and its rendered first view, from this app's
-    cache (one small query checks the version, on `connection` if given), or 404."""
+    cache (one small query checks the version, on `connection` if given), or 404.
+    With `visitor` (their id, and whether it is new), as the variant they see: one
+    rendering per variant is cached."""
     connection = connection if connection is not None else db.session.connection()
     key = connection.execute(_PAGE_VERSION, {"slug": slug}).first()
     if key is None:
         abort(404)
-    cache: dict[tuple[int, datetime], ShownPage] = current_app.extensions.setdefault(
-        _SHOWN_KEY, {}
-    )
+    cache: dict[tuple, ShownPage] = current_app.extensions.setdefault(_SHOWN_KEY, {})
+    reload = current_app.config["TEMPLATES_AUTO_RELOAD"]
     shown = cache.get(tuple(key))
-    if shown is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
+    if shown is None or reload:
         page = db.session.get(Page, key.id)
         if page is None:
             abort(404)
-        form = form_class(page)(formdata=None)
-        if form.meta.csrf:
-            form.csrf_token.current_token = _CSRF_SLOT
-        form.started.data = _STARTED_SLOT
-        html = render_page(page, form).get_data(as_text=True)
+        test = variants.test_of(page)
+        shown = _rendered(page, variants.PAGE_KEY if test else None, test)
         db.session.expunge(page)
-        shown = ShownPage(page, html)
-        if len(cache) >= _SHOWN_MAX:
-            cache.clear()
-        cache[tuple(key)] = shown
-    return shown
+        _keep(cache, tuple(key), shown)
+    if visitor is None or shown.test is None:
+        return shown
+    variant = variants.visitor_variant(shown.page, *visitor, connection, shown.test)
+    return shown_variant(shown, variant, tuple(key))
+
+
+def shown_variant(shown: ShownPage, variant: str | None, version: tuple | None = None
+                  ) -> ShownPage:
+    """The first view of the page `shown` (the page itself, from `shown_page`) as
+    `variant`, cached with the page's version."""
+    if variant is None or variant == shown.variant or shown.test is None:
+        return shown
+    page = shown.page
+    cache: dict[tuple, ShownPage] = current_app.extensions.setdefault(_SHOWN_KEY, {})
+    key = (*(version or (page.id, page.updated_at)), variant)
+    cached = cache.get(key)
+    if cached is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
+        cached = _rendered(variants.page_as(page, variant), variant, None)
+        _keep(cache, key, cached)
+    return cached
+
+
+def _rendered(page: Page, variant: str | None, test: variants.Test | None) -> ShownPage:
+    """The first view of `page` with slots for the visitor's tokens."""
+    form = form_class(page)(formdata=None)
+    if form.meta.csrf:
+        form.csrf_token.current_token = _CSRF_SLOT
+    form.started.data = _STARTED_SLOT
+    return ShownPage(page, render_page(page, form).get_data(as_text=True), variant, test)
+
+
+def _keep(cache: dict, key: tuple, shown: ShownPage) -> None:
+    if len(cache) >= _SHOWN_MAX:
+        cache.clear()
+    cache[key] = shown
 
 
 def _page_changed(mapper, connection, target: Page) -> None:
@@ -150,13 +186,13 @@ def _slot_value(token: str) -> str:
 
 
 def render_form_again(page: Page, form: OptInForm, status: int, notice: str,
-                      visit_id: int | None = None):
-    """The page's form shown again with what the visitor typed and `notice`; a form
-    without a usable fill-time token gets a fresh one (for this visitor: the cookie
-    is set when there is none yet), counted from now."""
+                      visit_id: int | None = None, variant: str | None = None):
+    """The page's form (as `variant` shows it) again with what the visitor typed and
+    `notice`; a form without a usable fill-time token gets a fresh one (for this
+    visitor: the cookie is set when there is none yet), counted from now."""
     vid, new_visitor = visitor_id(request)
     if not form.started.data:
-        form.started.data = bots.form_token(page.id, visit_id, vid)
+        form.started.data = bots.form_token(page.id, visit_id, vid, variant)
     response = render_page(page, form, status, notice)
     if new_visitor:
         set_visitor_cookie(response, vid)

@@ -194,6 +194,13 @@ def test_a_bad_dkim_domain_or_selector_stops_start_up(make_app, key_file):
 
 # --- mail check -----------------------------------------------------------------------
 
+def closed_udp_port() -> int:
+    """A loopback UDP port nothing listens on: no nameserver answers there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def lookup_of(records: dict[str, list[str]]):
     return lambda name: records.get(name, [])
 
@@ -265,13 +272,34 @@ def test_unreachable_dns_is_one_plain_line(key_file):
 
 
 def test_mail_check_against_a_closed_port_says_dns_could_not_be_reached(app):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     result = app.test_cli_runner().invoke(
-        args=["mail", "check", "--nameserver", f"127.0.0.1:{port}", "--timeout", "0.5"])
+        args=["mail", "check", "--nameserver", f"127.0.0.1:{closed_udp_port()}",
+              "--timeout", "0.5"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("DNS could not be reached")
     assert "nothing is known about the SPF, DKIM and DMARC records of localhost" in lines[0]
+
+
+def test_mail_check_takes_a_nameserver_as_an_ip_address_with_an_optional_port(app):
+    for good in ("192.0.2.1", "192.0.2.1:5353", "::1", "[2001:db8::1]:53"):
+        dns_records.resolver_lookup(good)
+    for bad in ("dns.example", "192.0.2.1:0", "192.0.2.1:dns"):
+        with pytest.raises(ValueError):
+            dns_records.resolver_lookup(bad)
+    result = app.test_cli_runner().invoke(args=["mail", "check", "--nameserver", "dns.example"])
+    assert result.exit_code == 2 and "not an IP address" in result.output
+
+
+def test_mail_check_warns_about_an_unaligned_dkim_domain_before_the_dns_line(
+        make_app, key_file):
+    app = make_app(DKIM_DOMAIN="example.org", DKIM_SELECTOR=SELECTOR,
+                   DKIM_KEY_FILE=str(key_file), MAIL_FROM="News <news@example.com>")
+    result = app.test_cli_runner().invoke(
+        args=["mail", "check", "--nameserver", f"127.0.0.1:{closed_udp_port()}",
+              "--timeout", "0.5"])
+    assert result.exit_code == 0
+    assert "CAPTURE_DKIM_DOMAIN example.org is neither the From domain example.com" in \
+        result.stderr
+    assert result.stdout.startswith("DNS could not be reached")

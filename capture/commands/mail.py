@@ -49,7 +49,7 @@ def _backend_name() -> str:
 
 
 @mail_cli.command("check")
-@click.option("--nameserver", metavar="HOST[:PORT]",
+@click.option("--nameserver", metavar="IP[:PORT]",
               help="Ask this nameserver instead of the system's.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to wait for DNS.")
@@ -58,11 +58,14 @@ def check_command(nameserver: str | None, timeout: float) -> None:
     CAPTURE_MAIL_FROM domain) and say what they hold: the DKIM record's key matches
     CAPTURE_DKIM_KEY_FILE's, differs or is missing. When DNS cannot be reached it
     says so in one line (exit 0: nothing is known, nothing is wrong)."""
+    try:
+        lookup = dns_records.resolver_lookup(nameserver, timeout)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--nameserver") from None
     expected = dns_records.Expected(current_app.config["MAIL_FROM_ADDRESS"].domain,
                                     dkim.configured_signer())
     for line in dns_records.warnings(expected):
         click.echo(line, err=True)
-    lookup = dns_records.resolver_lookup(nameserver, timeout)
     try:
         lines = dns_records.report(expected, lookup)
     except dns_records.DnsUnreachable as error:

@@ -60,8 +60,12 @@ class Backend(Protocol):
 
 def wire_bytes(message: Email) -> bytes:
     """The message as it leaves, written once and DKIM-signed when that is configured:
-    each writing draws a new MIME boundary, so the signature covers these bytes alone."""
-    return dkim.sign(message.as_bytes())
+    each writing draws a new MIME boundary, so the signature covers these bytes alone.
+    A message that cannot be signed is not sent (a permanent MailError)."""
+    try:
+        return dkim.sign(message.as_bytes())
+    except dkim.SigningError as error:
+        raise MailError(f"not signed with DKIM: {error}", temporary=False) from error
 
 
 _ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")

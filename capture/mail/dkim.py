@@ -42,6 +42,10 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RSA_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101010500")
 
 
+class SigningError(Exception):
+    """dkimpy could not sign a message (it has no From header field, say)."""
+
+
 class NotAKey(ValueError):
     """A file that is not an unencrypted RSA private key in PEM."""
 
@@ -63,8 +67,12 @@ class Signer:
         """The message with its DKIM-Signature header field in front."""
         present = {name.lower() for name in _header_names(message)}
         signed = [name.encode() for name in SIGNED_HEADERS if name.lower() in present]
-        signature = dkim.sign(message, self.selector.encode(), self.domain.encode(), self.key,
-                              canonicalize=CANONICALIZATION, include_headers=signed)
+        try:
+            signature = dkim.sign(message, self.selector.encode(), self.domain.encode(),
+                                  self.key, canonicalize=CANONICALIZATION,
+                                  include_headers=signed)
+        except dkim.DKIMException as error:
+            raise SigningError(str(error)) from error
         return signature + message
 
 

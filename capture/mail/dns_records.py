@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.exception
+import dns.inet
 import dns.resolver
 
 from capture.mail import dkim
@@ -31,14 +32,13 @@ class Expected:
 
 
 def resolver_lookup(nameserver: str | None = None, timeout: float = 5.0) -> Lookup:
-    """A Lookup through dnspython: the system's nameservers, or `host` / `host:port`."""
+    """A Lookup through dnspython: the system's nameservers, or one given as an IP
+    address with an optional port (`192.0.2.1:5353`, `[2001:db8::1]:53`);
+    ValueError when it is not one."""
+    resolver = None
     if nameserver:
         resolver = dns.resolver.Resolver(configure=False)
-        host, _, port = nameserver.partition(":")
-        resolver.nameservers = [host]
-        resolver.port = int(port or 53)
-    else:
-        resolver = None
+        resolver.nameservers, resolver.port = [_address(nameserver)], _port(nameserver)
 
     def lookup(name: str) -> list[str]:
         try:
@@ -52,6 +52,27 @@ def resolver_lookup(nameserver: str | None = None, timeout: float = 5.0) -> Look
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
 
     return lookup
+
+
+def _split(nameserver: str) -> tuple[str, str]:
+    if dns.inet.is_address(nameserver):
+        return nameserver, ""
+    host, _, port = nameserver.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _address(nameserver: str) -> str:
+    host, _ = _split(nameserver)
+    if not dns.inet.is_address(host):
+        raise ValueError(f"{nameserver!r} is not an IP address with an optional :port")
+    return host
+
+
+def _port(nameserver: str) -> int:
+    _, port = _split(nameserver)
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{nameserver!r} has no port from 1 to 65535 after its colon")
+    return int(port or 53)
 
 
 def report(expected: Expected, lookup: Lookup) -> list[str]:

@@ -27,6 +27,7 @@ KINDS = {
     "choice": "one of",
     "text": "any text",
     "folder": "a folder's path",
+    "file": "a file's path, or empty",
     "secret": "any text; empty: generated",
     "web address": "an `http://` or `https://` URL without query or fragment",
     "database URL": "an SQLAlchemy URL, `postgresql+psycopg://…` or `sqlite:///…`",
@@ -102,6 +103,16 @@ SECTIONS = (
                 "import"),
         Setting("POSTAL_ADDRESS", "", "text",
                 "printed in every email footer (CAN-SPAM); empty shows a warning to the owner"),
+    )),
+    ("DKIM signing", (
+        Setting("DKIM_DOMAIN", "", "text",
+                "the signing domain (`d=`): the `CAPTURE_MAIL_FROM` domain or a parent of it, "
+                "for DMARC; set the three DKIM settings together, or none (no signing)"),
+        Setting("DKIM_SELECTOR", "", "text",
+                "the selector (`s=`): the public key is published at "
+                "`<selector>._domainkey.<domain>`"),
+        Setting("DKIM_KEY_FILE", "", "file",
+                "the RSA private key in PEM that `dkim keygen` wrote; read once at start"),
     )),
     ("Sending", (
         Setting("SEQUENCES_DIR", str(ROOT / "sequences"), "folder",

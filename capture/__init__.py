@@ -31,6 +31,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
 
     from capture import admin, api, commands, db, scheduler, settings
     from capture.leads import optins
+    from capture.mail import dkim
     from capture.mail.sequences import Library
     from capture.numbers import rollup_queue
     from capture.public import bots, embed, health, optin, render, tracking
@@ -38,6 +39,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
 
     logredact.init_app(app)
     settings.init_app(app)
+    dkim.init_app(app)
     app.session_interface = db.SessionInterface()
     _init_database(app)
     rollup_queue.init_app(app)

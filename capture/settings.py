@@ -196,6 +196,12 @@ def _folder(app: Flask, setting: Setting) -> None:
     app.config[setting.name] = str(app.config[setting.name])
 
 
+def _file(app: Flask, setting: Setting) -> None:
+    """The path as text; whoever reads the file says when it cannot (mail/dkim.py)."""
+    value = app.config.get(setting.name)
+    app.config[setting.name] = "" if value is None else str(value).strip()
+
+
 # --- kinds with a hand-written check: what a declaration cannot say ------------------
 
 def _secret(app: Flask, setting: Setting) -> None:
@@ -288,6 +294,7 @@ CHECKS: dict[str, Callable[[Flask, Setting], None]] = {
     "choice": _choice,
     "text": _text,
     "folder": _folder,
+    "file": _file,
     "secret": _secret,
     "web address": _web_address,
     "database URL": _database_url,

@@ -271,6 +271,8 @@ class SmtpCollector:
 
     def __init__(self) -> None:
         self.messages = []
+        # Each kept message's bytes as they arrived (a DKIM signature covers these).
+        self.raw: list[bytes] = []
         self.lock = threading.Lock()
         # Replies to give instead of accepting: one per DATA (e.g. "451 try later").
         self.data_replies: list[str] = []
@@ -325,6 +327,7 @@ class SmtpCollector:
                 self.messages.append(
                     email.message_from_bytes(envelope.content, policy=email.policy.default)
                 )
+                self.raw.append(envelope.content)
         await self._stall("DATA")
         return reply or "250 Message accepted"
 

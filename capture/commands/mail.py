@@ -1,4 +1,5 @@
-"""The `flask --app wsgi mail …` commands: check the mail settings by sending."""
+"""The `flask --app wsgi mail …` commands: check the mail settings by sending, and the
+sending domain's DNS records."""
 
 from types import SimpleNamespace
 
@@ -9,7 +10,7 @@ from flask.cli import AppGroup
 
 from capture.leads import addresses
 from capture.mail import backends
-from capture.mail import compose
+from capture.mail import compose, dkim, dns_records
 
 mail_cli = AppGroup("mail", help="Check the mail settings.")
 
@@ -45,3 +46,32 @@ def _backend_name() -> str:
     if config["MAIL_BACKEND"] == "smtp":
         return f"smtp {config['SMTP_HOST']}:{config['SMTP_PORT']}"
     return config["MAIL_BACKEND"]
+
+
+@mail_cli.command("check")
+@click.option("--nameserver", metavar="IP[:PORT]",
+              help="Ask this nameserver instead of the system's.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to wait for DNS.")
+def check_command(nameserver: str | None, timeout: float) -> None:
+    """Look up the SPF, DKIM and DMARC records of the sending domain (the
+    CAPTURE_MAIL_FROM domain) and say what they hold: the DKIM record's key matches
+    CAPTURE_DKIM_KEY_FILE's, differs or is missing. When DNS cannot be reached it
+    says so in one line (exit 0: nothing is known, nothing is wrong)."""
+    try:
+        lookup = dns_records.resolver_lookup(nameserver, timeout)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--nameserver") from None
+    expected = dns_records.Expected(current_app.config["MAIL_FROM_ADDRESS"].domain,
+                                    dkim.configured_signer())
+    for line in dns_records.warnings(expected):
+        click.echo(line, err=True)
+    try:
+        lines = dns_records.report(expected, lookup)
+    except dns_records.DnsUnreachable as error:
+        click.echo(f"DNS could not be reached ({error}): nothing is known about the SPF, "
+                   f"DKIM and DMARC records of {expected.from_domain}.")
+        return
+    click.echo(f"Sending domain: {expected.from_domain}")
+    for line in lines:
+        click.echo(line)

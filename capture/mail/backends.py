@@ -2,7 +2,8 @@
 
 `send(message)` hands one message to the configured backend; `open_backend()` gives
 a backend to reuse across a batch (one SMTP connection for many messages). A backend's
-`send` returns its answer as one line (the SMTP server's final reply, say).
+`send` returns its answer as one line (the SMTP server's final reply, say). Every
+backend writes a message through `wire_bytes`, where it is DKIM-signed.
 """
 
 import os
@@ -18,7 +19,7 @@ from flask import current_app
 
 from capture import clock
 from capture.domains import DomainError
-from capture.mail import outbox
+from capture.mail import dkim, outbox
 from capture.mail.mime import Email
 from capture.settings import PRIVATE_FILE, PRIVATE_FOLDER
 
@@ -55,6 +56,16 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the connection, if any."""
+
+
+def wire_bytes(message: Email) -> bytes:
+    """The message as it leaves, written once and DKIM-signed when that is configured:
+    each writing draws a new MIME boundary, so the signature covers these bytes alone.
+    A message that cannot be signed is not sent (a permanent MailError)."""
+    try:
+        return dkim.sign(message.as_bytes())
+    except dkim.SigningError as error:
+        raise MailError(f"not signed with DKIM: {error}", temporary=False) from error
 
 
 _ENHANCED_STATUS = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -98,7 +109,7 @@ class OutboxBackend:
             # Emails hold addresses and confirm links: readable by this user alone.
             descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
             with os.fdopen(descriptor, "wb") as file:
-                file.write(message.as_bytes())
+                file.write(wire_bytes(message))
             os.replace(partial, self.folder / name)
         except OSError as error:
             raise MailError(f"outbox: {error}", temporary=True) from error
@@ -118,7 +129,7 @@ class ConsoleBackend:
 
     def send(self, message: Email) -> str:
         """Print the whole message."""
-        sys.stdout.write(message.as_string() + "\n")
+        sys.stdout.write(wire_bytes(message).decode("utf-8") + "\n")
         sys.stdout.flush()
         return "printed to standard output"
 
@@ -269,7 +280,7 @@ class SmtpBackend:
         except DomainError as error:
             raise MailError(str(error), temporary=False) from error
         try:
-            self.connection.sendmail(sender, [recipient], message.as_bytes(),
+            self.connection.sendmail(sender, [recipient], wire_bytes(message),
                                      self._utf8_options(message))
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))

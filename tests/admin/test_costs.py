@@ -77,3 +77,20 @@ def test_removing_a_row(app):
     assert "Removed the spend of 4.00 USD on 2026-03-01." in response.get_data(as_text=True)
     assert cost_rows(app) == []
     assert owner.post("/admin/costs/999/delete", data=tokens).status_code == 404
+
+
+def test_the_pages_list_shows_each_pages_spend_and_profit(app, clock):
+    from datetime import date
+    from decimal import Decimal
+
+    from tests.conftest import optin
+
+    create_page(app, slug="guide", double_opt_in=False, payout="3.00")
+    optin(app.test_client(), "guide", email="ann@example.com")
+    with app.app_context():
+        db.session.add(Cost(day=date(2026, 3, 2), source="ads", campaign="", amount=Decimal(5),
+                            currency="USD", page_id=1))
+        db.session.commit()
+    html = owner_client(app).get("/admin/pages").get_data(as_text=True)
+    assert 'data-metric="spend">5.00' in html.replace("$", "").replace("USD ", "")
+    assert 'class="num loses-money" data-metric="profit"' in html

@@ -101,6 +101,8 @@ def data(optin: Any, page: Page | None) -> dict[str, Any]:
                    else "0.00"),
         "currency": page.currency if page is not None else None,
         "attribution": {key: getattr(optin, key) for key in (*ATTRIBUTION_KEYS, "referrer")},
+        # The page test's variant it was made on (None: no test then).
+        "variant": getattr(optin, "variant", None),
         "consent": {"text": optin.consent_text or "", "at": _time(optin.consent_at),
                     "ip": optin.consent_ip},
     }

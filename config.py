@@ -161,6 +161,8 @@ SECTIONS = (
                 "the mailbox the bounces arrive in, read by the scheduler: "
                 "`imaps://user:password@host:993/INBOX`, `imap://…` (STARTTLS), "
                 "`pop3s://…`; empty: not read"),
+        Setting("BOUNCE_INTERVAL_SECONDS", 300, "integer",
+                "how often the scheduler reads the bounce mailbox", minimum=10),
         Setting("BOUNCE_MAILBOX_TIMEOUT", 20, "integer",
                 "seconds to wait for the bounce mailbox's server", minimum=1),
         Setting("BOUNCE_BATCH_SIZE", 200, "integer",

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from capture.commands import broadcasts, costs, leads, mail, owner, pages, report, rollups
+from capture.commands import bounces, broadcasts, costs, leads, mail, owner, pages, report, rollups
 from capture.commands import sequences, setup, tokens, webhooks
 
 
@@ -13,5 +13,5 @@ def register(app: Flask) -> None:
                     webhooks.webhooks_cli, rollups.rollups_cli, mail.mail_cli,
                     sequences.sequences_cli, sequences.send_due,
                     sequences.scheduler_command, broadcasts.broadcasts_cli,
-                    costs.costs_cli):
+                    costs.costs_cli, bounces.bounces_cli):
         app.cli.add_command(command)

@@ -177,3 +177,28 @@ def test_pop3_is_refused_with_its_reason(make_app):
     app = make_app(BOUNCE_MAILBOX="pop3s://u:p@pop.example.com/")
     result = app.test_cli_runner().invoke(args=["bounces", "fetch"])
     assert result.exit_code == 1 and "POP3" in result.output
+
+
+def test_without_move_a_handled_message_is_copied_and_expunged_alone(
+        bounce_app, dovecot, mailbox_folder, monkeypatch):
+    connect = mailbox._connect
+
+    def without_move(where):
+        connection = connect(where)
+        connection.capabilities = tuple(c for c in connection.capabilities if c != "MOVE")
+        return connection
+
+    monkeypatch.setattr(mailbox, "_connect", without_move)
+    lead = add_lead(bounce_app)
+    delivery = add_delivery(bounce_app, lead)
+    # Another client's message flagged \Deleted: ours must not expunge it.
+    dovecot.append(samples.plain(BOUNCE_ADDRESS), folder=mailbox_folder)
+    connection = dovecot.client()
+    connection.select(mailbox_folder)
+    connection.uid("STORE", "1", "+FLAGS.SILENT", r"(\Deleted)")
+    connection.logout()
+    dovecot.append(samples.dsn(_verp(bounce_app, delivery), subject="copied"),
+                   folder=mailbox_folder)
+    assert _fetch(bounce_app).handled == {"hard bounce": 1}
+    assert "copied" in dovecot.subjects("Processed")
+    assert dovecot.subjects(mailbox_folder) == ["Question"]

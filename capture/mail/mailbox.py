@@ -159,27 +159,38 @@ def _read(connection: imaplib.IMAP4, where: Address) -> Pass:
         raw = next((item[1] for item in data or () if isinstance(item, tuple)), None)
         if status != "OK" or raw is None:
             continue  # gone meanwhile (another reader moved it)
-        report = reports.parse(raw)
-        target = bounces.target_of(report.origin) if report.actionable else None
-        if target is None:
-            why = report.kind if not report.actionable else f"{report.kind} of an unknown email"
-            if report.kind in _ACTIONS and report.origin is None:
-                why = f"{report.kind} naming none of our emails"
-            done.left[why] = done.left.get(why, 0) + 1
-        else:
-            try:
-                _ACTIONS[report.kind](target, report.detail)
-            except Exception:
-                db.session.rollback()
-                _save_state(where, validity, uid - 1)
-                raise
+        try:
+            handled = _act(raw, done)
+        except Exception:
+            _save_state(where, {"uid_validity": validity, "last_uid": uid - 1})
+            raise
+        if handled:
             if not processed_ready:
                 _ensure_folder(connection, PROCESSED)
                 processed_ready = True
             _move(connection, uid)
-            done.handled[report.kind] = done.handled.get(report.kind, 0) + 1
-        _save_state(where, validity, uid)
+        _save_state(where, {"uid_validity": validity, "last_uid": uid})
     return done
+
+
+def _act(raw: bytes, done: Pass) -> bool:
+    """Parse one message and act on it; True when it was a report about one of our
+    emails (acted upon now, or before), False when it is left alone."""
+    report = reports.parse(raw)
+    target = bounces.target_of(report.origin) if report.actionable else None
+    if target is None:
+        why = report.kind if not report.actionable else f"{report.kind} of an unknown email"
+        if report.kind in _ACTIONS and report.origin is None:
+            why = f"{report.kind} naming none of our emails"
+        done.left[why] = done.left.get(why, 0) + 1
+        return False
+    try:
+        _ACTIONS[report.kind](target, report.detail)
+    except Exception:
+        db.session.rollback()
+        raise
+    done.handled[report.kind] = done.handled.get(report.kind, 0) + 1
+    return True
 
 
 def _quoted(name: str) -> str:
@@ -225,21 +236,24 @@ def _state_path() -> Path:
     return Path(current_app.instance_path) / "bounce_mailbox.json"
 
 
+def _key(where: Address) -> str:
+    return f"{where.scheme}://{where.user}@{where.host}:{where.port}/{where.folder}"
+
+
 def _state(where: Address) -> dict:
-    """The UIDVALIDITY and last UID looked at in this mailbox folder, if known."""
+    """What was looked at in this mailbox already (IMAP: the folder's UIDVALIDITY and
+    last UID; POP3: the UIDLs), if known."""
     try:
         state = json.loads(_state_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    key = f"{where.user}@{where.host}:{where.port}/{where.folder}"
-    return state if isinstance(state, dict) and state.get("mailbox") == key else {}
+    return state if isinstance(state, dict) and state.get("mailbox") == _key(where) else {}
 
 
-def _save_state(where: Address, validity: int, last_uid: int) -> None:
-    key = f"{where.user}@{where.host}:{where.port}/{where.folder}"
+def _save_state(where: Address, values: dict) -> None:
     path = _state_path()
     partial = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump({"mailbox": key, "uid_validity": validity, "last_uid": last_uid}, file)
+        json.dump({"mailbox": _key(where), **values}, file)
     os.replace(partial, path)

@@ -160,7 +160,7 @@ SECTIONS = (
         Setting("BOUNCE_MAILBOX", "", "text",
                 "the mailbox the bounces arrive in, read by the scheduler: "
                 "`imaps://user:password@host:993/INBOX`, `imap://…` (STARTTLS), "
-                "`pop3s://…`; empty: not read"),
+                "`pop3s://…` (read-only); empty: not read"),
         Setting("BOUNCE_INTERVAL_SECONDS", 300, "integer",
                 "how often the scheduler reads the bounce mailbox", minimum=10),
         Setting("BOUNCE_MAILBOX_TIMEOUT", 20, "integer",

@@ -173,12 +173,6 @@ def test_a_mailbox_that_drops_or_stalls_is_one_log_line(make_app, caplog, behavi
     assert len(lines) == 1 and lines[0].startswith("bounce mailbox not read: 127.0.0.1")
 
 
-def test_pop3_is_refused_with_its_reason(make_app):
-    app = make_app(BOUNCE_MAILBOX="pop3s://u:p@pop.example.com/")
-    result = app.test_cli_runner().invoke(args=["bounces", "fetch"])
-    assert result.exit_code == 1 and "POP3" in result.output
-
-
 def test_without_move_a_handled_message_is_copied_and_expunged_alone(
         bounce_app, dovecot, mailbox_folder, monkeypatch):
     connect = mailbox._connect

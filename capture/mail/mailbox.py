@@ -1,4 +1,4 @@
-"""The bounce mailbox reader: CAPTURE_BOUNCE_MAILBOX over IMAP, one pass per call.
+"""The bounce mailbox reader: CAPTURE_BOUNCE_MAILBOX over IMAP (or POP3), one pass per call.
 
 Each new message (by UID) is parsed (capture.mail.reports); a bounce or complaint
 about one of our emails is acted upon (capture.mail.bounces), then moved to the
@@ -14,14 +14,16 @@ place is not parsed again on every pass.
 
 `imaps://` is TLS from the start; `imap://` upgrades with STARTTLS, and a server that
 does not offer it is refused, except on a loopback address (nothing leaves the
-machine). POP3 (`pop3s://`) is not read: it cannot move a message, and deleting one
-is not ours to do; a POP3 mailbox is reported as such on every pass.
+machine); `pop3s://` and `pop3://` (STLS) likewise. POP3 is read-only: it has no
+folder to move a message to and deleting one is not ours to do, so everything stays
+on the server and the UIDLs looked at are remembered instead.
 """
 
 import imaplib
 import json
 import logging
 import os
+import poplib
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +76,10 @@ class Address:
 def address(url: str) -> Address:
     """The parts of a mailbox URL; MailboxError for one that cannot be read."""
     parts = urlsplit(url.strip())
-    ports = {"imaps": 993, "imap": 143, "pop3s": 995}
+    ports = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
     if parts.scheme not in ports:
-        raise MailboxError(f"CAPTURE_BOUNCE_MAILBOX must start imaps://, imap:// or "
-                           f"pop3s://, not {parts.scheme or 'nothing'}")
+        raise MailboxError(f"CAPTURE_BOUNCE_MAILBOX must start imaps://, imap://, "
+                           f"pop3s:// or pop3://, not {parts.scheme or 'nothing'}")
     if not parts.hostname or not parts.username:
         raise MailboxError("CAPTURE_BOUNCE_MAILBOX needs user:password@host")
     try:
@@ -95,9 +97,11 @@ def fetch() -> Pass | None:
     if not url:
         return None
     where = address(url)
-    if where.scheme == "pop3s":
-        raise MailboxError("POP3 mailboxes are not read (a handled message could not be "
-                           "moved to Processed): use the mailbox's IMAP address")
+    if where.scheme.startswith("pop3"):
+        try:
+            return _read_pop3(where)
+        except (OSError, poplib.error_proto, ssl.SSLError) as error:
+            raise MailboxError(f"{where.host}:{where.port}: {error}") from error
     try:
         connection = _connect(where)
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as error:
@@ -191,6 +195,53 @@ def _act(raw: bytes, done: Pass) -> bool:
         raise
     done.handled[report.kind] = done.handled.get(report.kind, 0) + 1
     return True
+
+
+def _read_pop3(where: Address) -> Pass:
+    """One pass over a POP3 mailbox, read-only: POP3 has no folders to move a message
+    to, and deleting one is not ours to do, so every message stays on the server and
+    the UIDLs looked at are remembered instead (those no longer on the server are
+    forgotten). A handled message counts as handled all the same."""
+    timeout = current_app.config["BOUNCE_MAILBOX_TIMEOUT"]
+    context = ssl.create_default_context()
+    if where.scheme == "pop3s":
+        connection = poplib.POP3_SSL(where.host, where.port, timeout=timeout,
+                                     context=context)
+    else:
+        connection = poplib.POP3(where.host, where.port, timeout=timeout)
+    try:
+        if where.scheme == "pop3":
+            if "STLS" in _pop3_capabilities(connection):
+                connection.stls(context)
+            elif where.host not in _LOOPBACK:
+                raise MailboxError(f"{where.host} does not offer STLS: the password would "
+                                   "go in clear (use pop3s://)")
+        connection.user(where.user)
+        connection.pass_(where.password)
+        _, listing, _ = connection.uidl()
+        numbered = [line.decode("ascii", "replace").split(None, 1) for line in listing]
+        present = {uid: int(number) for number, uid in numbered}
+        seen = set(_state(where).get("uidls", [])) & set(present)
+        done = Pass()
+        new = [uid for uid in present if uid not in seen]
+        for uid in new[:current_app.config["BOUNCE_BATCH_SIZE"]]:
+            _, lines, _ = connection.retr(present[uid])
+            _act(b"\r\n".join(lines) + b"\r\n", done)
+            seen.add(uid)
+            _save_state(where, {"uidls": sorted(seen)})
+        return done
+    finally:
+        try:
+            connection.quit()
+        except (OSError, poplib.error_proto):
+            connection.close()
+
+
+def _pop3_capabilities(connection: poplib.POP3) -> dict:
+    try:
+        return connection.capa()
+    except poplib.error_proto:
+        return {}
 
 
 def _quoted(name: str) -> str:

@@ -22,7 +22,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 instance_name = capture-test-{port}
 log_path = {root}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u
@@ -59,7 +59,7 @@ def _free_port() -> int:
 class Dovecot:
     """One running dovecot: its port, a client to append and look, and stop()."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         # Outside pytest's private folders: dovecot's mail processes run as another
         # user when the tests run as root (dovecot never delivers mail as root).
         self.root = Path(tempfile.mkdtemp(prefix="capture-dovecot-"))
@@ -74,7 +74,20 @@ class Dovecot:
         os.chown(self.root / "mail", uid, gid)
         (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.config = self.root / "dovecot.conf"
-        self.config.write_text(_CONFIG.format(root=self.root, port=self.port, uid=uid, gid=gid))
+        ssl_lines = "ssl = no"
+        if tls:
+            # A self-signed certificate for 127.0.0.1: the client trusts this file alone.
+            self.certificate = self.root / "cert.pem"
+            key = self.root / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-days", "1", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", str(key), "-out", str(self.certificate)],
+                           check=True, capture_output=True)
+            ssl_lines = (f"ssl = yes\nssl_cert = <{self.certificate}\n"
+                         f"ssl_key = <{key}")
+        self.config.write_text(_CONFIG.format(root=self.root, port=self.port, uid=uid,
+                                              gid=gid, ssl=ssl_lines))
         self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.config)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._wait()

@@ -4,6 +4,7 @@ read changing nothing, and a mailbox that fails costing one log line."""
 
 import logging
 import socket
+import ssl
 import threading
 from pathlib import Path
 
@@ -196,3 +197,23 @@ def test_without_move_a_handled_message_is_copied_and_expunged_alone(
     assert _fetch(bounce_app).handled == {"hard bounce": 1}
     assert "copied" in dovecot.subjects("Processed")
     assert dovecot.subjects(mailbox_folder) == ["Question"]
+
+
+def test_imap_upgrades_with_starttls(make_app, monkeypatch):
+    server = Dovecot(tls=True)
+    try:
+        default = ssl.create_default_context
+        trusting = default(cafile=str(server.certificate))
+        monkeypatch.setattr(mailbox.ssl, "create_default_context", lambda: trusting)
+        app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS, BOUNCE_MAILBOX=server.url())
+        lead = add_lead(app)
+        delivery = add_delivery(app, lead)
+        server.append(samples.dsn(_verp(app, delivery)))
+        assert _fetch(app).handled == {"hard bounce": 1}
+        assert "TLS" in server.log()
+        # Without trusting the certificate, nothing is read.
+        monkeypatch.setattr(mailbox.ssl, "create_default_context", default)
+        with pytest.raises(mailbox.MailboxError, match="CERTIFICATE_VERIFY_FAILED"):
+            _fetch(app)
+    finally:
+        server.stop()

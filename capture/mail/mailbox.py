@@ -132,7 +132,7 @@ def _connect(where: Address) -> imaplib.IMAP4:
                 raise MailboxError(f"{where.host} does not offer STARTTLS: the password "
                                    "would go in clear (use imaps://)")
         except BaseException:
-            connection.shutdown()
+            _shut(connection)
             raise
     try:
         connection.login(where.user, where.password)
@@ -140,9 +140,18 @@ def _connect(where: Address) -> imaplib.IMAP4:
         _, data = connection.capability()
         connection.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
     except BaseException:
-        connection.shutdown()
+        _shut(connection)
         raise
     return connection
+
+
+def _shut(connection: imaplib.IMAP4) -> None:
+    """Close a connection that failed half-way, keeping the error that made it fail
+    (a failed TLS handshake leaves a socket that cannot even be shut down)."""
+    try:
+        connection.shutdown()
+    except OSError:
+        pass
 
 
 def _read(connection: imaplib.IMAP4, where: Address) -> Pass:

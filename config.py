@@ -34,6 +34,8 @@ KINDS = {
     "email address": "an email address, or empty",
     "rate": "`N/second`, `N/minute`, `N/hour` or `N/day`; `0` turns it off",
     "rate storage": "`database`, `memory://` or `redis://host:port`",
+    "mailbox URL": "`imaps://`, `imap://`, `pop3s://` or `pop3://` `user:password@host`, "
+                   "or empty",
 }
 
 
@@ -157,7 +159,7 @@ SECTIONS = (
                 "the envelope sender's base, like `bounces@mail.example.com`: each email goes "
                 "out from `bounces+<signed delivery>@mail.example.com` (VERP); empty: from "
                 "the sender's address"),
-        Setting("BOUNCE_MAILBOX", "", "text",
+        Setting("BOUNCE_MAILBOX", "", "mailbox URL",
                 "the mailbox the bounces arrive in, read by the scheduler: "
                 "`imaps://user:password@host:993/INBOX`, `imap://…` (STARTTLS), "
                 "`pop3s://…` (read-only); empty: not read"),

@@ -132,3 +132,11 @@ def test_an_erased_lead_or_a_missing_email_is_no_target(app):
         assert _target(app, "delivery", delivery) is None
         assert _target(app, "delivery", 999) is None
         assert _target(app, "confirmation", 999) is None
+
+
+@pytest.mark.parametrize("url", ["https://u:p@host/", "imaps://host/INBOX", "imap://u:p@/",
+                                 "imaps://u:p@host:port/"])
+def test_a_bad_mailbox_url_stops_start_up_without_repeating_it(make_app, url):
+    with pytest.raises(SystemExit) as stopped:
+        make_app(BOUNCE_MAILBOX=url)
+    assert "CAPTURE_BOUNCE_MAILBOX" in str(stopped.value) and url not in str(stopped.value)

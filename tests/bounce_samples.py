@@ -61,7 +61,8 @@ def dsn(verp_address: str, *, status: str = "5.1.1", action: str = "failed",
 
 
 def arf(verp_address: str, *, feedback_type: str = "abuse",
-        subject: str = "Email Feedback Report for IP 192.0.2.1") -> bytes:
+        subject: str = "Email Feedback Report for IP 192.0.2.1",
+        headers_only: bool = False) -> bytes:
     """A complaint report (ARF) about an email we sent with `verp_address`."""
     report = MIMEMultipart("report", report_type="feedback-report")
     report["From"] = "feedback@fbl.example.net"
@@ -76,7 +77,14 @@ def arf(verp_address: str, *, feedback_type: str = "abuse",
                          "Arrival-Date: Fri, 4 Dec 2026 10:00:00 +0000\n"
                          "Reported-Domain: mail.example.com\n")
     report.attach(feedback)
-    report.attach(MIMEMessage(original(verp_address, "[redacted]")))
+    if headers_only:
+        # Some providers attach the headers alone (text/rfc822-headers), Return-Path gone.
+        headers = original(verp_address, "[redacted]")
+        del headers["Return-Path"]
+        part = MIMEText(str(headers).split("\n\n")[0] + "\n", "rfc822-headers")
+        report.attach(part)
+    else:
+        report.attach(MIMEMessage(original(verp_address, "[redacted]")))
     return report.as_bytes()
 
 

@@ -48,6 +48,11 @@ def test_arf_complaint_names_the_email_by_the_original_return_path(app):
         reports.COMPLAINT, Origin("delivery", 8), "abuse")
 
 
+def test_arf_with_headers_only_names_the_email_by_original_mail_from(app):
+    report = _parse(app, samples.arf(_address(app, "confirmation", 3), headers_only=True))
+    assert (report.kind, report.origin) == (reports.COMPLAINT, Origin("confirmation", 3))
+
+
 def test_only_genuine_verp_addresses_name_an_email(app):
     # The address the DSN quotes (Final-Recipient) is never trusted: only our token.
     forged = _address(app, id=5).replace("@", "x@")

@@ -6,7 +6,8 @@ from the addresses the report quotes (anyone can write those):
 - a DSN is sent *to* the envelope sender, so the VERP address is among the report's
   own recipient headers (Delivered-To, X-Original-To, To …);
 - an ARF report goes to the provider's feedback address; the original message inside
-  it carries the VERP address in the Return-Path its receiving server added.
+  it carries the VERP address in the Return-Path its receiving server added (or the
+  report's own Original-Mail-From field says it).
 A report with no genuine VERP address has no `origin`: it is left alone.
 """
 
@@ -105,15 +106,15 @@ def _delivery_status(message: Message) -> Report:
 
 def _feedback(message: Message) -> Report:
     """An ARF report: a complaint about the original message attached to it."""
-    feedback_type = "abuse"
+    feedback_type, senders = "abuse", []
     for part in _parts(message, "message/feedback-report"):
         for block in _field_blocks(part):
             feedback_type = (block.get("Feedback-Type") or feedback_type).strip().lower()
+            senders += block.get_all("Original-Mail-From") or []
     original = _original(message)
-    origin = None
     if original is not None:
-        origin = _origin_from_addresses(original.get_all("Return-Path") or [])
-    return Report(COMPLAINT, origin, feedback_type)
+        senders = (original.get_all("Return-Path") or []) + senders
+    return Report(COMPLAINT, _origin_from_addresses(senders), feedback_type)
 
 
 def _original(message: Message) -> Message | None:

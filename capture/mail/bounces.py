@@ -45,18 +45,18 @@ class Target:
 
 def target_of(origin: Origin) -> Target | None:
     """The lead (and delivery) a VERP origin names, or None when it is gone (deleted,
-    or a delivery id of a test email) or the lead was erased."""
-    if origin.kind == "delivery":
-        delivery = db.session.get(Delivery, origin.id)
-        if delivery is None:
-            return None
-        target = Target(delivery.lead, delivery)
-    else:
-        lead = db.session.get(Lead, origin.id)
-        if lead is None:
-            return None
-        target = Target(lead)
-    return None if target.lead.subscription == "erased" else target
+    or a delivery id of a test email) or the lead was erased. The lead's row stays
+    locked until the action commits (on PostgreSQL): two schedulers reading the same
+    report act once."""
+    delivery = db.session.get(Delivery, origin.id) if origin.kind == "delivery" else None
+    lead_id = delivery.lead_id if delivery is not None else (
+        origin.id if origin.kind == "confirmation" else None)
+    lead = db.session.get(Lead, lead_id, with_for_update=True,
+                          populate_existing=True) if lead_id is not None else None
+    if lead is None or lead.subscription == "erased":
+        db.session.rollback()
+        return None
+    return Target(lead, delivery)
 
 
 def _recorded(target: Target, kind: str, since=None) -> bool:

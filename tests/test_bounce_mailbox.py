@@ -217,3 +217,19 @@ def test_imap_upgrades_with_starttls(make_app, monkeypatch):
             _fetch(app)
     finally:
         server.stop()
+
+
+def test_the_scheduler_reads_the_mailbox_only_when_one_is_set(make_app):
+    class Recorder:
+        def __init__(self):
+            self.jobs = {}
+
+        def add_job(self, func, trigger, **options):
+            self.jobs[options["id"]] = options["seconds"]
+
+    without, with_mailbox = Recorder(), Recorder()
+    scheduler._add_jobs(without, make_app())
+    scheduler._add_jobs(with_mailbox, make_app(BOUNCE_MAILBOX="imaps://u:p@imap.example.com/",
+                                               BOUNCE_INTERVAL_SECONDS=120))
+    assert scheduler.BOUNCE_JOB_ID not in without.jobs
+    assert with_mailbox.jobs[scheduler.BOUNCE_JOB_ID] == 120

@@ -93,3 +93,4 @@ def test_pop3_refused_login_is_a_mailbox_error(make_app, pop3):
     app = make_app(BOUNCE_MAILBOX=f"pop3://bounces:wrong@127.0.0.1:{pop3.port}/")
     result = app.test_cli_runner().invoke(args=["bounces", "fetch"])
     assert result.exit_code == 1 and "bad login" in result.output
+

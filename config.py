@@ -35,6 +35,8 @@ KINDS = {
     "email address": "an email address, or empty",
     "rate": "`N/second`, `N/minute`, `N/hour` or `N/day`; `0` turns it off",
     "rate storage": "`database`, `memory://` or `redis://host:port`",
+    "mailbox URL": "`imaps://`, `imap://`, `pop3s://` or `pop3://` `user:password@host`, "
+                   "or empty",
 }
 
 
@@ -162,6 +164,25 @@ SECTIONS = (
                 "an upgrade is credited to the last email the lead clicked within this many "
                 "days before it (sequence step or broadcast)",
                 minimum=1, maximum=365),
+    )),
+    ("Bounces and complaints", (
+        Setting("BOUNCE_ADDRESS", "", "email address",
+                "the envelope sender's base, like `bounces@mail.example.com`: each email goes "
+                "out from `bounces+<signed delivery>@mail.example.com` (VERP); empty: from "
+                "the sender's address"),
+        Setting("BOUNCE_MAILBOX", "", "mailbox URL",
+                "the mailbox the bounces arrive in, read by the scheduler: "
+                "`imaps://user:password@host:993/INBOX`, `imap://…` (STARTTLS), "
+                "`pop3s://…` (read-only); empty: not read"),
+        Setting("BOUNCE_INTERVAL_SECONDS", 300, "integer",
+                "how often the scheduler reads the bounce mailbox", minimum=10),
+        Setting("BOUNCE_MAILBOX_TIMEOUT", 20, "integer",
+                "seconds to wait for the bounce mailbox's server", minimum=1),
+        Setting("BOUNCE_BATCH_SIZE", 200, "integer",
+                "messages read from the bounce mailbox per tick", minimum=1),
+        Setting("SOFT_BOUNCE_LIMIT", 3, "integer",
+                "soft bounces (a full mailbox, a server down) within 7 days that make a "
+                "lead `bounced`", minimum=1),
     )),
     ("Outgoing webhooks", (
         Setting("WEBHOOK_TIMEOUT_SECONDS", 5, "integer",

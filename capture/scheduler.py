@@ -1,8 +1,10 @@
-"""The scheduler: two APScheduler interval jobs, kept as data in `JOBS`: the tick (the
+"""The scheduler: APScheduler interval jobs, kept as data in `JOBS`: the tick (the
 winners of broadcast subject tests, `engine.tick`, webhooks, the retention of
-unconfirmed leads, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, and the fast
+unconfirmed leads, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, the fast
 lane that sends the queued confirmation emails every CAPTURE_CONFIRM_INTERVAL_SECONDS
-(a visitor is waiting for that email).
+(a visitor is waiting for that email), and, when CAPTURE_BOUNCE_MAILBOX is set, the
+bounce mailbox every CAPTURE_BOUNCE_INTERVAL_SECONDS (a job of its own: a slow mailbox
+never holds up sending).
 
 `flask --app wsgi scheduler` runs them in its own process (production, any number of
 them); CAPTURE_SCHEDULER=embedded runs them inside the web process, started on the
@@ -21,13 +23,14 @@ from sqlalchemy.exc import OperationalError
 
 from capture.leads import confirmations, erasure
 from capture.numbers import rollups, subject_winners
-from capture.mail import engine, outcomes
+from capture.mail import engine, mailbox, outcomes
 from capture.webhooks import delivery
 from capture.db import db
 
 log = logging.getLogger(__name__)
 JOB_ID = "capture-send-due"
 CONFIRM_JOB_ID = "capture-confirmations"
+BOUNCE_JOB_ID = "capture-bounces"
 
 
 def run_tick(app: Flask) -> outcomes.Summary | None:
@@ -114,15 +117,39 @@ def _deliver_webhooks() -> None:
         log.info("scheduler: %s", result.line())
 
 
-# The jobs: what runs, under which id, every how many seconds (a setting's name).
+def run_bounces(app: Flask) -> None:
+    """Read the bounce mailbox, inside an app context: its own job, so a mailbox that
+    refuses the login, drops the connection or is slow never holds up sending; its
+    failure is one log line."""
+    with app.app_context():
+        try:
+            done = mailbox.fetch()
+        except mailbox.MailboxError as error:
+            log.warning("bounce mailbox not read: %s", error)
+            db.session.rollback()
+            return
+        except Exception:
+            log.exception("reading the bounce mailbox failed")
+            db.session.rollback()
+            return
+        if done is not None and (done.handled or done.left):
+            log.info("scheduler: %s", done.line())
+
+
+# The jobs: what runs, under which id, every how many seconds (a setting's name), and
+# the setting that must be set for it to run at all.
 JOBS = (
     {"func": run_tick, "id": JOB_ID, "interval": "SCHEDULER_INTERVAL_SECONDS"},
     {"func": run_confirmations, "id": CONFIRM_JOB_ID, "interval": "CONFIRM_INTERVAL_SECONDS"},
+    {"func": run_bounces, "id": BOUNCE_JOB_ID, "interval": "BOUNCE_INTERVAL_SECONDS",
+     "when": "BOUNCE_MAILBOX"},
 )
 
 
 def _add_jobs(scheduler, app: Flask) -> None:
     for job in JOBS:
+        if job.get("when") and not app.config[job["when"]]:
+            continue
         scheduler.add_job(
             job["func"], "interval", args=[app], id=job["id"],
             seconds=app.config[job["interval"]],

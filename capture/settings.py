@@ -286,6 +286,24 @@ def _rate_storage(app: Flask, setting: Setting) -> None:
                                          f"redis://host:port ({reason})") from None
 
 
+def _mailbox_url(app: Flask, setting: Setting) -> None:
+    """An IMAP or POP3 URL with a user and a host (the message never repeats the
+    value: it holds a password)."""
+    value = str(app.config.get(setting.name) or "").strip()
+    app.config[setting.name] = value
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("imaps", "imap", "pop3s", "pop3") \
+            or not parts.hostname or not parts.username:
+        raise SettingError(setting.name, "must be a mailbox like imaps://user:password@"
+                                         "host:993/INBOX (or imap://, pop3s://, pop3://)")
+
+
 # One check per kind of config.KINDS.
 CHECKS: dict[str, Callable[[Flask, Setting], None]] = {
     "integer": _integer,
@@ -302,4 +320,5 @@ CHECKS: dict[str, Callable[[Flask, Setting], None]] = {
     "email address": _email_address,
     "rate": _rate,
     "rate storage": _rate_storage,
+    "mailbox URL": _mailbox_url,
 }

@@ -23,6 +23,7 @@ EVENT_HINTS = {
     "lead.approved": "a lead was approved, by the page's rules or by you",
     "lead.rejected": "a lead was rejected, with the reason",
     "lead.unsubscribed": "a lead unsubscribed",
+    "lead.complained": "a lead marked an email as spam (they are unsubscribed)",
     "upgrade.recorded": "a lead bought an upgrade (postback, or entered by hand)",
 }
 FILTERS = {"": "All", "pending": "Pending", "failed": "Failed", "delivered": "Delivered"}

@@ -12,7 +12,7 @@ from flask import current_app, render_template
 from markupsafe import Markup
 
 from capture import domains
-from capture.mail import mime, subject_tests
+from capture.mail import mime, subject_tests, verp
 from capture.mail.sequences import compiled
 from capture.markup import email_parts
 from capture.tag_names import tag_problem
@@ -101,7 +101,10 @@ def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email
     subject = f"Please confirm your subscription: {page.title}"
     text = render_template("email/confirm.txt", **context)
     html = render_template("email/confirm.html", **context)
-    return new_message(lead, subject, text, html)
+    message = new_message(lead, subject, text, html)
+    # No delivery row for this email: its bounce names the lead (capture.mail.verp).
+    message.sender = verp.envelope_sender(verp.Origin("confirmation", lead.id)) or message.sender
+    return message
 
 
 # Inline styles for the HTML that Markdown produces: many mail clients drop <style>.
@@ -285,6 +288,7 @@ def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: 
         lead, rendered["subject"], rendered["text"], rendered["html"],
         sender=parse_address(sequence.sender) if sequence.sender else None, extra=extra)
     message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
+    message.sender = verp.envelope_sender(verp.Origin("delivery", delivery_id)) or message.sender
     return message
 
 

@@ -19,7 +19,8 @@ from capture.db import db
 from capture.models import UTM_KEYS, Lead, LeadTag, Webhook, WebhookDelivery
 
 EVENTS = ("lead.created", "optin.created", "lead.confirmed", "lead.approved",
-          "lead.rejected", "lead.returned", "lead.unsubscribed", "upgrade.recorded")
+          "lead.rejected", "lead.returned", "lead.unsubscribed", "lead.complained",
+          "upgrade.recorded")
 # Sent only by the dashboard's "Send a test event", to one endpoint.
 TEST_EVENT = "webhook.test"
 

@@ -183,6 +183,16 @@ SECTIONS = (
         Setting("SOFT_BOUNCE_LIMIT", 3, "integer",
                 "soft bounces (a full mailbox, a server down) within 7 days that make a "
                 "lead `bounced`", minimum=1),
+        Setting("POSTMARK_WEBHOOK_AUTH", "", "text",
+                "`user:password` that Postmark's bounce and spam complaint webhooks send "
+                "(HTTP Basic auth) to `/hooks/mail/postmark`; empty: that URL answers 404"),
+        Setting("MAILGUN_SIGNING_KEY", "", "text",
+                "Mailgun's HTTP webhook signing key, checking the events sent to "
+                "`/hooks/mail/mailgun`; empty: that URL answers 404"),
+        Setting("SENDGRID_PUBLIC_KEY", "", "text",
+                "the public key (base64, as SendGrid shows it) of SendGrid's signed event "
+                "webhook, checking the events sent to `/hooks/mail/sendgrid`; empty: that "
+                "URL answers 404"),
     )),
     ("Outgoing webhooks", (
         Setting("WEBHOOK_TIMEOUT_SECONDS", 5, "integer",

@@ -12,8 +12,8 @@ from flask import Flask, abort, request
 # What a browser's form submits.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Blueprints that check the type of a body themselves: the API reads JSON, the embed
-# answers a script in JSON with CORS headers.
-CHECK_OWN_BODIES = {"api", "embed"}
+# answers a script in JSON with CORS headers, the email providers' webhooks read JSON.
+CHECK_OWN_BODIES = {"api", "embed", "mail_hooks"}
 
 
 def init_app(app: Flask) -> None:

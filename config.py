@@ -183,6 +183,9 @@ SECTIONS = (
         Setting("SOFT_BOUNCE_LIMIT", 3, "integer",
                 "soft bounces (a full mailbox, a server down) within 7 days that make a "
                 "lead `bounced`", minimum=1),
+        Setting("SES_TOPIC_ARNS", "", "text",
+                "the SNS topics (ARNs, comma-separated) whose SES bounce and complaint "
+                "notifications `/hooks/mail/ses` takes; empty: that URL answers 404"),
         Setting("POSTMARK_WEBHOOK_AUTH", "", "text",
                 "`user:password` that Postmark's bounce and spam complaint webhooks send "
                 "(HTTP Basic auth) to `/hooks/mail/postmark`; empty: that URL answers 404"),

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from sqlalchemy import func, select
 
 from capture.db import db
@@ -263,7 +263,125 @@ def test_sendgrid_malformed_is_400(smtp_app, sent):
 def test_unconfigured_providers_answer_404(make_app):
     app = make_app()
     client = app.test_client()
-    for provider in ("postmark", "mailgun", "sendgrid"):
+    for provider in ("postmark", "mailgun", "sendgrid", "ses"):
         response = client.post(f"/hooks/mail/{provider}", json={})
         assert response.status_code == 404
         assert response.get_json() == {"ok": False, "error": "not configured"}
+
+
+# --- Amazon SES through SNS -----------------------------------------------------------
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
+CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
+
+
+def _certificate():
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(1)
+                   .not_valid_before(now - timedelta(days=1))
+                   .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    return key, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+SNS_KEY, SNS_PEM = _certificate()
+
+
+@pytest.fixture
+def fetched(monkeypatch):
+    from capture.mail import sns
+
+    sns._certificates.clear()
+    urls = []
+
+    def fetch(url):
+        assert sns.is_sns_url(url)
+        urls.append(url)
+        return SNS_PEM if url == CERT_URL else b"<ConfirmSubscriptionResponse/>"
+
+    monkeypatch.setattr(sns, "fetch", fetch)
+    return urls
+
+
+@pytest.fixture
+def ses_app(smtp_app):
+    smtp_app.config["SES_TOPIC_ARNS"] = f"arn:aws:sns:us-east-1:1:other, {TOPIC}"
+    return smtp_app
+
+
+def _sns(app, message, *, key=SNS_KEY, version="2", cert_url=CERT_URL, topic=TOPIC):
+    from capture.mail import sns
+
+    message = {"MessageId": "m-1", "TopicArn": topic, "Timestamp": "2026-12-04T18:00:00Z",
+               "SignatureVersion": version, "SigningCertURL": cert_url, **message}
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+    signature = key.sign(sns.signed_text(message), padding.PKCS1v15(), algorithm)
+    message["Signature"] = base64.b64encode(signature).decode()
+    return app.test_client().post("/hooks/mail/ses", data=json.dumps(message),
+                                  content_type="text/plain; charset=UTF-8")
+
+
+def _ses_notification(kind="Bounce", bounce_type="Permanent", email=EMAIL):
+    body = {"notificationType": kind, "mail": {"source": "news@example.com",
+                                                "commonHeaders": {}}}
+    if kind == "Bounce":
+        body["bounce"] = {"bounceType": bounce_type, "bounceSubType": "General",
+                          "bouncedRecipients": [{"emailAddress": email,
+                                                 "diagnosticCode": "smtp; 550 5.1.1"}]}
+    else:
+        body["complaint"] = {"complainedRecipients": [{"emailAddress": email}],
+                             "complaintFeedbackType": "abuse"}
+    return {"Type": "Notification", "Message": json.dumps(body)}
+
+
+def test_ses_permanent_bounce_transient_and_complaint(ses_app, sent, fetched):
+    lead_id, _ = sent
+    response = _sns(ses_app, _ses_notification(bounce_type="Transient"), version="1")
+    assert response.get_json() == {"ok": True, "changed": 1, "ignored": 0}
+    assert _state(ses_app, lead_id) == ("subscribed", ["soft_bounce"], 0)
+    assert _sns(ses_app, _ses_notification()).get_json()["changed"] == 1
+    assert _state(ses_app, lead_id) == ("bounced", ["bounce", "soft_bounce"], 1)
+    assert _sns(ses_app, _ses_notification()).get_json()["changed"] == 0
+    assert _sns(ses_app, _ses_notification("Complaint")).get_json()["changed"] == 1
+    assert _state(ses_app, lead_id)[1] == ["bounce", "complaint", "soft_bounce"]
+    assert fetched == [CERT_URL]  # the certificate, once
+
+
+def test_ses_unknown_recipient_is_ignored(ses_app, sent, fetched):
+    response = _sns(ses_app, _ses_notification(email="nobody@example.org"))
+    assert response.get_json() == {"ok": True, "changed": 0, "ignored": 1}
+
+
+def test_ses_unsigned_foreign_or_wrong_topic_is_403(ses_app, sent, fetched):
+    other_key, _ = _certificate()
+    assert _sns(ses_app, _ses_notification(), key=other_key).status_code == 403
+    assert _sns(ses_app, _ses_notification(), topic="arn:aws:sns:x:1:t").status_code == 403
+    for url in ("https://evil.example.com/cert.pem", "http://sns.eu-west-1.amazonaws.com/a.pem",
+                "https://sns.eu-west-1.amazonaws.com.evil.com/a.pem"):
+        assert _sns(ses_app, _ses_notification(), cert_url=url).status_code == 403
+    assert _state(ses_app, sent[0]) == ("subscribed", [], 0)
+    assert fetched == [CERT_URL]
+
+
+def test_ses_malformed_is_400(ses_app, sent, fetched):
+    client = ses_app.test_client()
+    assert client.post("/hooks/mail/ses", data="{nope",
+                       content_type="text/plain").status_code == 400
+    assert _sns(ses_app, {"Type": "Notification", "Message": "not json"}).status_code == 400
+
+
+def test_ses_subscription_is_confirmed(ses_app, fetched):
+    subscribe = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=t"
+    response = _sns(ses_app, {"Type": "SubscriptionConfirmation", "Token": "t",
+                              "Message": "You have chosen to subscribe",
+                              "SubscribeURL": subscribe})
+    assert response.get_json() == {"ok": True, "subscribed": TOPIC}
+    assert fetched == [CERT_URL, subscribe]

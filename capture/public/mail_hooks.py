@@ -1,5 +1,6 @@
-"""Blueprint for the email providers' bounce and complaint webhooks: Postmark, Mailgun
-and SendGrid, each verified the provider's way, each event handed to `mail.bounces`.
+"""Blueprint for the email providers' bounce and complaint webhooks: Postmark, Mailgun,
+SendGrid and SES (through SNS), each verified the provider's way, each event handed to
+`mail.bounces`.
 
 Answers (JSON): 404 when the provider's setting is empty (not configured), 403 when
 the request is not the provider's (nothing changed), 400 for a body that is not the
@@ -9,7 +10,8 @@ since a provider retries every answer but 2xx.
 
 Which email an event is about, most trusted first: our VERP envelope sender when the
 provider echoes it (Mailgun's `envelope.sender`), our own Message-ID when it does
-(Mailgun's `message.headers.message-id`, SendGrid's `smtp-id`), else the recipient's
+(Mailgun's `message.headers.message-id`, SendGrid's `smtp-id`, SES's
+`mail.commonHeaders.messageId`), else the recipient's
 address: that lead's most recent sent email (its confirmation email when it has no
 delivery). The actions are idempotent per email and kind, so a repeated event, a
 retry or a replay changes nothing.
@@ -27,7 +29,7 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
 from capture.db import csrf, db
-from capture.mail import bounces, verp
+from capture.mail import bounces, sns, verp
 from capture.mail.verp import Origin
 from capture.models import Delivery, Lead
 
@@ -315,3 +317,68 @@ def sendgrid():
                              message_id=_text(event.get("smtp-id")),
                              recipient=_text(event.get("email"))))
     return _answer(outcomes)
+
+
+# --- Amazon SES through SNS: the message signature ------------------------------------
+
+def _ses_kind(notification: dict) -> str | None:
+    kind = notification.get("notificationType") or notification.get("eventType")
+    if kind == "Complaint":
+        return COMPLAINT
+    bounce = notification.get("bounce") if isinstance(notification.get("bounce"), dict) \
+        else {}
+    if kind != "Bounce":
+        return None
+    return {"Permanent": HARD, "Transient": SOFT}.get(bounce.get("bounceType"))
+
+
+def _ses_events(notification: dict) -> list[bool | None]:
+    kind = _ses_kind(notification)
+    part = notification.get("complaint" if kind == COMPLAINT else "bounce")
+    part = part if isinstance(part, dict) else {}
+    mail = notification.get("mail") if isinstance(notification.get("mail"), dict) else {}
+    common = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), dict) \
+        else {}
+    listed = part.get("complainedRecipients" if kind == COMPLAINT else "bouncedRecipients")
+    recipients = [item for item in listed if isinstance(item, dict)] \
+        if isinstance(listed, list) else []
+    detail = _text(part.get("complaintFeedbackType")) or _text(part.get("bounceSubType"))
+    return [_act(kind, _text(item.get("diagnosticCode")) or detail,
+                 sender=_text(mail.get("source")),
+                 message_id=_text(common.get("messageId")),
+                 recipient=_text(item.get("emailAddress")))
+            for item in recipients] or [None]
+
+
+@bp.post("/hooks/mail/ses")
+@csrf.exempt
+def ses():
+    """Amazon SES bounce and complaint notifications, delivered by SNS from one of the
+    topics of CAPTURE_SES_TOPIC_ARNS; a subscription to one of them is confirmed."""
+    topics = {arn.strip() for arn in
+              (current_app.config.get("SES_TOPIC_ARNS") or "").split(",") if arn.strip()}
+    if not topics:
+        return _not_configured()
+    try:
+        message = _json_body(dict)
+        if message.get("TopicArn") not in topics or not sns.verified(message):
+            raise Refused(403, "not signed by SNS for a topic of ours")
+        notification = None
+        if message.get("Type") == "Notification":
+            notification = json.loads(message.get("Message") or "")
+            if not isinstance(notification, dict):
+                raise ValueError
+    except Refused as error:
+        return _answer_error(error)
+    except (ValueError, TypeError):
+        return _answer_error(Refused(400, "the SNS message holds no JSON notification"))
+    if message.get("Type") == "SubscriptionConfirmation":
+        try:
+            sns.fetch(_text(message.get("SubscribeURL")))
+        except (ValueError, OSError) as error:
+            current_app.logger.error("SNS subscription not confirmed: %s", error)
+            return {"ok": False, "error": "subscription not confirmed"}, 502
+        return {"ok": True, "subscribed": message["TopicArn"]}, 200
+    if notification is None:
+        return _answer([None])
+    return _answer(_ses_events(notification))

@@ -244,6 +244,14 @@ def test_sendgrid_bad_signature_is_403(smtp_app, sent):
     assert no_headers.status_code == 403
 
 
+def test_sendgrid_key_may_be_pasted_with_pem_armour(smtp_app, sent):
+    smtp_app.config["SENDGRID_PUBLIC_KEY"] = (
+        f"-----BEGIN PUBLIC KEY-----\n{SENDGRID_PUBLIC}\n-----END PUBLIC KEY-----\n")
+    assert _sendgrid(smtp_app, [{"event": "spamreport", "email": EMAIL}]).status_code == 200
+    smtp_app.config["SENDGRID_PUBLIC_KEY"] = "not a key"
+    assert _sendgrid(smtp_app, [{"event": "spamreport", "email": EMAIL}]).status_code == 403
+
+
 def test_sendgrid_refused_request_changes_nothing(smtp_app, sent):
     events = [{"event": "spamreport", "email": EMAIL}]
     assert _sendgrid(smtp_app, events, key=ec.generate_private_key(ec.SECP256R1())) \

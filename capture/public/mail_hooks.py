@@ -25,6 +25,10 @@ import json
 import threading
 import time
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
@@ -260,20 +264,21 @@ SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
 def _sendgrid_verified(public_key: str) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
-
     signature = request.headers.get(SENDGRID_SIGNATURE, "")
     timestamp = request.headers.get(SENDGRID_TIMESTAMP, "")
     if not signature or not timestamp:
         return False
+    # The key as SendGrid shows it (base64 DER); PEM armour lines are tolerated.
+    encoded = "".join(line.strip() for line in public_key.splitlines()
+                      if not line.strip().startswith("-----"))
     try:
-        key = load_der_public_key(base64.b64decode("".join(public_key.split())))
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            current_app.logger.error("CAPTURE_SENDGRID_PUBLIC_KEY is not an ECDSA key")
-            return False
+        key = load_der_public_key(base64.b64decode(encoded))
+    except (binascii.Error, ValueError, TypeError):
+        key = None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        current_app.logger.error("CAPTURE_SENDGRID_PUBLIC_KEY is not an ECDSA public key")
+        return False
+    try:
         key.verify(base64.b64decode(signature, validate=True),
                    timestamp.encode("utf-8") + request.get_data(cache=True),
                    ec.ECDSA(hashes.SHA256()))

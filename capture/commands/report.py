@@ -40,7 +40,7 @@ def _chance(value: float | None) -> str:
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     """Print the metrics (visitors, leads and opt-ins, imported leads, conversion,
-    approval, opens, clicks, revenue, ad spend, profit, ROI …)."""
+    approval, opens, clicks, bounce and complaint rates, revenue, ad spend, profit, ROI …)."""
     if slug and by in ("step", "broadcast"):
         raise click.ClickException(f"--by {by} counts the emails to every page's leads: "
                                    "leave out --page")
@@ -63,7 +63,8 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         return
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "optins", "imported", "conv", "approved", "rejected",
-               "appr", "delivered", "open", "click", "unsubs", "upgrades", "revenue",
+               "appr", "delivered", "open", "click", "unsubs", "bounce", "complaint",
+               "upgrades", "revenue",
                "per visitor", "spend", "per appr", "profit", "roi")
     click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
     rows = [*result.rows.items(), ("total", result.total)]
@@ -71,7 +72,8 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
         cells = (n.visitors, n.leads, n.optins, n.imported, _percent(n.conversion_rate),
                  n.approved, n.rejected, _percent(n.approval_rate), n.delivered,
-                 _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes, n.upgrades,
+                 _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes,
+                 _percent(n.bounce_rate), _percent(n.complaint_rate), n.upgrades,
                  f"{n.revenue:.2f}", epv, f"{n.spend:.2f}", _money(n.cost_per_approved_lead),
                  f"{n.profit:.2f}", _percent(n.roi))
         click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))

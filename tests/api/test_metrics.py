@@ -103,3 +103,16 @@ def test_by_broadcast_gives_the_broadcasts_started_in_the_period_with_their_numb
     march_only = api.get("/metrics?by=broadcast&from=2026-03-01&to=2026-03-31").get_json()
     assert [row["group"] for row in march_only["rows"]] == ["spring-sale"]
     assert march_only["total"]["upgrade_revenue"] == "19.90"
+
+
+def test_numbers_give_bounces_complaints_and_their_rates(app, api, activity):
+    lead = add_lead(app, email="bounced@example.com", sequence=None, utm_source="ads")
+    add_delivery(app, lead, sent_at=datetime(2026, 3, 2, 9))
+    add_event(app, lead, "bounce", datetime(2026, 3, 2, 10))
+    add_event(app, lead, "complaint", datetime(2026, 3, 2, 11))
+    total = api.get("/metrics").get_json()["total"]
+    assert (total["bounces"], total["complaints"]) == (1, 1)
+    assert total["bounce_rate"] == total["complaint_rate"] == 1 / total["delivered"]
+    rows = {row["group"]: row for row in api.get("/metrics?by=source").get_json()["rows"]}
+    assert (rows["ads"]["bounces"], rows["store"]["bounces"]) == (1, 0)
+    assert rows["ads"]["bounce_rate"] == 1 / rows["ads"]["delivered"]

@@ -99,7 +99,7 @@ def test_by_broadcast_gives_the_broadcasts_started_in_the_period_with_their_numb
         "group": "spring-sale", "state": "sent", "started_at": "2026-03-02T09:00:00Z",
         "recipients": 2, "delivered": 1, "opens": 1, "clicks": 1, "unsubscribes": 0,
         "bounces": 0, "complaints": 0, "upgrades": 1, "open_rate": 1.0, "click_rate": 1.0,
-        "revenue": "19.90"}
+        "bounce_rate": 0.0, "complaint_rate": 0.0, "revenue": "19.90"}
     march_only = api.get("/metrics?by=broadcast&from=2026-03-01&to=2026-03-31").get_json()
     assert [row["group"] for row in march_only["rows"]] == ["spring-sale"]
     assert march_only["total"]["upgrade_revenue"] == "19.90"

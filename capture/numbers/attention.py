@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import func, or_, select
 
 from capture import clock
@@ -188,13 +188,23 @@ def broken_pages() -> OwnerWarning | None:
     )
 
 
-def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
-    """Sources whose ad spend of the last LOSING_DAYS days is above what they brought:
-    a cost per approved lead above their payout and upgrades per approved lead."""
+def _by_source(now: datetime | None):
+    """The report by source of the last LOSING_DAYS days, made once per request (or
+    app context) for the checks that read it."""
     from capture.numbers import metrics, periods
 
     period = periods.period(LOSING_PERIOD, now=now)
-    rows = metrics.report(start=period.start, end=period.end, by="source").rows
+    made = g.setdefault("attention_by_source", {})
+    key = (period.start, period.end)
+    if key not in made:
+        made[key] = metrics.report(start=period.start, end=period.end, by="source")
+    return made[key]
+
+
+def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
+    """Sources whose ad spend of the last LOSING_DAYS days is above what they brought:
+    a cost per approved lead above their payout and upgrades per approved lead."""
+    rows = _by_source(now).rows
     losing = sorted(((name, numbers) for name, numbers in rows.items()
                      if numbers.loses_money), key=lambda item: item[1].profit)
     if not losing:
@@ -236,10 +246,7 @@ def _rate_warning(kind: str, limit: tuple[int, int], limit_words: str,
                   now: datetime | None, advice: str) -> OwnerWarning | None:
     """The warning on the bounce or complaint rate of the last LOSING_DAYS days
     (`kind`: "bounce" or "complaint"), naming the worst source."""
-    from capture.numbers import metrics, periods
-
-    period = periods.period(LOSING_PERIOD, now=now)
-    report = metrics.report(start=period.start, end=period.end, by="source")
+    report = _by_source(now)
 
     def count_of(numbers) -> int:
         return getattr(numbers, kind + "s")

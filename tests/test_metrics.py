@@ -534,8 +534,8 @@ def test_visitors_without_leads_give_zero_rates_not_none(app, clock):
 # --- flask report -------------------------------------------------------------------
 
 HEADER = ["visitors", "leads", "optins", "imported", "conv", "approved", "rejected", "appr",
-          "delivered", "open", "click", "unsubs", "upgrades", "revenue", "per", "visitor",
-          "spend", "per", "appr", "profit", "roi"]
+          "delivered", "open", "click", "unsubs", "bounce", "complaint", "upgrades", "revenue",
+          "per", "visitor", "spend", "per", "appr", "profit", "roi"]
 
 
 def table(output: str) -> tuple[list[str], dict[str, list[str]], str]:
@@ -561,14 +561,17 @@ def test_report_command_prints_one_row_per_page_and_a_total(runner, pages):
     assert header == ["page", *HEADER]
     assert list(rows) == ["alpha", "beta", "total"]
     # visitors leads optins imported conv approved rejected appr delivered open click
-    # unsubs upgrades revenue per-visitor
+    # unsubs bounce complaint upgrades revenue per-visitor
     # … spend, cost per approved lead, profit, roi (no spend entered: profit = revenue)
     assert rows["alpha"] == ["4", "3", "3", "0", "75.0%", "1", "1", "50.0%", "1", "100.0%",
-                             "100.0%", "1", "2", "17.75", "4.4375", "0.00", "-", "17.75", "-"]
+                             "100.0%", "1", "0.0%", "0.0%", "2", "17.75", "4.4375", "0.00",
+                             "-", "17.75", "-"]
     assert rows["beta"] == ["4", "3", "3", "0", "75.0%", "2", "1", "66.7%", "2", "50.0%",
-                            "0.0%", "1", "1", "15.50", "3.8750", "0.00", "-", "15.50", "-"]
+                            "0.0%", "1", "0.0%", "0.0%", "1", "15.50", "3.8750", "0.00", "-",
+                            "15.50", "-"]
     assert rows["total"] == ["7", "6", "6", "0", "85.7%", "3", "2", "60.0%", "3", "66.7%",
-                             "33.3%", "2", "3", "33.25", "4.7500", "0.00", "-", "33.25", "-"]
+                             "33.3%", "2", "0.0%", "0.0%", "3", "33.25", "4.7500", "0.00",
+                             "-", "33.25", "-"]
     assert closing == ("Raw opens 6, raw clicks 3 (machine-made included); "
                        "duplicates 2; payout 10.50.")
 
@@ -578,7 +581,7 @@ def test_report_command_without_days_covers_everything(runner, pages):
     assert header == HEADER
     assert list(rows) == ["total"]
     assert rows["total"][:5] == ["8", "7", "7", "0", "87.5%"]
-    assert rows["total"][13] == "135.75"  # 2 × 2.50 + 2 × 4.00 + 122.75
+    assert rows["total"][15] == "135.75"  # 2 × 2.50 + 2 × 4.00 + 122.75
 
 
 def test_report_command_by_source_with_a_page_filter(runner, pages):
@@ -586,9 +589,10 @@ def test_report_command_by_source_with_a_page_filter(runner, pages):
                                     "--days", "7"))
     assert list(rows) == ["(none)", "facebook", "google", "total"]
     assert rows["(none)"] == ["1", "1", "1", "0", "100.0%", "0", "0", "-", "0", "-", "-", "0",
-                              "0", "0.00", "0.0000", "0.00", "-", "0.00", "-"]
+                              "-", "-", "0", "0.00", "0.0000", "0.00", "-", "0.00", "-"]
     assert rows["google"] == ["2", "1", "1", "0", "50.0%", "1", "0", "100.0%", "1", "100.0%",
-                              "100.0%", "1", "2", "17.75", "8.8750", "0.00", "-", "17.75", "-"]
+                              "100.0%", "1", "0.0%", "0.0%", "2", "17.75", "8.8750", "0.00",
+                              "-", "17.75", "-"]
     assert rows["total"][:5] == ["4", "3", "3", "0", "75.0%"]
     assert closing.endswith("duplicates 0; payout 2.50.")
 
@@ -597,7 +601,7 @@ def test_report_command_on_an_empty_database_shows_dashes(runner):
     header, rows, closing = table(invoke(runner, "--by", "day"))
     assert header == ["day", *HEADER]
     assert rows == {"total": ["0", "0", "0", "0", "-", "0", "0", "-", "0", "-", "-", "0",
-                              "0", "0.00", "-", "0.00", "-", "0.00", "-"]}
+                              "-", "-", "0", "0.00", "-", "0.00", "-", "0.00", "-"]}
     assert closing.endswith("duplicates 0; payout 0.00.")
 
 

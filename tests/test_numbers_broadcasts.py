@@ -123,7 +123,7 @@ def test_numbers_of_a_broadcast(app):
     assert numbers.as_json() == {
         "recipients": 3, "delivered": 2, "opens": 1, "clicks": 2, "open_rate": 0.5,
         "click_rate": 1.0, "unsubscribes": 1, "bounces": 1, "complaints": 1,
-        "upgrades": 2, "revenue": "59.75"}
+        "bounce_rate": 0.5, "complaint_rate": 0.5, "upgrades": 2, "revenue": "59.75"}
     untouched = result[other]
     assert (untouched.recipients, untouched.open_rate, untouched.revenue) == (
         0, None, Decimal("0.00"))
@@ -178,7 +178,7 @@ def test_report_by_broadcast_prints_each_started_broadcast_newest_first(app, run
     assert lines[0].split()[:4] == ["broadcast", "state", "recipients", "delivered"]
     assert [line.split()[0] for line in lines[1:]] == ["april-news", "spring-sale"]
     assert lines[2].split() == ["spring-sale", "sent", "1", "1", "0", "0.0%", "1", "100.0%",
-                                "0", "0", "0", "1", "49.00"]
+                                "0", "0", "0", "0.0%", "0.0%", "1", "49.00"]
 
 
 def test_report_by_broadcast_without_broadcasts_and_with_a_page(app, runner):
@@ -195,6 +195,7 @@ def test_report_by_step_has_upgrades_and_revenue(app, runner):
     add_event(app, ann, "click", T0, delivery_id=offer)
     add_upgrade(app, ann, "49.00", T0 + timedelta(hours=1))
     lines = runner.invoke(args=["report", "--by", "step"]).output.splitlines()
-    assert lines[0].split()[-3:] == ["bounces", "upgrades", "revenue"]
+    assert lines[0].split()[-6:] == ["bounces", "complaints", "bounce", "complaint",
+                                     "upgrades", "revenue"]
     assert lines[1].split() == ["course", "03-offer", "1", "0", "0.0%", "1", "100.0%", "0",
-                                "0", "1", "49.00"]
+                                "0", "0", "0.0%", "0.0%", "1", "49.00"]

@@ -17,6 +17,7 @@ COLUMNS = (
     ("revenue", "Revenue", "money"), ("earnings_per_visitor", "Earnings per visitor", "money"),
     ("spend", "Ad spend", "money"), ("cost_per_approved_lead", "Cost per approved lead", "money"),
     ("profit", "Profit", "money"), ("roi", "ROI", "percent"),
+    ("bounce_rate", "Bounce rate", "percent"), ("complaint_rate", "Complaint rate", "percent"),
 )
 DEFAULT_SORT = "visitors"
 

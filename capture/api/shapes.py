@@ -14,8 +14,9 @@ from capture.models import ATTRIBUTION_KEYS, Event, Lead, Upgrade
 # The Numbers values given as they are (counts) and as decimal strings (money).
 COUNTS = ("visitors", "leads", "optins", "imported", "duplicates", "approved", "rejected",
           "pending", "confirmed", "delivered", "opened", "clicked", "opens_raw",
-          "clicks_raw", "unsubscribes", "upgrades")
-RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate", "roi")
+          "clicks_raw", "unsubscribes", "bounces", "complaints", "upgrades")
+RATES = ("conversion_rate", "approval_rate", "open_rate", "click_rate", "bounce_rate",
+         "complaint_rate", "roi")
 MONEY = ("payout", "upgrade_revenue", "revenue", "spend", "profit")
 # Money that is null without a denominator.
 MONEY_OR_NULL = ("cost_per_lead", "cost_per_approved_lead")

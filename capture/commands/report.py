@@ -40,7 +40,7 @@ def _chance(value: float | None) -> str:
 @with_appcontext
 def report_command(slug: str | None, by: str | None, days: int | None) -> None:
     """Print the metrics (visitors, leads and opt-ins, imported leads, conversion,
-    approval, opens, clicks, revenue, ad spend, profit, ROI …)."""
+    approval, opens, clicks, bounce and complaint rates, revenue, ad spend, profit, ROI …)."""
     if slug and by in ("step", "broadcast"):
         raise click.ClickException(f"--by {by} counts the emails to every page's leads: "
                                    "leave out --page")
@@ -63,7 +63,8 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         return
     result = metrics.report(start=start, page_id=page_id, by=by)
     columns = ("visitors", "leads", "optins", "imported", "conv", "approved", "rejected",
-               "appr", "delivered", "open", "click", "unsubs", "upgrades", "revenue",
+               "appr", "delivered", "open", "click", "unsubs", "bounce", "complaint",
+               "upgrades", "revenue",
                "per visitor", "spend", "per appr", "profit", "roi")
     click.echo(f"{by or '':<24}" + "".join(f"{c:>12}" for c in columns))
     rows = [*result.rows.items(), ("total", result.total)]
@@ -71,7 +72,8 @@ def report_command(slug: str | None, by: str | None, days: int | None) -> None:
         epv = "-" if n.earnings_per_visitor is None else f"{n.earnings_per_visitor:.4f}"
         cells = (n.visitors, n.leads, n.optins, n.imported, _percent(n.conversion_rate),
                  n.approved, n.rejected, _percent(n.approval_rate), n.delivered,
-                 _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes, n.upgrades,
+                 _percent(n.open_rate), _percent(n.click_rate), n.unsubscribes,
+                 _percent(n.bounce_rate), _percent(n.complaint_rate), n.upgrades,
                  f"{n.revenue:.2f}", epv, f"{n.spend:.2f}", _money(n.cost_per_approved_lead),
                  f"{n.profit:.2f}", _percent(n.roi))
         click.echo(f"{str(name)[:24]:<24}" + "".join(f"{str(c):>12}" for c in cells))
@@ -88,16 +90,19 @@ def _print_steps(rows: list, subjects: dict) -> None:
         return
     click.echo(f"{'sequence':<20}{'step':<20}" + "".join(
         f"{c:>12}" for c in ("sent", "opened", "open", "clicked", "click", "unsubs",
-                             "bounces", "upgrades", "revenue")))
+                             "bounces", "complaints", "bounce", "complaint", "upgrades",
+                             "revenue")))
     for row in rows:
         cells = (row.sent, row.opened, _percent(row.open_rate), row.clicked,
-                 _percent(row.click_rate), row.unsubscribed, row.bounces, row.upgrades,
+                 _percent(row.click_rate), row.unsubscribed, row.bounces, row.complaints,
+                 _percent(row.bounce_rate), _percent(row.complaint_rate), row.upgrades,
                  f"{row.revenue:.2f}")
         click.echo(f"{row.sequence[:19]:<20}{row.step[:19]:<20}"
                    + "".join(f"{str(c):>12}" for c in cells))
         for n in subjects.get((row.sequence, row.step), []):
             cells = (n.delivered, n.opens, _percent(n.open_rate), n.clicks,
-                     _percent(n.click_rate), n.unsubscribes, n.bounces, n.upgrades,
+                     _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
+                     _percent(n.bounce_rate), _percent(n.complaint_rate), n.upgrades,
                      f"{n.revenue:.2f}")
             click.echo(f"{'':<22}{n.label:<18}" + "".join(f"{str(c):>12}" for c in cells)
                        + f"  {n.subject}")
@@ -113,18 +118,21 @@ def _print_broadcasts(start) -> None:
     subjects = broadcasts.broadcast_subjects(db.session.scalars(
         select(Broadcast).where(Broadcast.id.in_([n.broadcast_id for n in rows]))).all())
     columns = ("state", "recipients", "delivered", "opens", "open", "clicks", "click",
-               "unsubs", "bounces", "complaints", "upgrades", "revenue")
+               "unsubs", "bounces", "complaints", "bounce", "complaint", "upgrades",
+               "revenue")
     click.echo(f"{'broadcast':<24}" + "".join(f"{c:>11}" for c in columns))
     for n in rows:
         cells = (n.state, n.recipients, n.delivered, n.opens, _percent(n.open_rate),
                  n.clicks, _percent(n.click_rate), n.unsubscribes, n.bounces, n.complaints,
-                 n.upgrades, f"{n.revenue:.2f}")
+                 _percent(n.bounce_rate), _percent(n.complaint_rate), n.upgrades,
+                 f"{n.revenue:.2f}")
         click.echo(f"{n.name[:23]:<24}" + "".join(f"{str(c):>11}" for c in cells))
         for s in subjects.get(n.broadcast_id, []):
             name = s.label + (" (won)" if s.winner else "")
             cells = ("", "", s.delivered, s.opens, _percent(s.open_rate), s.clicks,
                      _percent(s.click_rate), s.unsubscribes, s.bounces, s.complaints,
-                     s.upgrades, f"{s.revenue:.2f}")
+                     _percent(s.bounce_rate), _percent(s.complaint_rate), s.upgrades,
+                     f"{s.revenue:.2f}")
             click.echo(f"  {name:<22}" + "".join(f"{str(c):>11}" for c in cells)
                        + f"  {s.subject}")
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import func, or_, select
 
 from capture import clock
@@ -20,6 +20,12 @@ from capture.mail.sequences import Library
 # The days (a dashboard period) over which a source's spend is weighed against its
 # revenue.
 LOSING_DAYS, LOSING_PERIOD = 30, "30d"
+# The mailbox providers' limits over the last 30 days, as (per, of): a complaint rate
+# of 1 per 1,000 leads delivered (0.1 %), a bounce rate of 1 per 50 (2 %); judged only
+# from DELIVERABILITY_MIN_DELIVERED leads delivered on, and the worst source among those
+# with WORST_SOURCE_MIN_DELIVERED.
+COMPLAINT_LIMIT, BOUNCE_LIMIT = (1, 1000), (1, 50)
+DELIVERABILITY_MIN_DELIVERED, WORST_SOURCE_MIN_DELIVERED = 100, 20
 # A mail-server failure older than this no longer counts as "SMTP is failing".
 SMTP_FAILURE_HOURS = 24
 # How capture.mail.backends words errors that concern the server or our account, not one message
@@ -182,13 +188,23 @@ def broken_pages() -> OwnerWarning | None:
     )
 
 
-def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
-    """Sources whose ad spend of the last LOSING_DAYS days is above what they brought:
-    a cost per approved lead above their payout and upgrades per approved lead."""
+def _by_source(now: datetime | None):
+    """The report by source of the last LOSING_DAYS days, made once per request (or
+    app context) for the checks that read it."""
     from capture.numbers import metrics, periods
 
     period = periods.period(LOSING_PERIOD, now=now)
-    rows = metrics.report(start=period.start, end=period.end, by="source").rows
+    made = g.setdefault("attention_by_source", {})
+    key = (period.start, period.end)
+    if key not in made:
+        made[key] = metrics.report(start=period.start, end=period.end, by="source")
+    return made[key]
+
+
+def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
+    """Sources whose ad spend of the last LOSING_DAYS days is above what they brought:
+    a cost per approved lead above their payout and upgrades per approved lead."""
+    rows = _by_source(now).rows
     losing = sorted(((name, numbers) for name, numbers in rows.items()
                      if numbers.loses_money), key=lambda item: item[1].profit)
     if not losing:
@@ -212,8 +228,61 @@ def losing_sources(now: datetime | None = None) -> OwnerWarning | None:
     )
 
 
+def high_complaint_rate(now: datetime | None = None) -> OwnerWarning | None:
+    """A complaint rate at or above 0.1 % of the leads delivered in the last 30 days."""
+    return _rate_warning("complaint", COMPLAINT_LIMIT, "0.1 %", now,
+                         "Check where these leads come from (do they expect your emails?) "
+                         "and send less to those who do not open.")
+
+
+def high_bounce_rate(now: datetime | None = None) -> OwnerWarning | None:
+    """A bounce rate at or above 2 % of the leads delivered in the last 30 days."""
+    return _rate_warning("bounce", BOUNCE_LIMIT, "2 %", now,
+                         "Check where these leads come from (typos, made-up or old "
+                         "addresses) and turn on confirmation for that source's pages.")
+
+
+def _rate_warning(kind: str, limit: tuple[int, int], limit_words: str,
+                  now: datetime | None, advice: str) -> OwnerWarning | None:
+    """The warning on the bounce or complaint rate of the last LOSING_DAYS days
+    (`kind`: "bounce" or "complaint"), naming the worst source."""
+    report = _by_source(now)
+
+    def count_of(numbers) -> int:
+        return getattr(numbers, kind + "s")
+
+    per, of = limit
+    total = report.total
+    if (total.delivered < DELIVERABILITY_MIN_DELIVERED
+            or count_of(total) * of < per * total.delivered):
+        return None
+    worst = max(((name, numbers) for name, numbers in report.rows.items()
+                 if numbers.delivered >= WORST_SOURCE_MIN_DELIVERED and count_of(numbers)),
+                key=lambda item: (count_of(item[1]) / item[1].delivered, count_of(item[1])),
+                default=None)
+    named = ""
+    if worst is not None:
+        name, numbers = worst
+        named = (f" The worst source is {name}: {_rate(count_of(numbers), numbers.delivered)} "
+                 f"({count_of(numbers)} of {numbers.delivered} leads delivered).")
+    return OwnerWarning(
+        f"high_{kind}_rate",
+        f"Your {kind} rate over the last {LOSING_DAYS} days is "
+        f"{_rate(count_of(total), total.delivered)} ({count_of(total)} of {total.delivered} "
+        f"leads delivered), at or above the {limit_words} at which mailbox providers start "
+        f"sending your emails to spam.{named} {advice}",
+        count=count_of(total), endpoint="admin.sources", action="See sources",
+        params={"period": LOSING_PERIOD, "sort": f"{kind}_rate", "dir": "desc"},
+    )
+
+
+def _rate(count: int, delivered: int) -> str:
+    """A rate as the owner reads it: "0.25 %"."""
+    return f"{count / delivered * 100:.2f} %"
+
+
 CHECKS = (missing_postal_address, smtp_failing, broken_pages, unknown_deliveries,
-          sequence_problems, losing_sources)
+          sequence_problems, losing_sources, high_complaint_rate, high_bounce_rate)
 
 
 def for_owner() -> list[OwnerWarning]:

@@ -10,7 +10,8 @@ Definitions (docs/use/numbers.md):
 - unsubscribes: distinct leads who unsubscribed through it (the unsubscribe link or
   List-Unsubscribe of that email: the event names the delivery); an unsubscribe on the
   dashboard, the API or another email is not put down to this broadcast
-- bounces, complaints: events `bounce` / `complaint` of its deliveries, one per lead
+- bounces, complaints: events `bounce` / `complaint` of its deliveries, one per lead;
+  bounce_rate and complaint_rate are over delivered
 - upgrades, revenue: the upgrades credited to it by last click, and their amounts
 Everything is a few grouped SQL statements, whatever the number of recipients.
 
@@ -62,6 +63,14 @@ class BroadcastNumbers:
     def click_rate(self) -> float | None:
         return self.clicks / self.delivered if self.delivered else None
 
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounces / self.delivered if self.delivered else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.delivered if self.delivered else None
+
     def as_json(self) -> dict[str, Any]:
         """The API's BroadcastNumbers: counts, rates 0–1 (null without delivered),
         revenue as a decimal string."""
@@ -69,7 +78,8 @@ class BroadcastNumbers:
                 "opens": self.opens, "clicks": self.clicks,
                 "open_rate": self.open_rate, "click_rate": self.click_rate,
                 "unsubscribes": self.unsubscribes, "bounces": self.bounces,
-                "complaints": self.complaints, "upgrades": self.upgrades,
+                "complaints": self.complaints, "bounce_rate": self.bounce_rate,
+                "complaint_rate": self.complaint_rate, "upgrades": self.upgrades,
                 "revenue": f"{self.revenue:.2f}"}
 
 
@@ -191,6 +201,14 @@ class SubjectNumbers:
         return self.clicks / self.delivered if self.delivered else None
 
     @property
+    def bounce_rate(self) -> float | None:
+        return self.bounces / self.delivered if self.delivered else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.delivered if self.delivered else None
+
+    @property
     def revenue_per_delivered(self) -> Decimal | None:
         return self.revenue / self.delivered if self.delivered else None
 
@@ -200,7 +218,8 @@ class SubjectNumbers:
                 "delivered": self.delivered, "opens": self.opens, "clicks": self.clicks,
                 "open_rate": self.open_rate, "click_rate": self.click_rate,
                 "unsubscribes": self.unsubscribes, "bounces": self.bounces,
-                "complaints": self.complaints, "upgrades": self.upgrades,
+                "complaints": self.complaints, "bounce_rate": self.bounce_rate,
+                "complaint_rate": self.complaint_rate, "upgrades": self.upgrades,
                 "revenue": f"{self.revenue:.2f}"}
 
 

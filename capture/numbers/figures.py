@@ -28,6 +28,9 @@ class Numbers:
     opens_raw: int = 0
     clicks_raw: int = 0
     unsubscribes: int = 0
+    # Leads with a `bounce` / `complaint` event (capture.numbers.deliverability).
+    bounces: int = 0
+    complaints: int = 0
     upgrades: int = 0
     upgrade_revenue: Decimal = field(default_factory=Decimal)
     payout: Decimal = field(default_factory=Decimal)
@@ -53,6 +56,14 @@ class Numbers:
     @property
     def click_rate(self) -> float | None:
         return self.clicked / self.delivered if self.delivered else None
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounces / self.delivered if self.delivered else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.delivered if self.delivered else None
 
     @property
     def revenue(self) -> Decimal:

@@ -11,6 +11,8 @@
 - conversion rate = leads / visitors (opt-ins only: an import has no visitors)
 - approval rate = approved / (approved + rejected), opt-ins and imported leads alike
 - open rate = leads with at least one human open / leads delivered; click rate likewise
+- bounces, complaints: leads with a `bounce` / `complaint` event (`deliverability`);
+  bounce rate = bounces / leads delivered, complaint rate likewise
 - payout = approved opt-ins (and imported leads) × their page's payout; revenue =
   payout + upgrade amounts (of every lead)
 - earnings per visitor = revenue of the opt-ins (their payout and upgrades) / visitors
@@ -20,8 +22,9 @@
 
 Lead numbers (leads, approved, rejected, confirmed, payout) count the leads that opted
 in during the period; activity numbers (delivered, opens, clicks, unsubscribes,
-upgrades) count what happened during the period. Everything is aggregated in SQL:
-from the rollups (`capture.numbers.rollups`) for whole-day periods, from the rows otherwise.
+bounces, complaints, upgrades) count what happened during the period. Everything is
+aggregated in SQL: from the rollups (`capture.numbers.rollups`) for whole-day periods,
+from the rows otherwise (bounces and complaints always from the events).
 Around the report: the dashboard's `periods`, the `ordering` of grouped rows, and the
 numbers of each email: each sequence step (`sequence_steps`) and each broadcast
 (`broadcasts`), with upgrades credited by last click (`attribution`).
@@ -47,7 +50,7 @@ from capture.models import (
     Upgrade,
     Visit,
 )
-from capture.numbers import rollup_shares, rollups, spend
+from capture.numbers import deliverability, rollup_shares, rollups, spend
 from capture.numbers.figures import MONEY, Numbers, lead_revenue  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -115,19 +118,30 @@ def report(*, start: datetime | None = None, end: datetime | None = None,
             setattr(numbers, name, Decimal(str(getattr(numbers, name) or 0)).quantize(
                 Decimal("0.01")))
     costs = spend.spend_by(start, end, page_id, by)
+    failed = deliverability.counts_by(start, end, page_id, by)
     if by is None:
         total = groups.get(None, Numbers())
         total.spend = costs.get(None, Decimal("0.00"))
+        total.bounces, total.complaints = failed.get(None, (0, 0))
         return Report(total=total, rows={}, by=None)
-    rows = {("(none)" if group is None else str(group)): numbers
-            for group, numbers in groups.items()}
+    rows = _named(groups, by)
+    for name, amount in costs.items():
+        rows.setdefault(name, Numbers()).spend += amount
+    for name, (bounces, complaints) in _named(failed, by).items():
+        numbers = rows.setdefault(name, Numbers())
+        numbers.bounces, numbers.complaints = bounces, complaints
+    total = report(start=start, end=end, page_id=page_id).total
+    return Report(total=total, rows=dict(sorted(rows.items())), by=by)
+
+
+def _named(groups: dict, by: str) -> dict:
+    """{row name: value} of {group key: value}: "(none)" for no key, a page's slug."""
+    rows = {("(none)" if group is None else str(group)): value
+            for group, value in groups.items()}
     if by == "page":
         slugs = dict(db.session.execute(select(Page.id, Page.slug)).all())
         rows = {slugs.get(int(k), k) if k.isdigit() else k: v for k, v in rows.items()}
-    for name, amount in costs.items():
-        rows.setdefault(name, Numbers()).spend += amount
-    total = report(start=start, end=end, page_id=page_id).total
-    return Report(total=total, rows=dict(sorted(rows.items())), by=by)
+    return rows
 
 
 def uses_rollups(start: datetime | None, end: datetime | None) -> bool:

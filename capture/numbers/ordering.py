@@ -5,7 +5,7 @@ from capture.numbers import metrics
 # Columns a grouped report can be ordered by: "name" (the group) or a Numbers value.
 SORT_COLUMNS = ("name", "visitors", "leads", "imported", "conversion_rate", "approval_rate",
                 "payout", "upgrade_revenue", "revenue", "earnings_per_visitor", "spend",
-                "cost_per_approved_lead", "profit", "roi")
+                "cost_per_approved_lead", "profit", "roi", "bounce_rate", "complaint_rate")
 
 
 def sorted_rows(rows: dict[str, metrics.Numbers], column: str = "name",

@@ -36,6 +36,14 @@ class StepNumbers:
     def click_rate(self) -> float | None:
         return self.clicked / self.sent if self.sent else None
 
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounces / self.sent if self.sent else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.sent if self.sent else None
+
 
 def steps(*, sequence: str | None = None, start: datetime | None = None,
           end: datetime | None = None) -> list[StepNumbers]:

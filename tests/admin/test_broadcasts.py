@@ -138,3 +138,21 @@ def test_posts_without_csrf_are_refused(app, owner):
     for action in ("send", "cancel", "test"):
         assert owner.post(f"/admin/broadcasts/news/{action}").status_code == 400
     assert state(app, "news") is None
+
+
+def test_detail_shows_the_bounce_and_complaint_rates(app, owner, clock):
+    from capture.models import Delivery, Event
+
+    write(app, "news")
+    add_leads(app, "a@example.com", "b@example.com")
+    owner.post("/admin/broadcasts/news/send",
+               data={"csrf_token": csrf_of(owner, "/admin/broadcasts/news")})
+    tick(app)
+    with app.app_context():
+        delivery = db.session.scalars(select(Delivery).order_by(Delivery.id)).first()
+        db.session.add(Event(lead_id=delivery.lead_id, kind="bounce", delivery_id=delivery.id,
+                             machine=False, data={}))
+        db.session.commit()
+    page = owner.get("/admin/broadcasts/news").get_data(as_text=True)
+    assert "<dt>Bounced</dt><dd>1 · 50.0%</dd>" in page
+    assert "<dt>Complaints</dt><dd>0 · 0.0%</dd>" in page

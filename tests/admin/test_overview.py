@@ -27,6 +27,7 @@ CARDS = {
     "payout": "money", "upgrades": "count", "profit": "money",
     "earnings_per_visitor": "money",
     "open_rate": "percent", "click_rate": "percent", "unsubscribes": "count",
+    "bounce_rate": "percent", "complaint_rate": "percent",
 }
 
 

@@ -127,6 +127,7 @@ def test_per_step_numbers_equal_the_metrics_module(make_app, smtp, tmp_path, clo
             (welcome[0], "open", False), (welcome[0], "open", False), (welcome[1], "open", False),
             (welcome[2], "open", True), (welcome[0], "click", False),
             (welcome[3], "unsubscribe", False), (sent[(leads[0], "tips")], "open", False),
+            (welcome[1], "bounce", False), (welcome[2], "complaint", False),
         ]:
             lead = db.session.get(Lead, lead_of[delivery_id][0])
             db.session.add(Event(lead_id=lead.id, kind=kind, delivery_id=delivery_id,
@@ -142,7 +143,12 @@ def test_per_step_numbers_equal_the_metrics_module(make_app, smtp, tmp_path, clo
         assert cell(row, "opened") == [str(numbers.opened), rate(numbers.open_rate)]
         assert cell(row, "clicked") == [str(numbers.clicked), rate(numbers.click_rate)]
         assert cell(row, "unsubscribed") == [str(numbers.unsubscribed)]
+        assert cell(row, "bounced") == [str(numbers.bounces), rate(numbers.bounce_rate)]
+        assert cell(row, "complained") == [str(numbers.complaints),
+                                           rate(numbers.complaint_rate)]
     assert cell(row_of(page, "welcome"), "opened") == ["2", "50.0%"]
+    assert cell(row_of(page, "welcome"), "bounced") == ["1", "25.0%"]
+    assert cell(row_of(page, "welcome"), "complained") == ["1", "25.0%"]
     assert cell(row_of(page, "offer"), "opened") == ["0", "-"]
 
 

@@ -20,6 +20,7 @@ COLUMNS = {
     "visitors": "count", "leads": "count", "conversion_rate": "percent",
     "approval_rate": "percent", "payout": "money", "upgrade_revenue": "money",
     "revenue": "money", "earnings_per_visitor": "money",
+    "bounce_rate": "percent", "complaint_rate": "percent",
 }
 
 
@@ -105,11 +106,11 @@ def test_the_hand_counted_sources_of_the_last_7_days(owner, seeded):
     rows = table(owner, "?by=source&period=7d").rows
     assert list(rows) == ["google", "(none)", "facebook", "newsletter"]
     # google: visitors c1 c4 c6 c7; leads L1 L4 L6; L1 (2.50) and L4 (4.00) approved;
-    # L1's upgrades 10.00 + 5.25.
+    # L1's upgrades 10.00 + 5.25; L1 and L4 emailed, neither bounced nor complained.
     assert rows["google"] == {
         "visitors": "4", "leads": "3", "conversion_rate": "75.0%", "approval_rate": "66.7%",
         "payout": "6.50", "upgrade_revenue": "15.25", "revenue": "21.75",
-        "earnings_per_visitor": "5.44",
+        "earnings_per_visitor": "5.44", "bounce_rate": "0.0%", "complaint_rate": "0.0%",
     }
     # Direct traffic: c3 and L3 (pending, so no approval rate yet).
     assert rows["(none)"]["visitors"] == "1"

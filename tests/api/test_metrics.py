@@ -99,7 +99,20 @@ def test_by_broadcast_gives_the_broadcasts_started_in_the_period_with_their_numb
         "group": "spring-sale", "state": "sent", "started_at": "2026-03-02T09:00:00Z",
         "recipients": 2, "delivered": 1, "opens": 1, "clicks": 1, "unsubscribes": 0,
         "bounces": 0, "complaints": 0, "upgrades": 1, "open_rate": 1.0, "click_rate": 1.0,
-        "revenue": "19.90"}
+        "bounce_rate": 0.0, "complaint_rate": 0.0, "revenue": "19.90"}
     march_only = api.get("/metrics?by=broadcast&from=2026-03-01&to=2026-03-31").get_json()
     assert [row["group"] for row in march_only["rows"]] == ["spring-sale"]
     assert march_only["total"]["upgrade_revenue"] == "19.90"
+
+
+def test_numbers_give_bounces_complaints_and_their_rates(app, api, activity):
+    lead = add_lead(app, email="bounced@example.com", sequence=None, utm_source="ads")
+    add_delivery(app, lead, sent_at=datetime(2026, 3, 2, 9))
+    add_event(app, lead, "bounce", datetime(2026, 3, 2, 10))
+    add_event(app, lead, "complaint", datetime(2026, 3, 2, 11))
+    total = api.get("/metrics").get_json()["total"]
+    assert (total["bounces"], total["complaints"]) == (1, 1)
+    assert total["bounce_rate"] == total["complaint_rate"] == 1 / total["delivered"]
+    rows = {row["group"]: row for row in api.get("/metrics?by=source").get_json()["rows"]}
+    assert (rows["ads"]["bounces"], rows["store"]["bounces"]) == (1, 0)
+    assert rows["ads"]["bounce_rate"] == 1 / rows["ads"]["delivered"]

@@ -37,23 +37,15 @@ NOT_RECIPIENTS = ("cancelled", "skipped")
 MONEY_PLACES = Decimal("0.01")
 
 
-@dataclass
-class BroadcastNumbers:
-    """The numbers of one broadcast (zeros before it starts)."""
+class EmailRates:
+    """The rates of an email's numbers (a broadcast's, one subject's): each count over
+    the leads it was delivered to, None before one was."""
 
-    broadcast_id: int
-    name: str
-    state: str = "scheduled"
-    started_at: datetime | None = None
-    recipients: int = 0
-    delivered: int = 0
-    opens: int = 0
-    clicks: int = 0
-    unsubscribes: int = 0
-    bounces: int = 0
-    complaints: int = 0
-    upgrades: int = 0
-    revenue: Decimal = field(default_factory=lambda: Decimal("0.00"))
+    delivered: int
+    opens: int
+    clicks: int
+    bounces: int
+    complaints: int
 
     @property
     def open_rate(self) -> float | None:
@@ -70,6 +62,25 @@ class BroadcastNumbers:
     @property
     def complaint_rate(self) -> float | None:
         return self.complaints / self.delivered if self.delivered else None
+
+
+@dataclass
+class BroadcastNumbers(EmailRates):
+    """The numbers of one broadcast (zeros before it starts)."""
+
+    broadcast_id: int
+    name: str
+    state: str = "scheduled"
+    started_at: datetime | None = None
+    recipients: int = 0
+    delivered: int = 0
+    opens: int = 0
+    clicks: int = 0
+    unsubscribes: int = 0
+    bounces: int = 0
+    complaints: int = 0
+    upgrades: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal("0.00"))
 
     def as_json(self) -> dict[str, Any]:
         """The API's BroadcastNumbers: counts, rates 0–1 (null without delivered),
@@ -169,7 +180,7 @@ def started_in(start: datetime | None = None,
 
 
 @dataclass
-class SubjectNumbers:
+class SubjectNumbers(EmailRates):
     """How one subject of a subject test did: its delivered emails (leads), people who
     opened and clicked, unsubscribes, bounces, complaints, and the upgrades and revenue
     credited to it."""
@@ -191,22 +202,6 @@ class SubjectNumbers:
     def label(self) -> str:
         """"subject 2": how the owner reads its place (1-based)."""
         return f"subject {self.index + 1}"
-
-    @property
-    def open_rate(self) -> float | None:
-        return self.opens / self.delivered if self.delivered else None
-
-    @property
-    def click_rate(self) -> float | None:
-        return self.clicks / self.delivered if self.delivered else None
-
-    @property
-    def bounce_rate(self) -> float | None:
-        return self.bounces / self.delivered if self.delivered else None
-
-    @property
-    def complaint_rate(self) -> float | None:
-        return self.complaints / self.delivered if self.delivered else None
 
     @property
     def revenue_per_delivered(self) -> Decimal | None:

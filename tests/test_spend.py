@@ -38,7 +38,8 @@ def rows(app):
 def test_a_cost_file_is_saved_and_importing_it_again_replaces_each_row(app):
     create_page(app, slug="guide")
     assert imported(app, CSV) == ((3, 0), [])
-    changed = CSV.replace("2026-03-02,ads,spring,guide,10,USD", "2026-03-02,ads,spring,guide,12,USD")
+    changed = CSV.replace("2026-03-02,ads,spring,guide,10,USD",
+                          "2026-03-02,ads,spring,guide,12,USD")
     assert imported(app, changed) == ((0, 3), [])
     assert rows(app) == [("2026-03-01", "ads", "spring", Decimal("30.00")),
                          ("2026-03-02", "ads", "spring", Decimal("12.00")),

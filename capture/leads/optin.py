@@ -307,9 +307,9 @@ def _later(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -
     connection.execute(_QUEUE_AGAIN, {"lead_id": lead_id, "now": now,
                                       "resend_before": now - resend_after})
     lead = db.session.get(Lead, lead_id)
-    optin_data = optins.data(SimpleNamespace(**row), page)
     changes = ["optin.created"] + ([f"lead.{review}"] if review != "pending" else [])
-    events.emit_many(changes, lead, page.id, extra={"optin": optin_data})
+    events.emit_many(changes, lead, page.id,
+                     extra=lambda: {"optin": optins.data(SimpleNamespace(**row), page)})
     if review == "approved":
         membership.enroll(lead, page, again=True)
     return Outcome("added", lead_id)

@@ -1,7 +1,7 @@
 """A person's opt-ins: one row per (lead, page). The first is written with the lead and
 mirrors its columns (kept in step at every flush); a later one, on another page, is
-its own opt-in with its own consent evidence, attribution, review by that page's rules and payout, and starts that
-page's sequence. The owner reviews a later opt-in here; the lead's own review (the
+its own opt-in with its own consent evidence, attribution, review by that page's
+rules and payout, and starts that page's sequence. The owner reviews a later opt-in here; the lead's own review (the
 first opt-in's) stays in `capture.leads.lifecycle`.
 
 Rules a person follows whatever page they opted in on (`docs/use/leads.md`):

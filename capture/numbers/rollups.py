@@ -16,8 +16,8 @@ How they stay exact: `refresh()` folds in what changed since the last fold, and
 `metrics.report` calls it before reading, so a report is never stale (the scheduler
 folds on every tick too, so that a dashboard load finds little to do). Inserted rows are
 found by id (one high-water mark per table: visits, leads, events, upgrades,
-deliveries and opt-ins); deliveries not yet sent are remembered (rollup_unsent) and folded again once
-sent; changes in place that the ORM flushes (a review, a confirmation, a deletion) put the
+deliveries and opt-ins); deliveries not yet sent are remembered (rollup_unsent) and
+folded again once sent; changes in place that the ORM flushes (a review, a confirmation, a deletion) put the
 lead's id into rollup_queue in the same transaction (`capture.numbers.rollup_queue`).
 A lead's share is recomputed from its rows and the share it added before (kept in
 rollup_leads) is taken back, so approving, rejecting, deleting or upgrading a lead later

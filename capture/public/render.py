@@ -1,6 +1,6 @@
 """A page's form as visitors see it: the opt-in page (with each process's cache of its
-first view, one per variant of a page test), the form shown again with a notice, where a sign-up goes next, and the
-snippet that embeds the form on other sites.
+first view, one per variant of a page test), the form shown again with a notice,
+where a sign-up goes next, and the snippet that embeds the form on other sites.
 
 Shared by the opt-in and embed blueprints and the dashboard's preview, so that none of
 them imports another blueprint.

@@ -2,6 +2,7 @@
 hard bounces, soft bounces up to the limit, complaints; each once per email."""
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from capture.db import db
@@ -145,3 +146,30 @@ def test_a_bad_mailbox_url_stops_start_up_without_repeating_it(make_app, url):
     with pytest.raises(SystemExit) as stopped:
         make_app(BOUNCE_MAILBOX=url)
     assert "CAPTURE_BOUNCE_MAILBOX" in str(stopped.value) and url not in str(stopped.value)
+
+
+def test_a_report_being_acted_upon_keeps_its_lead_locked_until_it_commits(app):
+    """Two processes reading one report: the second waits for the first's commit and
+    then finds its event (on SQLite, which has no row locks, by the write lock)."""
+    lead = add_lead(app, email="ann@example.com")
+    delivery = add_delivery(app, lead)
+    with app.app_context():
+        target = bounces.target_of(Origin("delivery", delivery))
+        other = sa.create_engine(db.engine.url, connect_args=(
+            {"timeout": 0} if db.engine.dialect.name == "sqlite" else {}))
+        try:
+            with other.connect() as connection:
+                with pytest.raises(sa.exc.OperationalError):
+                    if db.engine.dialect.name == "sqlite":
+                        connection.execute(sa.text("UPDATE leads SET id = id WHERE id = :id"),
+                                           {"id": lead})
+                    else:
+                        connection.execute(sa.text("SELECT id FROM leads WHERE id = :id "
+                                                   "FOR UPDATE NOWAIT"), {"id": lead})
+            assert bounces.hard_bounce(target, "550 no such user") is True
+            with other.connect() as connection:  # committed: the lock is gone
+                connection.execute(sa.text("UPDATE leads SET id = id WHERE id = :id"),
+                                   {"id": lead})
+                connection.commit()
+        finally:
+            other.dispose()

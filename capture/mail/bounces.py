@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from capture import clock, suppression
 from capture.db import db
@@ -45,18 +45,29 @@ class Target:
 
 def target_of(origin: Origin) -> Target | None:
     """The lead (and delivery) a VERP origin names, or None when it is gone (deleted,
-    or a delivery id of a test email) or the lead was erased. The lead's row stays
-    locked until the action commits (on PostgreSQL): two schedulers reading the same
+    or a delivery id of a test email) or the lead was erased. The lead stays locked
+    until the action commits: two schedulers (or two webhook calls) acting on the same
     report act once."""
     delivery = db.session.get(Delivery, origin.id) if origin.kind == "delivery" else None
     lead_id = delivery.lead_id if delivery is not None else (
         origin.id if origin.kind == "confirmation" else None)
-    lead = db.session.get(Lead, lead_id, with_for_update=True,
-                          populate_existing=True) if lead_id is not None else None
+    if lead_id is not None:
+        _lock(lead_id)
+    lead = db.session.get(Lead, lead_id, populate_existing=True) \
+        if lead_id is not None else None
     if lead is None or lead.subscription == "erased":
         db.session.rollback()
         return None
     return Target(lead, delivery)
+
+
+def _lock(lead_id: int) -> None:
+    """Lock the lead for this transaction by writing its row (unchanged): a row lock on
+    PostgreSQL, and on SQLite, which has no row locks and whose reads take none, the
+    database's write lock. Either way a second process acting on the same lead waits
+    here and then sees what the first recorded (`_recorded`)."""
+    db.session.execute(update(Lead).where(Lead.id == lead_id).values(id=Lead.id)
+                       .execution_options(synchronize_session=False))
 
 
 def _recorded(target: Target, kind: str, since=None) -> bool:

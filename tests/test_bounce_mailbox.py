@@ -17,6 +17,7 @@ from capture.mail import mailbox, verp
 from capture.mail.verp import Origin
 from capture.models import Event, Lead, Suppression, WebhookDelivery
 from tests import bounce_samples as samples
+from tests.conftest import banners, owner_client
 from tests.dovecot import Dovecot
 from tests.factories import add_delivery, add_lead, add_webhook
 
@@ -137,6 +138,23 @@ def test_a_refused_login_is_one_log_line_and_the_command_fails(make_app, dovecot
         "bounce mailbox not read: 1"]
     result = app.test_cli_runner().invoke(args=["bounces", "fetch"])
     assert result.exit_code == 1 and "bounce mailbox not read" in result.output
+
+
+def test_the_overview_shows_a_mailbox_that_cannot_be_read_until_it_can(make_app, dovecot,
+                                                                        mailbox_folder):
+    app = make_app(BOUNCE_ADDRESS=BOUNCE_ADDRESS,
+                   BOUNCE_MAILBOX=dovecot.url(mailbox_folder, password="wrong"))
+    client = owner_client(app)
+    assert "bounce_mailbox" not in banners(client.get("/admin/").get_data(as_text=True))
+    scheduler.run_bounces(app)
+    shown = banners(client.get("/admin/").get_data(as_text=True))["bounce_mailbox"]
+    assert shown.startswith("The bounce mailbox could not be read at ")
+    assert "AUTHENTICATIONFAILED" in shown and "Check CAPTURE_BOUNCE_MAILBOX" in shown
+    assert "wrong" not in shown  # never the password
+
+    app.config["BOUNCE_MAILBOX"] = dovecot.url(mailbox_folder)
+    scheduler.run_bounces(app)
+    assert "bounce_mailbox" not in banners(client.get("/admin/").get_data(as_text=True))
 
 
 def _bad_server(behaviour: str):

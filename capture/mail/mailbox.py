@@ -26,11 +26,13 @@ import os
 import poplib
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
+from capture import clock
 from capture.db import db
 from capture.mail import bounces, reports
 from capture.settings import PRIVATE_FILE
@@ -92,11 +94,34 @@ def address(url: str) -> Address:
 
 def fetch() -> Pass | None:
     """Read the configured mailbox once; None when none is set. MailboxError when it
-    cannot be read (the caller logs one line)."""
+    cannot be read (the caller logs one line). Either way the outcome is kept for the
+    dashboard (`last_failure`)."""
     url = current_app.config.get("BOUNCE_MAILBOX") or ""
     if not url:
         return None
-    where = address(url)
+    try:
+        done = _fetch(address(url))
+    except MailboxError as error:
+        _save_health({"failed_at": clock.utcnow().isoformat(), "error": str(error)[:300]})
+        raise
+    _save_health({})
+    return done
+
+
+def last_failure() -> tuple[datetime, str] | None:
+    """When the last read of the mailbox failed and why, or None when it succeeded
+    (or none was made yet, or no mailbox is set). Written by whichever scheduler
+    process read it last."""
+    if not current_app.config.get("BOUNCE_MAILBOX"):
+        return None
+    try:
+        health = json.loads(_health_path().read_text(encoding="utf-8"))
+        return datetime.fromisoformat(health["failed_at"]), str(health["error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _fetch(where: Address) -> Pass:
     if where.scheme.startswith("pop3"):
         try:
             return _read_pop3(where)
@@ -292,6 +317,14 @@ def _move(connection: imaplib.IMAP4, uid: int) -> None:
         connection.uid("EXPUNGE", str(uid))
 
 
+def _health_path() -> Path:
+    return Path(current_app.instance_path) / "bounce_mailbox_health.json"
+
+
+def _save_health(values: dict) -> None:
+    _write_private(_health_path(), values)
+
+
 def _state_path() -> Path:
     return Path(current_app.instance_path) / "bounce_mailbox.json"
 
@@ -311,9 +344,14 @@ def _state(where: Address) -> dict:
 
 
 def _save_state(where: Address, values: dict) -> None:
-    path = _state_path()
-    partial = path.with_name(f".{path.name}.tmp")
+    _write_private(_state_path(), {"mailbox": _key(where), **values})
+
+
+def _write_private(path: Path, values: dict) -> None:
+    """Write a JSON file readable by our user alone, whole or not at all (several
+    scheduler processes may write it: each writes a partial file of its own)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump({"mailbox": _key(where), **values}, file)
+        json.dump(values, file)
     os.replace(partial, path)

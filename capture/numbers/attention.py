@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from capture import clock
 from capture.db import db
 from capture.models import Delivery, Event, Lead
+from capture.mail import mailbox
 from capture.mail.sequences import Library
 
 # The days (a dashboard period) over which a source's spend is weighed against its
@@ -131,6 +132,21 @@ def smtp_failing(now: datetime | None = None) -> OwnerWarning | None:
         f"({error[:160]}): check the CAPTURE_SMTP_* settings and your mail "
         f"account{retried}.",
         count=waiting, **link,
+    )
+
+
+def bounce_mailbox_failing() -> OwnerWarning | None:
+    """The scheduler's last read of the bounce mailbox failed (login refused, server
+    gone or slow): the bounces and complaints arriving there wait until it can."""
+    failure = mailbox.last_failure()
+    if failure is None:
+        return None
+    failed_at, error = failure
+    return OwnerWarning(
+        "bounce_mailbox",
+        f"The bounce mailbox could not be read at {failed_at:%Y-%m-%d %H:%M} UTC "
+        f"({error[:160]}): the bounces and complaints in it are not recorded until it "
+        "can be. Check CAPTURE_BOUNCE_MAILBOX and the mail account; sending goes on.",
     )
 
 
@@ -281,8 +297,8 @@ def _rate(count: int, delivered: int) -> str:
     return f"{count / delivered * 100:.2f} %"
 
 
-CHECKS = (missing_postal_address, smtp_failing, broken_pages, unknown_deliveries,
-          sequence_problems, losing_sources, high_complaint_rate, high_bounce_rate)
+CHECKS = (missing_postal_address, smtp_failing, bounce_mailbox_failing, broken_pages,
+          unknown_deliveries, sequence_problems, losing_sources, high_complaint_rate, high_bounce_rate)
 
 
 def for_owner() -> list[OwnerWarning]:

@@ -777,7 +777,9 @@ def main() -> None:
                              "that the bench works, measures nothing (make test runs it)")
     parser.add_argument("--duration", type=float, help="seconds per load run (10)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each (2)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (4)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="gunicorn workers (as many as cores: on SQLite more only "
+                             "wait for its one writer)")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
     parser.add_argument("--worker-threads", type=int, default=4,
                         help="threads per worker with --worker-class gthread")

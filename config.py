@@ -141,6 +141,19 @@ SECTIONS = (
                 "how often the scheduler's fast lane sends the queued confirmation emails (a "
                 "visitor waits for that one)",
                 minimum=1),
+        Setting("OPTIN_PROCESSING", "queued", "choice",
+                "`queued`: a sign-up from the opt-in page or the embedded form is one durable "
+                "append when the visitor gets the answer, and the scheduler's processor makes "
+                "its lead, events, enrolment, webhooks and confirmation within about a second; "
+                "`direct`: the request does all of it itself (the API always does)",
+                choices=("queued", "direct")),
+        Setting("INTAKE_INTERVAL_SECONDS", 1, "integer",
+                "how often the scheduler's processor folds in the queued sign-ups",
+                minimum=1, maximum=60),
+        Setting("INTAKE_BATCH_SIZE", 50, "integer",
+                "most queued sign-ups folded in per transaction (on SQLite each batch holds "
+                "the write lock while it runs)",
+                minimum=1, maximum=1000),
         Setting("SEND_BATCH_SIZE", 200, "integer",
                 "most messages one tick sends (the rate cap may allow fewer)", minimum=1),
         Setting("SENDING_TIMEOUT_MINUTES", 10, "integer",
@@ -296,3 +309,6 @@ class TestConfig(Config):
     POSTBACK_SECRET = "test-postback-secret"
     MIN_FORM_SECONDS = 0
     OPTIN_RATE_LIMIT = "0"
+    # The sign-up's own behaviour, tested through the request; tests/test_intake.py
+    # and the process tests run the queued path the scheduler folds in.
+    OPTIN_PROCESSING = "direct"

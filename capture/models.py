@@ -723,3 +723,24 @@ class RateLimitCounter(db.Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column()
     expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+# --- what visitors sent, kept until the scheduler folds it in (capture.leads.intake) ---
+
+class Intake(db.Model):
+    """An accepted sign-up from the opt-in form or the embedded form, written by the
+    request as its one durable append and turned into its lead, opt-in, events and
+    the rest by the scheduler's processor, which deletes the row in the same
+    transaction. A row it could not process stays, `failed`, with the error."""
+
+    __tablename__ = "intake"
+    __table_args__ = (Index("ix_intake_state_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="optin")
+    # No foreign key: a page deleted meanwhile leaves its sign-ups failed, not gone.
+    page_id: Mapped[int] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    state: Mapped[str] = mapped_column(String(10), default="waiting")  # waiting | failed
+    error: Mapped[str | None] = mapped_column(String(300))

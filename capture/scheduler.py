@@ -1,4 +1,6 @@
-"""The scheduler: APScheduler interval jobs, kept as data in `JOBS`: the tick (the
+"""The scheduler: APScheduler interval jobs, kept as data in `JOBS`: the intake's
+processor that folds in the queued sign-ups every CAPTURE_INTAKE_INTERVAL_SECONDS, the
+tick (the
 winners of broadcast subject tests, `engine.tick`, webhooks, the retention of
 unconfirmed leads, rollups) every CAPTURE_SCHEDULER_INTERVAL_SECONDS, the fast
 lane that sends the queued confirmation emails every CAPTURE_CONFIRM_INTERVAL_SECONDS
@@ -21,7 +23,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-from capture.leads import confirmations, erasure
+from capture.leads import confirmations, erasure, intake
 from capture.numbers import rollups, subject_winners
 from capture.mail import engine, mailbox, outcomes
 from capture.webhooks import delivery
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 JOB_ID = "capture-send-due"
 CONFIRM_JOB_ID = "capture-confirmations"
 BOUNCE_JOB_ID = "capture-bounces"
+INTAKE_JOB_ID = "capture-intake"
 
 
 def run_tick(app: Flask) -> outcomes.Summary | None:
@@ -87,6 +90,20 @@ def _fold_rollups() -> None:
         log.exception("folding the report rollups failed")
 
 
+def run_intake(app: Flask) -> None:
+    """Fold in the sign-ups the opt-in forms queued (capture.leads.intake), inside an
+    app context; errors are logged, and the sign-ups wait for the next run."""
+    with app.app_context():
+        try:
+            folded = intake.process()
+        except Exception:
+            log.exception("folding in the queued sign-ups failed")
+            db.session.rollback()
+            return
+        if folded.stored or folded.failed:
+            log.info("scheduler: %s", folded.line())
+
+
 def run_confirmations(app: Flask) -> None:
     """The fast lane, inside an app context: email the queued leads their
     confirmation link, within the rate cap; errors are logged."""
@@ -140,6 +157,7 @@ def run_bounces(app: Flask) -> None:
 # the setting that must be set for it to run at all.
 JOBS = (
     {"func": run_tick, "id": JOB_ID, "interval": "SCHEDULER_INTERVAL_SECONDS"},
+    {"func": run_intake, "id": INTAKE_JOB_ID, "interval": "INTAKE_INTERVAL_SECONDS"},
     {"func": run_confirmations, "id": CONFIRM_JOB_ID, "interval": "CONFIRM_INTERVAL_SECONDS"},
     {"func": run_bounces, "id": BOUNCE_JOB_ID, "interval": "BOUNCE_INTERVAL_SECONDS",
      "when": "BOUNCE_MAILBOX"},
@@ -161,6 +179,7 @@ def run_foreground(app: Flask) -> None:
     """Run the jobs in this process until interrupted (the `scheduler` command)."""
     scheduler = BlockingScheduler(timezone="UTC")
     _add_jobs(scheduler, app)
+    run_intake(app)
     run_confirmations(app)
     run_tick(app)
     try:

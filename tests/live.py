@@ -39,8 +39,14 @@ class Stack:
             raise AssertionError(f"flask {' '.join(args)} failed: {result.stderr}")
         return result.stdout
 
+    def fold_in(self) -> str:
+        """Fold in the queued sign-ups now, as the scheduler's processor does within a
+        second (a stack without a scheduler process has none)."""
+        return self.flask("intake", "process")
+
     def leads(self, page: str | None = None) -> list[dict]:
-        """The leads as `leads export` writes them."""
+        """The leads as `leads export` writes them, once the queued sign-ups are in."""
+        self.fold_in()
         output = self.flask("leads", "export", *(["--page", page] if page else []))
         return list(csv.DictReader(io.StringIO(output)))
 

@@ -157,6 +157,23 @@ def test_the_overview_shows_a_mailbox_that_cannot_be_read_until_it_can(make_app,
     assert "bounce_mailbox" not in banners(client.get("/admin/").get_data(as_text=True))
 
 
+def test_a_second_reader_reads_nothing_while_another_process_reads(bounce_app, dovecot,
+                                                                    mailbox_folder):
+    lead = add_lead(bounce_app)
+    delivery = add_delivery(bounce_app, lead)
+    dovecot.append(samples.dsn(_verp(bounce_app, delivery), subject="hard"),
+                   folder=mailbox_folder)
+    with bounce_app.app_context():
+        where = mailbox.address(bounce_app.config["BOUNCE_MAILBOX"])
+        with mailbox._one_reader(where) as alone:  # as another scheduler would
+            assert alone
+            assert _fetch(bounce_app).busy
+            assert dovecot.subjects(mailbox_folder) == ["hard"]
+    assert _fetch(bounce_app).handled == {"hard bounce": 1}
+    result = bounce_app.test_cli_runner().invoke(args=["bounces", "fetch"])
+    assert result.output.startswith("bounce mailbox: handled none")
+
+
 def _bad_server(behaviour: str):
     """A loopback server that drops each connection, or greets and then says nothing."""
     listener = socket.create_server(("127.0.0.1", 0))

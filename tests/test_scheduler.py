@@ -59,18 +59,19 @@ def test_embedded_scheduler_starts_on_the_first_request(make_app, started):
     running = started[0]
     assert running.running
     jobs = {job.id: job for job in running.get_jobs()}
-    assert set(jobs) == {scheduler.JOB_ID, scheduler.CONFIRM_JOB_ID}
+    assert set(jobs) == {scheduler.JOB_ID, scheduler.CONFIRM_JOB_ID, scheduler.INTAKE_JOB_ID}
     assert jobs[scheduler.JOB_ID].trigger.interval.total_seconds() == 3600
+    assert jobs[scheduler.INTAKE_JOB_ID].trigger.interval.total_seconds() == 1
     assert jobs[scheduler.CONFIRM_JOB_ID].trigger.interval.total_seconds() == 1800
     assert all(job.args == (app,) for job in jobs.values())
 
 
-def test_several_requests_start_one_scheduler_with_its_two_jobs(make_app, started):
+def test_several_requests_start_one_scheduler_with_its_three_jobs(make_app, started):
     app = make_app(**EMBEDDED)
     get(app, times=5)
     assert app.test_client().get("/no-such-page").status_code == 404
     assert len(started) == 1
-    assert len(started[0].get_jobs()) == 2
+    assert len(started[0].get_jobs()) == 3
 
 
 def test_simultaneous_first_requests_start_one_scheduler(make_app, started):
@@ -129,7 +130,7 @@ def test_the_embedded_fast_lane_delivers_an_opt_ins_confirmation_within_seconds(
     assert "/confirm/" in body_text(message)
 
 
-def test_the_scheduler_command_runs_both_jobs(make_app, monkeypatch, tmp_path):
+def test_the_scheduler_command_runs_its_jobs(make_app, monkeypatch, tmp_path):
     app = make_app(SEQUENCES_DIR=str(tmp_path / "none"), CONFIRM_INTERVAL_SECONDS=3)
     registered = {}
 
@@ -141,7 +142,8 @@ def test_the_scheduler_command_runs_both_jobs(make_app, monkeypatch, tmp_path):
     monkeypatch.setattr(scheduler, "BlockingScheduler", Recorded)
     result = app.test_cli_runner().invoke(args=["scheduler"])
     assert result.exit_code == 0, result.output
-    assert registered == {scheduler.JOB_ID: 10, scheduler.CONFIRM_JOB_ID: 3}
+    assert registered == {scheduler.JOB_ID: 10, scheduler.CONFIRM_JOB_ID: 3,
+                          scheduler.INTAKE_JOB_ID: 1}
 
 
 def test_scheduler_off_starts_nothing(make_app, started):

@@ -2,7 +2,8 @@
 
 from flask import Flask
 
-from capture.commands import bounces, broadcasts, costs, dkim, leads, mail, owner, pages
+from capture.commands import bounces, broadcasts, costs, dkim, intake, leads, mail, owner
+from capture.commands import pages
 from capture.commands import report, rollups, sequences, setup, tokens, webhooks
 
 
@@ -13,5 +14,5 @@ def register(app: Flask) -> None:
                     webhooks.webhooks_cli, rollups.rollups_cli, mail.mail_cli,
                     sequences.sequences_cli, sequences.send_due,
                     sequences.scheduler_command, broadcasts.broadcasts_cli,
-                    costs.costs_cli, dkim.dkim_cli, bounces.bounces_cli):
+                    costs.costs_cli, dkim.dkim_cli, bounces.bounces_cli, intake.intake_cli):
         app.cli.add_command(command)

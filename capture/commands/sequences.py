@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from capture import clock, scheduler
-from capture.leads import confirmations
+from capture.leads import confirmations, intake
 from capture.leads import addresses
 from capture.mail import compose
 from capture.mail import actions, condition_checks, engine, planning, trigger_checks
@@ -140,15 +140,16 @@ def plan(name: str | None, days: int, limit: int, email: str | None) -> None:
 @click.command("send-due")
 @with_appcontext
 def send_due() -> None:
-    """One scheduler tick, now: send the due emails, the queued confirmations
-    (imported and bulk-approved leads) and the due webhook deliveries; print a
-    summary."""
+    """One scheduler tick, now: fold in the queued sign-ups, send the due emails, the
+    queued confirmations and the due webhook deliveries; print a summary."""
+    folded = intake.process()
     subject_winners.pick_due()
     summary = engine.tick()
     queued = confirmations.send_queued()
     hooks = delivery.deliver_due()
     click.echo(summary.line() + (f"; queued confirmations {queued}" if queued else "")
-               + (f"; {hooks.line()}" if hooks.busy() else ""))
+               + (f"; {hooks.line()}" if hooks.busy() else "")
+               + (f"; {folded.line()}" if folded.stored or folded.failed else ""))
 
 
 @click.command("scheduler")

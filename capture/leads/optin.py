@@ -18,8 +18,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from capture import clock
@@ -144,7 +144,6 @@ _KNOWN_ADDRESS = select(
                            Optin.page_id == bindparam("page_id"))
     .scalar_subquery().label("on_page"),
 )
-_INSERT_LEAD = insert(Lead.__table__)
 _NO_ATTRIBUTION = dict.fromkeys((*ATTRIBUTION_KEYS, "referrer", "landing_url", "visitor_id"))
 _NOT_QUEUED = dict.fromkeys(("confirmation_queued_at", "confirmation_due_at"))
 # A repeat opt-in queues the confirmation again while the lead is unconfirmed and the
@@ -162,9 +161,19 @@ _QUEUE_AGAIN = (
 
 
 def submit_optin(page: Page, optin: OptIn) -> Outcome:
-    """Store an opt-in: a new lead; a later opt-in of a known lead on another page; or
-    a `duplicate` event when the lead opted in on this page before. The confirmation
-    email it needs is queued, never sent here."""
+    """Store an opt-in and commit it: a new lead; a later opt-in of a known lead on
+    another page; or a `duplicate` event when the lead opted in on this page before.
+    The confirmation email it needs is queued, never sent here."""
+    outcome = store_optin(page, optin)
+    db.session.commit()
+    return outcome
+
+
+def store_optin(page: Page, optin: OptIn) -> Outcome:
+    """`submit_optin` in the session's transaction, not committed: the intake's
+    processor stores a batch of sign-ups in one. Nothing here rolls back: an address
+    or a later opt-in that another transaction stored a moment earlier is found by
+    the conflict it causes (ON CONFLICT DO NOTHING), and becomes a repeat."""
     connection = db.session.connection()
     known = connection.execute(_KNOWN_ADDRESS, {**suppression.bound_values(optin.email),
                                                 "page_id": page.id}).one()
@@ -178,14 +187,10 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     consent = Consent(text=page.consent, at=now, ip=optin.client_ip,
                       to_confirm=page.double_opt_in)
     values = new_lead_row(page, optin, consent, now=now, origin=origin)
-    try:
-        lead_id = connection.execute(_INSERT_LEAD, values).inserted_primary_key[0]
-    except IntegrityError:
+    lead_id = connection.execute(_insert_lead(connection), values).scalar()
+    if lead_id is None:
         # The same address arrived in a parallel request a moment earlier.
-        db.session.rollback()
         existing = db.session.scalar(select(Lead.id).where(Lead.email == optin.email))
-        if existing is None:
-            raise
         return _repeat(page, existing, optin, origin, on_page=True)
     first = optins.first_row(lead_id, values)
     connection.execute(optins.INSERT, first)
@@ -202,8 +207,28 @@ def submit_optin(page: Page, optin: OptIn) -> Outcome:
     events.emit_many(changes, lead,
                      extra=lambda: {"optin": optins.data(SimpleNamespace(**first), page)})
     membership.enroll(lead, page, new=True)
-    db.session.commit()
     return Outcome("created", lead_id)
+
+
+_INSERT_LEADS = {
+    name: dialect.insert(Lead.__table__).on_conflict_do_nothing(index_elements=["email"])
+    .returning(Lead.__table__.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_INSERT_OPTINS = {
+    name: dialect.insert(Optin.__table__).on_conflict_do_nothing(
+        index_elements=["lead_id", "page_id"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
+def _insert_lead(connection):
+    """INSERT of a lead returning its id, or nothing when its address is taken, in
+    the connection's dialect (built once: every opt-in runs it)."""
+    return _INSERT_LEADS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
+
+
+def _insert_optin(connection):
+    """INSERT of a later opt-in, or nothing when the lead has one on that page."""
+    return _INSERT_OPTINS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
 
 
 def _page_tags(page: Page, lead_id: int) -> None:
@@ -272,14 +297,7 @@ def _repeat(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None, 
     """A known address: a duplicate on a page it opted in on, else a later opt-in."""
     if on_page:
         return _duplicate(page, lead_id, optin, origin)
-    try:
-        outcome = _later(page, lead_id, optin, origin)
-    except IntegrityError:
-        # The same later opt-in arrived in a parallel request a moment earlier.
-        db.session.rollback()
-        return _duplicate(page, lead_id, optin, origin)
-    db.session.commit()
-    return outcome
+    return _later(page, lead_id, optin, origin)
 
 
 def _later(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -> Outcome:
@@ -299,7 +317,9 @@ def _later(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | None) -
            "review": review, "review_reason": reason,
            "reviewed_at": now if review != "pending" else None, "variant": optin.variant}
     connection = db.session.connection()
-    connection.execute(optins.INSERT, row)
+    if not connection.execute(_insert_optin(connection), row).rowcount:
+        # The same later opt-in arrived in a parallel request a moment earlier.
+        return _duplicate(page, lead_id, optin, origin)
     insert_events([event_row(lead_id, page.id, kind, **data) for kind, data in
                    opening_events("optin", review, reason, **_attribution_data(attribution))])
     _page_tags(page, lead_id)
@@ -328,5 +348,4 @@ def _duplicate(page: Page, lead_id: int, optin: OptIn, origin: VisitOrigin | Non
     resend_after = timedelta(minutes=current_app.config["CONFIRM_RESEND_MINUTES"])
     db.session.connection().execute(
         _QUEUE_AGAIN, {"lead_id": lead_id, "now": now, "resend_before": now - resend_after})
-    db.session.commit()
     return Outcome("duplicate", lead_id)

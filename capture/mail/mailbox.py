@@ -19,18 +19,23 @@ folder to move a message to and deleting one is not ours to do, so everything st
 on the server and the UIDLs looked at are remembered instead.
 """
 
+import fcntl
+import hashlib
 import imaplib
 import json
 import logging
 import os
 import poplib
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
+from sqlalchemy import text
 
 from capture import clock
 from capture.db import db
@@ -55,9 +60,13 @@ class Pass:
 
     handled: dict[str, int] = field(default_factory=dict)
     left: dict[str, int] = field(default_factory=dict)
+    # Another scheduler process was reading the mailbox: this pass read nothing.
+    busy: bool = False
 
     def line(self) -> str:
         """One line for the log and the `bounces fetch` command."""
+        if self.busy:
+            return "bounce mailbox: another process is reading it now; nothing read"
         def counts(found: dict[str, int]) -> str:
             return ", ".join(f"{count} {kind}" for kind, count in sorted(found.items())) or "none"
         return f"bounce mailbox: handled {counts(self.handled)}; left in place {counts(self.left)}"
@@ -99,13 +108,51 @@ def fetch() -> Pass | None:
     url = current_app.config.get("BOUNCE_MAILBOX") or ""
     if not url:
         return None
-    try:
-        done = _fetch(address(url))
-    except MailboxError as error:
-        _save_health({"failed_at": clock.utcnow().isoformat(), "error": str(error)[:300]})
-        raise
+    where = address(url)
+    with _one_reader(where) as alone:
+        if not alone:
+            return Pass(busy=True)
+        try:
+            done = _fetch(where)
+        except MailboxError as error:
+            _save_health({"failed_at": clock.utcnow().isoformat(),
+                          "error": str(error)[:300]})
+            raise
     _save_health({})
     return done
+
+
+@contextmanager
+def _one_reader(where: Address) -> Iterator[bool]:
+    """Whether this process may read the mailbox now: one reader at a time, across
+    scheduler processes (two readers moving one message at the same moment can leave
+    two copies of it in Processed). On PostgreSQL a session advisory lock on a
+    connection of its own; on SQLite, whose processes share one machine, a lock on a
+    file beside the state file. Either goes with the process if it dies."""
+    if db.engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(_key(where).encode()).digest()[:8], "big",
+                             signed=True)
+        with db.engine.connect() as connection:
+            alone = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                       {"key": key}).scalar()
+            try:
+                yield bool(alone)
+            finally:
+                if alone:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": key})
+        return
+    descriptor = os.open(_state_path().with_suffix(".lock"), os.O_RDWR | os.O_CREAT,
+                         PRIVATE_FILE)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def last_failure() -> tuple[datetime, str] | None:

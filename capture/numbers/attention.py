@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 
 from capture import clock
 from capture.db import db
-from capture.models import Delivery, Event, Lead
+from capture.models import Delivery, Event, Intake, Lead
 from capture.mail import mailbox
 from capture.mail.sequences import Library
 
@@ -29,6 +29,9 @@ COMPLAINT_LIMIT, BOUNCE_LIMIT = (1, 1000), (1, 50)
 DELIVERABILITY_MIN_DELIVERED, WORST_SOURCE_MIN_DELIVERED = 100, 20
 # A mail-server failure older than this no longer counts as "SMTP is failing".
 SMTP_FAILURE_HOURS = 24
+# Queued sign-ups are folded in within about a second; one waiting longer than this
+# means no scheduler is folding them in.
+INTAKE_LATE_SECONDS = 60
 # How capture.mail.backends words errors that concern the server or our account, not one message
 # (connection and login trouble, a refused sender, a relay refusal 5.7.x).
 _TRANSPORT_ERRORS = ("%SMTP connection:%", "%sender refused:%",
@@ -148,6 +151,49 @@ def bounce_mailbox_failing() -> OwnerWarning | None:
         f"({error[:160]}): the bounces and complaints in it are not recorded until it "
         "can be. Check CAPTURE_BOUNCE_MAILBOX and the mail account; sending goes on.",
     )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The rows that wait, since when, and the failed ones with one of their errors."""
+
+    waiting: int
+    oldest: datetime | None
+    failed: int
+    error: str | None
+
+
+def intake_backlog() -> Backlog:
+    """What the intake (capture.leads.intake) holds now: the overview and
+    `intake status` show it."""
+    waiting, oldest = db.session.execute(
+        select(func.count(), func.min(Intake.created_at)).where(Intake.state == "waiting")).one()
+    failed, error = db.session.execute(
+        select(func.count(), func.max(Intake.error)).where(Intake.state == "failed")).one()
+    return Backlog(waiting or 0, oldest, failed or 0, error)
+
+
+def signups_waiting(now: datetime | None = None) -> OwnerWarning | None:
+    """Sign-ups the opt-in forms queued wait longer than INTAKE_LATE_SECONDS (no
+    scheduler runs, or it fails), or some could not be stored."""
+    held = intake_backlog()
+    now = now or clock.utcnow()
+    late = held.oldest is not None and (now - held.oldest).total_seconds() > INTAKE_LATE_SECONDS
+    if not late and not held.failed:
+        return None
+    parts = []
+    if late:
+        signups = "sign-up waits" if held.waiting == 1 else "sign-ups wait"
+        parts.append(f"{held.waiting} {signups} to be stored, the oldest since "
+                     f"{held.oldest:%Y-%m-%d %H:%M} UTC: is the scheduler running? "
+                     "(`flask --app wsgi scheduler`, or CAPTURE_SCHEDULER=embedded)")
+    if held.failed:
+        signups = "sign-up" if held.failed == 1 else "sign-ups"
+        parts.append(f"{held.failed} {signups} could not be stored ({(held.error or '')[:160]}) "
+                     "and are kept: after fixing the cause, run `flask --app wsgi intake "
+                     "retry`")
+    return OwnerWarning("signups_waiting", " ".join(parts),
+                        count=held.waiting + held.failed)
 
 
 def _failed_deliveries(since: datetime) -> tuple:
@@ -297,8 +343,9 @@ def _rate(count: int, delivered: int) -> str:
     return f"{count / delivered * 100:.2f} %"
 
 
-CHECKS = (missing_postal_address, smtp_failing, bounce_mailbox_failing, broken_pages,
-          unknown_deliveries, sequence_problems, losing_sources, high_complaint_rate, high_bounce_rate)
+CHECKS = (missing_postal_address, signups_waiting, smtp_failing, bounce_mailbox_failing,
+          broken_pages, unknown_deliveries, sequence_problems, losing_sources,
+          high_complaint_rate, high_bounce_rate)
 
 
 def for_owner() -> list[OwnerWarning]:

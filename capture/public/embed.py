@@ -23,7 +23,7 @@ from flask import (
 from sqlalchemy import select
 
 from capture.public import bots
-from capture.leads import optin
+from capture.leads import intake, optin
 from capture.public.attribution import record_embedded_visit
 from capture.db import csrf, db
 from capture.models import Page, Visit
@@ -176,8 +176,9 @@ def submit(slug: str):
         visit_id=_visit(page, started),
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
-    # address: the confirmation email is queued for the scheduler.
-    optin.submit_optin(page, signup)
+    # address: the sign-up is queued (or stored) and its confirmation email queued
+    # for the scheduler.
+    intake.receive(page, signup)
     return _with_cors(_success(page), origin)
 
 

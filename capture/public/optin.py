@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from capture.public import bots
-from capture.leads import lifecycle, optin
+from capture.leads import intake, lifecycle, optin
 from capture.public.attribution import record_visit, set_visitor_cookie, visitor_id
 from capture.db import csrf, db
 from capture.web import errors
@@ -96,8 +96,9 @@ def submit(slug: str):
         variant=variant,
     )
     # The same answer, and no email sent here, for a new, a known and a suppressed
-    # address: the confirmation email is queued for the scheduler.
-    optin.submit_optin(page, signup)
+    # address: the sign-up is queued (or stored) and its confirmation email queued
+    # for the scheduler.
+    intake.receive(page, signup)
     return redirect(success_url(page), code=303)
 
 

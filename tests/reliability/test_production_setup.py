@@ -199,7 +199,9 @@ class Site:
                      "Content-Type": "application/x-www-form-urlencoded"})
 
     def consent_ip(self, email: str) -> str | None:
-        """The client address stored with the lead's consent."""
+        """The client address stored with the lead's consent (once the queued
+        sign-ups are in)."""
+        self.stack.fold_in()
         engine = self.stack.database()
         try:
             with engine.connect() as connection:

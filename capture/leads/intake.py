@@ -1,0 +1,144 @@
+"""The intake: sign-ups from the opt-in page and the embedded form, stored by the
+request as one durable append and folded in by the scheduler's processor.
+
+With CAPTURE_OPTIN_PROCESSING=queued (the default) a sign-up that passed validation,
+the bot traps and the rate limit is one `intake` row, committed before the visitor
+gets the answer: a crash of any process after that loses nothing. `process` (a
+scheduler job every CAPTURE_INTAKE_INTERVAL_SECONDS, also in the embedded scheduler
+of `make run`) takes a batch of rows and makes of each what `optin.store_optin`
+makes (the lead or the repeat, events, tags, enrolment, webhooks, the confirmation
+email queued), dated when the visitor signed up, and deletes the rows in the same
+transaction. A crash before its commit leaves the rows to the next run; after it
+they are gone: each sign-up is folded in exactly once. Two processors take disjoint
+batches (PostgreSQL: SKIP LOCKED; SQLite: the DELETE takes the one write lock).
+
+A row that fails for a reason of its own (its page deleted meanwhile, a bug) is kept
+as `failed` with the error, so nothing is lost, and the dashboard says so;
+`flask --app wsgi intake retry` queues failed rows again. With `direct`, the request
+stores the sign-up itself, as the API always does (it answers with the lead).
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from capture import clock
+from capture.claims import unexpected
+from capture.db import db, is_unavailable
+from capture.leads import optin
+from capture.models import Intake, Page
+from capture.pages import variants
+
+log = logging.getLogger(__name__)
+
+_APPEND = insert(Intake.__table__)
+_ANY_WAITING = select(Intake.id).where(Intake.state == "waiting").limit(1)
+_WAITING = (select(Intake.id).where(Intake.state == "waiting").order_by(Intake.id)
+            .limit(bindparam("limit")).with_for_update(skip_locked=True))
+_TAKE = (delete(Intake).where(Intake.id.in_(_WAITING.scalar_subquery()))
+         .returning(Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
+         .execution_options(synchronize_session=False))
+_TAKE_ONE = (delete(Intake).where(Intake.id == bindparam("intake_id"),
+                                  Intake.state == "waiting")
+             .returning(Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
+             .execution_options(synchronize_session=False))
+
+
+def receive(page: Page, signup: optin.OptIn) -> None:
+    """A sign-up the form accepted: appended for the processor (committed before
+    returning), or with CAPTURE_OPTIN_PROCESSING=direct stored at once."""
+    if current_app.config["OPTIN_PROCESSING"] == "direct":
+        optin.submit_optin(page, signup)
+        return
+    db.session.connection().execute(_APPEND, {
+        "kind": "optin", "page_id": page.id, "payload": dataclasses.asdict(signup),
+        "created_at": clock.utcnow(), "state": "waiting"})
+    db.session.commit()
+
+
+@dataclass
+class Folded:
+    """What one run of the processor did."""
+
+    stored: int = 0
+    failed: int = 0
+
+    def line(self) -> str:
+        failed = f", {self.failed} failed (kept)" if self.failed else ""
+        return f"intake: {self.stored} sign-ups stored{failed}"
+
+
+def process(limit: int | None = None) -> Folded:
+    """Fold in the waiting sign-ups, a batch per transaction, until none waits (or
+    `limit` batches ran). A batch that fails is done again one row at a time, so
+    only the row at fault is kept as failed. Database trouble propagates: the rows
+    stay for the next run."""
+    size = current_app.config["INTAKE_BATCH_SIZE"]
+    folded = Folded()
+    if db.session.scalar(_ANY_WAITING) is None:  # a read: no write lock while idle
+        db.session.commit()
+        return folded
+    for _ in range(limit or 1_000_000):
+        connection = db.session.connection()
+        rows = sorted(connection.execute(_TAKE, {"limit": size}).all())
+        if not rows:
+            db.session.commit()
+            break
+        try:
+            _store(rows)
+            db.session.commit()
+            folded.stored += len(rows)
+        except Exception as error:
+            db.session.rollback()
+            if is_unavailable(error):
+                raise
+            for row in rows:
+                if _one(row.id):
+                    folded.stored += 1
+                else:
+                    folded.failed += 1
+        if len(rows) < size:
+            break
+    return folded
+
+
+def _store(rows) -> None:
+    pages: dict[int, Page | None] = {}
+    for row in rows:
+        if row.page_id not in pages:
+            pages[row.page_id] = db.session.get(Page, row.page_id)
+        page = pages[row.page_id]
+        if page is None:
+            raise LookupError(f"page {row.page_id} was deleted before the sign-up was stored")
+        signup = optin.OptIn(**row.payload)
+        with clock.as_of(row.created_at):
+            optin.store_optin(variants.page_as(page, signup.variant), signup)
+
+
+def _one(intake_id: int) -> bool:
+    """One row on its own; False (and the row kept as failed) when it fails."""
+    try:
+        rows = db.session.connection().execute(_TAKE_ONE, {"intake_id": intake_id}).all()
+        _store(rows)
+        db.session.commit()
+        return True
+    except Exception as error:
+        db.session.rollback()
+        if is_unavailable(error):
+            raise
+        log.error("intake: sign-up %s not stored: %s", intake_id, unexpected(error))
+        db.session.execute(update(Intake).where(Intake.id == intake_id)
+                           .values(state="failed", error=unexpected(error)[:300]))
+        db.session.commit()
+        return False
+
+
+def retry_failed() -> int:
+    """Queue the failed rows again; how many."""
+    count = db.session.execute(update(Intake).where(Intake.state == "failed")
+                               .values(state="waiting", error=None)).rowcount
+    db.session.commit()
+    return count

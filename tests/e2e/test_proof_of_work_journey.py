@@ -7,14 +7,12 @@ site solves it too. Also measures what the default difficulty costs a browser.""
 import base64
 import json
 import statistics
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.e2e.conftest import _page
+from tests.e2e.test_embed_journey import sites  # noqa: F401  (the other sites, as there)
 
 SHIELD = {
     "slug": "shield", "title": "Shield Offer", "headline": "Get the shielded guide",
@@ -41,22 +39,6 @@ def no_script(browser, request, tmp_path):
     """A desktop tab with JavaScript turned off."""
     yield from _page(browser, request, tmp_path, "no-script", java_script_enabled=False,
                      viewport={"width": 1280, "height": 900})
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def blog(tmp_path_factory):
-    """Another site (another loopback port) that serves the pages put in its folder."""
-    folder = tmp_path_factory.mktemp("blog")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=folder))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
 
 
 def record_requests(page) -> list[str]:
@@ -120,8 +102,9 @@ def test_without_javascript_the_visitor_is_told_why_and_nothing_is_stored(no_scr
     assert leads_with(shield, "cy@example.com") == []
 
 
-def test_embedded_form_on_another_site_solves_from_there(page, owner_page, shield, blog):
-    folder, site = blog
+def test_embedded_form_on_another_site_solves_from_there(
+        page, owner_page, shield, sites):  # noqa: F811
+    folder, site, _ = sites
     owner_page.goto(f"{shield.base_url}/admin/pages")
     owner_page.get_by_role("link", name="Shield Offer").first.click()
     owner_page.get_by_label("Sites allowed to embed the form").fill(site)

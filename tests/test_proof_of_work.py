@@ -236,6 +236,21 @@ def test_expired_solution_is_refused_with_a_notice_to_send_the_form_again(
     assert bot_visits(app) == [False]  # a tab left open is a person's
 
 
+def test_challenge_expires_in_real_unix_time_whatever_the_server_time_zone(
+        app, client, monkeypatch):
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        proof_page(app)
+        expires = fetch_challenge(client)["parameters"]["expiresAt"]
+        assert abs(expires - (time.time() + 1200)) < 60
+        assert sign_up(client).status_code == 303
+        assert emails(app) == ["ann@example.com"]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_spent_challenges_are_forgotten_once_expired(app, client, frozen_clock, monkeypatch):
     proof_page(app)
     sign_up(client, "ann@example.com")

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import UTC
 
 import altcha
 import limits
@@ -158,12 +159,19 @@ def _proof_keys() -> list[str]:
                                         *(config.get("SECRET_KEY_FALLBACKS") or ()))]
 
 
+def _unix_now() -> float:
+    """Now as Unix time, by the app's clock (which tests can move). The clock's naive
+    UTC time is marked UTC first: the browser and the library compare with real Unix
+    time, whatever the server's time zone."""
+    return clock.utcnow().replace(tzinfo=UTC).timestamp()
+
+
 def proof_challenge(page: Page) -> dict:
     """A fresh challenge for the form of `page`, as the widget fetches it (JSON): the
     server picks a number below POW_MAX_NUMBER and sends the start of its hash; the
     browser counts up from 0 until it finds the number."""
     config = current_app.config
-    expires = int(clock.utcnow().timestamp()) + config["POW_CHALLENGE_SECONDS"]
+    expires = int(_unix_now()) + config["POW_CHALLENGE_SECONDS"]
     return altcha.create_challenge(
         PROOF_ALGORITHM, 1, counter=secrets.randbelow(config["POW_MAX_NUMBER"]),
         expires_at=expires, data={"page": page.id}, hmac_secret=_proof_keys()[0],
@@ -197,7 +205,7 @@ def _proof_verdict(page: Page, payload: str | None) -> str:
         return FORGED
     # The stated time first, as the library does (a forged one gains nothing: the
     # form is only shown again); by the app's clock, which tests can move.
-    if not isinstance(expires_at, int) or expires_at < clock.utcnow().timestamp():
+    if not isinstance(expires_at, int) or expires_at < _unix_now():
         return EXPIRED if isinstance(expires_at, int) else FORGED
     try:
         genuine = any(altcha.verify_solution(solved, key).verified for key in _proof_keys())
@@ -223,7 +231,7 @@ def _spend(signature: str, expires_at: float) -> bool:
     table = SpentChallenge.__table__
     insert = (rate_limits.UPSERTS[engine.dialect.name](table)
               .values(signature=signature, expires_at=expires_at).on_conflict_do_nothing())
-    now = clock.utcnow().timestamp()
+    now = _unix_now()
     with engine.begin() as connection:
         if now >= _next_purge:
             _next_purge = now + _PURGE_SECONDS

@@ -230,10 +230,12 @@ def _spend(signature: str, expires_at: float) -> bool:
     engine = db.engine
     table = SpentChallenge.__table__
     insert = (rate_limits.UPSERTS[engine.dialect.name](table)
-              .values(signature=signature, expires_at=expires_at).on_conflict_do_nothing())
+              .values(signature=signature, expires_at=expires_at).on_conflict_do_nothing()
+              .returning(table.c.signature))
     now = _unix_now()
     with engine.begin() as connection:
         if now >= _next_purge:
             _next_purge = now + _PURGE_SECONDS
             connection.execute(delete(table).where(table.c.expires_at < now))
-        return connection.execute(insert).rowcount == 1
+        # A row comes back only when it was inserted (rowcount says -1 on PostgreSQL).
+        return connection.execute(insert).first() is not None

@@ -231,6 +231,15 @@ SECTIONS = (
                 "submit once more; longer than `CAPTURE_MIN_FORM_SECONDS`",
                 minimum=60, shown_default="`21600` (6 hours)"),
         Setting("OPTIN_RATE_LIMIT", "20/minute", "rate", "opt-ins per client address"),
+        Setting("POW_MAX_NUMBER", 100_000, "integer",
+                "difficulty of the proof of work of pages with `proof_of_work`: the "
+                "visitor's browser computes on average half this many SHA-256 hashes",
+                minimum=1000, maximum=10_000_000),
+        Setting("POW_CHALLENGE_SECONDS", 20 * 60, "integer",
+                "how long a proof-of-work challenge may be solved and its form sent",
+                minimum=60, maximum=24 * 3600, shown_default="`1200` (20 minutes)"),
+        Setting("POW_CHALLENGE_RATE_LIMIT", "30/minute", "rate",
+                "proof-of-work challenges per client address"),
         Setting("RATE_LIMIT_STORAGE", "database", "rate storage",
                 "where the rate-limit counters (opt-in, log-in, API) live: `database` (the "
                 "app's own, shared by every worker and server), `redis://host:6379`, or "
@@ -312,3 +321,4 @@ class TestConfig(Config):
     # The sign-up's own behaviour, tested through the request; tests/test_intake.py
     # and the process tests run the queued path the scheduler folds in.
     OPTIN_PROCESSING = "direct"
+    POW_MAX_NUMBER = 1000  # the least difficulty: a test solves a challenge at once

@@ -64,6 +64,8 @@ class Page(db.Model):
     button: Mapped[str] = mapped_column(String(80), default="Subscribe")
     consent: Mapped[str] = mapped_column(Text, default="")
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The form asks the visitor's browser for a proof of work (capture.public.bots).
+    proof_of_work: Mapped[bool] = mapped_column(Boolean, default=False)
     sequence: Mapped[str | None] = mapped_column(String(100))
     thank_you: Mapped[str] = mapped_column(Text, default="")
     redirect_url: Mapped[str | None] = mapped_column(String(2000))
@@ -725,6 +727,17 @@ class RateLimitCounter(db.Model):
     expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 
+class SpentChallenge(db.Model):
+    """A solved proof-of-work challenge a sign-up used (capture.public.bots), kept
+    until the challenge expires (`expires_at`, Unix time) so that every worker refuses
+    a second use."""
+
+    __tablename__ = "spent_challenges"
+
+    signature: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
 # --- what visitors sent, kept until the scheduler folds it in (capture.leads.intake) ---
 
 class Intake(db.Model):
@@ -744,3 +757,4 @@ class Intake(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     state: Mapped[str] = mapped_column(String(10), default="waiting")  # waiting | failed
     error: Mapped[str | None] = mapped_column(String(300))
+

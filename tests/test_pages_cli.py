@@ -26,6 +26,7 @@ FULL_PAGE = {
     "button": "Get it",
     "consent": "Send me emails. Unsubscribe any time.",
     "double_opt_in": False,
+    "proof_of_work": True,
     "sequence": "welcome",
     "thank_you": "",
     "redirect_url": "https://shop.example.com/welcome?x=1",

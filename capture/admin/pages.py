@@ -94,6 +94,7 @@ class PageForm(FlaskForm):
     button = StringField("Button text")
     consent = TextAreaField("Consent checkbox text")
     double_opt_in = BooleanField("Double opt-in")
+    proof_of_work = BooleanField("Ask the visitor's browser for a proof of work")
     sequence = SelectField("Email sequence", validate_choice=False)
     thank_you = TextAreaField("Thank-you text")
     redirect_url = StringField("Or send people to this address")
@@ -134,8 +135,8 @@ class PageForm(FlaskForm):
         """Show a page definition (JSON format) in the form."""
         rules = data.get("rules") or {}
         for key in ("slug", "title", "headline", "body", "button", "consent",
-                    "double_opt_in", "thank_you", "review", "currency", "template",
-                    "published"):
+                    "double_opt_in", "proof_of_work", "thank_you", "review", "currency",
+                    "template", "published"):
             getattr(self, key).data = data.get(key)
         self.sequence.data = data.get("sequence") or ""
         self.redirect_url.data = data.get("redirect_url") or ""
@@ -186,6 +187,7 @@ class PageForm(FlaskForm):
             "button": _text(self.button.data),
             "consent": (self.consent.data or "").strip(),
             "double_opt_in": bool(self.double_opt_in.data),
+            "proof_of_work": bool(self.proof_of_work.data),
             "sequence": self.sequence.data or None,
             "thank_you": self.thank_you.data or "",
             "redirect_url": _text(self.redirect_url.data) or None,

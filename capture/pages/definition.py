@@ -22,7 +22,7 @@ from config import ROOT
 
 FIELD_TYPES = ("text", "email", "tel", "country", "select", "checkbox")
 # Names the opt-in form uses for itself.
-RESERVED_FIELD_NAMES = {"csrf_token", "started", "website", "consent"}
+RESERVED_FIELD_NAMES = {"csrf_token", "started", "website", "consent", "altcha"}
 EMAIL_FIELD = {"name": "email", "label": "Email", "type": "email", "required": True}
 RULE_KEYS = {"countries", "required", "block_domains", "block_disposable"}
 
@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "button": "Subscribe",
     "consent": "",
     "double_opt_in": True,
+    "proof_of_work": False,
     "sequence": None,
     "thank_you": "",
     "redirect_url": None,
@@ -89,7 +90,7 @@ def validate_page(
             problems.add(key, f"longer than {limit} characters")
         elif key in ("title", "button") and not value.strip():
             problems.add(key, "must not be empty")
-    for key in ("double_opt_in", "published"):
+    for key in ("double_opt_in", "proof_of_work", "published"):
         if not isinstance(clean[key], bool):
             problems.add(key, "must be true or false")
     if clean["review"] not in ("auto", "manual"):

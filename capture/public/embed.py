@@ -4,9 +4,10 @@ token their script fetches (the copy-paste snippet an owner puts on their site i
 
 A form on another site cannot carry this site's CSRF cookie, so `POST /p/<slug>/embed`
 is exempt from CSRF and protected instead by the page's allowlist of origins, the
-honeypot, the fill-time token (always on the script's form), the per-client
-rate limit and double opt-in: a page must have double opt-in to be embedded, so an
-address typed into someone else's site gets nothing but a confirmation email.
+honeypot, the fill-time token (always on the script's form), the proof of work (on a
+page that asks for one), the per-client rate limit and double opt-in: a page must
+have double opt-in to be embedded, so an address typed into someone else's site gets
+nothing but a confirmation email.
 """
 
 from flask import (
@@ -41,6 +42,7 @@ from capture.web.hygiene import FORM_TYPES
 bp = Blueprint("embed", __name__)
 PREFLIGHT_MAX_AGE = 600
 RATE_LIMITED = "Too many sign-ups from your network. Please wait a minute and try again."
+TOO_MANY_CHALLENGES = "Too many requests from your network. Please wait a minute and try again."
 NOT_FOUND = "There is no sign-up form at this address."
 NOT_A_FORM = "This address only accepts a submitted form."
 
@@ -115,6 +117,7 @@ def _checked(slug: str) -> tuple[Page | None, str | None, Response | None]:
 
 @bp.route("/p/<slug>/embed", methods=["OPTIONS"])
 @bp.route("/p/<slug>/embed/token", methods=["OPTIONS"])
+@bp.route("/p/<slug>/embed/challenge", methods=["OPTIONS"])
 def preflight(slug: str):
     """CORS preflight: what an allowed site's script may send (for a fetch with a
     header such as X-Requested-With)."""
@@ -143,6 +146,22 @@ def token(slug: str):
     return _with_cors(jsonify(started=bots.form_token(page.id, visit_id, None)), origin)
 
 
+@bp.get("/p/<slug>/embed/challenge", provide_automatic_options=False)
+def challenge(slug: str):
+    """A fresh proof-of-work challenge for the embedded form's widget (JSON), for an
+    allowed site's page that asks for one; 404 otherwise, 429 past
+    POW_CHALLENGE_RATE_LIMIT."""
+    page, origin, refusal = _checked(slug)
+    if refusal is not None:
+        return refusal
+    if not page.proof_of_work:
+        return _with_cors(_answer(404, NOT_FOUND, "Not found"), origin)
+    if not bots.rate_limit().allow(request.remote_addr or "unknown", "challenge"):
+        return _with_cors(_answer(429, TOO_MANY_CHALLENGES, "Slow down",
+                                  **{"Retry-After": "60"}), origin)
+    return _with_cors(jsonify(bots.proof_challenge(page)), origin)
+
+
 @bp.post("/p/<slug>/embed", provide_automatic_options=False)
 def submit(slug: str):
     """An opt-in from a form on an allowed site: the same checks and outcome as the
@@ -165,7 +184,11 @@ def submit(slug: str):
         return _with_cors(_invalid(page, form, started), origin)
     if verdict == bots.EXPIRED:
         return _with_cors(_expired(page, form, started), origin)
-    if form.website.data or _trapped(verdict):
+    proof = bots.check_proof(page, request.form.get(bots.PROOF_FIELD),
+                             started.get("v") if started else None)
+    if proof in bots.PROOF_NOTICES:
+        return _with_cors(_again(page, form, started, bots.PROOF_NOTICES[proof]), origin)
+    if form.website.data or _trapped(verdict) or proof != bots.FINE:
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return _with_cors(_success(page), origin)
 
@@ -229,6 +252,15 @@ def _expired(page: Page, form: OptInForm, started: dict | None) -> Response:
         return make_response(jsonify(ok=False, errors={}, error=FORM_EXPIRED,
                                      started=fresh), 422)
     return _shown_here(page, form, started, FORM_EXPIRED)
+
+
+def _again(page: Page, form: OptInForm, started: dict | None, notice: str) -> Response:
+    """A sign-up without a usable proof of work, which a person may have sent: `422`
+    with `notice`, for a script as JSON (its widget solves a new challenge), for a
+    browser's own post on the page's form on this site."""
+    if _wants_json():
+        return make_response(jsonify(ok=False, errors={}, error=notice), 422)
+    return _shown_here(page, form, started, notice)
 
 
 def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:

@@ -6,6 +6,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -84,7 +85,10 @@ def submit(slug: str):
         return render_form_again(page, form, 422, FIX_FIELDS, visit, variant)
     if verdict == bots.EXPIRED:
         return render_form_again(page, form, 422, FORM_EXPIRED, visit, variant)
-    if form.website.data or verdict != bots.FINE:
+    proof = bots.check_proof(page, request.form.get(bots.PROOF_FIELD), visit)
+    if proof in bots.PROOF_NOTICES:
+        return render_form_again(page, form, 422, bots.PROOF_NOTICES[proof], visit, variant)
+    if form.website.data or verdict != bots.FINE or proof != bots.FINE:
         # Trapped: answer like a success so the bot learns nothing; store nothing.
         return redirect(success_url(page), code=303)
 
@@ -100,6 +104,20 @@ def submit(slug: str):
     # for the scheduler.
     intake.receive(page, signup)
     return redirect(success_url(page), code=303)
+
+
+@bp.get("/p/<slug>/challenge")
+def challenge(slug: str):
+    """A fresh proof-of-work challenge for the page's form (JSON, never cached), for
+    a page that asks for one; 404 otherwise, 429 past POW_CHALLENGE_RATE_LIMIT."""
+    page = published_page(slug)
+    if not page.proof_of_work:
+        abort(404)
+    if not bots.rate_limit().allow(request.remote_addr or "unknown", "challenge"):
+        abort(429)
+    response = jsonify(bots.proof_challenge(page))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _variant_shown(page: Page, started: dict | None,

@@ -209,14 +209,20 @@ def snippet(page: Page, script: bool = True) -> str:
     `/p/<slug>/embed`, with the honeypot; with `script`, also the hidden fields and
     the small script that fetches a fill-time token, sends the form with `fetch`,
     shows each field's error in place and follows the redirect. Without `script` it
-    is a plain form (errors are shown on this site's page). Autoescaped."""
+    is a plain form (errors are shown on this site's page). Either way, a page with
+    `proof_of_work` adds the widget, loaded from this site. Autoescaped."""
     base = current_app.config["BASE_URL"].rstrip("/")
     fields = list(page.fields)
     if page.consent:
         fields.append({"name": "consent", "label": page.consent, "type": "checkbox",
                        "required": True})
+    # The proof-of-work widget, from this site: its script, style and challenges.
+    proof = {"challenge": f"{base}/p/{page.slug}/embed/challenge",
+             "script": base + url_for("static", filename="proof-of-work.js"),
+             "css": base + url_for("static", filename="vendor/altcha/altcha.css"),
+             } if page.proof_of_work else None
     return render_template(
         "embed/snippet.html", page=page, fields=fields, script=script,
         action=f"{base}/p/{page.slug}/embed", countries=COUNTRY_CHOICES[1:],
-        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD,
+        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD, proof=proof,
     ).strip() + "\n"

@@ -1,5 +1,5 @@
-"""Security headers on every answer: Content-Security-Policy, framing, MIME sniffing
-and referrer.
+"""Security headers on every answer: Content-Security-Policy, framing, MIME sniffing,
+referrer, and who may load the files the embed snippet loads on other sites.
 
 No page of ours runs inline script or inline style (JavaScript and CSS come from
 static/), so the policy lets only our own files run: an injected `<script>` or
@@ -36,6 +36,9 @@ PUBLIC_CHANGES = {"img-src": "'self' data: https:"}
 DASHBOARD_REFERRER = "same-origin"
 PUBLIC_REFERRER = "strict-origin-when-cross-origin"
 FRAMING = {"'none'": "DENY", "'self'": "SAMEORIGIN"}
+# Files the embed snippet loads on other sites as JavaScript modules, which browsers
+# fetch with CORS: public files, read without cookies, so any site may.
+SHARED_STATIC = ("/static/proof-of-work.js", "/static/vendor/altcha/")
 
 
 def init_app(app: Flask) -> None:
@@ -78,6 +81,8 @@ def add_security_headers(response: Response) -> Response:
     if framing:
         response.headers["X-Frame-Options"] = framing
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith(SHARED_STATIC):
+        response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers.setdefault("Referrer-Policy",
                                 DASHBOARD_REFERRER if dashboard else PUBLIC_REFERRER)
     return response

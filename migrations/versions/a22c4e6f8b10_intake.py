@@ -1,7 +1,7 @@
 """the intake: accepted sign-ups waiting for the scheduler's processor
 
 Revision ID: a22c4e6f8b10
-Revises: f19a7c2e4b60
+Revises: a7c3e9f1b254
 Create Date: 2026-12-04 20:10:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a22c4e6f8b10'
-down_revision = 'f19a7c2e4b60'
+down_revision = 'a7c3e9f1b254'
 branch_labels = None
 depends_on = None
 

@@ -402,3 +402,19 @@ def test_pages_list_shows_one_button_per_page_and_the_rest_in_a_menu(owner, app)
     menu = re.search(r'<details class="more">.*?</details>', cell, re.S).group(0)
     for action in (">Share<", ">Open<", ">Unpublish<", ">Copy<"):
         assert action in menu
+
+
+def test_proof_of_work_box_turns_the_widget_on_and_off(owner, app, client):
+    token = csrf_of(owner, "/admin/pages/new")
+    assert owner.post("/admin/pages/new",
+                      data=form_data(token, proof_of_work="y")).status_code == 302
+    assert get_page(app, "guide").proof_of_work is True
+    editor = f"/admin/pages/{page_id(app, 'guide')}/edit"
+    body = owner.get(editor).get_data(as_text=True)
+    [box] = re.findall(r'<input[^>]*id="proof_of_work"[^>]*>', body)
+    assert "checked" in box
+    assert "<altcha-widget" in client.get("/p/guide").get_data(as_text=True)
+
+    owner.post(editor, data=form_data(csrf_of(owner, editor)))
+    assert get_page(app, "guide").proof_of_work is False
+    assert "<altcha-widget" not in client.get("/p/guide").get_data(as_text=True)

@@ -36,6 +36,7 @@ from capture.numbers import metrics
 from capture.mail.sequences import Library
 from capture.admin import bp
 from capture.db import db
+from capture.languages import LANGUAGES
 from capture.markup import render_markdown
 from capture.models import Page
 from capture.pages.definition import (
@@ -57,7 +58,7 @@ from capture.pages.service import (
 )
 from capture.pages.variants import promoted
 from capture.public.forms import form_class
-from capture.public.render import render_page, snippet
+from capture.public.render import render_for, render_page, snippet
 
 MAX_FIELD_ROWS = 40
 BLANK_ROWS = 2  # empty rows under a page's fields, ready for a new one
@@ -107,6 +108,8 @@ class PageForm(FlaskForm):
     payout = StringField("Payout per approved lead")
     currency = StringField("Currency")
     template = SelectField("Design", validate_choice=False)
+    language = SelectField("Language", choices=[*map(SelectChoice, LANGUAGES, LANGUAGES.values())],
+                           validate_choice=False)
     published = BooleanField("Published")
     allowed_origins = TextAreaField("Sites allowed to embed the form")
     tags = StringField("Tags for everyone who signs up here")
@@ -133,9 +136,8 @@ class PageForm(FlaskForm):
     def fill(self, data: dict) -> None:
         """Show a page definition (JSON format) in the form."""
         rules = data.get("rules") or {}
-        for key in ("slug", "title", "headline", "body", "button", "consent",
-                    "double_opt_in", "thank_you", "review", "currency", "template",
-                    "published"):
+        for key in ("slug", "title", "headline", "body", "button", "consent", "double_opt_in",
+                    "thank_you", "review", "currency", "template", "language", "published"):
             getattr(self, key).data = data.get(key)
         self.sequence.data = data.get("sequence") or ""
         self.redirect_url.data = data.get("redirect_url") or ""
@@ -199,6 +201,7 @@ class PageForm(FlaskForm):
             "payout": _text(self.payout.data) or "0",
             "currency": _text(self.currency.data).upper(),
             "template": self.template.data or DEFAULTS["template"],
+            "language": self.language.data or DEFAULTS["language"],
             "published": bool(self.published.data),
             "allowed_origins": [line.strip() for line in
                                 (self.allowed_origins.data or "").splitlines() if line.strip()],
@@ -333,10 +336,10 @@ def _preview(values: dict, notice: str = ""):
     if view in ("thanks", "confirmed"):
         text = render_markdown(page.thank_you)
         if view == "confirmed" and page.double_opt_in:
-            html = render_template("confirmed.html", page=page, text=text,
-                                   lead=SimpleNamespace(subscription="subscribed"))
+            html = render_for(page, "confirmed.html", text=text,
+                              lead=SimpleNamespace(subscription="subscribed"))
         else:  # the real thanks page: asks to check the inbox with double opt-in
-            html = render_template("thanks.html", page=page, text=text)
+            html = render_for(page, "thanks.html", text=text)
         response = make_response(html)
     else:
         response = render_page(page, form_class(page)(formdata=None), notice=notice)

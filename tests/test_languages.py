@@ -14,10 +14,12 @@ from sqlalchemy import select, text
 from capture.db import db
 from capture.models import Broadcast, Page
 from capture.pages.definition import page_templates_dir, validate_page
+from tests.admin.conftest import form_data
 from tests.conftest import (
     body_text,
     confirm,
     create_page,
+    csrf_of,
     form_tokens,
     lead_of,
     send_confirmations,
@@ -260,6 +262,26 @@ def test_the_dashboard_stays_english_for_a_german_page(app, owner, german):
     assert '<option selected value="de">Deutsch</option>' in editor
     preview = owner.get(f"/admin/pages/{page_id}/preview").get_data(as_text=True)
     assert FINE_PRINT["de"] in preview
+
+
+def test_the_editor_saves_the_pages_language(app, owner):
+    token = csrf_of(owner, "/admin/pages/new")
+    response = owner.post("/admin/pages/new",
+                          data=form_data(token, language="pt", sequence="kurs"))
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Page.language)) == "pt"
+    assert FINE_PRINT["pt"] in visit(owner, "guide")
+
+
+def test_the_editor_refuses_an_unknown_language_beside_its_field(app, owner):
+    token = csrf_of(owner, "/admin/pages/new")
+    response = owner.post("/admin/pages/new", data=form_data(token, language="it", sequence="kurs"))
+    assert response.status_code == 422
+    assert ("&#39;it&#39; is not a supported language: use one of en, de, fr, es, pt"
+            in response.get_data(as_text=True))
+    with app.app_context():
+        assert db.session.scalar(select(Page.id)) is None
 
 
 # --- the first view's cache ----------------------------------------------------------------

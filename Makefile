@@ -35,3 +35,13 @@ bench: $(BIN)/.installed
 .PHONY: docs
 docs: $(BIN)/.installed
 	$(BIN)/python docs/generate.py
+
+# make translations: bring the catalogues in capture/translations/ up to date with the
+# texts in the code and compile them (docs/develop/translations.md)
+.PHONY: translations
+translations: $(BIN)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --add-location=file --sort-output \
+		--project=Capture -o capture/translations/messages.pot .
+	$(BIN)/pybabel update -i capture/translations/messages.pot -d capture/translations \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d capture/translations --statistics

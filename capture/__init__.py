@@ -29,7 +29,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.config.from_prefixed_env("CAPTURE")
     app.config.update(overrides)
 
-    from capture import admin, api, commands, db, scheduler, settings
+    from capture import admin, api, commands, db, languages, scheduler, settings
     from capture.leads import optins
     from capture.mail import dkim
     from capture.mail.sequences import Library
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     logredact.init_app(app)
     settings.init_app(app)
     dkim.init_app(app)
+    languages.init_app(app)
     app.session_interface = db.SessionInterface()
     _init_database(app)
     rollup_queue.init_app(app)

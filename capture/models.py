@@ -74,6 +74,8 @@ class Page(db.Model):
     payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     template: Mapped[str] = mapped_column(String(100), default="default.html")
+    # What its visitors and leads read: form errors, emails, footers (capture.languages).
+    language: Mapped[str] = mapped_column(String(8), default="en")
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     # Other sites allowed to post the embedded form ("https://blog.example.com").
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -432,6 +434,8 @@ class Broadcast(db.Model):
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
     sender: Mapped[str | None] = mapped_column(String(300))
+    # The footer's language (None: each lead's page's, capture.mail.compose).
+    language: Mapped[str | None] = mapped_column(String(8))
     # The Markdown body and the segment mapping as they were at `send`.
     body: Mapped[str] = mapped_column(Text)
     segment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

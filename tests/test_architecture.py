@@ -16,7 +16,7 @@ PACKAGE = ROOT / "capture"
 # scheduler, never the other way round.
 DOMAIN_PACKAGES = ("pages", "leads", "mail", "webhooks", "numbers", "access", "segments")
 LOW_MODULES = ("db", "models", "clock", "markup", "links", "domains", "claims", "settings",
-               "tag_names",
+               "tag_names", "languages",
                "web")
 # web/errors.py is the app's error handling: it sits above the rest of web/.
 LOW_EXCEPTIONS = ("capture.web.errors",)

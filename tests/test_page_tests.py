@@ -286,7 +286,8 @@ def test_each_variant_is_rendered_once_and_served_to_its_visitors(app, make_page
         assert "Headline B" in b.get("/p/offer").get_data(as_text=True)
     with app.app_context():
         keys = [key for key in app.extensions["capture.shown_pages"]]
-    assert sorted(len(key) for key in keys) == [2, 3]  # the page, and its variant b
+    # The page's version (id, updated_at, language), and that of its variant b.
+    assert sorted(len(key) for key in keys) == [3, 4]
 
 
 def test_a_page_without_a_test_records_no_variant(app, make_page):

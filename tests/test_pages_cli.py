@@ -40,6 +40,7 @@ FULL_PAGE = {
     "payout": "2.50",
     "currency": "EUR",
     "template": "default.html",
+    "language": "de",
     "published": False,
     "allowed_origins": [],
     "tags": ["guide"],

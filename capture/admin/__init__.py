@@ -112,6 +112,7 @@ def init_app(app: Flask) -> None:
         leads,
         outbox,
         overview,
+        page_actions,
         page_tests,
         pages,
         segments,

@@ -23,6 +23,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 
 from capture.admin import bp
+from capture.admin.pages import page_or_404
 from capture.db import db
 from capture.models import Page
 from capture.numbers import variants as page_tests
@@ -129,13 +130,6 @@ def _number(text: str | None):
     return int(text) if text.isdigit() else text
 
 
-def _page_or_404(page_id: int) -> Page:
-    page = db.session.get(Page, page_id)
-    if page is None:
-        abort(404)
-    return page
-
-
 def _dirs() -> dict[str, str]:
     return {"sequences_dir": current_app.config["SEQUENCES_DIR"],
             "templates_dir": page_templates_dir()}
@@ -166,7 +160,7 @@ def _chart(report: page_tests.TestReport) -> list[dict]:
 @bp.route("/pages/<int:page_id>/test", methods=["GET", "POST"])
 def pages_test(page_id: int):
     """The page's test: numbers per variant and the variants' editor."""
-    page = _page_or_404(page_id)
+    page = page_or_404(page_id)
     if request.method == "GET":
         form = TestForm(formdata=None)
         form.fill(page)
@@ -206,7 +200,7 @@ def pages_test_promote(page_id: int, key: str):
 
 
 def _act(page_id: int, key: str, action: str):
-    page = _page_or_404(page_id)
+    page = page_or_404(page_id)
     try:
         if action == "promote":
             _, problems = promote_variant(page, key, **_dirs())

@@ -1,5 +1,5 @@
-"""Dashboard area: pages — list with numbers, editor with live preview, publish, copy,
-share links.
+"""Dashboard area: pages — list with numbers, editor with live preview (publish, copy
+and share links are in page_actions.py).
 
 The editor is a form over the page definition of `capture.pages.definition`; every check
 is `validate_page`'s, so the dashboard and `pages import` accept exactly the same pages.
@@ -36,6 +36,7 @@ from capture.numbers import metrics
 from capture.mail.sequences import Library
 from capture.admin import bp
 from capture.db import db
+from capture.languages import LANGUAGES
 from capture.markup import render_markdown
 from capture.models import Page
 from capture.pages.definition import (
@@ -48,20 +49,13 @@ from capture.pages.definition import (
     template_names,
     validate_page,
 )
-from capture.pages.service import (
-    copy_page,
-    embed_snippet,
-    save_page,
-    set_published,
-    share_link,
-)
+from capture.pages.service import save_page
 from capture.pages.variants import promoted
 from capture.public.forms import form_class
-from capture.public.render import render_page, snippet
+from capture.public.render import render_for, render_page, snippet
 
 MAX_FIELD_ROWS = 40
 BLANK_ROWS = 2  # empty rows under a page's fields, ready for a new one
-SHARE_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "ref")
 # The preview shows the page as a visitor would, minus anything that could act:
 # no script, no form submission, its own opaque origin.
 PREVIEW_POLICY = ("sandbox; script-src 'none'; object-src 'none'; base-uri 'none'; "
@@ -108,6 +102,8 @@ class PageForm(FlaskForm):
     payout = StringField("Payout per approved lead")
     currency = StringField("Currency")
     template = SelectField("Design", validate_choice=False)
+    language = SelectField("Language", choices=[*map(SelectChoice, LANGUAGES, LANGUAGES.values())],
+                           validate_choice=False)
     published = BooleanField("Published")
     allowed_origins = TextAreaField("Sites allowed to embed the form")
     tags = StringField("Tags for everyone who signs up here")
@@ -136,7 +132,7 @@ class PageForm(FlaskForm):
         rules = data.get("rules") or {}
         for key in ("slug", "title", "headline", "body", "button", "consent",
                     "double_opt_in", "proof_of_work", "thank_you", "review", "currency",
-                    "template", "published"):
+                    "template", "language", "published"):
             getattr(self, key).data = data.get(key)
         self.sequence.data = data.get("sequence") or ""
         self.redirect_url.data = data.get("redirect_url") or ""
@@ -201,6 +197,7 @@ class PageForm(FlaskForm):
             "payout": _text(self.payout.data) or "0",
             "currency": _text(self.currency.data).upper(),
             "template": self.template.data or DEFAULTS["template"],
+            "language": self.language.data or DEFAULTS["language"],
             "published": bool(self.published.data),
             "allowed_origins": [line.strip() for line in
                                 (self.allowed_origins.data or "").splitlines() if line.strip()],
@@ -250,7 +247,7 @@ def _row_part(detail: str) -> str:
     return f"{part.capitalize()}: " if part else ""
 
 
-def _page_or_404(page_id: int) -> Page:
+def page_or_404(page_id: int) -> Page:
     page = db.session.get(Page, page_id)
     if page is None:
         abort(404)
@@ -316,7 +313,7 @@ def pages_new():
 @bp.route("/pages/<int:page_id>/edit", methods=["GET", "POST"])
 def pages_edit(page_id: int):
     """Edit every setting of a page, with a live preview."""
-    page = _page_or_404(page_id)
+    page = page_or_404(page_id)
     if request.method == "POST":
         return _submitted(page)
     form = PageForm(formdata=None)
@@ -335,10 +332,10 @@ def _preview(values: dict, notice: str = ""):
     if view in ("thanks", "confirmed"):
         text = render_markdown(page.thank_you)
         if view == "confirmed" and page.double_opt_in:
-            html = render_template("confirmed.html", page=page, text=text,
-                                   lead=SimpleNamespace(subscription="subscribed"))
+            html = render_for(page, "confirmed.html", text=text,
+                              lead=SimpleNamespace(subscription="subscribed"))
         else:  # the real thanks page: asks to check the inbox with double opt-in
-            html = render_template("thanks.html", page=page, text=text)
+            html = render_for(page, "thanks.html", text=text)
         response = make_response(html)
     else:
         response = render_page(page, form_class(page)(formdata=None), notice=notice)
@@ -364,7 +361,7 @@ def pages_preview():
 def pages_preview_saved(page_id: int):
     """The saved page as visitors see it (drafts too; with ?variant=b, as that variant
     of its test shows it), without counting a visit."""
-    page = _page_or_404(page_id)
+    page = page_or_404(page_id)
     values = page_to_dict(page)
     if request.args.get("variant"):
         try:
@@ -372,48 +369,3 @@ def pages_preview_saved(page_id: int):
         except ValueError:
             abort(404)
     return _preview(preview_values(values, page_templates_dir()))
-
-
-@bp.post("/pages/<int:page_id>/publish")
-def pages_publish(page_id: int):
-    """Make the page live at /p/<slug>."""
-    return _set_published(_page_or_404(page_id), True)
-
-
-@bp.post("/pages/<int:page_id>/unpublish")
-def pages_unpublish(page_id: int):
-    """Take the page offline: /p/<slug> answers 404, the leads stay."""
-    return _set_published(_page_or_404(page_id), False)
-
-
-def _set_published(page: Page, published: bool):
-    set_published(page, published)
-    if published:
-        flash(f"{page.title} is live at /p/{page.slug}.", "success")
-    else:
-        flash(f"{page.title} is offline now; its leads and numbers are kept.", "success")
-    if request.form.get("back") == "share":
-        return redirect(url_for("admin.pages_share", page_id=page.id))
-    return redirect(url_for("admin.pages"))
-
-
-@bp.post("/pages/<int:page_id>/copy")
-def pages_copy(page_id: int):
-    """Copy a page as a draft under a new address, and open it in the editor."""
-    copy = copy_page(_page_or_404(page_id))
-    flash(f"Copied as /p/{copy.slug}. It is a draft until you publish it.", "success")
-    return redirect(url_for("admin.pages_edit", page_id=copy.id))
-
-
-@bp.get("/pages/<int:page_id>/share")
-def pages_share(page_id: int):
-    """The public address, a link builder with tracking parameters, an embed button."""
-    page = _page_or_404(page_id)
-    base_url = current_app.config["BASE_URL"]
-    params = {key: request.args.get(key, "")[:100] for key in SHARE_PARAMS}
-    embed_link = share_link(base_url, page.slug, {"utm_source": "embed"})
-    return render_template(
-        "admin/pages/share.html", page=page, params=params,
-        public_url=share_link(base_url, page.slug, {}),
-        tracked_url=share_link(base_url, page.slug, params),
-        snippet=embed_snippet(embed_link, page.button))

@@ -3,12 +3,14 @@ with one, said as a person would say it."""
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import gettext, lazy_gettext
 
 from capture import domains
 
 # Said when an address needs SMTPUTF8 and the mail server is not known to offer it.
-NON_ASCII_LOCAL_PART = ("We cannot send email to an address with accents or other "
-                        "non-Latin letters before the @ yet: please use another address.")
+NON_ASCII_LOCAL_PART = lazy_gettext(
+    "We cannot send email to an address with accents or other non-Latin letters "
+    "before the @ yet: please use another address.")
 
 
 def normalize_email(raw: str) -> str:
@@ -29,7 +31,7 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as error:
         raise type(error)(email_problem(raw, str(error))) from None
     if result.smtputf8 and not config["SMTP_UTF8"]:
-        raise EmailNotValidError(NON_ASCII_LOCAL_PART)
+        raise EmailNotValidError(str(NON_ASCII_LOCAL_PART))
     return result.normalized.lower()
 
 
@@ -43,39 +45,47 @@ def stored_form(typed: str) -> str:
 # email-validator's messages ("The part after the @-sign contains invalid characters:
 # '@'.") said as a person would, first match wins: (words in its message, ours).
 _EMAIL_PROBLEMS = (
-    ("must have an @-sign", "An email address needs an @, like name@example.com."),
-    ("something before the @-sign", "Add the part before the @, like name@example.com."),
-    ("something after the @-sign", "Add the part after the @, like name@example.com."),
-    ("anything after the email address", "Enter just the email address, nothing after it."),
-    ("two periods in a row", "This email address has two dots in a row."),
-    ("too long", "This email address is too long."),
-    ("should have a period", "Check the part after the @: it needs a dot, like example.com."),
-    ("top-level domain", "Check the part after the @: it does not end like a real domain "
-                         "(.com, .de …)."),
-    ("special-use or reserved", "The part after the @ is a name that cannot receive email."),
-    ("does not exist", "The part after the @ does not exist: check it for a typo."),
-    ("does not accept email", "The part after the @ does not accept email: check it for a "
-                              "typo."),
-    ("before the @-sign", "Check the part before the @: it has a character an email "
-                          "address cannot have."),
+    ("must have an @-sign", lazy_gettext("An email address needs an @, like name@example.com.")),
+    ("something before the @-sign",
+     lazy_gettext("Add the part before the @, like name@example.com.")),
+    ("something after the @-sign",
+     lazy_gettext("Add the part after the @, like name@example.com.")),
+    ("anything after the email address",
+     lazy_gettext("Enter just the email address, nothing after it.")),
+    ("two periods in a row", lazy_gettext("This email address has two dots in a row.")),
+    ("too long", lazy_gettext("This email address is too long.")),
+    ("should have a period",
+     lazy_gettext("Check the part after the @: it needs a dot, like example.com.")),
+    ("top-level domain", lazy_gettext("Check the part after the @: it does not end like a "
+                                      "real domain (.com, .de …).")),
+    ("special-use or reserved",
+     lazy_gettext("The part after the @ is a name that cannot receive email.")),
+    ("does not exist",
+     lazy_gettext("The part after the @ does not exist: check it for a typo.")),
+    ("does not accept email",
+     lazy_gettext("The part after the @ does not accept email: check it for a typo.")),
+    ("before the @-sign", lazy_gettext("Check the part before the @: it has a character an "
+                                       "email address cannot have.")),
 )
 
 
 def email_problem(raw: str, message: str) -> str:
     """What is wrong with an address, as one sentence a person would write: one wording
-    for the form, the embed, the API and the import."""
+    for the form, the embed, the API and the import, in the language spoken now (a
+    page's for its visitors, else English)."""
     text = (raw or "").strip()
     if text.count("@") > 1:
-        return "This email address has more than one @ sign." if text.count("@") > 2 \
-            else "This email address has two @ signs."
+        return gettext("This email address has more than one @ sign.") \
+            if text.count("@") > 2 else gettext("This email address has two @ signs.")
     if "<" in text or ">" in text:
-        return "Enter just the email address, without a name or < >."
+        return gettext("Enter just the email address, without a name or < >.")
     if any(character.isspace() for character in text):
-        return "An email address cannot contain spaces."
+        return gettext("An email address cannot contain spaces.")
     if "@" in text and "must have an @-sign" in message:  # an @ inside quotes
         message = "before the @-sign"
     for words, sentence in _EMAIL_PROBLEMS:
         if words in message:
-            return sentence
-    return "This doesn't look like an email address: check the part after the @." \
-        if "after the @" in message else "This doesn't look like an email address."
+            return str(sentence)
+    if "after the @" in message:
+        return gettext("This doesn't look like an email address: check the part after the @.")
+    return gettext("This doesn't look like an email address.")

@@ -3,22 +3,22 @@ a value of it is checked and cleaned at every door that creates leads: the form
 (also the embedded form), the API's JSON and a row of an import file."""
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError
+from flask_babel import gettext, lazy_gettext
 from wtforms import BooleanField, EmailField, SelectField, StringField, TelField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
+from capture import languages
 from capture.leads.addresses import normalize_email
 
 TEXT_MAX = 200
-COUNTRY_CHOICES = [SelectChoice("", "Choose your country")] + sorted(
-    (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
-    key=lambda choice: choice.label,
-)
+NOT_A_CHOICE = lazy_gettext("Not a valid choice.")
 PHONE = re.compile(r"^\+?[0-9 ()./-]{5,30}$")
 # How an import file says yes or no (a checkbox, the consent column).
 YES = frozenset({"yes", "y", "true", "t", "1", "on", "x", "✓", "subscribed", "opted in",
@@ -52,26 +52,27 @@ def short_text(value: str, what: str) -> str:
 # it would turn our email into the sender's message to anyone.
 _NAME_RULES = (
     (re.compile(r"[a-z][a-z0-9+.-]*://|\bwww\.|[\w-]+\.[a-z]{2,}/", re.IGNORECASE),
-     "Enter just your name: no web addresses."),
-    (re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+"), "Enter just your name: no email addresses."),
+     lazy_gettext("Enter just your name: no web addresses.")),
+    (re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+"),
+     lazy_gettext("Enter just your name: no email addresses.")),
     (re.compile(r"\d(?:[\s().+-]*\d){4,}"),
-     "Enter just your name: no phone numbers or other long numbers."),
+     lazy_gettext("Enter just your name: no phone numbers or other long numbers.")),
 )
 
 
 def name_problem(name: str) -> str:
     """Why a name cannot be taken ('' when it can): the one rule of the opt-in form,
-    the API and the import."""
+    the API and the import; in the language spoken now."""
     for pattern, message in _NAME_RULES:
         if pattern.search(name or ""):
-            return message
+            return str(message)
     return ""
 
 
 def _presence(spec: dict[str, Any]) -> list:
     """A required field's message, or nothing asked of an optional one."""
-    return [DataRequired(message=f"{spec['label']} is required.")] if spec["required"] \
-        else [Optional()]
+    return [DataRequired(message=lazy_gettext("%(label)s is required.", label=spec["label"]))] \
+        if spec["required"] else [Optional()]
 
 
 def _plain_name(form, field: StringField) -> None:
@@ -82,7 +83,7 @@ def _plain_name(form, field: StringField) -> None:
 
 def _phone(form, field: TelField) -> None:
     if field.data and not PHONE.match(field.data):
-        raise ValidationError("Enter a phone number with digits only (and + ( ) -).")
+        raise ValidationError(gettext("Enter a phone number with digits only (and + ( ) -)."))
 
 
 class FieldKind:
@@ -123,7 +124,8 @@ class TextKind(FieldKind):
         return StringField(
             spec["label"],
             validators=[*_presence(spec),
-                        Length(max=TEXT_MAX, message=f"At most {TEXT_MAX} characters."),
+                        Length(max=TEXT_MAX, message=lazy_gettext(
+                            "At most %(max)d characters.", max=TEXT_MAX)),
                         *([_plain_name] if is_name else [])],
             render_kw={"autocomplete": "name" if is_name else "on"},
         )
@@ -141,7 +143,8 @@ class EmailKind(FieldKind):
     def form_field(self, spec: dict[str, Any]):
         return EmailField(
             spec["label"],
-            validators=[InputRequired(message="Enter your email address."), Length(max=254)],
+            validators=[InputRequired(message=lazy_gettext("Enter your email address.")),
+                        Length(max=254, message=lazy_gettext("This email address is too long."))],
             render_kw={"autocomplete": "email", "inputmode": "email"},
         )
 
@@ -156,7 +159,9 @@ class TelKind(FieldKind):
     """A phone number: digits and + ( ) . / - only."""
 
     def form_field(self, spec: dict[str, Any]):
-        return TelField(spec["label"], validators=[*_presence(spec), Length(max=30), _phone],
+        too_long = lazy_gettext("At most %(max)d characters.", max=30)
+        return TelField(spec["label"], validators=[*_presence(spec),
+                                                   Length(max=30, message=too_long), _phone],
                         render_kw={"autocomplete": "tel"})
 
     def checked_text(self, spec: dict[str, Any], text: str) -> Any:
@@ -170,8 +175,9 @@ class CountryKind(FieldKind):
     its fields; a file may name it by code or name."""
 
     def form_field(self, spec: dict[str, Any]):
-        return SelectField(spec["label"], choices=COUNTRY_CHOICES, validators=_presence(spec),
-                           validate_choice=True, render_kw={"autocomplete": "country"})
+        return SelectField(spec["label"], choices=country_choices, validators=_presence(spec),
+                           validate_choice=True, invalid_choice_message=NOT_A_CHOICE,
+                           render_kw={"autocomplete": "country"})
 
     def stored(self, value: Any) -> str | None:
         return value or None
@@ -184,6 +190,26 @@ class CountryKind(FieldKind):
         if code is None:
             raise FieldProblem(f"unknown country {text!r}")
         return code
+
+
+def country_choices() -> list[SelectChoice]:
+    """The country list of a form: a first empty choice, then every country by its
+    name in the language spoken now, in that language's alphabetical order."""
+    return _country_choices(languages.current_language())
+
+
+@lru_cache(maxsize=len(languages.LANGUAGES))
+def _country_choices(language: str) -> list[SelectChoice]:
+    names = [SelectChoice(country.alpha_2, languages.country_name(country.name, language))
+             for country in pycountry.countries]
+    return [SelectChoice("", lazy_gettext("Choose your country")),
+            *sorted(names, key=_sort_key)]
+
+
+def _sort_key(choice: SelectChoice) -> str:
+    """Österreich among the O, Émirats among the E: accents do not move a name."""
+    letters = unicodedata.normalize("NFKD", choice.label)
+    return "".join(c for c in letters if not unicodedata.combining(c)).casefold()
 
 
 @lru_cache(maxsize=2048)
@@ -199,8 +225,10 @@ class SelectKind(FieldKind):
     """One of the page's options; a file may write it in any case."""
 
     def form_field(self, spec: dict[str, Any]):
-        choices = [SelectChoice("", "Choose…")] + [SelectChoice(o) for o in spec["options"]]
-        return SelectField(spec["label"], choices=choices, validators=_presence(spec))
+        choices = [SelectChoice("", lazy_gettext("Choose…"))] + [
+            SelectChoice(o) for o in spec["options"]]
+        return SelectField(spec["label"], choices=choices, validators=_presence(spec),
+                           invalid_choice_message=NOT_A_CHOICE)
 
     def checked_text(self, spec: dict[str, Any], text: str) -> Any:
         for option in spec.get("options") or []:
@@ -214,7 +242,8 @@ class CheckboxKind(FieldKind):
 
     def form_field(self, spec: dict[str, Any]):
         label = spec["label"]
-        return BooleanField(label, validators=[DataRequired(f"Please tick: {label}")]
+        return BooleanField(label, validators=[DataRequired(lazy_gettext(
+            "Please tick: %(label)s", label=label))]
                             if spec["required"] else [])
 
     def stored(self, value: Any) -> bool:

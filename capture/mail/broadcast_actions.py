@@ -198,7 +198,7 @@ def send(name: str, at: datetime | None = None) -> Outcome:
     when = max(at or file.send_at or now, now)
     db.session.add(Broadcast(
         name=name, state="scheduled", subject=file.subject, preheader=file.preheader,
-        sender=file.sender, body=file.body, segment=file.segment_data,
+        sender=file.sender, language=file.language, body=file.body, segment=file.segment_data,
         file_hash=file.file_hash, send_at=when, send_window=file.send_window,
         timezone=file.timezone, created_at=now, subjects=file.subjects,
         **({"test": file.test, "test_phase": "testing"} if file.test else {})))

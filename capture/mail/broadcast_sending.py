@@ -56,7 +56,8 @@ TAKE_PAUSE = 0.5
 def content_of(broadcast: Broadcast) -> Content:
     """The frozen content of a broadcast row, as the composer renders it."""
     return Content(broadcast.name, broadcast.subject, broadcast.body, broadcast.preheader,
-                   broadcast.sender, subjects=tuple(broadcast.subjects or ()))
+                   broadcast.sender, subjects=tuple(broadcast.subjects or ()),
+                   language=broadcast.language)
 
 
 def start_due(now: datetime) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import current_app
 
+from capture import languages
 from capture.mail import subject_tests
 from capture.mail.front_matter import Problem, key_line, read_yaml
 from capture.mail.sequences import check_template
@@ -27,7 +28,7 @@ from capture.segments import language, text as segment_text
 
 NAME = re.compile(r"^[a-z0-9_-]{1,100}$")
 KEYS = {"name", "subject", "preheader", "segment", "send_at", "from", "test", "send_window",
-        "timezone"}
+        "timezone", "language"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Content:
     reply_to: str | None = None
     # A subject test's subjects (`subject` is the first); () for one subject.
     subjects: tuple[str, ...] = ()
+    # The footer's language (None: each lead's page's).
+    language: str | None = None
 
     @property
     def key(self) -> str:
@@ -74,6 +77,7 @@ class BroadcastFile:
     test: dict[str, Any] | None = None
     preheader: str = ""
     sender: str | None = None
+    language: str | None = None
     body: str = ""
     # The segment as written (a mapping; {} = every subscribed lead) and parsed.
     segment_data: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +105,7 @@ class BroadcastFile:
 
     def content(self) -> Content:
         return Content(self.name, self.subject, self.body, self.preheader, self.sender,
-                       subjects=tuple(self.subjects))
+                       subjects=tuple(self.subjects), language=self.language)
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.filename, line, message))
@@ -196,6 +200,12 @@ def _read_front(broadcast: BroadcastFile, data: dict, front: list[str]) -> None:
             broadcast.problem(line("from"), "from: expected an address like Name <a@b.c>")
         else:
             broadcast.sender = sender.strip()
+    if data.get("language") is not None:
+        problem = languages.language_problem(data["language"])
+        if problem:
+            broadcast.problem(line("language"), f"language: {problem}")
+        else:
+            broadcast.language = data["language"]
     broadcast.test = subject_tests.read_test(data, front, broadcast.filename,
                                              broadcast.problems)
     _read_send_at(broadcast, data.get("send_at"), line("send_at"))

@@ -1,4 +1,5 @@
-"""Composing email: step templates and the confirmation rendered into messages, safe headers."""
+"""Composing email: step templates and the confirmation rendered into messages, safe
+headers, and the language an email's built-in words are in."""
 
 import html as html_lib
 import re
@@ -9,14 +10,16 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
+from flask_babel import gettext
 from markupsafe import Markup
 
-from capture import domains
+from capture import domains, languages
+from capture.db import db
 from capture.mail import mime, subject_tests, verp
-from capture.mail.sequences import compiled
+from capture.mail.sequences import Library, compiled
 from capture.markup import email_parts
 from capture.tag_names import tag_problem
-from capture.models import Lead, Page
+from capture.models import Broadcast, Delivery, Lead, Page
 
 # Control characters (CR, LF, tabs, NUL …) never reach a header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -89,8 +92,30 @@ def message_id_domain() -> str:
     return domains.to_ascii(current_app.config["MAIL_FROM_ADDRESS"].domain or "localhost")
 
 
+def email_language(sequence, page: Page | None) -> str:
+    """The language of an email's built-in words (its footer, and the unsubscribe page
+    it links to): the sequence's or broadcast's `language` when it sets one, else the
+    language of the page the lead opted in on."""
+    return languages.known(getattr(sequence, "language", None)
+                           or (page.language if page is not None else None))
+
+
+def delivery_language(lead: Lead, delivery_id: int | None) -> str:
+    """The language of the email `delivery_id` sent to `lead` (`email_language`), for
+    the pages its links open; the lead's page's for a token without an email."""
+    delivery = db.session.get(Delivery, delivery_id) if delivery_id is not None else None
+    origin = None
+    if delivery is not None and delivery.lead_id == lead.id:
+        if delivery.broadcast_id is not None:
+            origin = db.session.get(Broadcast, delivery.broadcast_id)
+        elif delivery.sequence:
+            origin = Library.current().get(delivery.sequence)
+    return email_language(origin, lead.page)
+
+
 def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email:
-    """The double opt-in email: one link to confirm, nothing else to click."""
+    """The double opt-in email, in the page's language: one link to confirm, nothing
+    else to click."""
     context = {
         "lead": lead,
         "first_name": short_name(lead.first_name),
@@ -98,9 +123,10 @@ def confirmation_message(lead: Lead, page: Page, confirm_url: str) -> mime.Email
         "confirm_url": confirm_url,
         "postal_address": current_app.config["POSTAL_ADDRESS"],
     }
-    subject = f"Please confirm your subscription: {page.title}"
-    text = render_template("email/confirm.txt", **context)
-    html = render_template("email/confirm.html", **context)
+    with languages.speaking(email_language(None, page)):
+        subject = gettext("Please confirm your subscription: %(title)s", title=page.title)
+        text = render_template("email/confirm.txt", **context)
+        html = render_template("email/confirm.html", **context)
     message = new_message(lead, subject, text, html)
     # No delivery row for this email: its bounce names the lead (capture.mail.verp).
     message.sender = verp.envelope_sender(verp.Origin("confirmation", lead.id)) or message.sender
@@ -233,14 +259,15 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
     # The layouts see only these values (no request or session): rendered straight
     # from the app's template environment, autoescaped like every .html template.
     templates = current_app.jinja_env
-    html = templates.get_template("email/layout.html").render(
-        content=Markup(content), preheader=header_text(preheader, 200),
-        postal_address=postal_address, unsubscribe_url=unsubscribe_url, pixel_url=pixel_url,
-        page=page,
-    )
-    text = templates.get_template("email/layout.txt").render(
-        content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
-    )
+    with languages.speaking(email_language(sequence, page)):
+        html = templates.get_template("email/layout.html").render(
+            content=Markup(content), preheader=header_text(preheader, 200),
+            postal_address=postal_address, unsubscribe_url=unsubscribe_url,
+            pixel_url=pixel_url, page=page,
+        )
+        text = templates.get_template("email/layout.txt").render(
+            content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
+        )
     return {"subject": subject, "preheader": preheader, "text": text,
             "html": html, "subjects": subjects}
 

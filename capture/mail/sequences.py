@@ -20,6 +20,7 @@ from flask import Flask, current_app, has_request_context, request
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from capture import languages
 from capture.mail import conditions, subject_tests
 from capture.mail.front_matter import Problem, key_line, read_yaml
 from capture.mail.time_values import parse_clock, parse_delay, read_send_window
@@ -27,7 +28,7 @@ from capture.mail.triggers import Trigger, read_start_on
 from capture.markup import link_tag_problems
 from capture.segments.language import Segment
 
-SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone"}
+SEQUENCE_KEYS = {"from", "reply_to", "stop_on", "send_window", "timezone", "language"}
 # Ways into a sequence besides a page's `sequence` (capture.mail.triggers).
 SEQUENCE_KEYS |= {"start_on", "reenter"}
 STEP_KEYS = {"subject", "delay", "at", "preheader", "when"}
@@ -89,6 +90,8 @@ class Sequence:
     folder: Path
     sender: str | None = None
     reply_to: str | None = None
+    # The language of its footers (None: each lead's page's; capture.mail.compose).
+    language: str | None = None
     stop_on: tuple[str, ...] = ("unsubscribe",)
     send_window: tuple[time, time] | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
@@ -260,6 +263,12 @@ def _read_settings(sequence: Sequence, path: Path) -> None:
             sequence.sender = value
         else:
             sequence.reply_to = value
+    if data.get("language") is not None:
+        problem = languages.language_problem(data["language"])
+        if problem:
+            problems.append(Problem(file, key_line(lines, "language", 0), f"language: {problem}"))
+        else:
+            sequence.language = data["language"]
     if data.get("stop_on") is not None:
         sequence.stop_on, wrong_stops = conditions.read_stop_on(data["stop_on"])
         problems.extend(Problem(file, key_line(lines, "stop_on", 0), message)

@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pycountry
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 
-from capture import domains
+from capture import domains, languages
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
 from capture.pages import variants
@@ -51,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "payout": "0",
     "currency": "USD",
     "template": "default.html",
+    "language": languages.DEFAULT,
     "published": True,
     "allowed_origins": [],
     "tags": [],
@@ -95,8 +97,10 @@ def validate_page(
             problems.add(key, "must be true or false")
     if clean["review"] not in ("auto", "manual"):
         problems.add("review", "must be auto or manual")
+    if languages.language_problem(clean["language"]):
+        problems.add("language", languages.language_problem(clean["language"]))
 
-    clean["fields"] = _check_fields(clean["fields"], problems)
+    clean["fields"] = _check_fields(clean["fields"], problems, clean["language"])
     clean["rules"] = _check_rules(clean["rules"], clean["fields"], problems)
     clean["payout"] = _check_payout(clean["payout"], problems)
     _check_currency(clean, problems)
@@ -129,10 +133,16 @@ def _clashes_with_form(name: str) -> bool:
             or name in {"meta", "data", "errors", "form_errors"})
 
 
-def _check_fields(fields: Any, problems: _Problems) -> list[dict[str, Any]]:
+def _email_field(language: Any) -> dict[str, Any]:
+    """The email field a page gets when it names none, labelled in its language."""
+    with languages.speaking(languages.known(language)):
+        return {**EMAIL_FIELD, "label": gettext("Email")}
+
+
+def _check_fields(fields: Any, problems: _Problems, language: Any) -> list[dict[str, Any]]:
     if not isinstance(fields, list):
         problems.add("fields", "must be a list of {name, label, type, required}")
-        return [dict(EMAIL_FIELD)]
+        return [_email_field(language)]
     clean: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, field in enumerate(fields):
@@ -179,7 +189,7 @@ def _check_fields(fields: Any, problems: _Problems) -> list[dict[str, Any]]:
             problems.add(where, "the name field must be of type text")
         clean.append(item)
     if "email" not in seen:
-        clean.insert(0, dict(EMAIL_FIELD))
+        clean.insert(0, _email_field(language))
     return clean
 
 
@@ -396,4 +406,5 @@ def preview_values(clean: dict[str, Any], templates_dir: str) -> dict[str, Any]:
     template = values.get("template")
     if template not in template_names(templates_dir):
         values["template"] = DEFAULTS["template"]
+    values["language"] = languages.known(values.get("language"))
     return values

@@ -21,6 +21,7 @@ import altcha
 import limits
 import limits.strategies
 from flask import Flask, current_app
+from flask_babel import lazy_gettext
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, update
 
@@ -138,10 +139,11 @@ REPLAYED = "replayed"  # a genuine solution a sign-up already used
 # What a visitor is told when the form came without a usable proof: a person may be
 # behind these two (JavaScript off, a tab left open); anything else is trapped.
 PROOF_NOTICES = {
-    MISSING: "This form needs JavaScript to prove you are not a robot. Please turn "
-             "JavaScript on, wait until the box “I'm not a robot” is ticked and send "
-             "the form again.",
-    EXPIRED: "The check that you are not a robot had expired. Please send the form again.",
+    MISSING: lazy_gettext("This form needs JavaScript to prove you are not a robot. "
+                          "Please turn JavaScript on, wait until the box “I'm not a "
+                          "robot” is ticked and send the form again."),
+    EXPIRED: lazy_gettext("The check that you are not a robot had expired. Please send "
+                          "the form again."),
 }
 
 

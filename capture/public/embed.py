@@ -21,8 +21,10 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import select
 
+from capture import languages
 from capture.public import bots
 from capture.leads import intake, optin
 from capture.public.attribution import record_embedded_visit
@@ -41,10 +43,12 @@ from capture.web.hygiene import FORM_TYPES
 
 bp = Blueprint("embed", __name__)
 PREFLIGHT_MAX_AGE = 600
-RATE_LIMITED = "Too many sign-ups from your network. Please wait a minute and try again."
-TOO_MANY_CHALLENGES = "Too many requests from your network. Please wait a minute and try again."
-NOT_FOUND = "There is no sign-up form at this address."
-NOT_A_FORM = "This address only accepts a submitted form."
+RATE_LIMITED = lazy_gettext("Too many sign-ups from your network. Please wait a minute "
+                            "and try again.")
+TOO_MANY_CHALLENGES = lazy_gettext("Too many requests from your network. Please wait a "
+                                   "minute and try again.")
+NOT_FOUND = lazy_gettext("There is no sign-up form at this address.")
+NOT_A_FORM = lazy_gettext("This address only accepts a submitted form.")
 
 
 def embeddable(page: Page, origin: str | None) -> bool:
@@ -69,11 +73,10 @@ def _wants_json() -> bool:
 def _answer(status: int, message: str, title: str = "", **headers: str) -> Response:
     """An error as JSON `{"ok": false, "error": …}` for a script, else a short page."""
     if _wants_json():
-        response = make_response(jsonify(ok=False, error=message), status)
+        response = make_response(jsonify(ok=False, error=str(message)), status)
     else:
-        response = make_response(
-            render_template("error.html", title=title or "Sign-up not sent", message=message),
-            status)
+        response = make_response(render_template(
+            "error.html", title=title or gettext("Sign-up not sent"), message=message), status)
     response.headers.update(headers)
     return response
 
@@ -96,23 +99,24 @@ def _checked(slug: str) -> tuple[Page | None, str | None, Response | None]:
     """The page and the request's origin, or the refusal to send (404, 403)."""
     page = _page(slug)
     if page is None:
-        return None, None, _answer(404, NOT_FOUND, "Not found")
+        return None, None, _answer(404, NOT_FOUND, gettext("Not found"))
+    languages.use(page.language)
     origin = request_origin(request)
     if embeddable(page, origin):
         return page, origin, None
     if origin is None:
-        message = ("This sign-up form only accepts sign-ups from the sites its owner "
-                   "allowed, and this request did not say which site it came from.")
+        message = gettext("This sign-up form only accepts sign-ups from the sites its owner "
+                          "allowed, and this request did not say which site it came from.")
     elif origin == OPAQUE:
-        message = ("This sign-up form only accepts sign-ups from the sites its owner "
-                   "allowed, and this request came from a page without a web address "
-                   "(a sandboxed frame or a local file).")
+        message = gettext("This sign-up form only accepts sign-ups from the sites its owner "
+                          "allowed, and this request came from a page without a web address "
+                          "(a sandboxed frame or a local file).")
     elif not page.allowed_origins or not page.double_opt_in:
-        message = "This page does not accept sign-ups from other sites."
+        message = gettext("This page does not accept sign-ups from other sites.")
     else:
-        message = f"This page does not accept sign-ups from {origin}."
+        message = gettext("This page does not accept sign-ups from %(site)s.", site=origin)
     current_app.logger.info("embedded sign-up for %s refused from %s", slug, origin or "-")
-    return page, origin, _answer(403, message, "Not allowed here")
+    return page, origin, _answer(403, message, gettext("Not allowed here"))
 
 
 @bp.route("/p/<slug>/embed", methods=["OPTIONS"])
@@ -170,10 +174,10 @@ def submit(slug: str):
     if refusal is not None:
         return refusal
     if request.mimetype not in FORM_TYPES:
-        return _with_cors(_answer(415, NOT_A_FORM, "Not a form"), origin)
+        return _with_cors(_answer(415, NOT_A_FORM, gettext("Not a form")), origin)
     if not bots.rate_limit().allow(request.remote_addr or "unknown"):
-        return _with_cors(_answer(429, RATE_LIMITED, "Slow down", **{"Retry-After": "60"}),
-                          origin)
+        return _with_cors(_answer(429, RATE_LIMITED, gettext("Slow down"),
+                                  **{"Retry-After": "60"}), origin)
 
     form = form_class(page)(meta={"csrf": False})
     # Cookies do not travel across sites, so the token is bound to the page alone.
@@ -249,7 +253,7 @@ def _expired(page: Page, form: OptInForm, started: dict | None) -> Response:
     a fresh token (for the script: `started`, which it puts into its form)."""
     if _wants_json():
         fresh = bots.form_token(page.id, _visit(page, started), None)
-        return make_response(jsonify(ok=False, errors={}, error=FORM_EXPIRED,
+        return make_response(jsonify(ok=False, errors={}, error=str(FORM_EXPIRED),
                                      started=fresh), 422)
     return _shown_here(page, form, started, FORM_EXPIRED)
 
@@ -267,10 +271,10 @@ def _invalid(page: Page, form: OptInForm, started: dict | None) -> Response:
     """Invalid input: for a script, `422` with one message per field; for a browser's
     own post, the page's form on this site with what the visitor typed and the
     messages, ready to send again from here (with this site's CSRF token)."""
-    errors = {name: messages[0] for name, messages in form.errors.items()
+    errors = {name: str(messages[0]) for name, messages in form.errors.items()
               if name is not None and messages}
     if _wants_json():
-        return make_response(jsonify(ok=False, errors=errors, error=FIX_FIELDS), 422)
+        return make_response(jsonify(ok=False, errors=errors, error=str(FIX_FIELDS)), 422)
     return _shown_here(page, form, started, FIX_FIELDS)
 
 

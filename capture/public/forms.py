@@ -5,6 +5,7 @@ from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
@@ -20,7 +21,7 @@ class OptInForm(FlaskForm):
     take them)."""
 
     # Hidden from people by CSS; bots that fill every input fill this one too.
-    website = StringField("Leave this field empty", validators=[Optional()])
+    website = StringField(lazy_gettext("Leave this field empty"), validators=[Optional()])
     started = HiddenField()
 
     def validate_email(self, field: StringField) -> None:
@@ -41,7 +42,7 @@ def _form_class(fields_key: tuple, consent: str) -> type[OptInForm]:
         attributes[item["name"]] = FIELD_KINDS[item["type"]].form_field(item)
     if consent:
         attributes["consent"] = BooleanField(
-            consent, validators=[DataRequired("Please tick the box to agree.")]
+            consent, validators=[DataRequired(lazy_gettext("Please tick the box to agree."))]
         )
     return type("PageOptInForm", (OptInForm,), attributes)
 

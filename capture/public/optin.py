@@ -12,11 +12,13 @@ from flask import (
     render_template,
     request,
 )
+from flask_babel import gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from capture import languages
 from capture.public import bots
 from capture.leads import intake, lifecycle, optin
 from capture.public.attribution import record_visit, set_visitor_cookie, visitor_id
@@ -31,6 +33,7 @@ from capture.public.render import (
     FIX_FIELDS,
     FORM_EXPIRED,
     published_page,
+    render_for,
     render_form_again,
     render_page,
     shown_page,
@@ -40,8 +43,8 @@ from capture.public.render import (
 
 bp = Blueprint("pages", __name__)
 # What the opt-in form says when the sign-up could not be saved.
-OPTIN_RETRY = ("We could not finish your sign-up just now. "
-               "Please submit the form again in a moment.")
+OPTIN_RETRY = lazy_gettext("We could not finish your sign-up just now. "
+                           "Please submit the form again in a moment.")
 
 
 @bp.get("/p/<slug>")
@@ -65,6 +68,7 @@ def submit(slug: str):
     """The opt-in: trap bots, validate (against the form of the variant shown), store
     the lead (its confirmation email is queued for the scheduler)."""
     base = shown_page(slug)
+    languages.use(base.page.language)  # for every answer, the errors of the form too
     if request.mimetype not in FORM_TYPES:
         abort(415)
     verdict, started = bots.check_form_token(request.form.get("started"), base.page.id,
@@ -73,7 +77,8 @@ def submit(slug: str):
     page = shown_variant(base, variant).page
     form = form_class(page)()
     if not bots.rate_limit().allow(request.remote_addr or "unknown"):
-        notice = "Too many sign-ups from your network. Please wait a minute and try again."
+        notice = gettext("Too many sign-ups from your network. Please wait a minute and "
+                         "try again.")
         return render_page(page, form, 429, notice)
 
     visit = started.get("v") if started else None
@@ -139,7 +144,7 @@ def thanks(slug: str):
     if page.variants and not new_visitor:  # a visitor without the cookie saw no variant
         page = variants.page_as(page, variants.visitor_variant(
             page, vid, new_visitor, db.session.connection()))
-    return render_template("thanks.html", page=page, text=render_markdown(page.thank_you))
+    return render_for(page, "thanks.html", text=render_markdown(page.thank_you))
 
 
 class ConfirmForm(FlaskForm):
@@ -151,6 +156,7 @@ def _lead_to_confirm(token: str) -> Lead:
     lead = lifecycle.lead_for_confirm_token(token)
     if lead is None:
         abort(404)
+    languages.use(lead.page.language if lead.page is not None else None)
     return lead
 
 
@@ -185,7 +191,7 @@ def confirm(token: str):
     lead = _lead_to_confirm(token)
     form = ConfirmForm()
     if not form.validate():
-        notice = "This page had expired. Please press the button again."
+        notice = gettext("This page had expired. Please press the button again.")
         return _confirm_page(lead, ConfirmForm(formdata=None), 400, notice)
     lifecycle.confirm(lead, request.remote_addr)
     return _confirm_page(lead)
@@ -237,6 +243,7 @@ def csrf_failed(error: CSRFError):
             select(Page).where(Page.slug == request.view_args["slug"], Page.published)
         )
         if page is not None:
+            languages.use(page.language)
             verdict, started = bots.check_form_token(request.form.get("started"), page.id,
                                                      visitor_id(request)[0])
             variant = _variant_shown(page, started)
@@ -247,8 +254,9 @@ def csrf_failed(error: CSRFError):
             return render_form_again(page, form, 400, FORM_EXPIRED,
                                      started.get("v") if started else None, variant)
     current_app.logger.info("CSRF failure on %s: %s", request.path, error.description)
-    return render_template("error.html", title="Form expired",
-                           message="This form had expired. Go back, reload and try again."), 400
+    return render_template("error.html", title=gettext("Form expired"),
+                           message=gettext("This form had expired. Go back, reload and try "
+                                           "again.")), 400
 
 
 @bp.get("/favicon.ico")

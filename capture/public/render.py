@@ -1,6 +1,7 @@
-"""A page's form as visitors see it: the opt-in page (with each process's cache of its
-first view, one per variant of a page test), the form shown again with a notice,
-where a sign-up goes next, and the snippet that embeds the form on other sites.
+"""A page's form as visitors see it, in the page's language: the opt-in page (with each
+process's cache of its first view, one per variant of a page test), the form shown
+again with a notice, where a sign-up goes next, the snippet that embeds the form on
+other sites, and the pages around a sign-up (`render_for`).
 
 Shared by the opt-in and embed blueprints and the dashboard's preview, so that none of
 them imports another blueprint.
@@ -20,21 +21,24 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import lazy_gettext
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import bindparam, event, select
 
+from capture import languages
 from capture.db import db
 from capture.markup import render_markdown
 from capture.models import Page
 from capture.pages import variants
 from capture.public import bots
 from capture.public.attribution import set_visitor_cookie, visitor_id
-from capture.leads.fields import COUNTRY_CHOICES
+from capture.leads.fields import country_choices
 from capture.public.forms import OptInForm, form_class
 from capture.web.headers import allow_form_target
 
-FIX_FIELDS = "Please correct the highlighted fields."
-FORM_EXPIRED = "This form had expired. Please check your details and submit again."
+FIX_FIELDS = lazy_gettext("Please correct the highlighted fields.")
+FORM_EXPIRED = lazy_gettext("This form had expired. Please check your details and submit "
+                            "again.")
 # The snippet's script fills these with the host page's address and its referrer.
 # A dash keeps them apart from page fields, whose names are identifiers.
 HOST_URL_FIELD = "embed-url"
@@ -57,12 +61,19 @@ def published_page(slug: str) -> Page:
     return page
 
 
+def render_for(page: Page | None, template: str, **context) -> str:
+    """A template a visitor or lead sees about `page` (thanks, confirm …), rendered
+    in the page's language (English without a page)."""
+    with languages.speaking(page.language if page is not None else None):
+        return render_template(template, page=page, **context)
+
+
 def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""):
     """The opt-in page through its template, never cached (it holds a CSRF token)."""
     response = make_response(
-        render_template(
+        render_for(
+            page,
             f"pages/{page.template}",
-            page=page,
             form=form,
             field_names=[spec["name"] for spec in page.fields],
             body=render_markdown(page.body),
@@ -79,7 +90,8 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
 # The opt-in page as shown on a first view is the same for every visitor (of one
 # variant) but for two tokens, so each process renders it once per saved version of
 # the page (and variant) and puts the visitor's tokens into the slots left for them.
-# A version is (id, updated_at), a variant's (id, updated_at, key); a page changed in
+# A version is (id, updated_at, language), a variant's (id, updated_at, language, key),
+# so a page is never shown from a rendering in another language; a page changed in
 # this process also empties the cache at once (see `_page_changed`).
 _CSRF_SLOT = f"capture-csrf-slot-{secrets.token_hex(8)}"
 _STARTED_SLOT = f"capture-started-slot-{secrets.token_hex(8)}"
@@ -89,8 +101,8 @@ _SHOWN_KEY = "capture.shown_pages"
 
 
 # Built once, run on every view and opt-in: a plain statement skips the ORM's work.
-_PAGE_VERSION = select(Page.id, Page.updated_at).where(Page.slug == bindparam("slug"),
-                                                      Page.published)
+_PAGE_VERSION = select(Page.id, Page.updated_at, Page.language).where(
+    Page.slug == bindparam("slug"), Page.published)
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ def shown_variant(shown: ShownPage, variant: str | None, version: tuple | None =
         return shown
     page = shown.page
     cache: dict[tuple, ShownPage] = current_app.extensions.setdefault(_SHOWN_KEY, {})
-    key = (*(version or (page.id, page.updated_at)), variant)
+    key = (*(version or (page.id, page.updated_at, page.language)), variant)
     cached = cache.get(key)
     if cached is None or current_app.config["TEMPLATES_AUTO_RELOAD"]:
         cached = _rendered(variants.page_as(page, variant), variant, None)
@@ -221,8 +233,9 @@ def snippet(page: Page, script: bool = True) -> str:
              "script": base + url_for("static", filename="proof-of-work.js"),
              "css": base + url_for("static", filename="vendor/altcha/altcha.css"),
              } if page.proof_of_work else None
-    return render_template(
-        "embed/snippet.html", page=page, fields=fields, script=script,
-        action=f"{base}/p/{page.slug}/embed", countries=COUNTRY_CHOICES[1:],
-        url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD, proof=proof,
-    ).strip() + "\n"
+    with languages.speaking(page.language):
+        return render_template(
+            "embed/snippet.html", page=page, fields=fields, script=script,
+            action=f"{base}/p/{page.slug}/embed", countries=country_choices()[1:],
+            url_field=HOST_URL_FIELD, referrer_field=HOST_REFERRER_FIELD, proof=proof,
+        ).strip() + "\n"

@@ -13,12 +13,14 @@ from flask import (
     render_template,
     request,
 )
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from capture.leads import engagement
 from capture.leads import decisions, lifecycle, upgrades
-from capture import links
+from capture import languages, links
+from capture.mail import compose
 from capture.db import csrf, db, is_unavailable, unavailable_reason
 from capture.models import Enrollment, Lead
 
@@ -58,12 +60,14 @@ def click(token: str):
 
 
 def _lead_for(token: str) -> tuple[Lead, int | None]:
-    """The lead (and the email) an unsubscribe token names, or 404."""
+    """The lead (and the email) an unsubscribe token names, or 404; the page speaks
+    the email's language."""
     found = links.read_unsubscribe(token)
     lead = (db.session.scalar(select(Lead).where(Lead.public_ref == found[0]))
             if found else None)
     if lead is None:
         abort(404)
+    languages.use(compose.delivery_language(lead, found[1]))
     return lead, found[1]
 
 
@@ -114,7 +118,7 @@ def unsubscribe(token: str):
     if not one_click and request.form.get("choice") == "sequence":
         enrollment = lifecycle.email_enrollment(lead, delivery_id)
         if not UnsubscribeForm().validate():
-            notice = "This page had expired. Please choose again."
+            notice = gettext("This page had expired. Please choose again.")
             return _unsubscribe_page(lead, enrollment, status=400, notice=notice)
         left = lifecycle.leave_sequence(lead, delivery_id)
         return _unsubscribe_page(lead, left or enrollment, done="sequence" if left else "")

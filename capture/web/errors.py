@@ -12,22 +12,29 @@ path itself (`answer_errors_under`), also for a URL that matched no view.
 from collections.abc import Callable, Sequence
 
 from flask import Flask, Response, current_app, render_template, request
+from flask_babel import lazy_gettext
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from capture.db import db, is_unavailable, unavailable_reason
 
+# In the language of the request: a page's for its visitors, English elsewhere.
 MESSAGES = {
-    400: ("Bad request", "The request could not be understood."),
-    404: ("Not found", "There is nothing at this address. Check the link and try again."),
-    405: ("Not allowed", "This address does not accept that kind of request."),
-    413: ("Too large", "What you sent is larger than this site accepts."),
-    415: ("Not a form", "This address only accepts a submitted form."),
-    429: ("Slow down", "Too many requests. Please wait a minute and try again."),
-    500: ("Something went wrong", "Please try again in a moment."),
-    503: ("Please try again in a moment",
-          "The site is busy for a moment and could not finish that. "
-          "Please try again in a few seconds."),
+    400: (lazy_gettext("Bad request"), lazy_gettext("The request could not be understood.")),
+    404: (lazy_gettext("Not found"),
+          lazy_gettext("There is nothing at this address. Check the link and try again.")),
+    405: (lazy_gettext("Not allowed"),
+          lazy_gettext("This address does not accept that kind of request.")),
+    413: (lazy_gettext("Too large"),
+          lazy_gettext("What you sent is larger than this site accepts.")),
+    415: (lazy_gettext("Not a form"),
+          lazy_gettext("This address only accepts a submitted form.")),
+    429: (lazy_gettext("Slow down"),
+          lazy_gettext("Too many requests. Please wait a minute and try again.")),
+    500: (lazy_gettext("Something went wrong"), lazy_gettext("Please try again in a moment.")),
+    503: (lazy_gettext("Please try again in a moment"),
+          lazy_gettext("The site is busy for a moment and could not finish that. "
+                       "Please try again in a few seconds.")),
 }
 RETRY_AFTER_SECONDS = 5
 # Where the app keeps the answers views and areas registered (app.extensions).
@@ -70,7 +77,7 @@ def http_error(error: HTTPException):
             return handler(error)
     title, message = MESSAGES.get(error.code, (error.name, error.description))
     if request.path.startswith(JSON_PREFIXES):
-        return {"ok": False, "error": message}, error.code
+        return {"ok": False, "error": str(message)}, error.code
     return render_template("error.html", title=title, message=message), error.code
 
 
@@ -92,7 +99,7 @@ def database_error(error: Exception):
     title, message = MESSAGES[503]
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
     if request.path.startswith(JSON_PREFIXES):
-        return {"ok": False, "error": message}, 503, headers
+        return {"ok": False, "error": str(message)}, 503, headers
     answer = current_app.extensions.get(UNAVAILABLE_ANSWERS, {}).get(request.endpoint)
     response = answer() if answer is not None else None
     if response is None:

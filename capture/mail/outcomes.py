@@ -106,6 +106,16 @@ def _about(sequence, step) -> dict[str, str]:
     return details if details is not None else {"sequence": sequence.name, "step": step.key}
 
 
+def merged(writes: list) -> list:
+    """The (statement, parameters) pairs of many emails as one pair per statement,
+    each run once with all its rows (executemany), in the order they first came."""
+    groups: dict[int, tuple] = {}
+    for statement, parameters in writes:
+        rows = parameters if isinstance(parameters, list) else [parameters]
+        groups.setdefault(id(statement), (statement, []))[1].extend(rows)
+    return list(groups.values())
+
+
 def write(connection, statements: list) -> None:
     """Run (statement, parameters) pairs prepared beforehand, back to back: on SQLite
     the write lock, taken by the first, is held for the statements only, not for
@@ -124,14 +134,12 @@ def fail(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequence, 
     db.session.commit()
 
 
-def unexpected_send_error(backend: backends.Backend, error: Exception, delivery_id: int,
-                          enrollment_id: int | None, sequence: Sequence, step: Step,
-                          summary: Summary) -> None:
+def unexpected_send_error(error: Exception, delivery_id: int, enrollment_id: int | None,
+                          sequence: Sequence, step: Step, summary: Summary) -> None:
     """The backend raised something other than a MailError (a bug, an address it
     cannot write): that email fails with the error as its reason, the rest of the
-    batch goes on. The connection is closed: its state is unknown."""
-    log.exception("sending delivery %s failed", delivery_id)
-    backend.close()
+    batch goes on. (The caller closes the connection: its state is unknown.)"""
+    log.error("sending delivery %s failed: %s", delivery_id, claims.unexpected(error))
     db.session.rollback()
     delivery = db.session.get(Delivery, delivery_id)
     enrollment = db.session.get(Enrollment, enrollment_id) if enrollment_id else None

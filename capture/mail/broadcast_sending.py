@@ -224,7 +224,7 @@ def _send_chunk(ids: list[int], sender: connections.Sender, summary: Summary) ->
         return
     db.session.expunge_all()
     db.session.commit()
-    sender.submit(handover.render_all(emails, leads, summary))
+    sender.submit(handover.render_all(emails, leads, summary, between=sender.pump))
 
 
 def why_not(lead: Lead, suppressed: set[str]) -> str:

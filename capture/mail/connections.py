@@ -103,7 +103,7 @@ class Sender:
         self.answers: queue.SimpleQueue = queue.SimpleQueue()
         self.backlog: deque[Outgoing] = deque()  # rendered, not marked yet
         self.marked = 0  # marked and without an outcome yet
-        self.writes: list = []  # outcomes to write with the next marks
+        self.sent: list[Outgoing] = []  # sent, to be written with the next marks
         self.untried: list[Outgoing] = []
         self.threads: list[threading.Thread] = []
         self.stopped: str | None = None
@@ -125,6 +125,11 @@ class Sender:
         while len(self.backlog) > self.limit * AHEAD and not self.stopped:
             self._pump(wait=True)
         self._raise_once()
+
+    def pump(self) -> None:
+        """Record the outcomes that came back and feed the connections, without
+        waiting (called while the next chunk is rendered)."""
+        self._pump(wait=False)
 
     def close(self) -> None:
         """Wait for every marked email's outcome, write them, let the connections go."""
@@ -161,7 +166,7 @@ class Sender:
         if not self.stopped:
             while self.backlog and self.marked + len(group) < self.limit * AHEAD:
                 group.append(self.backlog.popleft())
-        if not (group or self.writes or self.untried):
+        if not (group or self.sent or self.untried):
             return
         untried, self.untried = self.untried, []
         marked = self._write(group, untried)
@@ -177,9 +182,9 @@ class Sender:
     def _write(self, group: list[Outgoing], untried: list[Outgoing]) -> set[int]:
         """Write the outcomes, unmark the untried, mark the group: one commit. The ids
         marked; on a database error the group and the rest are given back, held."""
-        writes, self.writes = self.writes, []
+        sent, self.sent = self.sent, []
         try:
-            outcomes.write(self.connection, outcomes.merged(writes))
+            outcomes.write(self.connection, outcomes.sent_writes(sent, self.summary))
             if untried:
                 self.connection.execute(_UNMARKED,
                                         {"b_ids": [e.delivery_id for e in untried]})
@@ -211,7 +216,7 @@ class Sender:
                 self._stop(f"a connection died: {error!r}")
             return
         if error is None:
-            self.writes += outcomes.sent_writes(email, self.summary)
+            self.sent.append(email)
             if len(self.threads) < self.limit and (self.backlog or self.marked):
                 self._open_connection()
             return

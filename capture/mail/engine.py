@@ -165,7 +165,7 @@ def _advance_chunk(ids: list[int], sender: connections.Sender, summary: Summary)
     summary.stopped += decided.stopped
     summary.held += decided.held
     summary.skipped += decided.skipped
-    sender.submit(handover.render_all(emails, leads, summary))
+    sender.submit(handover.render_all(emails, leads, summary, between=sender.pump))
 
 
 def _due_steps(enrollments, now: datetime, summary: Summary) -> list:

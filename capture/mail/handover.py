@@ -9,6 +9,7 @@ No transaction is open while the backend works (an SMTP wait never holds a datab
 lock)."""
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import bindparam, update
 
@@ -46,15 +47,19 @@ def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
     return message, ""
 
 
-def render_all(emails: list[Outgoing], leads: dict[int, Lead],
-               summary: Summary) -> list[Outgoing]:
+def render_all(emails: list[Outgoing], leads: dict[int, Lead], summary: Summary,
+               between: Callable[[], None] | None = None) -> list[Outgoing]:
     """Render a chunk's new emails (`leads` by delivery id) and store their links
     and subjects in one transaction. A step that cannot be rendered for its lead
-    fails (the lead moves on). Returns the emails to send."""
+    fails (the lead moves on). Returns the emails to send. `between` is called
+    every few emails (no transaction is open then): the Sender keeps its
+    connections fed meanwhile."""
     link_rows: list[dict] = []
     ready, failed, broken = [], [], []
     # `broken`: the links could not be stored; the emails go back unsent.
-    for email in emails:
+    for index, email in enumerate(emails):
+        if between is not None and index % 10 == 9:
+            between()
         email.message, error = render(email.sequence, email.step, leads[email.delivery_id],
                                       email.delivery_id, link_rows=link_rows)
         if email.message is None:
@@ -124,6 +129,6 @@ def deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequenc
     # An owner's resend of an earlier email never moves the lead back.
     move_on = enrollment is not None and not membership.is_past(
         enrollment, step.key, step.filename, sequence)
-    writes = outcomes.sent_writes(email, summary, move_on=move_on)
+    writes = outcomes.sent_writes([email], summary, move_on=move_on)
     outcomes.write(db.session.connection(), writes)
     db.session.commit()

@@ -99,6 +99,11 @@ SECTIONS = (
                 choices=("none", "starttls", "ssl")),
         Setting("SMTP_TIMEOUT", 10, "integer", "seconds to wait for the SMTP server",
                 minimum=1),
+        Setting("SMTP_CONNECTIONS", 10, "integer",
+                "SMTP connections each scheduler process sends over at once (opened one by one "
+                "as the earlier ones deliver); with a relay across a network, more connections "
+                "send more per second",
+                minimum=1, maximum=100),
         Setting("SMTP_UTF8", False, "boolean",
                 "`true` when the SMTP server offers SMTPUTF8: only then are addresses with "
                 "non-ASCII letters before the @ (`müller@example.de`) accepted at opt-in and "

@@ -121,13 +121,15 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
 
 class Sink:
     """The SMTP peer: bench/sink.py in its own process (`impl`: light or aiosmtpd),
-    counting."""
+    counting; `delay_ms` after each command before its reply (a relay far away)."""
 
-    def __init__(self, workdir: Path, impl: str = "light") -> None:
+    def __init__(self, workdir: Path, impl: str = "light", delay_ms: float = 0) -> None:
         self.port = free_port()
-        self.log = open(workdir / "sink.log", "w")  # noqa: SIM115
+        self.log = open(workdir / f"sink{f'-{delay_ms:g}ms' if delay_ms else ''}.log",  # noqa: SIM115
+                        "w")
         self.process = subprocess.Popen(
-            [str(PYTHON), str(BENCH / "sink.py"), str(self.port), "--impl", impl], cwd=ROOT,
+            [str(PYTHON), str(BENCH / "sink.py"), str(self.port), "--impl", impl,
+             "--delay-ms", str(delay_ms)], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         line = self.process.stdout.readline()

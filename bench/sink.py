@@ -2,13 +2,16 @@
 message and only counts (messages, bytes, distinct recipients, duplicates: the same
 subject to the same recipient more than once).
 
-    python bench/sink.py PORT [--impl light|aiosmtpd]
+    python bench/sink.py PORT [--impl light|aiosmtpd] [--delay-ms 20]
 
 `light` (the default) is a minimal SMTP server on asyncio's protocol layer: greeting,
 EHLO/HELO, MAIL, RCPT, DATA (to the lone dot), RSET, NOOP, QUIT, one reply per
 command, as a mail server answers. It costs a fraction of aiosmtpd's CPU per message,
 which on a 2-core machine otherwise competes with the sender being measured.
-`aiosmtpd` is the full server the tests use.
+`aiosmtpd` is the full server the tests use. `--delay-ms` (light only) sends each
+reply that long after the command that asked for it came in, as a relay across a
+network answers (20 ms: a sending service in another data centre); commands that came
+together (pipelined) are answered together, one delay later.
 
 Prints `READY PORT`, then answers one JSON line per command read from standard input:
 `stats` (the counts so far) or `reset` (the counts, then zero them). Stops at end of
@@ -20,7 +23,7 @@ import asyncio
 import json
 import sys
 import threading
-from collections import Counter
+from collections import Counter, deque
 
 
 class Counts:
@@ -68,15 +71,41 @@ def subject_of(message: bytes) -> bytes:
 class LightSmtp(asyncio.Protocol):
     """One SMTP session: commands line by line, then the message up to CRLF.CRLF."""
 
-    def __init__(self, counts: Counts) -> None:
+    def __init__(self, counts: Counts, delay: float = 0.0) -> None:
         self.counts = counts
+        self.delay = delay
         self.buffer = b""
         self.in_data = False
         self.recipients: list[str] = []
+        # Replies waiting for their delay: (due time, bytes), in order.
+        self.waiting: deque = deque()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        transport.write(b"220 sink ESMTP\r\n")
+        self.loop = asyncio.get_running_loop()
+        self.answer(b"220 sink ESMTP\r\n")
+
+    def answer(self, reply: bytes) -> None:
+        """Send a reply now, or `delay` after the command came (in order)."""
+        if not self.delay:
+            self.transport.write(reply)
+            return
+        due = self.loop.time() + self.delay
+        self.waiting.append((due, reply))
+        if len(self.waiting) == 1:
+            self.loop.call_at(due, self.flush)
+
+    def flush(self) -> None:
+        now = self.loop.time()
+        out = []
+        while self.waiting and self.waiting[0][0] <= now:
+            out.append(self.waiting.popleft()[1])
+        if out and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+            if out[-1].startswith(b"221 "):
+                self.transport.close()
+        if self.waiting:
+            self.loop.call_at(self.waiting[0][0], self.flush)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -89,13 +118,15 @@ class LightSmtp(asyncio.Protocol):
                 self.counts.add(end, self.recipients, subject_of(self.buffer[:end]))
                 self.buffer = self.buffer[end + 5:]
                 self.in_data, self.recipients = False, []
-                self.transport.write(b"250 OK queued\r\n")
+                self.answer(b"250 OK queued\r\n")
                 continue
             end = self.buffer.find(b"\r\n")
             if end < 0:
                 return
             line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
-            self.transport.write(self.reply(line))
+            reply = self.reply(line)
+            if reply:
+                self.answer(reply)
 
     def reply(self, line: bytes) -> bytes:
         verb = line[:4].upper()
@@ -116,18 +147,20 @@ class LightSmtp(asyncio.Protocol):
             self.buffer = b"\r\n" + self.buffer
             return b"354 End data with <CR><LF>.<CR><LF>\r\n"
         if verb == b"QUIT":
-            self.transport.write(b"221 Bye\r\n")
-            self.transport.close()
-            return b""
+            if not self.delay:
+                self.transport.write(b"221 Bye\r\n")
+                self.transport.close()
+                return b""
+            return b"221 Bye\r\n"  # the connection closes once it is sent
         return b"500 Command not recognized\r\n"
 
 
-def start_light(counts: Counts, port: int) -> None:
+def start_light(counts: Counts, port: int, delay: float = 0.0) -> None:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
     async def serve() -> None:
-        await loop.create_server(lambda: LightSmtp(counts), "127.0.0.1", port)
+        await loop.create_server(lambda: LightSmtp(counts, delay), "127.0.0.1", port)
         ready.set()
 
     def run() -> None:
@@ -156,11 +189,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("--impl", choices=["light", "aiosmtpd"], default="light")
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="answer each command this long after it came (light only)")
     args = parser.parse_args()
+    if args.delay_ms and args.impl != "light":
+        parser.error("--delay-ms works with --impl light only")
     counts = Counts()
     controller = None
     if args.impl == "light":
-        start_light(counts, args.port)
+        start_light(counts, args.port, args.delay_ms / 1000)
     else:
         controller = start_aiosmtpd(counts, args.port)
     print(f"READY {args.port}", flush=True)

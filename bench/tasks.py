@@ -492,7 +492,9 @@ def task_counts(args) -> dict:
         per_lead = (select(Event.lead_id, func.count().label("n"))
                     .join(Lead, Lead.id == Event.lead_id)
                     .where(mine, Event.kind == "optin").group_by(Event.lead_id).subquery())
-        result["optin_events"] = db.session.scalar(select(func.coalesce(func.sum(per_lead.c.n), 0)))
+        # int(): PostgreSQL gives the SUM as a Decimal.
+        result["optin_events"] = int(db.session.scalar(
+            select(func.coalesce(func.sum(per_lead.c.n), 0))))
         result["leads_with_several_optins"] = db.session.scalar(
             select(func.count()).select_from(per_lead).where(per_lead.c.n > 1))
         result["duplicate_events"] = db.session.scalar(

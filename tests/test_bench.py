@@ -31,7 +31,7 @@ def test_the_bench_smoke_run_finishes_without_a_failure(smoke_run):
 @pytest.mark.parametrize("scenario", [
     "floor: bare WSGI app", "opt-in page view", "page view, two-variant test",
     "opt-in submit", "double opt-in",
-    "sending: ", "open pixel", "click redirect", "metrics.report()",
+    "sending: ", "sink answering 20 ms late", "open pixel", "click redirect", "metrics.report()",
     "dashboard overview", "scheduler: idle tick", "scheduler: claim",
 ])
 def test_the_bench_table_has_a_row_for_each_scenario(smoke_run, scenario):

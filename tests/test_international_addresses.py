@@ -238,10 +238,10 @@ def _backend_fails_for(monkeypatch, address: str) -> None:
     """Make the SMTP backend raise something other than a MailError for one address."""
     original = mail.SmtpBackend.send
 
-    def send(self, message):
+    def send(self, message, then=None):
         if message.recipient == address:
             raise RuntimeError("a bug in the backend")
-        return original(self, message)
+        return original(self, message, then)
 
     monkeypatch.setattr(mail.SmtpBackend, "send", send)
 

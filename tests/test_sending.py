@@ -164,7 +164,7 @@ def test_crash_between_claim_and_send_leaves_unknown_and_never_resends(
 
     from capture.mail import backends as mail
 
-    def die(self, message):
+    def die(self, message, then=None):
         raise Crash()
 
     monkeypatch.setattr(mail.SmtpBackend, "send", die)

@@ -112,9 +112,9 @@ def test_no_database_transaction_is_open_while_talking_to_smtp(smtp_app, smtp, c
     seen = []
     original = mail.SmtpBackend.send
 
-    def watching(self, message):
+    def watching(self, message, then=None):
         seen.append(db.session().in_transaction())
-        return original(self, message)
+        return original(self, message, then)
 
     monkeypatch.setattr(mail.SmtpBackend, "send", watching)
     tick(smtp_app)

@@ -1,9 +1,10 @@
 """Mail backends behind one interface (outbox files, SMTP, console), chosen from BACKENDS.
 
 `send(message)` hands one message to the configured backend; `open_backend()` gives
-a backend to reuse across a batch (one SMTP connection for many messages). A backend's
-`send` returns its answer as one line (the SMTP server's final reply, say). Every
-backend writes a message through `wire_bytes`, where it is DKIM-signed.
+a backend to reuse across a batch (one SMTP connection for many messages; several
+of them work side by side in `capture.mail.connections`). A backend's `send` returns
+its answer as one line (the SMTP server's final reply, say). Every backend writes a
+message through `wire_bytes`, where it is DKIM-signed.
 """
 
 import os
@@ -45,13 +46,14 @@ class MailError(Exception):
 
 class Backend(Protocol):
     """What every backend does: hand over one message (its answer as one line), and
-    release what it holds."""
+    release what it holds. `then` names the message the next `send` will hand over:
+    a backend may start on it early (SMTP sends its envelope with this body)."""
 
     @classmethod
     def configured(cls) -> Self:
         """A backend set up from the app's settings."""
 
-    def send(self, message: Email) -> str:
+    def send(self, message: Email, then: Email | None = None) -> str:
         """Hand over one message; MailError when it could not be."""
 
     def close(self) -> None:
@@ -100,7 +102,7 @@ class OutboxBackend:
         """One writing to the app's outbox folder."""
         return cls(outbox.outbox_folder())
 
-    def send(self, message: Email) -> str:
+    def send(self, message: Email, then: Email | None = None) -> str:
         """Write the message atomically: a reader never sees half a file."""
         self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         name = f"{clock.utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
@@ -127,7 +129,7 @@ class ConsoleBackend:
         """There is nothing to set up."""
         return cls()
 
-    def send(self, message: Email) -> str:
+    def send(self, message: Email, then: Email | None = None) -> str:
         """Print the whole message."""
         sys.stdout.write(wire_bytes(message).decode("utf-8") + "\n")
         sys.stdout.flush()
@@ -164,25 +166,45 @@ class _HandOver:
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
+def _plain(sender: str, recipients, msg, options=()) -> bool:
+    """Whether a message can go pipelined: one ASCII recipient, no options."""
+    return (isinstance(recipients, list) and len(recipients) == 1 and isinstance(msg, bytes)
+            and not options and (sender + recipients[0]).isascii())
+
+
 class _Pipelining:
     """MAIL, RCPT and DATA in one write and their answers read together when the
     server offers PIPELINING (RFC 2920; Postfix, Exim and the big relays do): two
     round trips per message instead of four, which over a network to a relay is
-    most of the time an email takes. Otherwise smtplib's own exchange. Failures
-    raise what smtplib raises, so they are told apart the same way."""
+    most of the time an email takes. With `then` (the next message's sender,
+    recipient and bytes) that message's MAIL, RCPT and DATA follow this body in the
+    same write (RFC 2920 lets a message's content start a group): one round trip
+    per message. Otherwise smtplib's own exchange. Failures raise what smtplib
+    raises, so they are told apart the same way."""
 
-    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+    # True when the envelope of `then` went with the last body: its answers wait.
+    envelope_sent = False
+
+    def pipelines(self) -> bool:
+        """Whether the server offers PIPELINING (after EHLO)."""
         self.ehlo_or_helo_if_needed()
-        plain = (isinstance(to_addrs, list) and len(to_addrs) == 1
-                 and isinstance(msg, bytes) and not mail_options and not rcpt_options
-                 and (from_addr + to_addrs[0]).isascii())
+        return bool(self.has_extn("pipelining"))
+
+    def _envelope(self, from_addr: str, to_addr: str, msg: bytes) -> bytes:
+        size = f" SIZE={len(msg)}" if self.has_extn("size") else ""
+        return (f"MAIL FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
+                f"RCPT TO:{smtplib.quoteaddr(to_addr)}\r\nDATA\r\n").encode("ascii")
+
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), then=None):
+        self.ehlo_or_helo_if_needed()
+        plain = _plain(from_addr, to_addrs, msg, (*mail_options, *rcpt_options))
         if not (plain and self.has_extn("pipelining")):
             return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
         [to_addr] = to_addrs
-        size = f" SIZE={len(msg)}" if self.has_extn("size") else ""
         self.handed_over = False
-        self.send(f"MAIL FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
-                  f"RCPT TO:{smtplib.quoteaddr(to_addr)}\r\nDATA\r\n")
+        if not self.envelope_sent:  # else it went with the previous message's body
+            self.send(self._envelope(from_addr, to_addr, msg))
+        self.envelope_sent = False
         answers = []
         for _ in range(3):
             answers.append(self.getreply())
@@ -202,15 +224,19 @@ class _Pipelining:
             self._after_refusal(answers)
             raise smtplib.SMTPDataError(data_code, data_reply)
         body = _LEADING_DOT.sub(b"..", msg)
-        self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        following = self._envelope(*then) if then is not None else b""
+        self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+                  + following)
         self.handed_over = True
         code, reply = self.last_reply = self.getreply()
         if code != 250:
-            if code == 421:
+            if code == 421 or following:
+                # A RSET now would land in the next message's DATA: start afresh.
                 self.close()
             else:
                 self._rset()
             raise smtplib.SMTPDataError(code, reply)
+        self.envelope_sent = bool(following)
         return {}
 
     def _after_refusal(self, answers) -> None:
@@ -238,6 +264,8 @@ class SmtpBackend:
     def __init__(self, config: dict) -> None:
         self.config = config
         self.connection: smtplib.SMTP | None = None
+        # The message whose envelope went with the last body, and its bytes.
+        self.announced: tuple[Email, bytes] | None = None
 
     @classmethod
     def configured(cls) -> Self:
@@ -263,11 +291,16 @@ class SmtpBackend:
             raise
         return connection
 
-    def send(self, message: Email) -> str:
+    def send(self, message: Email, then: Email | None = None) -> str:
         """Send one message; return the server's final reply ("250 2.0.0 Ok …"). 4xx
         and network trouble are temporary; a problem with the server or our account
         (connect, login, sender, relay refused) is a `transport` error for every
-        message; only a refused mailbox is a bounce."""
+        message; only a refused mailbox is a bounce. `then`, the message the next
+        call sends, has its envelope sent with this body when the server pipelines."""
+        announced, self.announced = self.announced, None
+        if announced is not None and announced[0] is not message:
+            self._drop()  # the server waits for another message's body: start afresh
+            announced = None
         if self.connection is None:
             try:
                 self.connection = self._connect()
@@ -279,9 +312,12 @@ class SmtpBackend:
             sender, recipient = message.envelope()
         except DomainError as error:
             raise MailError(str(error), temporary=False) from error
+        data = announced[1] if announced is not None else wire_bytes(message)
+        following = self._announce(then)
         try:
-            self.connection.sendmail(sender, [recipient], wire_bytes(message),
-                                     self._utf8_options(message))
+            self.connection.sendmail(
+                sender, [recipient], data, self._utf8_options(message),
+                then=following[1:] if following is not None else None)
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))
             raise _refused(code, reply) from error
@@ -306,8 +342,25 @@ class SmtpBackend:
                                 temporary=False, transport=True, unknown=True) from error
             raise MailError(f"SMTP connection: {error}", temporary=True,
                             transport=True) from error
+        if following is not None and self.connection.envelope_sent:
+            self.announced = (then, following[3])
         code, reply = getattr(self.connection, "last_reply", None) or (250, b"")
         return " ".join(f"{code} {reply.decode(errors='replace')}".split())
+
+    def _announce(self, then: Email | None) -> tuple | None:
+        """(message, sender, recipient, bytes) of the next message when its envelope
+        can go with this body: the server pipelines and it needs no SMTPUTF8. A
+        message that cannot be written or addressed is left to its own `send`."""
+        if then is None or then.smtputf8 or not self.connection.pipelines():
+            return None
+        try:
+            sender, recipient = then.envelope()
+            data = wire_bytes(then)
+        except (DomainError, MailError):
+            return None
+        if not _plain(sender, [recipient], data):
+            return None
+        return then, sender, recipient, data
 
     def _utf8_options(self, message: Email) -> list[str]:
         """["SMTPUTF8"] for a message that needs it (a non-ASCII local part), when
@@ -324,12 +377,22 @@ class SmtpBackend:
         return ["SMTPUTF8"]
 
     def close(self) -> None:
-        """Say QUIT if the connection is still open."""
+        """Say QUIT if the connection is still open (and waits for no message)."""
+        if self.announced is not None:
+            self._drop()
         if self.connection is not None:
             try:
                 self.connection.quit()
             except (smtplib.SMTPException, OSError):
                 pass
+            self.connection = None
+
+    def _drop(self) -> None:
+        """Close the socket without a word: the server waits for a body that does not
+        come, so it keeps nothing (a QUIT now would be read as the message)."""
+        self.announced = None
+        if self.connection is not None:
+            self.connection.close()
             self.connection = None
 
 

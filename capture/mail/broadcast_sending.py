@@ -31,6 +31,7 @@ from capture import suppression
 from capture.mail import (
     backends,
     broadcast_tests,
+    connections,
     handover,
     subject_tests,
     time_values,
@@ -184,18 +185,18 @@ def shut_windows(now: datetime) -> list[int]:
                                         ZoneInfo(row.timezone), now)]
 
 
-def send_claimed(ids: list[int], backend: backends.Backend, summary: Summary) -> None:
+def send_claimed(ids: list[int], sender: connections.Sender, summary: Summary) -> None:
     """Send claimed broadcast emails, CHUNK at a time. StopBatch when the mail server
     failed (the unsent ones are back in the queue)."""
     for start in range(0, len(ids), CHUNK):
         try:
-            _send_chunk(ids[start:start + CHUNK], backend, summary)
+            _send_chunk(ids[start:start + CHUNK], sender, summary)
         except handover.StopBatch:
             work_queue.give_back(unsent=ids[start + CHUNK:])
             raise
 
 
-def _send_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> None:
+def _send_chunk(ids: list[int], sender: connections.Sender, summary: Summary) -> None:
     """Check each recipient again (still subscribed, not suppressed), render and hand
     the emails over, as a sequence step's are."""
     try:
@@ -224,8 +225,7 @@ def _send_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> 
         return
     db.session.expunge_all()
     db.session.commit()
-    emails = handover.render_all(emails, leads, summary)
-    handover.hand_over_all(emails, backend, summary)
+    sender.submit(handover.render_all(emails, leads, summary, between=sender.pump))
 
 
 def why_not(lead: Lead, suppressed: set[str]) -> str:

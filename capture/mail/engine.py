@@ -4,8 +4,9 @@ Each (lead, sequence, step) has at most one delivery row per entry (a unique key
 lead starts a `reenter: true` sequence again as a new entry). Due
 enrollments are worked on in chunks, retries one by one, then the queued emails of
 broadcasts (`broadcast_sending`) with what the rate cap leaves; `handover` hands each email
-over. One item's trouble never stops the others; a mail-server problem stops the
-batch and gives the unsent claims back."""
+over, a chunk's emails over the connections of a `connections.Sender`. One item's
+trouble never stops the others; a mail-server problem stops the batch and gives the
+unsent claims back."""
 
 import logging
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from capture.mail import (
     broadcast_sending,
     broadcast_tests,
     condition_checks,
+    connections,
     handover,
     membership,
     subject_tests,
@@ -57,6 +59,7 @@ def tick() -> Summary:
     broadcast_emails = broadcast_sending.claim_queued(
         now, budget - len(retries) - len(enrollments))
     backend = backends.open_backend()
+    sender = connections.Sender(summary)
     try:
         for index, delivery_id in enumerate(retries):
             try:
@@ -73,30 +76,40 @@ def tick() -> Summary:
                 work_queue.give_back(retries=[delivery_id], hold=True)
         for start in range(0, len(enrollments), CHUNK):
             try:
-                _advance_chunk(enrollments[start:start + CHUNK], backend, summary)
+                _advance_chunk(enrollments[start:start + CHUNK], sender, summary)
             except handover.StopBatch:
                 work_queue.give_back(enrollments=enrollments[start + CHUNK:],
                                      unsent=broadcast_emails)
                 raise
-        broadcast_sending.send_claimed(broadcast_emails, backend, summary)
+        broadcast_sending.send_claimed(broadcast_emails, sender, summary)
+        sender.close()
     except handover.StopBatch as error:
         summary.errors.append(str(error))
     finally:
+        _close(sender, summary)
         backend.close()
     broadcast_tests.share_sent(clock.utcnow())
     broadcast_sending.finish(clock.utcnow())
     return summary
 
 
+def _close(sender: connections.Sender, summary: Summary) -> None:
+    """Wait for the emails still with the connections (after a stop, say)."""
+    try:
+        sender.close()
+    except handover.StopBatch as error:
+        summary.errors.append(str(error))
+
+
 # Due enrollments are worked on in chunks: one query loads a chunk with its leads,
 # one transaction writes its decisions and claims its deliveries, the emails are
-# rendered with no transaction open, one transaction stores their links; then each
-# email is handed over with one commit before it (the `sending` mark, with the
-# previous email's outcome), so a crash leaves at most one email `sending`.
+# rendered with no transaction open, one transaction stores their links; then the
+# Sender marks them `sending` a few at a time (a commit for many emails, with the
+# outcomes of those before), so a crash leaves at most those few `sending`.
 CHUNK = 100
 
 
-def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) -> None:
+def _advance_chunk(ids: list[int], sender: connections.Sender, summary: Summary) -> None:
     """Send each claimed enrollment its next step if it is due, else put it back."""
     now = clock.utcnow()
     try:
@@ -120,7 +133,7 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
         db.session.rollback()
         if len(ids) > 1:
             for enrollment_id in ids:
-                _advance_chunk([enrollment_id], backend, summary)
+                _advance_chunk([enrollment_id], sender, summary)
             return
         enrollment = db.session.get(Enrollment, ids[0],
                                     options=work_queue.WITH_LEAD[Enrollment])
@@ -134,7 +147,7 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
         db.session.rollback()
         if len(ids) > 1:
             for enrollment_id in ids:
-                _advance_chunk([enrollment_id], backend, summary)
+                _advance_chunk([enrollment_id], sender, summary)
             return
         work_queue.give_back(enrollments=ids, hold=True)
         return
@@ -152,8 +165,7 @@ def _advance_chunk(ids: list[int], backend: backends.Backend, summary: Summary) 
     summary.stopped += decided.stopped
     summary.held += decided.held
     summary.skipped += decided.skipped
-    emails = handover.render_all(emails, leads, summary)
-    handover.hand_over_all(emails, backend, summary)
+    sender.submit(handover.render_all(emails, leads, summary, between=sender.pump))
 
 
 def _due_steps(enrollments, now: datetime, summary: Summary) -> list:

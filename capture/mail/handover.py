@@ -1,27 +1,27 @@
 """Handing emails to the mail backend: render, claim, hand over, record the outcome.
 
-Every email is rendered by `render`. A delivery row is committed as `sending` before
-its message goes to the backend and updated after, so a crash in between leaves it
-`sending`, which the reaper turns `unknown` after SENDING_TIMEOUT_MINUTES: visible to
-the owner, never resent silently. No transaction is open while the backend works (an
-SMTP wait never holds a database lock)."""
+Every email is rendered by `render`; a chunk's emails then go to the connections of a
+`capture.mail.connections.Sender`, a retry's to the backend here (`deliver`). A
+delivery row is committed as `sending` before its message goes to the backend and
+updated after, so a crash in between leaves it `sending`, which the reaper turns
+`unknown` after SENDING_TIMEOUT_MINUTES: visible to the owner, never resent silently.
+No transaction is open while the backend works (an SMTP wait never holds a database
+lock)."""
 
 import logging
+from collections.abc import Callable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 
 from capture import claims, clock, links
 from capture.db import db
 from capture.mail import backends, compose, membership, mime, outcomes, tracked_links, work_queue
+from capture.mail.connections import StopBatch, enrollments_of
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Sequence, Step
 from capture.models import Delivery, Enrollment, Lead
 
 log = logging.getLogger(__name__)
-
-
-class StopBatch(Exception):
-    """The mail server or our account failed: the rest of the batch would too."""
 
 
 def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
@@ -47,15 +47,19 @@ def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
     return message, ""
 
 
-def render_all(emails: list[Outgoing], leads: dict[int, Lead],
-               summary: Summary) -> list[Outgoing]:
+def render_all(emails: list[Outgoing], leads: dict[int, Lead], summary: Summary,
+               between: Callable[[], None] | None = None) -> list[Outgoing]:
     """Render a chunk's new emails (`leads` by delivery id) and store their links
     and subjects in one transaction. A step that cannot be rendered for its lead
-    fails (the lead moves on). Returns the emails to send."""
+    fails (the lead moves on). Returns the emails to send. `between` is called
+    every few emails (no transaction is open then): the Sender keeps its
+    connections fed meanwhile."""
     link_rows: list[dict] = []
     ready, failed, broken = [], [], []
     # `broken`: the links could not be stored; the emails go back unsent.
-    for email in emails:
+    for index, email in enumerate(emails):
+        if between is not None and index % 10 == 9:
+            between()
         email.message, error = render(email.sequence, email.step, leads[email.delivery_id],
                                       email.delivery_id, link_rows=link_rows)
         if email.message is None:
@@ -83,86 +87,13 @@ def render_all(emails: list[Outgoing], leads: dict[int, Lead],
         outcomes.fail(delivery, enrollment, email.sequence, email.step, error, summary)
     if broken:
         work_queue.give_back(unsent=[email.delivery_id for email in broken],
-                             enrollments=_enrollments(broken), hold=True)
+                             enrollments=enrollments_of(broken), hold=True)
     return ready
-
-
-def _enrollments(emails: list[Outgoing]) -> list[int]:
-    """The enrollments of these emails (a broadcast's email has none)."""
-    return [email.enrollment_id for email in emails if email.enrollment_id is not None]
 
 
 _DELIVERIES = Delivery.__table__
 _RENDERED = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
              .values(subject=bindparam("b_subject"), message_id=bindparam("b_message_id")))
-_LEADS, _ENROLLMENTS = Lead.__table__, Enrollment.__table__
-# The mark before an email goes also asks, in the same statement, whether it may still
-# go: the lead is still subscribed (not unsubscribed, bounced or erased since its chunk
-# was claimed and rendered) and its sequence was not stopped for it (left, stop tag).
-# An email refused so is not sent; the reaper hands it back later, and the retry's
-# own checks then record why.
-_SENDING = (update(_DELIVERIES)
-            .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "claimed",
-                   select(_LEADS.c.id).where(_LEADS.c.id == _DELIVERIES.c.lead_id,
-                                             _LEADS.c.subscription == "subscribed").exists(),
-                   ~select(_ENROLLMENTS.c.id)
-                   .where(_ENROLLMENTS.c.id == _DELIVERIES.c.enrollment_id,
-                          _ENROLLMENTS.c.state == "stopped").exists())
-            .values(status="sending", attempts=_DELIVERIES.c.attempts + 1,
-                    claimed_at=bindparam("b_now")))
-
-
-def hand_over_all(emails: list[Outgoing], backend: backends.Backend,
-                  summary: Summary) -> None:
-    """Hand each email of a chunk to the mail backend: marked `sending` (committed
-    with the previous email's outcome) before, its outcome recorded after. StopBatch
-    when the mail server or our account failed (the rest are given back).
-
-    The marks and outcomes go through one connection of their own, held for the
-    chunk: the session would return its connection to the pool at each commit and
-    take it again for the next email. The session, empty here, handles a failure."""
-    outcome: list = []  # the previous email's writes, committed with the next mark
-    with db.engine.connect() as connection:
-        for index, email in enumerate(emails):
-            try:
-                outcomes.write(connection, outcome)
-                outcome = []
-                marked = connection.execute(_SENDING, {"b_id": email.delivery_id,
-                                                       "b_now": clock.utcnow()}).rowcount
-                connection.commit()
-            except Exception:
-                log.exception("sending delivery %s failed", email.delivery_id)
-                connection.rollback()
-                work_queue.give_back(unsent=[e.delivery_id for e in emails[index:]],
-                                     enrollments=_enrollments(emails[index:]), hold=True)
-                return
-            if not marked:
-                continue  # unsubscribed or stopped meanwhile: never sent (see _SENDING)
-            try:
-                backend.send(email.message)
-            except backends.MailError as error:
-                delivery = db.session.get(Delivery, email.delivery_id,
-                                          options=work_queue.WITH_LEAD[Delivery])
-                enrollment = (db.session.get(Enrollment, email.enrollment_id)
-                              if email.enrollment_id else None)
-                outcomes.mail_error(delivery, enrollment, email.sequence, email.step, error,
-                                    summary)
-                if error.transport:
-                    rest = emails[index + 1:]
-                    work_queue.give_back(unsent=[e.delivery_id for e in rest],
-                                         enrollments=_enrollments(rest))
-                    raise StopBatch(str(error)) from error
-                continue
-            except Exception as error:
-                outcomes.unexpected_send_error(backend, error, email.delivery_id,
-                                               email.enrollment_id, email.sequence,
-                                               email.step, summary)
-                continue
-            outcome = outcomes.sent_writes(email, summary)
-        outcomes.write(connection, outcome)
-        connection.commit()
-
-
 def deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequence,
             step: Step, backend: backends.Backend, summary: Summary) -> None:
     """Send one claimed delivery (a retry): render, commit the claim with the
@@ -191,12 +122,13 @@ def deliver(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequenc
             raise StopBatch(str(error)) from error
         return
     except Exception as error:
-        outcomes.unexpected_send_error(backend, error, email.delivery_id,
-                                       email.enrollment_id, sequence, step, summary)
+        backend.close()
+        outcomes.unexpected_send_error(error, email.delivery_id, email.enrollment_id,
+                                       sequence, step, summary)
         return
     # An owner's resend of an earlier email never moves the lead back.
     move_on = enrollment is not None and not membership.is_past(
         enrollment, step.key, step.filename, sequence)
-    writes = outcomes.sent_writes(email, summary, move_on=move_on)
+    writes = outcomes.sent_writes([email], summary, move_on=move_on)
     outcomes.write(db.session.connection(), writes)
     db.session.commit()

@@ -1,7 +1,7 @@
 """What became of each email (sent, retry, failed, bounced, unknown) and the tick's Summary.
 
-"Sent" is recorded in one place, `sent_writes`, for the emails of a chunk and for
-retries alike."""
+"Sent" is recorded in one place, `sent_writes`, for the emails of a chunk (many at
+once) and for retries alike."""
 
 import logging
 import random
@@ -62,10 +62,10 @@ class Outgoing:
 
 _DELIVERIES = Delivery.__table__
 _ENROLLMENTS = Enrollment.__table__
-_SENT = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+_SENT = (update(_DELIVERIES).where(_DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True)))
          .values(status="sent", sent_at=bindparam("b_now"), error="", retry_at=None))
-# The lead has had the step; a stop that came meanwhile (an unsubscribe) stays.
-_MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("b_id"))
+# The leads have had the step; a stop that came meanwhile (an unsubscribe) stays.
+_MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id.in_(bindparam("b_ids", expanding=True)))
           .values(last_step=bindparam("b_step"), last_filename=bindparam("b_filename"),
                   last_sent_at=bindparam("b_now"),
                   state=case((_ENROLLMENTS.c.state == "stopped", _ENROLLMENTS.c.state),
@@ -75,25 +75,34 @@ _MOVED = (update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("b_id"))
                                                    type_=_ENROLLMENTS.c.next_due_at.type))))
 
 
-def sent_writes(email: Outgoing, summary: Summary, *, move_on: bool = True) -> list:
-    """The email went: the delivery is sent, the lead's timeline has it, and (with
-    `move_on`, for an email of an enrollment) the lead's next step is scheduled.
-    Returns the writes that say so, as (statement, parameters) pairs for `write`:
-    a chunk runs them with the next email's mark, a retry at once."""
+def sent_writes(emails: list[Outgoing], summary: Summary, *, move_on: bool = True) -> list:
+    """The emails went: their deliveries are sent, the leads' timelines have them,
+    and (with `move_on`, for the emails of enrollments) each lead's next step is
+    scheduled. Returns the writes that say so, as (statement, parameters) pairs for
+    `write`: one UPDATE of the deliveries, one INSERT of the `send` events and one
+    UPDATE of the enrollments per step (one `now` for all), whatever their number."""
+    if not emails:
+        return []
     now = clock.utcnow()
-    sequence, step = email.sequence, email.step
-    summary.sent += 1
+    summary.sent += len(emails)
     writes = [
-        (_SENT, {"b_id": email.delivery_id, "b_now": now}),
+        (_SENT, {"b_ids": [email.delivery_id for email in emails], "b_now": now}),
         (INSERT_EVENTS, [event_row(email.lead_id, email.page_id, "send",
-                                   delivery_id=email.delivery_id, **_about(sequence, step),
-                                   subject=email.subject)]),
+                                   delivery_id=email.delivery_id,
+                                   **_about(email.sequence, email.step), subject=email.subject)
+                         for email in emails]),
     ]
-    if move_on and email.enrollment_id is not None:
+    steps: dict[tuple, tuple] = {}
+    for email in emails:
+        if move_on and email.enrollment_id is not None:
+            key = (id(email.sequence), email.step.key, email.step.filename)
+            steps.setdefault(key, (email.sequence, email.step, []))[2].append(
+                email.enrollment_id)
+    for sequence, step, enrollments in steps.values():
         remaining = sequence.steps_after(step.key, step.filename)
         state, due = (("active", timing.due_time(sequence, remaining[0], now)) if remaining
                       else ("waiting", None))
-        writes.append((_MOVED, {"b_id": email.enrollment_id, "b_step": step.key,
+        writes.append((_MOVED, {"b_ids": enrollments, "b_step": step.key,
                                 "b_filename": step.filename, "b_now": now,
                                 "b_state": state, "b_due": due}))
     return writes
@@ -124,14 +133,12 @@ def fail(delivery: Delivery, enrollment: Enrollment | None, sequence: Sequence, 
     db.session.commit()
 
 
-def unexpected_send_error(backend: backends.Backend, error: Exception, delivery_id: int,
-                          enrollment_id: int | None, sequence: Sequence, step: Step,
-                          summary: Summary) -> None:
+def unexpected_send_error(error: Exception, delivery_id: int, enrollment_id: int | None,
+                          sequence: Sequence, step: Step, summary: Summary) -> None:
     """The backend raised something other than a MailError (a bug, an address it
     cannot write): that email fails with the error as its reason, the rest of the
-    batch goes on. The connection is closed: its state is unknown."""
-    log.exception("sending delivery %s failed", delivery_id)
-    backend.close()
+    batch goes on. (The caller closes the connection: its state is unknown.)"""
+    log.error("sending delivery %s failed: %s", delivery_id, claims.unexpected(error))
     db.session.rollback()
     delivery = db.session.get(Delivery, delivery_id)
     enrollment = db.session.get(Enrollment, enrollment_id) if enrollment_id else None

@@ -44,7 +44,7 @@ def make_unknown(app, clock, monkeypatch, **lead):
     class Crash(BaseException):
         """The process dies mid-send."""
 
-    def die(self, message):
+    def die(self, message, then=None):
         raise Crash()
 
     monkeypatch.setattr(mail.SmtpBackend, "send", die)
@@ -250,7 +250,7 @@ def test_a_resend_that_crashes_again_stays_unknown_without_moving_the_lead(
     class Crash(BaseException):
         """The process dies mid-send again."""
 
-    def die(self, message):
+    def die(self, message, then=None):
         raise Crash()
 
     monkeypatch.setattr(mail.SmtpBackend, "send", die)

@@ -9,6 +9,8 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
+from capture.mail.connections import AHEAD
+from config import Config
 from tests.conftest import SmtpCollector
 from tests.live import start_stack
 
@@ -74,11 +76,12 @@ def test_two_schedulers_send_a_broadcast_to_each_recipient_once(tmp_path):
         assert state == "sent", rows
         counts = received(smtp)
         assert max(counts.values()) == 1, [a for a, n in counts.items() if n > 1]
-        # Every lead has one delivery; only one the kill left without an outcome
-        # (`unknown`, never resent) may be missing from the SMTP server.
+        # Every lead has one delivery; only those the kill left without an outcome
+        # (`unknown`, never resent: at most what the process had marked) may be
+        # missing from the SMTP server.
         assert tuple(total) == (LEADS, LEADS)
         assert rows.get("sent", 0) + rows.get("unknown", 0) == LEADS, rows
-        assert rows.get("unknown", 0) <= 1, rows
+        assert rows.get("unknown", 0) <= Config.SMTP_CONNECTIONS * AHEAD, rows
         assert len(counts) >= LEADS - rows.get("unknown", 0)
     finally:
         stop()

@@ -7,6 +7,7 @@ line on standard output.
     python bench/tasks.py metrics --reps 3    # capture.numbers.metrics.report() variants
     python bench/tasks.py tokens --limit 2000 # pixel and click paths of sent emails
     python bench/tasks.py counts --prefix P --since ISO  # what a load run stored
+    python bench/tasks.py intake                      # fold in the queued sign-ups
     python bench/tasks.py variants --reps 5   # a page test's cost per page view
 """
 
@@ -511,10 +512,22 @@ def task_counts(args) -> dict:
     return result
 
 
+def task_intake(args) -> dict:
+    """Fold in the sign-ups a load run queued, as the scheduler's processor does: how
+    many, and the CPU and wall time it took (the processor's share of an opt-in)."""
+    from capture.leads import intake
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    folded = intake.process()
+    return {"stored": folded.stored, "failed": folded.failed,
+            "cpu_s": time.process_time() - cpu, "seconds": time.perf_counter() - wall}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("task", choices=["send", "scheduler", "conditions", "metrics",
-                                           "tokens", "counts", "statements", "variants"])
+                                           "tokens", "counts", "statements", "variants",
+                                           "intake"])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=2000)

@@ -17,6 +17,7 @@ from capture import domains
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
 from capture.pages import variants
+from capture.pages.media import MEDIA_DEFAULTS, check_media
 from capture.tag_names import tag_problem
 from config import ROOT
 
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "payout": "0",
     "currency": "USD",
     "template": "default.html",
+    **MEDIA_DEFAULTS,
     "published": True,
     "allowed_origins": [],
     "tags": [],
@@ -103,6 +105,7 @@ def validate_page(
     _check_sequence(clean, sequences_dir, problems)
     _check_origins(clean, problems)
     _check_tags(clean, problems)
+    check_media(clean, problems.add)
     if not isinstance(clean["template"], str) or not _TEMPLATE.match(clean["template"]):
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():

@@ -114,6 +114,7 @@ def init_app(app: Flask) -> None:
         leads,
         outbox,
         overview,
+        page_designs,
         page_tests,
         pages,
         segments,

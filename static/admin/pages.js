@@ -41,14 +41,22 @@
     frame.addEventListener("load", function () {
       if (status) status.textContent = "";
     });
+    // The gallery's thumbnails show each design with the values typed so far.
+    var designs = document.querySelectorAll("[data-design-refresh]");
+    var refreshDesigns = debounce(function () {
+      designs.forEach(function (button) {
+        if (form.requestSubmit) form.requestSubmit(button);
+      });
+    }, 2000);
     var later = debounce(refresh, 600);
     form.addEventListener("input", later);
     form.addEventListener("change", later);
+    form.addEventListener("input", refreshDesigns);
     form.refreshPreview = later;
     // Show the values as they are in the form (also after an error), once the frame's
     // first document has loaded so that load cannot replace the fresh preview.
-    if (document.readyState === "complete") refresh();
-    else window.addEventListener("load", refresh);
+    if (document.readyState === "complete") { refresh(); refreshDesigns(); }
+    else window.addEventListener("load", function () { refresh(); refreshDesigns(); });
   }
 
   /* --- editor: field rows ----------------------------------------------------- */

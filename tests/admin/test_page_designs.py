@@ -27,7 +27,8 @@ def test_gallery_shows_every_design_with_its_thumbnail_and_the_choice(owner, app
         assert f'src="/admin/pages/{pid}/designs/{design.file}"' in html
         assert f'formaction="/admin/pages/designs/{design.file}"' in html
         assert design.title in html
-    radios = re.findall(r'<input type="radio" name="template" value="([^"]+)"( checked)?>', html)
+    radios = re.findall(r'<input type="radio" name="template" value="([^"]+)"'
+                        r' aria-describedby="[^"]+"( checked)?>', html)
     assert [file for file, _ in radios] == [d.file for d in DESIGNS]
     assert [file for file, checked in radios if checked] == ["hero.html"]
 

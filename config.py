@@ -281,6 +281,14 @@ SECTIONS = (
                 "most columns a list import's file may have (each is a row of the mapping "
                 "page)",
                 minimum=1, maximum=10000),
+        Setting("IMAGE_MAX_BYTES", 5 * 1024 * 1024, "integer",
+                "largest image file the dashboard's image upload accepts, in bytes",
+                minimum=1024, shown_default="`5242880` (5 MiB)"),
+        Setting("IMAGE_MAX_PIXELS", 25_000_000, "integer",
+                "most pixels (width × height, times the frames of an animation) an uploaded "
+                "image may have: a small file that unpacks to a huge picture (a "
+                "decompression bomb) is refused before it is decoded",
+                minimum=1, shown_default="`25000000` (25 megapixels)"),
     )),
     ("Visitors", (
         Setting("VISITOR_COOKIE_DAYS", 365, "integer",

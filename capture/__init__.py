@@ -34,7 +34,8 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture.mail import dkim
     from capture.mail.sequences import Library
     from capture.numbers import rollup_queue
-    from capture.public import bots, embed, health, mail_hooks, optin, render, tracking
+    from capture.public import (bots, embed, health, images, mail_hooks, optin, render,
+                                tracking)
     from capture.web import errors, headers, hygiene, logredact, rate_limits
 
     logredact.init_app(app)
@@ -59,6 +60,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     app.register_blueprint(tracking.bp)
     app.register_blueprint(mail_hooks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(images.bp)
     admin.init_app(app)
     api.init_app(app)
     errors.init_app(app)

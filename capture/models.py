@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    LargeBinary,
     Boolean,
     Date,
     DateTime,
@@ -76,6 +77,11 @@ class Page(db.Model):
     template: Mapped[str] = mapped_column(String(100), default="default.html")
     # What its visitors and leads read: form errors, emails, footers (capture.languages).
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # What a design may show besides the text: an uploaded image (Image.name, "" for
+    # none) with its alternative text, and a YouTube or Vimeo address ("" for none).
+    image: Mapped[str] = mapped_column(String(40), default="")
+    image_alt: Mapped[str] = mapped_column(String(300), default="")
+    video_url: Mapped[str] = mapped_column(String(300), default="")
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     # Other sites allowed to post the embedded form ("https://blog.example.com").
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -538,6 +544,23 @@ class Cost(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
 
     page: Mapped[Page | None] = relationship()
+
+
+class Image(db.Model):
+    """An image the owner uploaded (capture.pages.images): re-encoded without its
+    metadata, served at /images/<name>, a name made from a hash of its bytes."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    filename: Mapped[str] = mapped_column(String(200))  # as uploaded, shown to the owner
+    media_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column()
+    height: Mapped[int] = mapped_column()
+    size: Mapped[int] = mapped_column()
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
 
 class Owner(db.Model):

@@ -20,7 +20,8 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 # Views that accept a file, and their body limit from the settings.
 UPLOAD_LIMITS: dict[str, Callable[[Config], int]] = {}
 NAVIGATION = (
-    ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.leads", "Leads"),
+    ("admin.overview", "Overview"), ("admin.pages", "Pages"), ("admin.images", "Images"),
+    ("admin.leads", "Leads"),
     ("admin.segments", "Segments"),
     ("admin.sequences", "Sequences"), ("admin.broadcasts", "Broadcasts"),
     ("admin.sources", "Sources"), ("admin.costs", "Ad spend"),
@@ -107,12 +108,14 @@ def init_app(app: Flask) -> None:
         broadcasts,
         costs,
         deliveries,
+        images,
         imports,
         lead_tags,
         leads,
         outbox,
         overview,
         page_actions,
+        page_designs,
         page_tests,
         pages,
         segments,

@@ -35,6 +35,7 @@ from wtforms.fields.choices import SelectChoice
 from capture.numbers import metrics
 from capture.mail.sequences import Library
 from capture.admin import bp
+from capture.admin.design_fields import DesignFields
 from capture.db import db
 from capture.languages import LANGUAGES
 from capture.markup import render_markdown
@@ -46,7 +47,6 @@ from capture.pages.definition import (
     page_templates_dir,
     page_to_dict,
     preview_values,
-    template_names,
     validate_page,
 )
 from capture.pages.service import save_page
@@ -77,7 +77,7 @@ class FieldRowForm(Form):
     options = StringField("Options")
 
 
-class PageForm(FlaskForm):
+class PageForm(DesignFields, FlaskForm):
     """Every setting of a page, as an owner types it. The checks are validate_page's."""
 
     slug = StringField("Address")
@@ -101,7 +101,6 @@ class PageForm(FlaskForm):
     block_disposable = BooleanField("Reject disposable email addresses")
     payout = StringField("Payout per approved lead")
     currency = StringField("Currency")
-    template = SelectField("Design", validate_choice=False)
     language = SelectField("Language", choices=[*map(SelectChoice, LANGUAGES, LANGUAGES.values())],
                            validate_choice=False)
     published = BooleanField("Published")
@@ -122,18 +121,16 @@ class PageForm(FlaskForm):
             sequences.append(self.sequence.data)
         self.sequence.choices = [SelectChoice("", "No sequence")] + [
             SelectChoice(name) for name in sequences]
-        templates = template_names(page_templates_dir())
-        if self.template.data and self.template.data not in templates:
-            templates.append(self.template.data)
-        self.template.choices = [SelectChoice(name) for name in templates]
+        self.set_design_choices()
 
     def fill(self, data: dict) -> None:
         """Show a page definition (JSON format) in the form."""
         rules = data.get("rules") or {}
         for key in ("slug", "title", "headline", "body", "button", "consent",
                     "double_opt_in", "proof_of_work", "thank_you", "review", "currency",
-                    "template", "language", "published"):
+                    "language", "published"):
             getattr(self, key).data = data.get(key)
+        self.fill_design(data)
         self.sequence.data = data.get("sequence") or ""
         self.redirect_url.data = data.get("redirect_url") or ""
         self.payout.data = str(data.get("payout", "0"))
@@ -196,7 +193,7 @@ class PageForm(FlaskForm):
             },
             "payout": _text(self.payout.data) or "0",
             "currency": _text(self.currency.data).upper(),
-            "template": self.template.data or DEFAULTS["template"],
+            **self.design_data(),
             "language": self.language.data or DEFAULTS["language"],
             "published": bool(self.published.data),
             "allowed_origins": [line.strip() for line in

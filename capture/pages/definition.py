@@ -18,6 +18,7 @@ from capture import domains, languages
 from capture.models import Page
 from capture.origins import EXAMPLE, OriginError, parse_origin
 from capture.pages import variants
+from capture.pages.media import MEDIA_DEFAULTS, check_media
 from capture.tag_names import tag_problem
 from config import ROOT
 
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "currency": "USD",
     "template": "default.html",
     "language": languages.DEFAULT,
+    **MEDIA_DEFAULTS,
     "published": True,
     "allowed_origins": [],
     "tags": [],
@@ -108,6 +110,7 @@ def validate_page(
     _check_sequence(clean, sequences_dir, problems)
     _check_origins(clean, problems)
     _check_tags(clean, problems)
+    check_media(clean, problems.add)
     if not isinstance(clean["template"], str) or not _TEMPLATE.match(clean["template"]):
         problems.add("template", "must be a file name like default.html")
     elif not (Path(templates_dir) / clean["template"]).is_file():

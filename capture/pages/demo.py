@@ -40,7 +40,7 @@ DEMO_PAGE = {
     "rules": {"block_disposable": True},
     "payout": "1.50",
     "currency": "USD",
-    "template": "default.html",
+    "template": "split.html",
     "published": True,
 }
 

@@ -32,6 +32,7 @@ from capture.public.forms import form_class, optin_values
 from capture.public.render import (
     FIX_FIELDS,
     FORM_EXPIRED,
+    allow_page_sources,
     published_page,
     render_for,
     render_form_again,
@@ -58,6 +59,7 @@ def show(slug: str):
     started = bots.form_token(shown.page.id, visit_id, vid, shown.variant)
     response = make_response(shown.html_with_tokens(started))
     response.headers["Cache-Control"] = "private, no-store"
+    allow_page_sources(shown.page)
     if new_visitor:
         set_visitor_cookie(response, vid)
     return response

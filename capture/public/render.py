@@ -34,7 +34,9 @@ from capture.public import bots
 from capture.public.attribution import set_visitor_cookie, visitor_id
 from capture.leads.fields import country_choices
 from capture.public.forms import OptInForm, form_class
-from capture.web.headers import allow_form_target
+from capture.pages.images import image_path
+from capture.pages.media import parse_video
+from capture.web.headers import allow_form_target, allow_frame
 
 FIX_FIELDS = lazy_gettext("Please correct the highlighted fields.")
 FORM_EXPIRED = lazy_gettext("This form had expired. Please check your details and submit "
@@ -78,13 +80,25 @@ def render_page(page: Page, form: OptInForm, status: int = 200, notice: str = ""
             field_names=[spec["name"] for spec in page.fields],
             body=render_markdown(page.body),
             notice=notice,
+            image=image_path(page.image) if page.image else None,
+            video=parse_video(page.video_url),
         ),
         status,
     )
     response.headers["Cache-Control"] = "private, no-store"
-    if page.redirect_url:  # where its form's answer leads (Content-Security-Policy)
-        allow_form_target(page.redirect_url)
+    allow_page_sources(page)
     return response
+
+
+def allow_page_sources(page: Page) -> None:
+    """What this answer's Content-Security-Policy must allow for the page: where its
+    form's answer leads (its redirect URL) and its video's player. Called for every
+    answer that shows the page, a cached one too."""
+    if page.redirect_url:
+        allow_form_target(page.redirect_url)
+    video = parse_video(page.video_url)
+    if video is not None:
+        allow_frame(video.frame_origin)
 
 
 # The opt-in page as shown on a first view is the same for every visitor (of one

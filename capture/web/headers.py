@@ -4,7 +4,9 @@ referrer, and who may load the files the embed snippet loads on other sites.
 No page of ours runs inline script or inline style (JavaScript and CSS come from
 static/), so the policy lets only our own files run: an injected `<script>` or
 `onclick=` does nothing. No page may be framed by another site (clickjacking); the
-dashboard frames its own previews, whose answers set a policy of their own.
+dashboard frames its own previews, whose answers set a policy of their own. A page
+frames nothing from elsewhere, but for the video player of a page that has a video
+(`allow_frame`).
 """
 
 import functools
@@ -62,6 +64,14 @@ def allow_form_target(url: str) -> None:
         g.setdefault("form_targets", set()).add(f"{parts.scheme}://{parts.netloc}")
 
 
+def allow_frame(origin: str) -> None:
+    """Let this answer show a frame from `origin` (an `https://host`): the video
+    player a page with a video inserts once the visitor asks for it."""
+    parts = urlsplit(origin)
+    if parts.scheme == "https" and parts.netloc and not parts.path:
+        g.setdefault("frame_sources", set()).add(origin)
+
+
 def add_security_headers(response: Response) -> Response:
     """CSP (unless the view set its own), X-Frame-Options to match its
     frame-ancestors (for browsers without CSP), nosniff and the Referrer-Policy."""
@@ -75,6 +85,9 @@ def add_security_headers(response: Response) -> Response:
         targets = sorted(g.get("form_targets", ()))
         if targets:
             changes["form-action"] = " ".join([POLICY["form-action"], *targets])
+        frames = sorted(g.get("frame_sources", ()))
+        if frames:
+            changes["frame-src"] = " ".join([POLICY["frame-src"], *frames])
         policy = content_security_policy(**changes)
         response.headers["Content-Security-Policy"] = policy
     framing = FRAMING.get(_directive(policy, "frame-ancestors"))

@@ -41,14 +41,36 @@
     frame.addEventListener("load", function () {
       if (status) status.textContent = "";
     });
+    // The gallery's thumbnails show each design with the values typed so far. One
+    // at a time: a form's next submission would cancel one not yet under way.
+    var designs = Array.prototype.slice.call(document.querySelectorAll("[data-design-refresh]"));
+    var refreshDesigns = debounce(function () {
+      var queue = designs.slice();
+      (function next() {
+        var button = queue.shift();
+        if (!button || !form.requestSubmit) return;
+        var frame = document.getElementsByName(button.getAttribute("formtarget"))[0];
+        var done = false;
+        var go = function () {
+          if (done) return;
+          done = true;
+          if (frame) frame.removeEventListener("load", go);
+          next();
+        };
+        if (frame) frame.addEventListener("load", go);
+        setTimeout(go, 3000);
+        form.requestSubmit(button);
+      })();
+    }, 2000);
     var later = debounce(refresh, 600);
     form.addEventListener("input", later);
     form.addEventListener("change", later);
+    form.addEventListener("input", refreshDesigns);
     form.refreshPreview = later;
     // Show the values as they are in the form (also after an error), once the frame's
     // first document has loaded so that load cannot replace the fresh preview.
-    if (document.readyState === "complete") refresh();
-    else window.addEventListener("load", refresh);
+    if (document.readyState === "complete") { refresh(); refreshDesigns(); }
+    else window.addEventListener("load", function () { refresh(); refreshDesigns(); });
   }
 
   /* --- editor: field rows ----------------------------------------------------- */

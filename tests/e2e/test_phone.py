@@ -143,7 +143,7 @@ def test_demo_page_shows_its_button_without_scrolling_on_a_phone(phone, stack, t
     assert phone.evaluate("window.scrollY") == 0
     assert phone.evaluate("document.documentElement.scrollWidth") <= WIDTH
     # The page's text is still there, under the form.
-    assert "One promise" in phone.locator("section.copy").inner_text()
+    assert "One promise" in phone.locator(".copy").inner_text()
 
 
 def test_new_api_token_is_copied_with_its_button(phone_owner, stack):

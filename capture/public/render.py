@@ -246,6 +246,10 @@ def snippet(page: Page, script: bool = True) -> str:
     proof = {"challenge": f"{base}/p/{page.slug}/embed/challenge",
              "script": base + url_for("static", filename="proof-of-work.js"),
              "css": base + url_for("static", filename="vendor/altcha/altcha.css"),
+             # The widget's own words ("I'm not a robot") in the page's language.
+             "strings": base + url_for("static", filename=f"vendor/altcha/i18n/"
+                                                          f"{page.language}.js")
+             if page.language != "en" else None,
              } if page.proof_of_work else None
     with languages.speaking(page.language):
         return render_template(

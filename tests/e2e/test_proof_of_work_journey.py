@@ -156,3 +156,19 @@ def test_measure_solve_time_at_the_default_difficulty(phone, shield, throttle, w
           f"{statistics.median(times):.0f} ms, max {max(times):.0f} ms "
           f"({', '.join(f'{t:.0f}' for t in times)})")
     assert max(times) < 30000
+
+
+def test_on_a_german_page_the_widget_speaks_german_and_solves(page, shield, tmp_path):
+    definition = tmp_path / "schild.json"
+    definition.write_text(json.dumps([{**SHIELD, "slug": "schild", "language": "de",
+                                       "button": "Anmelden"}]))
+    shield.flask("pages", "import", str(definition))
+    requests = record_requests(page)
+    page.goto(f"{shield.base_url}/p/schild")
+    page.get_by_text("Ich bin kein Roboter").wait_for()
+    page.get_by_label("First name").fill("Udo")
+    page.get_by_label("Email", exact=True).fill("udo@example.com")
+    page.wait_for_function(VERIFIED, timeout=60000)
+    page.get_by_text("Überprüft").wait_for()
+    assert any(url.endswith("/static/vendor/altcha/i18n/de.js") for url in requests)
+    assert off_this_machine(requests) == []

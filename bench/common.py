@@ -169,20 +169,29 @@ class Sink:
 
 
 class Server:
-    """gunicorn serving wsgi:app the way docs/run/production.md does it."""
+    """gunicorn serving wsgi:app the way docs/run/production.md does it; or, with
+    `server="granian"`, granian's WSGI interface with as many worker processes (to
+    compare the two: `bench/run.py --server granian`, after `pip install granian`)."""
 
     def __init__(self, env: dict, workdir: Path, *, workers: int,
                  worker_class: str = "sync", threads: int = 1, app: str = "wsgi:app",
-                 health: str = "/healthz") -> None:
+                 health: str = "/healthz", server: str = "gunicorn") -> None:
         self.port = int(env["CAPTURE_BASE_URL"].rsplit(":", 1)[1])
         self.base_url = env["CAPTURE_BASE_URL"]
         self.workers = workers
-        self.log_path = workdir / f"gunicorn-{time.strftime('%H%M%S')}.log"
+        self.log_path = workdir / f"{server}-{time.strftime('%H%M%S')}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115
-        command = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b",
-                   f"127.0.0.1:{self.port}", "--worker-class", worker_class,
-                   "--backlog", "2048", app]
-        if worker_class == "gthread":
+        if server == "granian":
+            command = [str(VENV_BIN / "granian"), "--interface", "wsgi", "--host",
+                       "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+                       "--blocking-threads", str(threads if worker_class == "gthread" else 1),
+                       "--backlog", "2048",
+                       "--no-ws", "--log-level", "warning", app]
+        else:
+            command = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b",
+                       f"127.0.0.1:{self.port}", "--worker-class", worker_class,
+                       "--backlog", "2048", app]
+        if server == "gunicorn" and worker_class == "gthread":
             command[1:1] = ["--threads", str(threads)]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)

@@ -38,13 +38,12 @@ _APPEND = insert(Intake.__table__)
 _ANY_WAITING = select(Intake.id).where(Intake.state == "waiting").limit(1)
 _WAITING = (select(Intake.id).where(Intake.state == "waiting").order_by(Intake.id)
             .limit(bindparam("limit")).with_for_update(skip_locked=True))
+_TAKEN = (Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
 _TAKE = (delete(Intake).where(Intake.id.in_(_WAITING.scalar_subquery()))
-         .returning(Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
-         .execution_options(synchronize_session=False))
+         .returning(*_TAKEN).execution_options(synchronize_session=False))
 _TAKE_ONE = (delete(Intake).where(Intake.id == bindparam("intake_id"),
                                   Intake.state == "waiting")
-             .returning(Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
-             .execution_options(synchronize_session=False))
+             .returning(*_TAKEN).execution_options(synchronize_session=False))
 
 
 def receive(page: Page, signup: optin.OptIn) -> None:
@@ -71,9 +70,8 @@ class Folded:
         return f"intake: {self.stored} sign-ups stored{failed}"
 
 
-def process(limit: int | None = None) -> Folded:
-    """Fold in the waiting sign-ups, a batch per transaction, until none waits (or
-    `limit` batches ran). A batch that fails is done again one row at a time, so
+def process() -> Folded:
+    """Fold in the waiting sign-ups, a batch per transaction, until none waits. A batch that fails is done again one row at a time, so
     only the row at fault is kept as failed. Database trouble propagates: the rows
     stay for the next run."""
     size = current_app.config["INTAKE_BATCH_SIZE"]
@@ -81,7 +79,7 @@ def process(limit: int | None = None) -> Folded:
     if db.session.scalar(_ANY_WAITING) is None:  # a read: no write lock while idle
         db.session.commit()
         return folded
-    for _ in range(limit or 1_000_000):
+    while True:
         connection = db.session.connection()
         rows = sorted(connection.execute(_TAKE, {"limit": size}).all())
         if not rows:

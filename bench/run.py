@@ -591,10 +591,19 @@ class Bench:
             time.sleep(1)
         finally:
             self.stop_server()
+        # A person's click queues its tag and triggers for the processor: fold them in
+        # and count its CPU as part of each click's cost.
+        folded = self.task("intake")
         counts = self.task("counts", "--since", since)
         self.profile_http(key, "paths.lua", {"BENCH_DATA": str(data)})
         kind = "open" if key == "pixel" else "click"
         logged = counts["events_since"].get(kind, 0)
+        processor = ""
+        if key == "click":
+            processor_ms = 1000 * folded["cpu_s"] / max(1, logged)
+            result["processor_cpu_ms_per_click"] = processor_ms
+            processor = (f"; the processor followed {folded['clicks']} clicks at "
+                         f"{processor_ms:.2f} ms CPU per click logged")
         expected = "200" if key == "pixel" else "302"
         errors = _errors(result) + sum(n for code, n in result["statuses"].items()
                                        if code != expected)
@@ -604,7 +613,7 @@ class Bench:
                  else "click redirect  GET /c/<token>")
         self.http_row(key, label, result, others, memory, errors,
                       f"{len(paths)} distinct tokens; {logged} {kind} events logged "
-                      f"(incl. warm-up)", met)
+                      f"(incl. warm-up){processor}", met)
 
     def scenario_pixel(self) -> None:
         self.scenario_track("pixel")

@@ -513,13 +513,14 @@ def task_counts(args) -> dict:
 
 
 def task_intake(args) -> dict:
-    """Fold in the sign-ups a load run queued, as the scheduler's processor does: how
-    many, and the CPU and wall time it took (the processor's share of an opt-in)."""
+    """Fold in the sign-ups and clicks a load run queued, as the scheduler's processor
+    does: how many, and the CPU and wall time it took (the processor's share of an
+    opt-in or a click)."""
     from capture.leads import intake
 
     cpu, wall = time.process_time(), time.perf_counter()
     folded = intake.process()
-    return {"stored": folded.stored, "failed": folded.failed,
+    return {"stored": folded.stored, "failed": folded.failed, "clicks": folded.clicks,
             "cpu_s": time.process_time() - cpu, "seconds": time.perf_counter() - wall}
 
 

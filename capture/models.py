@@ -768,10 +768,12 @@ class SpentChallenge(db.Model):
 # --- what visitors sent, kept until the scheduler folds it in (capture.leads.intake) ---
 
 class Intake(db.Model):
-    """An accepted sign-up from the opt-in form or the embedded form, written by the
-    request as its one durable append and turned into its lead, opt-in, events and
-    the rest by the scheduler's processor, which deletes the row in the same
-    transaction. A row it could not process stays, `failed`, with the error."""
+    """An accepted sign-up from the opt-in form or the embedded form (`kind` optin),
+    written by the request as its one durable append and turned into its lead,
+    opt-in, events and the rest by the scheduler's processor, which deletes the row
+    in the same transaction; or a person's click (`kind` click, payload lead_id, url,
+    tag) whose tag and click-triggered sequences the processor adds. A row it could
+    not process stays, `failed`, with the error."""
 
     __tablename__ = "intake"
     __table_args__ = (Index("ix_intake_state_id", "state", "id"),)

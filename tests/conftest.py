@@ -441,7 +441,8 @@ def clock(monkeypatch):
     from capture import clock as clock_module
 
     frozen = Clock()
-    monkeypatch.setattr(clock_module, "utcnow", lambda: frozen.now)
+    # `clock.as_of` (the intake's processor dating what it stores) still applies.
+    monkeypatch.setattr(clock_module, "utcnow", lambda: clock_module._AS_OF.get() or frozen.now)
     return frozen
 
 
@@ -557,7 +558,8 @@ def frozen_clock(monkeypatch):
 
     frozen = Clock()
     frozen.now = clock_module.utcnow()
-    monkeypatch.setattr(clock_module, "utcnow", lambda: frozen.now)
+    # `clock.as_of` (the intake's processor dating what it stores) still applies.
+    monkeypatch.setattr(clock_module, "utcnow", lambda: clock_module._AS_OF.get() or frozen.now)
     return frozen
 
 

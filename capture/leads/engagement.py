@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 
 from capture import clock
 from capture import links
@@ -17,7 +17,7 @@ from capture.web.user_agents import user_agent_matcher
 from capture.db import db
 from capture.leads import tags
 from capture.mail import membership
-from capture.models import Delivery, Lead, Link
+from capture.models import Delivery, Intake, Lead, Link
 from capture.tag_names import tag_problem
 from capture.timeline import event_row, insert_events
 
@@ -63,6 +63,7 @@ _CLICKED_LINK = (
     .join(Lead, Lead.id == Delivery.lead_id)
     .where(Link.token == bindparam("token"))
 )
+_QUEUE = insert(Intake.__table__)
 
 
 def record_open(token: str, user_agent: str | None) -> bool:
@@ -93,13 +94,28 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         if link.erased:
             return link.url
         machine = _log_engagement(connection, link, "click", user_agent, url=link.url)
-        # A tagged link's tag goes to the person who clicks, not to a mail scanner
-        # that fetched it first (the tag names were checked when the email was made).
-        if link.tag and not machine and tag_problem(link.tag) is None:
-            tags.add_tags([link.lead_id], [link.tag], "link", connection=connection)
-        if not machine:
-            membership.on_click(link.lead_id, link.url, connection)
+        # What a click sets off goes to the person who clicks, not to a mail scanner
+        # that fetched the link first.
+        if machine:
+            pass
+        elif current_app.config["OPTIN_PROCESSING"] == "direct":
+            follow_click(link.lead_id, link.url, link.tag, connection)
+        else:  # queued: the intake's processor does it (capture.leads.intake)
+            connection.execute(_QUEUE, {
+                "kind": "click", "page_id": link.page_id, "state": "waiting",
+                "payload": {"lead_id": link.lead_id, "url": link.url, "tag": link.tag},
+                "created_at": clock.utcnow()})
     return link.url
+
+
+def follow_click(lead_id: int, url: str, tag: str | None, connection) -> None:
+    """What a person's click sets off: the link's tag (its name was checked when the
+    email was made) and the sequences whose `click` trigger the URL matches. In the
+    request with CAPTURE_OPTIN_PROCESSING=direct, else in the intake's processor,
+    dated when the person clicked."""
+    if tag and tag_problem(tag) is None:
+        tags.add_tags([lead_id], [tag], "link", connection=connection)
+    membership.on_click(lead_id, url, connection)
 
 
 def _log_engagement(connection, email, kind: str, user_agent: str | None, **data) -> bool:

@@ -16,6 +16,10 @@ A row that fails for a reason of its own (its page deleted meanwhile, a bug) is 
 as `failed` with the error, so nothing is lost, and the dashboard says so;
 `flask --app wsgi intake retry` queues failed rows again. With `direct`, the request
 stores the sign-up itself, as the API always does (it answers with the lead).
+
+A person's click (not a scanner's) is queued the same way, as a `click` row beside
+its click event (capture.leads.engagement): the processor gives the link's tag and
+starts the click-triggered sequences, dated when the person clicked.
 """
 
 import dataclasses
@@ -28,8 +32,8 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from capture import clock
 from capture.claims import unexpected
 from capture.db import db, is_unavailable
-from capture.leads import optin
-from capture.models import Intake, Page
+from capture.leads import engagement, optin
+from capture.models import Intake, Lead, Page
 from capture.pages import variants
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,9 @@ _APPEND = insert(Intake.__table__)
 _ANY_WAITING = select(Intake.id).where(Intake.state == "waiting").limit(1)
 _WAITING = (select(Intake.id).where(Intake.state == "waiting").order_by(Intake.id)
             .limit(bindparam("limit")).with_for_update(skip_locked=True))
-_TAKEN = (Intake.id, Intake.page_id, Intake.payload, Intake.created_at)
+_TAKEN = (Intake.id, Intake.kind, Intake.page_id, Intake.payload, Intake.created_at)
+_ERASED = select(Lead.id).where(Lead.id == bindparam("lead_id"),
+                                Lead.subscription == "erased")
 _TAKE = (delete(Intake).where(Intake.id.in_(_WAITING.scalar_subquery()))
          .returning(*_TAKEN).execution_options(synchronize_session=False))
 _TAKE_ONE = (delete(Intake).where(Intake.id == bindparam("intake_id"),
@@ -62,12 +68,14 @@ def receive(page: Page, signup: optin.OptIn) -> None:
 class Folded:
     """What one run of the processor did."""
 
-    stored: int = 0
+    stored: int = 0  # sign-ups and clicks
     failed: int = 0
+    clicks: int = 0  # of `stored`
 
     def line(self) -> str:
         failed = f", {self.failed} failed (kept)" if self.failed else ""
-        return f"intake: {self.stored} sign-ups stored{failed}"
+        clicks = f", {self.clicks} clicks followed" if self.clicks else ""
+        return f"intake: {self.stored - self.clicks} sign-ups stored{clicks}{failed}"
 
 
 def process() -> Folded:
@@ -89,6 +97,7 @@ def process() -> Folded:
             _store(rows)
             db.session.commit()
             folded.stored += len(rows)
+            folded.clicks += sum(row.kind == "click" for row in rows)
         except Exception as error:
             db.session.rollback()
             if is_unavailable(error):
@@ -96,6 +105,7 @@ def process() -> Folded:
             for row in rows:
                 if _one(row.id):
                     folded.stored += 1
+                    folded.clicks += row.kind == "click"
                 else:
                     folded.failed += 1
         if len(rows) < size:
@@ -106,6 +116,9 @@ def process() -> Folded:
 def _store(rows) -> None:
     pages: dict[int, Page | None] = {}
     for row in rows:
+        if row.kind == "click":
+            _follow(row)
+            continue
         if row.page_id not in pages:
             pages[row.page_id] = db.session.get(Page, row.page_id)
         page = pages[row.page_id]
@@ -114,6 +127,17 @@ def _store(rows) -> None:
         signup = optin.OptIn(**row.payload)
         with clock.as_of(row.created_at):
             optin.store_optin(variants.page_as(page, signup.variant), signup)
+
+
+def _follow(row) -> None:
+    """A person's click: its tag and click-triggered sequences, unless the person was
+    erased meanwhile (a deleted lead is skipped by both)."""
+    click = row.payload
+    connection = db.session.connection()
+    if connection.execute(_ERASED, {"lead_id": click["lead_id"]}).first() is None:
+        with clock.as_of(row.created_at):
+            engagement.follow_click(click["lead_id"], click["url"], click.get("tag"),
+                                    connection)
 
 
 def _one(intake_id: int) -> bool:

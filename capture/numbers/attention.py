@@ -155,27 +155,39 @@ def bounce_mailbox_failing() -> OwnerWarning | None:
 
 @dataclass(frozen=True)
 class Backlog:
-    """The rows that wait, since when, and the failed ones with one of their errors."""
+    """The rows that wait (`clicks` of them a person's clicks, the rest sign-ups),
+    since when, and the failed ones with one of their errors."""
 
     waiting: int
     oldest: datetime | None
     failed: int
     error: str | None
+    clicks: int = 0
+
+    def waiting_words(self) -> str:
+        """"1 sign-up waits", "2 sign-ups and 1 click wait", "3 clicks wait"."""
+        signups = self.waiting - self.clicks
+        words = [f"{n} {noun}{'s' if n != 1 else ''}"
+                 for n, noun in ((signups, "sign-up"), (self.clicks, "click")) if n]
+        return f"{' and '.join(words)} wait{'s' if self.waiting == 1 else ''}"
 
 
 def intake_backlog() -> Backlog:
     """What the intake (capture.leads.intake) holds now: the overview and
     `intake status` show it."""
-    waiting, oldest = db.session.execute(
-        select(func.count(), func.min(Intake.created_at)).where(Intake.state == "waiting")).one()
+    waiting, oldest, clicks = db.session.execute(
+        select(func.count(), func.min(Intake.created_at),
+               func.count().filter(Intake.kind == "click"))
+        .where(Intake.state == "waiting")).one()
     failed, error = db.session.execute(
         select(func.count(), func.max(Intake.error)).where(Intake.state == "failed")).one()
-    return Backlog(waiting or 0, oldest, failed or 0, error)
+    return Backlog(waiting or 0, oldest, failed or 0, error, clicks or 0)
 
 
 def signups_waiting(now: datetime | None = None) -> OwnerWarning | None:
-    """Sign-ups the opt-in forms queued wait longer than INTAKE_LATE_SECONDS (no
-    scheduler runs, or it fails), or some could not be stored."""
+    """Sign-ups the opt-in forms queued (or clicks the processor follows) wait longer
+    than INTAKE_LATE_SECONDS (no scheduler runs, or it fails), or some could not be
+    stored."""
     held = intake_backlog()
     now = now or clock.utcnow()
     late = held.oldest is not None and (now - held.oldest).total_seconds() > INTAKE_LATE_SECONDS
@@ -183,8 +195,7 @@ def signups_waiting(now: datetime | None = None) -> OwnerWarning | None:
         return None
     parts = []
     if late:
-        signups = "sign-up waits" if held.waiting == 1 else "sign-ups wait"
-        parts.append(f"{held.waiting} {signups} to be stored, the oldest since "
+        parts.append(f"{held.waiting_words()} to be stored, the oldest since "
                      f"{held.oldest:%Y-%m-%d %H:%M} UTC: is the scheduler running? "
                      "(`flask --app wsgi scheduler`, or CAPTURE_SCHEDULER=embedded)")
     if held.failed:

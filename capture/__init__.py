@@ -47,9 +47,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     rollup_queue.init_app(app)
     optins.init_app(app)
     rate_limits.init_app(app)
-    db.migrate.init_app(
-        app, db.db, directory=db.MIGRATIONS_DIR, render_as_batch=True
-    )
+    app.cli.add_command(db.MigrationCommands(app))
     hygiene.init_app(app)
     db.csrf.init_app(app)
     bots.RateLimit().init_app(app)

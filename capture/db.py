@@ -3,9 +3,10 @@ the SQLite tuning, and the check that tells a database outage from a bug."""
 
 import sqlite3
 
+import click
+from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
@@ -26,12 +27,40 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
 login_manager.login_message = "Please log in to see that page."
 login_manager.session_protection = "strong"
+
+
+def migrations(app: Flask) -> None:
+    """Set up Flask-Migrate on `app`, once: for `flask --app wsgi db …` and `init`.
+    Not at start-up: Flask-Migrate loads alembic, mako and pygments, about 12 MB in
+    every web worker, which never migrates."""
+    if "migrate" not in app.extensions:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+
+
+class MigrationCommands(click.Group):
+    """`flask --app wsgi db …`, listed like any command; Flask-Migrate's own group
+    (its options and commands) is loaded when it runs (`migrations`)."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__("db", help="Perform database migrations (Flask-Migrate).")
+        self.app = app
+
+    def _loaded(self) -> click.Group:
+        migrations(self.app)
+        return self.app.cli.commands["db"]
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._loaded().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        return self._loaded().invoke(ctx)
 
 
 def is_unavailable(error: Exception) -> bool:

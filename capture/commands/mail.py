@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from capture.leads import addresses
 from capture.mail import backends
-from capture.mail import compose, dkim, dns_records
+from capture.mail import compose, dkim
 
 mail_cli = AppGroup("mail", help="Check the mail settings.")
 
@@ -58,6 +58,8 @@ def check_command(nameserver: str | None, timeout: float) -> None:
     CAPTURE_MAIL_FROM domain) and say what they hold: the DKIM record's key matches
     CAPTURE_DKIM_KEY_FILE's, differs or is missing. When DNS cannot be reached it
     says so in one line (exit 0: nothing is known, nothing is wrong)."""
+    from capture.mail import dns_records  # dnspython: here, not in every web worker
+
     try:
         lookup = dns_records.resolver_lookup(nameserver, timeout)
     except ValueError as error:

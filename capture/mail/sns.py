@@ -4,6 +4,7 @@ complaint notifications) was signed by SNS.
 The signing certificate is fetched from `SigningCertURL`, only over HTTPS from an SNS
 host (`sns.<region>.amazonaws.com`) and kept per process; the signature (SHA1 for
 SignatureVersion 1, SHA256 for 2) is over the message's fields in AWS's order.
+`cryptography` is loaded when a message is checked, not in every web worker.
 """
 
 import base64
@@ -13,19 +14,15 @@ import threading
 import urllib.request
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 _HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
                         "TopicArn", "Type")
-_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+_HASHES = {"1": "SHA1", "2": "SHA256"}  # SignatureVersion → cryptography's hash
 FETCH_TIMEOUT = 10
 
-_certificates: dict[str, x509.Certificate] = {}
+_certificates: dict = {}  # URL → cryptography's x509.Certificate
 _lock = threading.Lock()
 
 
@@ -44,7 +41,9 @@ def fetch(url: str) -> bytes:
         return response.read(100_000)
 
 
-def _certificate(url: str) -> x509.Certificate:
+def _certificate(url: str):
+    from cryptography import x509
+
     with _lock:
         known = _certificates.get(url)
     if known is not None:
@@ -65,6 +64,10 @@ def signed_text(message: dict) -> bytes:
 
 def verified(message: dict) -> bool:
     """Whether SNS signed this message, by a certificate from an SNS host."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     algorithm = _HASHES.get(str(message.get("SignatureVersion", "")))
     url, signature = message.get("SigningCertURL"), message.get("Signature")
     if algorithm is None or not isinstance(signature, str) or not isinstance(url, str) \
@@ -75,7 +78,7 @@ def verified(message: dict) -> bool:
         if not isinstance(key, rsa.RSAPublicKey):
             return False
         key.verify(base64.b64decode(signature, validate=True), signed_text(message),
-                   padding.PKCS1v15(), algorithm())
+                   padding.PKCS1v15(), getattr(hashes, algorithm)())
     except (InvalidSignature, binascii.Error, ValueError, OSError):
         return False
     return True

@@ -6,18 +6,23 @@ the browser's Content-Type says. The size in pixels is read from the header befo
 anything is decoded, so a small file that would unpack to a huge picture (a
 decompression bomb) is refused cheaply. The pixels are then written out afresh: EXIF
 (with GPS), ICC and XMP blocks, comments and anything appended to the file (a
-polyglot's HTML or script) are not carried over.
+polyglot's HTML or script) are not carried over. Pillow is loaded by the first
+upload, not in every web worker.
 """
+
+from __future__ import annotations
 
 import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app
-from PIL import Image as Pillow
-from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 from sqlalchemy import select
+
+if TYPE_CHECKING:
+    from PIL import Image as Pillow
 
 from capture.db import db
 from capture.models import Image, Page
@@ -55,6 +60,9 @@ class Encoded:
 
 def reencode(data: bytes, max_pixels: int) -> Encoded:
     """`data` as a clean image of the same format, or ImageError."""
+    from PIL import Image as Pillow
+    from PIL import UnidentifiedImageError
+
     with warnings.catch_warnings():
         # Pillow warns of a possible bomb; the check below refuses it with a message.
         warnings.simplefilter("ignore", Pillow.DecompressionBombWarning)
@@ -70,6 +78,9 @@ def reencode(data: bytes, max_pixels: int) -> Encoded:
 
 
 def _reencode(source: Pillow.Image, max_pixels: int) -> Encoded:
+    from PIL import Image as Pillow
+    from PIL import ImageOps, ImageSequence
+
     width, height = source.size
     frames = getattr(source, "n_frames", 1) if source.format in ("GIF", "WEBP") else 1
     if width < 1 or height < 1:
@@ -101,6 +112,8 @@ _MODES = {"JPEG": ("RGB", "L", "CMYK"), "PNG": ("RGB", "RGBA", "L", "LA"),
 
 def _fresh(picture: Pillow.Image, kind: str) -> Pillow.Image:
     """The pixels alone, in a new image that carries none of the file's other data."""
+    from PIL import Image as Pillow
+
     if picture.mode not in _MODES[kind]:
         has_alpha = "A" in picture.getbands() or "transparency" in picture.info
         picture = picture.convert("RGBA" if has_alpha and kind != "JPEG" else "RGB")
@@ -108,6 +121,8 @@ def _fresh(picture: Pillow.Image, kind: str) -> Pillow.Image:
 
 
 def _save_options(kind: str, source: Pillow.Image, pictures: list) -> dict:
+    from PIL import ImageSequence
+
     options: dict = {"JPEG": {"quality": 88, "optimize": True},
                      "WEBP": {"quality": 88, "method": 4},
                      "PNG": {"optimize": False}, "GIF": {}}[kind]

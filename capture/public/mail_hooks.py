@@ -25,10 +25,6 @@ import json
 import threading
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
 from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
@@ -264,6 +260,12 @@ SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
 def _sendgrid_verified(public_key: str) -> bool:
+    # `cryptography` is loaded here, not in every web worker.
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     signature = request.headers.get(SENDGRID_SIGNATURE, "")
     timestamp = request.headers.get(SENDGRID_TIMESTAMP, "")
     if not signature or not timestamp:

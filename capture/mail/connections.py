@@ -13,8 +13,9 @@ Exactly once:
   (the reaper makes them `unknown`), never one sent twice.
 - Connections are opened one by one, a new one only after an email went: a server
   that is down or refuses us sees one try, and the batch stops, as over one connection.
-- A connection that sent before and then drops before an email's body left gives
-  that email to a fresh connection once (it never reached the server). Any other
+- A connection that drops before an email's body left, once the server took an
+  email on any connection, gives that email to a fresh connection once (it never
+  reached the server). Before any went, it is the server's failure. Any other
   server or account failure (`MailError.transport`) records that email's outcome
   and stops the batch: nothing more is marked, the marked emails no connection took
   yet are unmarked and given back with the rest, the others' outcomes are recorded.
@@ -109,6 +110,9 @@ class Sender:
         self.stopped: str | None = None
         # Set by the connection that met the failure, at once: the others take no more.
         self.halted = threading.Event()
+        # Set when the server took an email on any connection: it is up, so a
+        # connection it drops is that connection's trouble.
+        self.answered = threading.Event()
         self.reported = False
         # What killed a connection's thread (the process dies): raised again here.
         self.crashed: BaseException | None = None
@@ -254,7 +258,6 @@ class Sender:
         with self.app.app_context():
             backend = backends.open_backend()
             mine: deque = deque()  # taken from the queue, in order
-            sent_before = False
             fresh_try: set[int] = set()  # emails given a fresh connection once
             try:
                 while True:
@@ -274,7 +277,8 @@ class Sender:
                         backend.send(email.message,
                                      then=following.message if following else None)
                     except backends.MailError as error:
-                        if (error.transport and not error.unknown and sent_before
+                        if (error.transport and not error.unknown
+                                and self.answered.is_set()
                                 and email.delivery_id not in fresh_try):
                             # Dropped before the body left: a new connection takes it.
                             fresh_try.add(email.delivery_id)
@@ -297,7 +301,7 @@ class Sender:
                             if held is not _DONE:
                                 self.answers.put(_Answer(held, untried=True))
                         return
-                    sent_before = True
+                    self.answered.set()
                     self.answers.put(_Answer(email))
             finally:
                 backend.close()

@@ -9,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import pycountry
+from babel import support
 from flask import Flask, g, has_app_context
 from flask_babel import Babel, force_locale, get_locale, refresh
+from wtforms.i18n import messages_path
 
 # The languages a page, a sequence or a broadcast may have, by code, in their own words.
 LANGUAGES = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español",
@@ -77,3 +79,15 @@ def _country_names(language: str) -> gettext_module.NullTranslations:
 def country_name(name: str, language: str) -> str:
     """A country's English name (pycountry's) in `language`."""
     return _country_names(known(language)).gettext(name)
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def _wtforms_messages(language: str) -> support.NullTranslations:
+    return support.Translations.load(messages_path(), [language], domain="wtforms")
+
+
+def wtforms_messages() -> support.NullTranslations:
+    """WTForms' own messages ("Not a valid choice.") in the language spoken now, read
+    once per language (Flask-WTF reads the catalogue from disk for every form: a
+    tenth of an opt-in)."""
+    return _wtforms_messages(current_language())

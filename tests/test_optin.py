@@ -284,3 +284,16 @@ def test_a_bad_address_is_explained_in_plain_words(client, demo_page, address, s
     page = html.unescape(response.get_data(as_text=True))
     assert sentence in page
     assert "@-sign" not in page
+
+
+def test_wtforms_own_messages_speak_the_pages_language(app, client, make_page):
+    fields = [{"name": "email", "label": "E-Mail", "type": "email", "required": True},
+              {"name": "plan", "label": "Tarif", "type": "select", "required": True,
+               "options": ["Basis", "Pro"]}]
+    make_page(slug="angebot", language="de", fields=fields)
+    make_page(slug="offer", fields=fields)
+    for _ in range(2):  # the catalogue is kept after the first form
+        html = optin(client, "angebot", email="q@example.com", plan="Gold").get_data(as_text=True)
+        assert "Keine gültige Auswahl" in html and "Not a valid choice" not in html
+        html = optin(client, "offer", email="q@example.com", plan="Gold").get_data(as_text=True)
+        assert "Not a valid choice" in html and "Keine gültige Auswahl" not in html

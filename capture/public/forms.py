@@ -10,12 +10,22 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
+from capture import languages
 from capture.leads.addresses import normalize_email
 from capture.leads.fields import FIELD_KINDS, one_line
 from capture.models import Page
 
 
-class OptInForm(FlaskForm):
+class VisitorForm(FlaskForm):
+    """A form visitors fill in (CSRF from Flask-WTF); WTForms' own messages in the
+    page's language, from a catalogue kept per language."""
+
+    class Meta:
+        def get_translations(self, form):
+            return languages.wtforms_messages()
+
+
+class OptInForm(VisitorForm):
     """The fixed part of every opt-in form: the honeypot and the fill-time token
     (their names are `capture.pages.definition.FORM_OWN_NAMES`: no page field may
     take them)."""

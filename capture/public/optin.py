@@ -13,7 +13,6 @@ from flask import (
     request,
 )
 from flask_babel import gettext, lazy_gettext
-from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +27,7 @@ from capture.web.hygiene import FORM_TYPES
 from capture.markup import render_markdown, under_heading
 from capture.models import Lead, Page
 from capture.pages import variants
-from capture.public.forms import form_class, optin_values
+from capture.public.forms import VisitorForm, form_class, optin_values
 from capture.public.render import (
     FIX_FIELDS,
     FORM_EXPIRED,
@@ -149,7 +148,7 @@ def thanks(slug: str):
     return render_for(page, "thanks.html", text=render_markdown(page.thank_you))
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(VisitorForm):
     """The confirmation page's one button (its CSRF token is all it holds)."""
 
 

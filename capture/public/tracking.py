@@ -14,13 +14,13 @@ from flask import (
     request,
 )
 from flask_babel import gettext
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from capture.leads import engagement
 from capture.leads import decisions, lifecycle, upgrades
 from capture import languages, links
 from capture.mail import compose
+from capture.public.forms import VisitorForm
 from capture.db import csrf, db, is_unavailable, unavailable_reason
 from capture.models import Enrollment, Lead
 
@@ -71,7 +71,7 @@ def _lead_for(token: str) -> tuple[Lead, int | None]:
     return lead, found[1]
 
 
-class UnsubscribeForm(FlaskForm):
+class UnsubscribeForm(VisitorForm):
     """The unsubscribe page's form: "Unsubscribe from everything" (the default) or,
     for a sequence's email, "Only stop these emails" (`choice=sequence`).
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from capture.mail import engine, membership
 from capture.db import db
 from capture.models import Lead, Page
-from capture.mail.sequences import Library
+from capture.mail.sequences import Library, looked_at_once
 from config import ROOT, Config
 from tests.factories import add_lead, write_step
 
@@ -457,6 +457,17 @@ def test_an_unchanged_folder_is_not_read_again(root):
     write_step(root / "course", "01-hi.md", "Subject", "Body.", delay=0)
     library = Library(root)
     assert library.get("course") is library.get("course")
+
+
+def test_a_looked_at_once_block_reads_a_folder_once_and_sees_edits_after_it(root):
+    write_step(root / "course", "01-hi.md", "First subject", "Body.", delay=0)
+    library = Library(root)
+    with looked_at_once():
+        assert library.get("course").step("hi").subject == "First subject"
+        write_step(root / "course", "01-hi.md", "The second, longer subject", "Body.",
+                   delay=0)
+        assert library.get("course").step("hi").subject == "First subject"
+    assert library.get("course").step("hi").subject == "The second, longer subject"
 
 
 def test_added_and_removed_step_files_are_seen_without_a_restart(seq_app, root):

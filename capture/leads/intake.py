@@ -33,6 +33,7 @@ from capture import clock
 from capture.claims import unexpected
 from capture.db import db, is_unavailable
 from capture.leads import engagement, optin
+from capture.mail.sequences import looked_at_once
 from capture.models import Intake, Lead, Page
 from capture.pages import variants
 
@@ -114,6 +115,11 @@ def process() -> Folded:
 
 
 def _store(rows) -> None:
+    with looked_at_once():  # a sequence edited meanwhile counts from the next batch
+        _store_each(rows)
+
+
+def _store_each(rows) -> None:
     pages: dict[int, Page | None] = {}
     for row in rows:
         if row.kind == "click":

@@ -10,6 +10,9 @@ rather than skipped over.
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from functools import lru_cache
@@ -201,12 +204,30 @@ class Library:
         return seen["\0all"]
 
 
+# Set by `looked_at_once`: what the block has read of each library.
+_HELD: ContextVar[dict | None] = ContextVar("capture_sequences_held", default=None)
+
+
+@contextmanager
+def looked_at_once() -> Iterator[None]:
+    """Within the block (outside a request), each folder is looked at once, as in a
+    web request: the intake's processor, whose every sign-up asks for its sequences
+    (looking at the files each time was a quarter of its work)."""
+    token = _HELD.set({})
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+
+
 def _seen_in_request(library: Library) -> dict:
-    """What this web request has read of the library already (a new dict, kept by
-    nobody, outside a request: the scheduler and commands always look at the files)."""
-    if not has_request_context():
-        return {}
-    return request.environ.setdefault(f"capture.sequences.{id(library)}", {})
+    """What this web request (or `looked_at_once` block) has read of the library
+    already; a new dict, kept by nobody, elsewhere: the scheduler and commands look at
+    the files each time."""
+    if has_request_context():
+        return request.environ.setdefault(f"capture.sequences.{id(library)}", {})
+    held = _HELD.get()
+    return {} if held is None else held.setdefault(id(library), {})
 
 
 def _signature(folder: Path) -> tuple:

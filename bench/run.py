@@ -219,6 +219,8 @@ class Bench:
         self.env = common.stack_env(self.out, self.database,
                                     base_url=f"http://127.0.0.1:{self.port}",
                                     smtp_port=self.sink.port)
+        if args.database_url:  # an empty PostgreSQL database (HTTP scenarios only)
+            self.env["CAPTURE_DATABASE_URL"] = args.database_url
         common.prepare_database(self.env)
         self.server: common.Server | None = None
         self.task_pid: int | None = None
@@ -852,9 +854,17 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="wait up to this long for other processes to calm down "
                              "before each scenario (60; 0 = never)")
+    parser.add_argument("--database-url",
+                        help="run the HTTP scenarios (page, page-test, optin, optin-doi, "
+                             "pixel, click) against this empty database instead of SQLite, "
+                             "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench")
     parser.add_argument("--keep", action="store_true", help="keep the big databases")
     parser.add_argument("--out", type=Path, help="artefact folder (bench/out/<time>)")
     args = parser.parse_args()
+    http_only = {"page", "page-test", "optin", "optin-doi", "pixel", "click"}
+    if args.database_url and not set(args.only or ()) <= http_only or \
+            args.database_url and not args.only:
+        parser.error(f"--database-url takes --only with {', '.join(sorted(http_only))}")
 
     quick = args.quick
     args.duration = args.duration or (3 if quick else 10)

@@ -150,7 +150,10 @@ SECTIONS = (
                 "`queued`: a sign-up from the opt-in page or the embedded form is one durable "
                 "append when the visitor gets the answer, and the scheduler's processor makes "
                 "its lead, events, enrolment, webhooks and confirmation within about a second; "
-                "`direct`: the request does all of it itself (the API always does)",
+                "`direct`: the request does all of it itself (the API always does). The "
+                "same setting decides where a person's click on a tagged or trigger link "
+                "gets its tag and starts its sequences: queued for the processor, or in "
+                "the click's request",
                 choices=("queued", "direct")),
         Setting("INTAKE_INTERVAL_SECONDS", 1, "integer",
                 "how often the scheduler's processor folds in the queued sign-ups",

@@ -56,6 +56,12 @@ class MigrationCommands(click.Group):
         migrations(self.app)
         return self.app.cli.commands["db"]
 
+    def list_commands(self, ctx):
+        return self._loaded().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self._loaded().get_command(ctx, name)
+
     def make_context(self, info_name, args, parent=None, **extra):
         return self._loaded().make_context(info_name, args, parent=parent, **extra)
 

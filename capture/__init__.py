@@ -35,7 +35,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture.mail.sequences import Library
     from capture.numbers import rollup_queue
     from capture.public import (bots, embed, health, images, mail_hooks, optin, render,
-                                tracking)
+                                tracking, tracking_wsgi)
     from capture.web import errors, headers, hygiene, logredact, rate_limits
 
     logredact.init_app(app)
@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     headers.init_app(app)
     commands.register(app)
     scheduler.init_app(app)
+    tracking_wsgi.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

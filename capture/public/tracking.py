@@ -31,28 +31,38 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 _POSTBACK_KEYS = {"lead", "amount", "currency", "txn", "sig"}
 
 
-@bp.get("/o/<token>")
-def pixel(token: str):
-    """The open pixel: always the GIF, whatever the token; logs only genuine opens."""
+# The pixel's own headers: never cached, so every open is asked for.
+PIXEL_HEADERS = {"Content-Type": "image/gif",
+                 "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+                 "Pragma": "no-cache"}
+
+
+def record_open_safely(token: str, user_agent: str | None) -> None:
+    """Log a genuine open; an open is never worth a broken image, so a failure is
+    logged (one line when the database is away) and the pixel shown all the same."""
     try:
-        engagement.record_open(token, request.headers.get("User-Agent"))
-    except Exception as error:  # an open is never worth a broken image
+        engagement.record_open(token, user_agent)
+    except Exception as error:
         db.session.rollback()
         if is_unavailable(error):  # one line each, not a traceback per open
             current_app.logger.error("open not recorded, database unavailable: %s",
                                      unavailable_reason(error))
         else:
             current_app.logger.exception("open not recorded")
-    return PIXEL, 200, {
-        "Content-Type": "image/gif",
-        "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
-        "Pragma": "no-cache",
-    }
+
+
+@bp.get("/o/<token>")
+def pixel(token: str):
+    """The open pixel: always the GIF, whatever the token; logs only genuine opens.
+    (Served by `capture.public.tracking_wsgi` before Flask; this route answers HEAD.)"""
+    record_open_safely(token, request.headers.get("User-Agent"))
+    return PIXEL, 200, PIXEL_HEADERS
 
 
 @bp.get("/c/<token>")
 def click(token: str):
-    """Log the click and go to the URL stored for this link; 404 for anything else."""
+    """Log the click and go to the URL stored for this link; 404 for anything else.
+    (A known token's click is served by `capture.public.tracking_wsgi` before Flask.)"""
     url = engagement.record_click(token, request.headers.get("User-Agent"))
     if url is None:
         abort(404)

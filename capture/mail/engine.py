@@ -237,8 +237,8 @@ def _weigh_conditions(found: list, leads: dict[int, recipients.Recipient], now: 
                 due.append(item)
                 continue
             events.append(event_row(
-                enrollment.lead_id, leads[enrollment.lead_id].page_id, "skip", sequence=sequence.name,
-                step=step.key, reason=f"when: not matched ({describe(step.when)})",
+                enrollment.lead_id, leads[enrollment.lead_id].page_id, "skip",
+                sequence=sequence.name, step=step.key, reason=f"when: not matched ({describe(step.when)})",
                 **({"entry": enrollment.entry} if enrollment.entry > 1 else {})))
             membership.move_past(enrollment, step, now, sequence=sequence)
             enrollment.state = "sending"  # still this tick's claim

@@ -308,6 +308,43 @@ def test_more_leads_than_one_chunk_each_get_their_step_once(smtp_app, smtp, cloc
         assert sends == count - 1
 
 
+def test_each_email_of_a_chunk_is_its_own_leads_and_delivery(smtp_app, smtp, clock):
+    three_steps(smtp_app)
+    ids = [add_lead(smtp_app, email=f"own{n}@example.com", name=f"Own{n} Lee")
+           for n in range(engine.CHUNK + 5)]
+    assert tick(smtp_app).sent == len(ids)
+    with smtp_app.app_context():
+        rows = {row.id: row for row in db.session.execute(
+            select(Delivery.id, Lead.email, Lead.public_ref, Delivery.subject)
+            .join(Lead, Lead.id == Delivery.lead_id))}
+    for message in smtp.messages:
+        delivery_id = int(re.match(r"<capture\.(\d+)\.", message["Message-ID"]).group(1))
+        row = rows[delivery_id]
+        address = message["To"].addresses[0].addr_spec
+        assert address == row.email and row.public_ref in message["Message-ID"]
+        assert str(message["Subject"]) == row.subject == f"Welcome, {address[:-12].title()}"
+
+
+def test_a_step_with_a_delivery_already_is_not_sent_again_and_the_chunk_goes_on(
+    smtp_app, smtp, clock
+):
+    three_steps(smtp_app)
+    first = add_lead(smtp_app, email="had@example.com")
+    add_lead(smtp_app, email="new@example.com")
+    with smtp_app.app_context():
+        enrollment = db.session.scalar(select(Enrollment).where(Enrollment.lead_id == first))
+        db.session.add(Delivery(lead_id=first, enrollment_id=enrollment.id, sequence="course",
+                                step="welcome", filename="01-welcome.md", status="sent",
+                                sent_at=clock.now))
+        db.session.commit()
+    assert tick(smtp_app).sent == 1
+    assert [m["To"].addresses[0].addr_spec for m in smtp.messages] == ["new@example.com"]
+    with smtp_app.app_context():
+        enrollment = db.session.scalar(select(Enrollment).where(Enrollment.lead_id == first))
+        assert (enrollment.state, enrollment.last_step) == ("active", "welcome")
+    assert deliveries(smtp_app, first) == [("welcome", "sent")]
+
+
 def test_one_email_refused_for_now_in_a_chunk_is_retried_and_the_others_go(
     smtp_app, smtp, clock
 ):

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import raiseload
 
 from capture import claims, clock
 from capture.db import db
@@ -33,6 +34,7 @@ from capture.mail import (
     broadcast_tests,
     connections,
     handover,
+    recipients,
     subject_tests,
     time_values,
     timing,
@@ -202,21 +204,24 @@ def _send_chunk(ids: list[int], sender: connections.Sender, summary: Summary) ->
     try:
         deliveries = db.session.scalars(
             select(Delivery).where(Delivery.id.in_(ids), Delivery.status == "claimed")
-            .options(*work_queue.WITH_LEAD[Delivery])).all()
+            .options(raiseload("*"))).all()
+        recipients_by_id = recipients.load(d.lead_id for d in deliveries)
         contents = {row.id: content_of(row) for row in db.session.scalars(
             select(Broadcast).where(Broadcast.id.in_({d.broadcast_id for d in deliveries})))}
-        suppressed = suppression.suppressed_among(d.lead.email for d in deliveries)
+        suppressed = suppression.suppressed_among(lead.email
+                                                  for lead in recipients_by_id.values())
         emails, leads = [], {}
         for delivery in deliveries:
-            reason = why_not(delivery.lead, suppressed)
+            lead = recipients_by_id[delivery.lead_id]
+            reason = why_not(lead, suppressed)
             if reason:
                 delivery.status, delivery.error = "skipped", f"not sent: {reason}"
                 continue
             content = subject_tests.chosen(contents[delivery.broadcast_id],
                                            delivery.subject_index)
-            emails.append(Outgoing(delivery.id, None, delivery.lead_id, delivery.lead.page_id,
+            emails.append(Outgoing(delivery.id, None, delivery.lead_id, lead.page_id,
                                    content, content))
-            leads[delivery.id] = delivery.lead
+            leads[delivery.id] = lead
         db.session.flush()
     except Exception:  # a bug must not strand the chunk: held, looked at again later
         log.exception("sending: broadcast deliveries %s failed", ids)
@@ -228,7 +233,7 @@ def _send_chunk(ids: list[int], sender: connections.Sender, summary: Summary) ->
     sender.submit(handover.render_all(emails, leads, summary, between=sender.pump))
 
 
-def why_not(lead: Lead, suppressed: set[str]) -> str:
+def why_not(lead: Lead | recipients.Recipient, suppressed: set[str]) -> str:
     """Why a lead taken as a recipient must not get the broadcast now, or ''."""
     if lead.subscription != "subscribed":
         return lead.subscription

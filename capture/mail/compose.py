@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from flask import current_app, render_template
 from flask_babel import gettext
-from markupsafe import Markup
 
 from capture import domains, languages
 from capture.db import db
+from capture.mail import layouts as email_layouts
 from capture.mail import mime, subject_tests, verp
 from capture.mail.sequences import Library, compiled
 from capture.markup import email_parts
@@ -69,22 +69,29 @@ def display_name(text: str) -> str:
 
 
 def new_message(lead: Lead, subject: str, text: str, html: str, *,
-                sender: Address | None = None,
-                extra: list[tuple[str, str]] = ()) -> mime.Email:
+                sender: Address | None = None, extra: list[tuple[str, str]] = (),
+                message_id: str | None = None) -> mime.Email:
     """A multipart/alternative message to one lead from `sender` (the configured
-    sender when None), with `extra` headers after the standard ones."""
+    sender when None), with `extra` headers after the standard ones, and
+    `message_id` (a new one when None)."""
     config = current_app.config
     sender = sender or config["MAIL_FROM_ADDRESS"]
     headers = [
         ("From", mime.address(sender.display_name, sender.addr_spec)),
         ("To", recipient(lead)),
         ("Subject", header_text(subject, 300)),
-        ("Date", format_datetime(datetime.now(UTC))),
-        ("Message-ID", make_msgid(domain=message_id_domain())),
+        ("Date", _date(datetime.now(UTC).replace(microsecond=0))),
+        ("Message-ID", message_id or make_msgid(domain=message_id_domain())),
         *extra,
     ]
     return mime.Email(headers, text, html, sender=config["MAIL_FROM_ADDRESS"].addr_spec,
                       recipient=lead.email)
+
+
+@lru_cache(maxsize=4)
+def _date(moment: datetime) -> str:
+    """The Date header of a second (the emails of a tick share a few)."""
+    return format_datetime(moment)
 
 
 def message_id_domain() -> str:
@@ -209,9 +216,11 @@ def render_subject(sequence, step, lead: Lead, page: Page | None, *,
 
 
 def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_url: str,
-                track_link=None, pixel_url: str | None = None) -> dict[str, str]:
+                track_link=None, pixel_url: str | None = None,
+                layouts: email_layouts.Layouts | None = None) -> dict[str, str]:
     """Subject, preheader, text and HTML of one step for one lead; with a subject test
-    also `subjects`, each of them rendered (the subject is the step's own).
+    also `subjects`, each of them rendered (the subject is the step's own). `layouts`:
+    those of the lead's chunk (else the layouts are rendered for this email alone).
 
     `track_link(url, tag=None) -> url` and `pixel_url` are the tracking hooks: every
     http(s) link of the HTML part is passed through `track_link` (with the NAME of a
@@ -255,19 +264,10 @@ def render_step(sequence, step, lead: Lead, page: Page | None, *, unsubscribe_ur
                 remember(url)
         text_body = _TEXT_URL.sub(lambda m: _tracked_text_url(m.group(0), tracked), text_body)
     content = _DATA_TAG.sub("", content)
-    postal_address = current_app.config["POSTAL_ADDRESS"]
-    # The layouts see only these values (no request or session): rendered straight
-    # from the app's template environment, autoescaped like every .html template.
-    templates = current_app.jinja_env
-    with languages.speaking(email_language(sequence, page)):
-        html = templates.get_template("email/layout.html").render(
-            content=Markup(content), preheader=header_text(preheader, 200),
-            postal_address=postal_address, unsubscribe_url=unsubscribe_url,
-            pixel_url=pixel_url, page=page,
-        )
-        text = templates.get_template("email/layout.txt").render(
-            content=text_body, postal_address=postal_address, unsubscribe_url=unsubscribe_url,
-        )
+    html, text = (layouts or email_layouts).render(
+        email_language(sequence, page), page, content=content, text=text_body,
+        preheader=header_text(preheader, 200), unsubscribe_url=unsubscribe_url,
+        pixel_url=pixel_url)
     return {"subject": subject, "preheader": preheader, "text": text,
             "html": html, "subjects": subjects}
 
@@ -295,11 +295,12 @@ def _tracked_href(escaped_url: str, escaped_tag: str | None, track_link,
 
 
 def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: int,
-                 unsubscribe_url: str, track_link=None, pixel_url=None) -> mime.Email:
+                 unsubscribe_url: str, track_link=None, pixel_url=None,
+                 layouts: email_layouts.Layouts | None = None) -> mime.Email:
     """The complete email of a sequence step, with the list headers of RFC 2369/8058."""
     config = current_app.config
     rendered = render_step(sequence, step, lead, page, unsubscribe_url=unsubscribe_url,
-                           track_link=track_link, pixel_url=pixel_url)
+                           track_link=track_link, pixel_url=pixel_url, layouts=layouts)
     domain = message_id_domain()
     host = urlsplit(config["BASE_URL"]).hostname or "localhost"
     list_name = re.sub(r"[^A-Za-z0-9-]", "-", sequence.name)
@@ -313,8 +314,8 @@ def step_message(sequence, step, lead: Lead, page: Page | None, *, delivery_id: 
               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
     message = new_message(
         lead, rendered["subject"], rendered["text"], rendered["html"],
-        sender=parse_address(sequence.sender) if sequence.sender else None, extra=extra)
-    message.replace_header("Message-ID", f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
+        sender=parse_address(sequence.sender) if sequence.sender else None, extra=extra,
+        message_id=f"<capture.{delivery_id}.{lead.public_ref}@{domain}>")
     message.sender = verp.envelope_sender(verp.Origin("delivery", delivery_id)) or message.sender
     return message
 

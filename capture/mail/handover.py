@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, update
 from capture import claims, clock, links
 from capture.db import db
 from capture.mail import backends, compose, membership, mime, outcomes, tracked_links, work_queue
+from capture.mail import layouts as email_layouts
 from capture.mail.connections import StopBatch, enrollments_of
 from capture.mail.outcomes import Outgoing, Summary
 from capture.mail.sequences import Sequence, Step
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
-           link_rows: list[dict] | None = None) -> tuple[mime.Email | None, str]:
+           link_rows: list[dict] | None = None,
+           layouts: email_layouts.Layouts | None = None) -> tuple[mime.Email | None, str]:
     """The email of one delivery, with its tracked links, open pixel and unsubscribe
     link; or None and why it cannot be rendered for this lead (the template's error,
     or an unexpected error's class and message). A retry's links go to the session
@@ -37,7 +39,7 @@ def render(sequence: Sequence, step: Step, lead: Lead, delivery_id: int, *,
             unsubscribe_url=links.unsubscribe_url(lead.public_ref, delivery_id),
             track_link=tracked_links.link_tracker(delivery_id, new=link_rows is not None,
                                                into=link_rows),
-            pixel_url=tracked_links.pixel_url(delivery_id),
+            pixel_url=tracked_links.pixel_url(delivery_id), layouts=layouts,
         )
     except compose.RenderError as error:
         return None, str(error)
@@ -55,13 +57,15 @@ def render_all(emails: list[Outgoing], leads: dict[int, Lead], summary: Summary,
     every few emails (no transaction is open then): the Sender keeps its
     connections fed meanwhile."""
     link_rows: list[dict] = []
+    layouts = email_layouts.Layouts()  # rendered once per page and language of the chunk
     ready, failed, broken = [], [], []
     # `broken`: the links could not be stored; the emails go back unsent.
     for index, email in enumerate(emails):
         if between is not None and index % 10 == 9:
             between()
         email.message, error = render(email.sequence, email.step, leads[email.delivery_id],
-                                      email.delivery_id, link_rows=link_rows)
+                                      email.delivery_id, link_rows=link_rows,
+                                      layouts=layouts)
         if email.message is None:
             failed.append((email, error))
             continue

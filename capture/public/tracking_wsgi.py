@@ -19,13 +19,10 @@ from capture.web import headers
 
 # What `headers.add_security_headers` gives each answer: the pixel is no HTML, the
 # click's redirect is (its little "Redirecting..." page).
-_NOT_HTML = [("Content-Security-Policy", headers.NOT_HTML_POLICY),
-             ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
-             ("Referrer-Policy", headers.PUBLIC_REFERRER)]
-_HTML = {"Content-Security-Policy": headers.content_security_policy(**headers.PUBLIC_CHANGES),
-         "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-         "Referrer-Policy": headers.PUBLIC_REFERRER}
-_PIXEL_ANSWER = [*PIXEL_HEADERS.items(), ("Content-Length", str(len(PIXEL))), *_NOT_HTML]
+_HTML = headers.visitor_answer_headers(
+    headers.content_security_policy(**headers.PUBLIC_CHANGES))
+_PIXEL_ANSWER = [*PIXEL_HEADERS.items(), ("Content-Length", str(len(PIXEL))),
+                 *headers.visitor_answer_headers(headers.NOT_HTML_POLICY).items()]
 
 
 class TrackingPaths:

@@ -90,15 +90,28 @@ def add_security_headers(response: Response) -> Response:
             changes["frame-src"] = " ".join([POLICY["frame-src"], *frames])
         policy = content_security_policy(**changes)
         response.headers["Content-Security-Policy"] = policy
-    framing = FRAMING.get(_directive(policy, "frame-ancestors"))
-    if framing:
-        response.headers["X-Frame-Options"] = framing
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(_beside_policy(policy))
     if request.path.startswith(SHARED_STATIC):
         response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers.setdefault("Referrer-Policy",
                                 DASHBOARD_REFERRER if dashboard else PUBLIC_REFERRER)
     return response
+
+
+def visitor_answer_headers(policy: str) -> dict[str, str]:
+    """What `add_security_headers` gives a visitor's answer with this policy, for the
+    answers made before Flask's request cycle (capture.public.tracking_wsgi)."""
+    return {"Content-Security-Policy": policy, **_beside_policy(policy),
+            "Referrer-Policy": PUBLIC_REFERRER}
+
+
+@functools.cache
+def _beside_policy(policy: str) -> dict[str, str]:
+    """X-Frame-Options to match the policy's frame-ancestors (for browsers without
+    CSP), and nosniff."""
+    framing = FRAMING.get(_directive(policy, "frame-ancestors"))
+    return {**({"X-Frame-Options": framing} if framing else {}),
+            "X-Content-Type-Options": "nosniff"}
 
 
 @functools.cache

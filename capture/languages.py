@@ -89,5 +89,5 @@ def _wtforms_messages(language: str) -> support.NullTranslations:
 def wtforms_messages() -> support.NullTranslations:
     """WTForms' own messages ("Not a valid choice.") in the language spoken now, read
     once per language (Flask-WTF reads the catalogue from disk for every form: a
-    tenth of an opt-in)."""
+    quarter of an opt-in's time in the app)."""
     return _wtforms_messages(current_language())

@@ -39,6 +39,11 @@ def _now():
     return clock.utcnow()
 
 
+def first_word(name: str) -> str:
+    """The first word of a person's name, for greetings ("" for no name)."""
+    return name.split()[0] if name.strip() else ""
+
+
 def new_session_token() -> str:
     """A random session token for an owner."""
     return secrets.token_urlsafe(32)
@@ -211,7 +216,7 @@ class Lead(db.Model):
     @property
     def first_name(self) -> str:
         """The first word of the name, for greetings."""
-        return self.name.split()[0] if self.name.strip() else ""
+        return first_word(self.name)
 
     def __repr__(self) -> str:
         return f"<Lead {self.id} {self.review}/{self.subscription}>"

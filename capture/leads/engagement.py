@@ -96,11 +96,9 @@ def record_click(token: str, user_agent: str | None) -> str | None:
         machine = _log_engagement(connection, link, "click", user_agent, url=link.url)
         # What a click sets off goes to the person who clicks, not to a mail scanner
         # that fetched the link first.
-        if machine:
-            pass
-        elif current_app.config["OPTIN_PROCESSING"] == "direct":
+        if not machine and current_app.config["OPTIN_PROCESSING"] == "direct":
             follow_click(link.lead_id, link.url, link.tag, connection)
-        else:  # queued: the intake's processor does it (capture.leads.intake)
+        elif not machine:  # queued: the intake's processor does it (capture.leads.intake)
             connection.execute(_QUEUE, {
                 "kind": "click", "page_id": link.page_id, "state": "waiting",
                 "payload": {"lead_id": link.lead_id, "url": link.url, "tag": link.tag},

@@ -80,8 +80,9 @@ class Folded:
 
 
 def process() -> Folded:
-    """Fold in the waiting sign-ups, a batch per transaction, until none waits. A batch that fails is done again one row at a time, so
-    only the row at fault is kept as failed. Database trouble propagates: the rows
+    """Fold in the waiting sign-ups and clicks, a batch per transaction, until none
+    waits. A batch that fails is done again one row at a time, so only the row at
+    fault is kept as failed. Database trouble propagates: the rows
     stay for the next run."""
     size = current_app.config["INTAKE_BATCH_SIZE"]
     folded = Folded()

@@ -188,8 +188,10 @@ def public_key_from_record(p_value: str) -> tuple[int, int] | None:
     from capture.mail import dkim_signature as dkimpy
 
     try:
-        key = dkimpy.parse_public_key(base64.b64decode("".join(p_value.split()), validate=True))
-    except (binascii.Error, dkimpy.UnparsableKeyError, dkimpy.ASN1FormatError, ValueError, IndexError):
+        key = dkimpy.parse_public_key(base64.b64decode("".join(p_value.split()),
+                                                       validate=True))
+    except (binascii.Error, dkimpy.UnparsableKeyError, dkimpy.ASN1FormatError, ValueError,
+            IndexError):
         return None
     return key["modulus"], key["publicExponent"]
 

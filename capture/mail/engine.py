@@ -106,8 +106,9 @@ def _close(sender: connections.Sender, summary: Summary) -> None:
 # Due enrollments are worked on in chunks: one query loads a chunk, one its leads (as
 # rows), one transaction writes its decisions and claims its deliveries (one INSERT),
 # the emails are rendered with no transaction open, one transaction stores their
-# links; then the Sender marks them `sending` a few at a time (a commit for many emails, with the
-# outcomes of those before), so a crash leaves at most those few `sending`.
+# links; then the Sender marks them `sending` a few at a time (a commit for many
+# emails, with the outcomes of those before), so a crash leaves at most those few
+# `sending`.
 CHUNK = 100
 # A chunk's delivery rows, claimed: their ids in the order of the rows.
 _CLAIMED = (insert(Delivery.__table__)
@@ -238,7 +239,8 @@ def _weigh_conditions(found: list, leads: dict[int, recipients.Recipient], now: 
                 continue
             events.append(event_row(
                 enrollment.lead_id, leads[enrollment.lead_id].page_id, "skip",
-                sequence=sequence.name, step=step.key, reason=f"when: not matched ({describe(step.when)})",
+                sequence=sequence.name, step=step.key,
+                reason=f"when: not matched ({describe(step.when)})",
                 **({"entry": enrollment.entry} if enrollment.entry > 1 else {})))
             membership.move_past(enrollment, step, now, sequence=sequence)
             enrollment.state = "sending"  # still this tick's claim

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from capture.db import db
-from capture.models import Lead, Page
+from capture.models import Lead, Page, first_word
 
 _LEADS = Lead.__table__
 
@@ -32,7 +32,7 @@ class Recipient:
     @property
     def first_name(self) -> str:
         """The first word of the name, for greetings (as `Lead.first_name`)."""
-        return self.name.split()[0] if self.name.strip() else ""
+        return first_word(self.name)
 
 
 _COLUMNS = (_LEADS.c.id, _LEADS.c.email, _LEADS.c.name, _LEADS.c.country, _LEADS.c.fields,

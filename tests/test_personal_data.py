@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from capture.db import db
-from capture.leads import erasure, tags
-from capture.models import Delivery, Event, Lead, LeadTag, Optin, Page, Suppression, Visit
+from capture.leads import erasure, intake, tags
+from capture.models import (Delivery, Event, Intake, Lead, LeadTag, Optin, Page, Suppression,
+                            Visit)
 from capture.settings import SettingError
 from capture import suppression
 from tests.api.conftest import ApiClient, new_token
@@ -271,6 +272,87 @@ def test_api_delete_erases_and_a_second_call_is_404(app, two_people):
     assert again.status_code == 404
     listed = api.get("/leads").get_json()["leads"]
     assert [lead["email"] for lead in listed] == [BOB]
+
+
+# --- what the intake holds: sign-ups waiting or kept as failed, queued clicks ---------
+
+def hold(app, email: str | None = None, state: str = "failed", click_of: int | None = None):
+    """An intake row: a sign-up from `email` (failed: its page was deleted), or a
+    queued click of the lead `click_of`."""
+    with app.app_context():
+        if click_of is not None:
+            row = Intake(kind="click", page_id=1, state=state,
+                         payload={"lead_id": click_of, "url": "https://example.com/x",
+                                  "tag": None})
+        else:
+            row = Intake(kind="optin", page_id=999, state=state,
+                         payload={"email": email, "name": "Held Name", "client_ip": "198.51.100.7"},
+                         error="LookupError: page 999 was deleted" if state == "failed" else None)
+        db.session.add(row)
+        db.session.commit()
+
+
+def held_rows(app) -> list[tuple]:
+    with app.app_context():
+        return sorted((row.kind, row.state, row.payload.get("email"), row.payload.get("lead_id"))
+                      for row in db.session.scalars(select(Intake)))
+
+
+def test_data_shows_the_sign_ups_the_intake_holds_for_the_person(app, runner, two_people):
+    hold(app, ANN)
+    hold(app, BOB, state="waiting")
+    data = json.loads(runner.invoke(args=["leads", "data", ANN]).output)
+    [row] = data["intake"]
+    assert (row["kind"], row["state"], row["values"]["name"]) == ("optin", "failed", "Held Name")
+    assert "page 999 was deleted" in row["error"]
+    assert BOB not in _texts(data)
+
+
+def test_erase_deletes_the_persons_intake_rows_and_leaves_anothers(app, runner, two_people):
+    ann, bob = two_people
+    hold(app, ANN)
+    hold(app, ANN, state="waiting")
+    hold(app, click_of=ann.id, state="waiting")
+    hold(app, BOB, state="waiting")
+    hold(app, click_of=bob.id, state="waiting")
+    assert runner.invoke(args=["leads", "erase", ANN]).exit_code == 0
+    assert held_rows(app) == [("click", "waiting", None, bob.id),
+                              ("optin", "waiting", BOB, None)]
+
+
+def test_retention_deletes_failed_sign_ups_and_keeps_one_that_waits(make_app, clock):
+    app = make_app(UNCONFIRMED_RETENTION_DAYS=30)
+    unconfirmed_lead(app, "late@example.com", clock.now - timedelta(days=31))
+    hold(app, "late@example.com")
+    hold(app, "late@example.com", state="waiting")  # signing up again right now
+    with app.app_context():
+        assert erasure.erase_unconfirmed() == 1
+    assert held_rows(app) == [("optin", "waiting", "late@example.com", None)]
+
+
+def test_an_address_whose_only_sign_up_failed_can_be_shown_and_erased(make_app):
+    from tests.conftest import create_page
+
+    app = make_app(OPTIN_PROCESSING="queued")
+    runner = app.test_cli_runner()
+    create_page(app, slug="gone", double_opt_in=False)
+    optin(app.test_client(), "gone", email="Eve@Example.com", name="Eve")
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Page).where(Page.slug == "gone")))
+        db.session.commit()
+        assert intake.process().failed == 1
+    data = json.loads(runner.invoke(args=["leads", "data", "eve@example.com"]).output)
+    assert data["lead"] is None
+    assert [(row["state"], row["values"]["name"]) for row in data["intake"]] == [("failed", "Eve")]
+    result = runner.invoke(args=["leads", "erase", "EVE@example.com"])
+    assert result.exit_code == 0, result.output
+    assert result.output == ("No lead with email 'EVE@example.com': erased its 1 sign-up held "
+                             "in the intake; its address is suppressed (as a keyed hash).\n")
+    assert held_rows(app) == []
+    with app.app_context():
+        assert suppression.is_suppressed("eve@example.com")
+    again = runner.invoke(args=["leads", "erase", "eve@example.com"])
+    assert again.exit_code == 1 and "no lead with email" in again.output
 
 
 def test_an_address_suppressed_before_erasure_existed_stays_suppressed(app, client, make_page):

@@ -10,7 +10,8 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from capture.db import db
-from capture.leads import addresses, erasure, exports, personal_data, upgrades
+from capture import suppression
+from capture.leads import addresses, erasure, exports, intake, personal_data, upgrades
 from capture.leads.imports import importer
 from capture.models import Lead
 
@@ -95,9 +96,17 @@ def _lead_by_address(email: str) -> Lead:
 @click.argument("email")
 def leads_data(email: str) -> None:
     """Print everything stored about the person with EMAIL as JSON: the lead, its
-    fields and consent, opt-ins, tags, timeline, emails, visits, upgrades, sequences."""
-    lead = _lead_by_address(email)
-    click.echo(json.dumps(personal_data.personal_data(lead), indent=2, ensure_ascii=False))
+    fields and consent, opt-ins, tags, timeline, emails, visits, upgrades, sequences,
+    and what the intake holds. An address with no lead whose sign-ups wait or failed
+    in the intake prints those alone."""
+    try:
+        document = personal_data.personal_data(_lead_by_address(email))
+    except click.ClickException:
+        held = intake.held(addresses.stored_form(email))
+        if not held:
+            raise
+        document = {"lead": None, "intake": held}
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 @leads_cli.command("erase")
@@ -105,8 +114,28 @@ def leads_data(email: str) -> None:
 def leads_erase(email: str) -> None:
     """Erase the person with EMAIL: their values go, the numbers of past reports stay
     (the rows are kept, anonymous), and the address is kept only as a keyed hash on
-    the suppression list. No prompt: it is meant for scripts too."""
-    lead = _lead_by_address(email)
+    the suppression list. An address with no lead whose sign-ups wait or failed in the
+    intake has those deleted (and is suppressed the same way). No prompt: it is meant
+    for scripts too."""
+    try:
+        lead = _lead_by_address(email)
+    except click.ClickException:
+        _erase_held(email)
+        return
     lead_id = lead.id
     erasure.erase(lead, by="cli")
     click.echo(f"Erased lead #{lead_id}; its address is suppressed (as a keyed hash).")
+
+
+def _erase_held(email: str) -> None:
+    """Erase the sign-ups of an address that has no lead (yet, or because they
+    failed); exit 1 with one line when there are none."""
+    stored = addresses.stored_form(email)
+    count = intake.forget(stored)
+    if not count:
+        raise click.ClickException(f"no lead with email {email!r}")
+    suppression.suppress_erased(stored)
+    db.session.commit()
+    click.echo(f"No lead with email {email!r}: erased its {count} sign-up"
+               f"{'s' if count != 1 else ''} held in the intake; its address is "
+               "suppressed (as a keyed hash).")

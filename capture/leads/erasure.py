@@ -6,7 +6,9 @@ number (leads, approved, confirmed, payout, opens, clicks, upgrades …) stays a
 what they held about the person is blanked: the address (a placeholder unique per row
 that is no address anyone can type), name, fields, country, consent and confirmation
 addresses, the visit's user agent and pages, event details, email subjects and errors,
-tags, queued webhook bodies. The public ref is replaced, so links in the person's old
+tags, queued webhook bodies, the sign-ups and clicks the intake holds for the person
+(a sign-up still waiting stays after the retention's erasure: it is the person signing
+up anew). The public ref is replaced, so links in the person's old
 emails and postbacks no longer reach the row. The address stays only as a keyed hash in
 the suppression list (`capture.suppression`): a new sign-up from it is ignored as any
 suppressed one is (not after the retention of unconfirmed leads, which nobody asked
@@ -21,6 +23,7 @@ from sqlalchemy import bindparam, delete, select, update
 
 from capture import clock, suppression
 from capture.db import db
+from capture.leads import intake
 from capture.leads.personal_data import optin_visits
 from capture.mail import membership
 from capture.models import (
@@ -76,6 +79,7 @@ def erase(lead: Lead, by: str = "owner", *, suppress: bool = True,
             return False
     if suppress:
         suppression.suppress_erased(lead.email)
+    intake.forget(lead.email, lead.id, waiting=suppress)
     _forget_rows(lead)
     membership.stop(lead, ERASED)
     lead.email = placeholder(lead.id)

@@ -20,14 +20,19 @@ stores the sign-up itself, as the API always does (it answers with the lead).
 A person's click (not a scanner's) is queued the same way, as a `click` row beside
 its click event (capture.leads.engagement): the processor gives the link's tag and
 starts the click-triggered sequences, dated when the person clicked.
+
+The rows hold personal data until they are folded in, and a failed one for as long as
+it is kept: `holding` finds a person's rows, which their data export shows and their
+erasure deletes (`forget`).
 """
 
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
 
 from capture import clock
 from capture.claims import unexpected
@@ -171,3 +176,32 @@ def retry_failed() -> int:
                                .values(state="waiting", error=None)).rowcount
     db.session.commit()
     return count
+
+
+def holding(email: str, lead_id: int | None = None) -> ColumnElement[bool]:
+    """Which intake rows hold this person: the sign-ups from the address (as stored,
+    `addresses.stored_form`), waiting or failed, and the lead's queued clicks."""
+    person = (Intake.kind == "optin") & (Intake.payload["email"].as_string() == email)
+    if lead_id is not None:
+        person |= (Intake.kind == "click") & (Intake.payload["lead_id"].as_integer() == lead_id)
+    return person
+
+
+def held(email: str, lead_id: int | None = None) -> list[dict[str, Any]]:
+    """The person's intake rows as their data export shows them, the oldest first."""
+    rows = db.session.scalars(select(Intake).where(holding(email, lead_id))
+                              .order_by(Intake.id)).all()
+    return [{"kind": row.kind, "state": row.state, "at": row.created_at.isoformat() + "Z",
+             "error": row.error, "values": row.payload} for row in rows]
+
+
+def forget(email: str, lead_id: int | None = None, *, waiting: bool = True) -> int:
+    """Delete the person's intake rows (in the caller's transaction); how many.
+    `waiting`: also the sign-ups still waiting (not for the retention of unconfirmed
+    leads: a sign-up that waits is the person signing up again, which nobody asked
+    to drop). Their queued clicks go either way (an erased lead's are skipped)."""
+    which = holding(email, lead_id)
+    if not waiting:
+        which &= (Intake.state == "failed") | (Intake.kind == "click")
+    return db.session.execute(delete(Intake).where(which)
+                              .execution_options(synchronize_session=False)).rowcount

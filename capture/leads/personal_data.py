@@ -1,6 +1,8 @@
 """Everything stored about one person, as one JSON document (`leads data`, the API's
 `/leads/<ref>/data`): the lead with its fields and consent evidence, its opt-ins, tags,
-timeline, emails, the visit it opted in from, upgrades and sequences. Only rows of that lead."""
+timeline, emails, the visit it opted in from, upgrades and sequences, and the sign-ups
+and clicks the intake still holds for the person (waiting, or kept as failed). Only rows
+of that lead."""
 
 from datetime import datetime
 from typing import Any
@@ -8,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, select, union
 
 from capture.db import db
-from capture.leads import optins
+from capture.leads import intake, optins
 from capture.models import (
     ATTRIBUTION_KEYS,
     Delivery,
@@ -63,6 +65,7 @@ def personal_data(lead: Lead) -> dict[str, Any]:
                       for row in db.session.scalars(select(Enrollment)
                                                     .where(Enrollment.lead_id == lead.id)
                                                     .order_by(Enrollment.id))],
+        "intake": intake.held(lead.email, lead.id),
     }
 
 

@@ -6,7 +6,7 @@ is kept and shown."""
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from capture import clock, scheduler
 from capture.db import db
@@ -139,6 +139,30 @@ def test_a_sign_up_whose_page_was_deleted_is_kept_failed_and_shown(app, client, 
     shown = banners(owner_client(app).get("/admin/").get_data(as_text=True))
     assert "1 sign-up could not be stored" in shown["signups_waiting"]
     assert "intake retry" in shown["signups_waiting"]
+
+
+def test_a_row_another_processor_took_meanwhile_is_not_counted_here(app, client, demo_page,
+                                                                     make_page, monkeypatch):
+    make_page(slug="gone")
+    for email in ("ann@example.com", "bob@example.com"):
+        _sign_up(client, email=email)
+    _sign_up(client, "gone", email="gone@example.com")
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Page).where(Page.slug == "gone")))
+        db.session.commit()
+        bob = db.session.scalar(select(Intake.id).where(intake.holding("bob@example.com")))
+    store = intake._store
+
+    def others_take_bob(rows):
+        # The batch fails (the deleted page), then row by row: while Ann's row is
+        # stored, Bob's is taken by another processor (as in its own transaction).
+        if len(rows) == 1 and rows[0].payload["email"] == "ann@example.com":
+            db.session.execute(delete(Intake).where(Intake.id == bob))
+        store(rows)
+
+    monkeypatch.setattr(intake, "_store", others_take_bob)
+    folded = _process(app)
+    assert (folded.stored, folded.failed) == (1, 1)
 
 
 def test_the_overview_says_when_sign_ups_wait_for_no_scheduler(app, client, demo_page):

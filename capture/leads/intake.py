@@ -110,10 +110,11 @@ def process() -> Folded:
             if is_unavailable(error):
                 raise
             for row in rows:
-                if _one(row.id):
+                outcome = _one(row.id)
+                if outcome == "stored":
                     folded.stored += 1
                     folded.clicks += row.kind == "click"
-                else:
+                elif outcome == "failed":
                     folded.failed += 1
         if len(rows) < size:
             break
@@ -152,13 +153,17 @@ def _follow(row) -> None:
                                     connection)
 
 
-def _one(intake_id: int) -> bool:
-    """One row on its own; False (and the row kept as failed) when it fails."""
+def _one(intake_id: int) -> str:
+    """One row on its own: "stored", "failed" (the row kept so, with the error) or
+    "gone" (another processor took it meanwhile: it counts there)."""
     try:
         rows = db.session.connection().execute(_TAKE_ONE, {"intake_id": intake_id}).all()
+        if not rows:
+            db.session.commit()
+            return "gone"
         _store(rows)
         db.session.commit()
-        return True
+        return "stored"
     except Exception as error:
         db.session.rollback()
         if is_unavailable(error):
@@ -167,7 +172,7 @@ def _one(intake_id: int) -> bool:
         db.session.execute(update(Intake).where(Intake.id == intake_id)
                            .values(state="failed", error=unexpected(error)[:300]))
         db.session.commit()
-        return False
+        return "failed"
 
 
 def retry_failed() -> int:

@@ -59,6 +59,17 @@ def speaking(language: str | None) -> Iterator[None]:
         yield
 
 
+def chosen() -> bool:
+    """Whether a view chose this request's language (`use`)."""
+    return bool(g.get(_CHOSEN))
+
+
+def best_for(accept_languages) -> str:
+    """Ours that the visitor's Accept-Language prefers (werkzeug's LanguageAccept),
+    else the default."""
+    return accept_languages.best_match(LANGUAGES) or DEFAULT
+
+
 def current_language() -> str:
     """The code of the language spoken now (`<html lang>`)."""
     locale = get_locale() if has_app_context() else None

@@ -247,6 +247,40 @@ def test_a_page_without_a_language_is_english(app, client):
         assert db.session.scalar(select(Page.language)) == "en"
 
 
+# --- errors before a page's view chose its language -----------------------------------
+
+def test_a_body_too_large_for_a_german_page_is_refused_in_german(app, client, german):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = client.post("/p/angebot", data={"email": "x" * 4096})
+    assert response.status_code == 413
+    html = response.get_data(as_text=True)
+    assert '<html lang="de">' in html and "Zu groß" in html
+
+
+def test_json_sent_to_a_german_page_is_refused_in_german(app, client, german):
+    response = client.post("/p/angebot", json={"email": "anna@example.com"})
+    assert response.status_code == 415
+    assert "Diese Adresse nimmt nur abgesendete Formulare an." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("accept, said", [
+    ("de-DE,de;q=0.9,en;q=0.5", "Unter dieser Adresse gibt es nichts."),
+    ("fr-CH, fr;q=0.9", "Il n’y a rien à cette adresse."),
+    ("ja", "There is nothing at this address."),
+    (None, "There is nothing at this address."),
+], ids=["de", "fr", "not-ours", "none"])
+def test_an_unknown_page_speaks_the_visitors_language(client, accept, said):
+    headers = {"Accept-Language": accept} if accept else {}
+    response = client.get("/p/no-such-page", headers=headers)
+    assert response.status_code == 404
+    assert said in response.get_data(as_text=True)
+
+
+def test_a_german_page_wins_over_the_visitors_language_for_its_errors(app, client, german):
+    response = client.post("/p/angebot", json={}, headers={"Accept-Language": "fr"})
+    assert '<html lang="de">' in response.get_data(as_text=True)
+
+
 # --- the dashboard ---------------------------------------------------------------------------
 
 def test_the_dashboard_stays_english_for_a_german_page(app, owner, german):
@@ -255,7 +289,7 @@ def test_the_dashboard_stays_english_for_a_german_page(app, owner, german):
         page_id = db.session.scalar(select(Page.id))
     for path in ("/admin/pages", f"/admin/pages/{page_id}/edit",
                  f"/admin/pages/{page_id}/share", "/admin/no-such-thing"):
-        html = owner.get(path).get_data(as_text=True)
+        html = owner.get(path, headers={"Accept-Language": "de"}).get_data(as_text=True)
         assert '<html lang="en">' in html, path
         assert "Bereitgestellt" not in html and "Abmelden" not in html, path
     editor = owner.get(f"/admin/pages/{page_id}/edit").get_data(as_text=True)

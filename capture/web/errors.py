@@ -14,11 +14,17 @@ from collections.abc import Callable, Sequence
 from flask import Flask, Response, current_app, render_template, request
 from flask_babel import lazy_gettext
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from capture import languages
 from capture.db import db, is_unavailable, unavailable_reason
+from capture.models import Page
 
 # In the language of the request: a page's for its visitors, English elsewhere.
+# An error before a view chose it (an unknown page, a body too large or not a form)
+# speaks the page's language when the URL names a page, else what the visitor's
+# browser asks for (`speak_to_the_visitor`).
 MESSAGES = {
     400: (lazy_gettext("Bad request"), lazy_gettext("The request could not be understood.")),
     404: (lazy_gettext("Not found"),
@@ -78,7 +84,31 @@ def http_error(error: HTTPException):
     title, message = MESSAGES.get(error.code, (error.name, error.description))
     if request.path.startswith(JSON_PREFIXES):
         return {"ok": False, "error": str(message)}, error.code
+    speak_to_the_visitor()
     return render_template("error.html", title=title, message=message), error.code
+
+
+# The owner's side, which stays English.
+OWNER_PREFIXES = ("/admin",)
+
+
+def speak_to_the_visitor() -> None:
+    """Choose the language of an error no view chose one for: the page's when the
+    URL names a page that exists (`/p/<slug>…`), else the best of the visitor's
+    Accept-Language among ours. The owner's pages stay English."""
+    if languages.chosen() or request.path.startswith(OWNER_PREFIXES):
+        return
+    slug = (request.view_args or {}).get("slug") if request.path.startswith("/p/") else None
+    if slug is not None:
+        try:
+            found = db.session.execute(select(Page.language).where(Page.slug == slug)).first()
+        except sa_exc.SQLAlchemyError:
+            rollback()
+            found = None
+        if found is not None:
+            languages.use(found.language)
+            return
+    languages.use(languages.best_for(request.accept_languages))
 
 
 def unexpected_error(error: Exception):

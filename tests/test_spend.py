@@ -46,6 +46,25 @@ def test_a_cost_file_is_saved_and_importing_it_again_replaces_each_row(app):
                          ("2026-03-02", "news", "", Decimal("5.50"))]
 
 
+def test_a_row_replaces_only_the_row_of_its_own_day_source_campaign_and_page(app):
+    create_page(app, slug="guide")
+    create_page(app, slug="other")
+    assert imported(app, "date,source,campaign,page,amount,currency\n"
+                    "2026-03-01,ads,spring,guide,1,USD\n2026-03-01,ads,spring,other,2,USD\n"
+                    "2026-03-01,ads,spring,,3,USD\n2026-03-05,ads,spring,guide,4,USD\n") \
+        == ((4, 0), [])
+    # Between the first and the last day, only the row of no page changes; a new day
+    # within the range is added.
+    assert imported(app, "date,source,campaign,page,amount,currency\n"
+                    "2026-03-01,ads,spring,,9,USD\n2026-03-03,ads,spring,,7,USD\n"
+                    "2026-03-05,ads,autumn,guide,8,USD\n") == ((2, 1), [])
+    with app.app_context():
+        assert sorted((c.day.day, c.campaign, c.page_id is None, int(c.amount))
+                      for c in db.session.scalars(select(Cost))) == [
+            (1, "spring", False, 1), (1, "spring", False, 2), (1, "spring", True, 9),
+            (3, "spring", True, 7), (5, "autumn", False, 8), (5, "spring", False, 4)]
+
+
 def test_every_bad_line_is_reported_and_nothing_is_saved(app):
     create_page(app, slug="guide")
     bad = CSV + ("2026-02-30,ads,,guide,1,USD\n" "2026-03-03,ads,,guide,-4,USD\n"

@@ -25,6 +25,8 @@ COLUMNS = ("date", "source", "campaign", "page", "amount", "currency")
 NONE = "(none)"
 MAX_TEXT = 200
 MAX_AMOUNT = Decimal("999999999999.99")
+# Ids per DELETE … IN (well under SQLite's limit of bound values).
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -170,21 +172,26 @@ def read_csv(text: str) -> Checked:
 def save(rows: Iterable[CostRow]) -> tuple[int, int]:
     """Save the rows, each replacing a row of the same day, source, campaign and page
     (the last one wins within the batch); the caller commits. Returns (added,
-    replaced)."""
+    replaced). One read of the rows of the batch's days, the replaced ones deleted
+    by id and the new ones inserted together: a file of a year's spend is a few
+    statements, not one per row."""
     latest = {(row.day, row.source, row.campaign, row.page_id): row for row in rows}
-    added = replaced = 0
-    for (day, source, campaign, page_id), row in latest.items():
-        same_page = Cost.page_id.is_(None) if page_id is None else Cost.page_id == page_id
-        gone = db.session.execute(
-            delete(Cost).where(Cost.day == day, Cost.source == source,
-                               Cost.campaign == campaign, same_page)
-            .execution_options(synchronize_session=False)).rowcount
-        db.session.add(Cost(day=day, source=source, campaign=campaign, page_id=page_id,
-                            amount=row.amount, currency=row.currency))
-        replaced += bool(gone)
-        added += not gone
+    if not latest:
+        return 0, 0
+    days = [key[0] for key in latest]
+    earlier = db.session.execute(
+        select(Cost.id, Cost.day, Cost.source, Cost.campaign, Cost.page_id)
+        .where(Cost.day.between(min(days), max(days)))).all()
+    gone = [found.id for found in earlier if tuple(found[1:]) in latest]
+    replaced = len({tuple(found[1:]) for found in earlier if tuple(found[1:]) in latest})
+    for start in range(0, len(gone), _CHUNK):
+        db.session.execute(delete(Cost).where(Cost.id.in_(gone[start:start + _CHUNK]))
+                           .execution_options(synchronize_session=False))
+    db.session.add_all(Cost(day=row.day, source=row.source, campaign=row.campaign,
+                            page_id=row.page_id, amount=row.amount, currency=row.currency)
+                       for row in latest.values())
     db.session.flush()
-    return added, replaced
+    return len(latest) - replaced, replaced
 
 
 def listing(start: date | None = None, end: date | None = None) -> list[Cost]:

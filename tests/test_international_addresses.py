@@ -290,7 +290,7 @@ def test_a_webhook_row_that_raises_fails_alone_and_the_run_goes_on(make_app, mon
     from tests.conftest import Receiver
     from tests.factories import add_webhook
 
-    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
+    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=10)
     receiver = Receiver()
     try:
         create_page(app, review="manual")

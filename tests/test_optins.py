@@ -202,7 +202,7 @@ def test_an_unconfirmed_person_is_asked_again_and_confirming_starts_both_sequenc
 
 
 def test_a_later_optin_sends_optin_created_with_the_optin(make_app, receiver):
-    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
+    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=10)
     two_pages(app)
     add_webhook(app, receiver.url, events=["optin.created", "lead.created"])
     join(app.test_client(), "checklist", "ann@example.com")

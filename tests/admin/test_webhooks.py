@@ -20,7 +20,7 @@ ALL_EVENTS = ["lead.created", "lead.confirmed", "lead.approved", "lead.rejected"
 @pytest.fixture
 def app(make_app):
     """Allowed to call the loopback receiver, with a short timeout."""
-    return make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
+    return make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=10)
 
 
 def create(owner, url, events=("lead.created",), page="", active=True, token=None):

@@ -61,7 +61,7 @@ def test_rejecting_an_approved_lead_is_a_return_that_removes_its_payout(app, api
 
 
 def test_a_return_sends_lead_rejected_and_lead_returned(make_app, receiver):
-    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=1)
+    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_TIMEOUT_SECONDS=10)
     create_page(app, slug="offer", double_opt_in=False, payout="4.00")
     add_webhook(app, receiver.url, events=["lead.rejected", "lead.returned"])
     optin(app.test_client(), "offer", email="ann@example.com")

@@ -12,6 +12,7 @@ from capture.admin.leads import _back_to_table, _is_id, _lead_or_404
 from capture.db import db
 from capture.leads import queries, tags
 from capture.models import Lead
+from capture.wording import counted
 
 # Leads per transaction of a bulk action: about 0.1 s of SQLite's write lock each.
 BULK_COMMIT_LEADS = 1000
@@ -22,10 +23,6 @@ _SEPARATORS = str.maketrans({",": " ", ";": " "})
 def _names(text: str | None) -> list[str]:
     """The names typed into a tag box (TagError for the first that is no tag name)."""
     return tags.check_names((text or "").translate(_SEPARATORS).split())
-
-
-def _plural(count: int, word: str = "lead") -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 @bp.post("/leads/<int:lead_id>/tags")
@@ -98,11 +95,11 @@ def leads_tags():
         changed += change(ids[start:start + BULK_COMMIT_LEADS], names, "dashboard")
         db.session.commit()
     if action == "add":
-        message = f"Added {', '.join(names)}: {_plural(changed, 'tag')} given to " \
-                  f"{_plural(len(ids))}"
+        message = f"Added {', '.join(names)}: {counted(changed, 'tag')} given to " \
+                  f"{counted(len(ids), 'lead')}"
     else:
-        message = f"Removed {', '.join(names)}: {_plural(changed, 'tag')} taken off " \
-                  f"{_plural(len(ids))}"
+        message = f"Removed {', '.join(names)}: {counted(changed, 'tag')} taken off " \
+                  f"{counted(len(ids), 'lead')}"
     unchanged = len(ids) * len(names) - changed
     if unchanged:
         message += f"; {unchanged:,} {'were' if unchanged != 1 else 'was'} so already"

@@ -28,6 +28,7 @@ from capture.leads import tags
 from capture.admin import bp
 from capture.db import db
 from capture.models import REVIEW_STATES, SUBSCRIPTION_STATES, Lead, Optin, Page
+from capture.wording import counted
 
 
 class RejectForm(FlaskForm):
@@ -126,7 +127,7 @@ def leads_bulk():
         return redirect(back)
     done = "Approved" if action == "approve" else "Rejected"
     unchanged = len(ids) - changed
-    message = f"{done} {changed} lead{'s' if changed != 1 else ''}."
+    message = f"{done} {counted(changed, 'lead')}."
     if unchanged:
         message += f" {unchanged} already {done.lower()} or gone: left as they were."
     flash(message, "success")

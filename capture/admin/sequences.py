@@ -20,6 +20,7 @@ from capture.web.headers import content_security_policy
 from capture.db import db
 from capture.models import Lead, Page
 from capture.mail.sequences import Library, Sequence, Step
+from capture.wording import counted
 
 # The dashboard's policy, but the preview frame (sandboxed, no script; it inherits
 # this policy) may use the email's own inline styles and its images.
@@ -164,7 +165,7 @@ def _duration(delay: timedelta) -> str:
     for size, unit in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")):
         if minutes % size == 0:
             count = minutes // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
+            return counted(count, unit)
     return f"{minutes} minutes"
 
 

@@ -5,6 +5,7 @@ from flask.cli import AppGroup
 
 from capture.leads import intake
 from capture.numbers.attention import intake_backlog
+from capture.wording import counted
 
 intake_cli = AppGroup("intake", help="The sign-ups queued for the scheduler's processor.")
 
@@ -30,4 +31,4 @@ def retry_command() -> None:
     """Queue the failed sign-ups again (after fixing what failed them); the scheduler
     folds them in on its next run."""
     count = intake.retry_failed()
-    click.echo(f"{count} failed sign-up{'s' if count != 1 else ''} queued again")
+    click.echo(f"{counted(count, 'failed sign-up')} queued again")

@@ -14,6 +14,7 @@ from capture import suppression
 from capture.leads import addresses, erasure, exports, intake, personal_data, upgrades
 from capture.leads.imports import importer
 from capture.models import Lead
+from capture.wording import counted
 
 leads_cli = AppGroup("leads", help="Import and export leads, record upgrades, give or "
                      "erase a person's data.")
@@ -136,6 +137,5 @@ def _erase_held(email: str) -> None:
         raise click.ClickException(f"no lead with email {email!r}")
     suppression.suppress_erased(stored)
     db.session.commit()
-    click.echo(f"No lead with email {email!r}: erased its {count} sign-up"
-               f"{'s' if count != 1 else ''} held in the intake; its address is "
-               "suppressed (as a keyed hash).")
+    click.echo(f"No lead with email {email!r}: erased its {counted(count, 'sign-up')} "
+               "held in the intake; its address is suppressed (as a keyed hash).")

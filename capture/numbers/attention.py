@@ -17,6 +17,7 @@ from capture.db import db
 from capture.models import Delivery, Event, Intake, Lead
 from capture.mail import mailbox
 from capture.mail.sequences import Library
+from capture.wording import counted
 
 # The days (a dashboard period) over which a source's spend is weighed against its
 # revenue.
@@ -167,7 +168,7 @@ class Backlog:
     def waiting_words(self) -> str:
         """"1 sign-up waits", "2 sign-ups and 1 click wait", "3 clicks wait"."""
         signups = self.waiting - self.clicks
-        words = [f"{n} {noun}{'s' if n != 1 else ''}"
+        words = [counted(n, noun)
                  for n, noun in ((signups, "sign-up"), (self.clicks, "click")) if n]
         return f"{' and '.join(words)} wait{'s' if self.waiting == 1 else ''}"
 

@@ -30,6 +30,7 @@ from capture.db import db
 from capture.models import Optin, Page, Upgrade, Visit
 from capture.numbers.metrics import in_period
 from capture.pages import variants
+from capture.wording import counted
 
 # Below this many leads on a variant, its numbers come with a warning.
 MIN_LEADS = 100
@@ -102,7 +103,7 @@ class TestReport:
     @property
     def warnings(self) -> list[str]:
         """One line per variant with fewer than MIN_LEADS leads."""
-        return [f"Variant {row.key} has {row.leads} lead{'s' if row.leads != 1 else ''}, "
+        return [f"Variant {row.key} has {counted(row.leads, 'lead')}, "
                 f"fewer than {MIN_LEADS}: its numbers and the probabilities can still "
                 "change a lot." for row in self.compared if row.few_leads]
 

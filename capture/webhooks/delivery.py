@@ -24,6 +24,7 @@ from capture import claims, clock
 from capture.db import db
 from capture.models import Webhook, WebhookDelivery
 from capture.webhooks import outbound
+from capture.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,8 @@ def attempt(delivery: WebhookDelivery, retry: bool = True) -> str:
     elif final or not retry or now >= created_at + timedelta(hours=config["WEBHOOK_RETRY_HOURS"]):
         outcome = "failed"
         if not final and retry:
-            tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-            values["error"] = f"gave up after {tries}: {error_text}"[:500]
+            values["error"] = (f"gave up after {counted(attempts, 'attempt')}: "
+                               f"{error_text}")[:500]
         values.update(status="failed", next_attempt_at=None)
     else:
         outcome = "retrying"

@@ -31,6 +31,7 @@ from capture.db import db
 from capture.mail.sequences import Library
 from capture.models import Broadcast, Delivery, Event
 from capture.numbers import attribution, metrics
+from capture.numbers.figures import rate
 
 # Delivery statuses that no longer count as recipients.
 NOT_RECIPIENTS = ("cancelled", "skipped")
@@ -49,19 +50,19 @@ class EmailRates:
 
     @property
     def open_rate(self) -> float | None:
-        return self.opens / self.delivered if self.delivered else None
+        return rate(self.opens, self.delivered)
 
     @property
     def click_rate(self) -> float | None:
-        return self.clicks / self.delivered if self.delivered else None
+        return rate(self.clicks, self.delivered)
 
     @property
     def bounce_rate(self) -> float | None:
-        return self.bounces / self.delivered if self.delivered else None
+        return rate(self.bounces, self.delivered)
 
     @property
     def complaint_rate(self) -> float | None:
-        return self.complaints / self.delivered if self.delivered else None
+        return rate(self.complaints, self.delivered)
 
 
 @dataclass

@@ -9,8 +9,49 @@ from decimal import Decimal
 MONEY = ("payout", "upgrade_revenue", "imported_payout", "imported_upgrade_revenue", "spend")
 
 
+def rate(part: int, whole: int) -> float | None:
+    """part / whole, None when there is no whole (a rate of nothing is no 0 %)."""
+    return part / whole if whole else None
+
+
+class Funnel:
+    """The rates and money a table of visitors, leads and their reviews derives, one
+    definition for the report's groups (`Numbers`) and a page test's variants
+    (`capture.numbers.variants`)."""
+
+    visitors: int
+    leads: int
+    approved: int
+    rejected: int
+    payout: Decimal
+    upgrade_revenue: Decimal
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return rate(self.leads, self.visitors)
+
+    @property
+    def approval_rate(self) -> float | None:
+        return rate(self.approved, self.approved + self.rejected)
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.payout + self.upgrade_revenue
+
+    @property
+    def optin_revenue(self) -> Decimal:
+        """The revenue of the leads that opted in (those who came as visitors)."""
+        return self.revenue
+
+    @property
+    def earnings_per_visitor(self) -> Decimal | None:
+        if not self.visitors:
+            return None
+        return (self.optin_revenue / self.visitors).quantize(Decimal("0.0001"))
+
+
 @dataclass
-class Numbers:
+class Numbers(Funnel):
     """The metrics of one group (or of everything)."""
 
     visitors: int = 0
@@ -41,44 +82,25 @@ class Numbers:
     spend: Decimal = field(default_factory=Decimal)
 
     @property
-    def conversion_rate(self) -> float | None:
-        return self.leads / self.visitors if self.visitors else None
-
-    @property
-    def approval_rate(self) -> float | None:
-        decided = self.approved + self.rejected
-        return self.approved / decided if decided else None
-
-    @property
     def open_rate(self) -> float | None:
-        return self.opened / self.delivered if self.delivered else None
+        return rate(self.opened, self.delivered)
 
     @property
     def click_rate(self) -> float | None:
-        return self.clicked / self.delivered if self.delivered else None
+        return rate(self.clicked, self.delivered)
 
     @property
     def bounce_rate(self) -> float | None:
-        return self.bounces / self.delivered if self.delivered else None
+        return rate(self.bounces, self.delivered)
 
     @property
     def complaint_rate(self) -> float | None:
-        return self.complaints / self.delivered if self.delivered else None
-
-    @property
-    def revenue(self) -> Decimal:
-        return self.payout + self.upgrade_revenue
+        return rate(self.complaints, self.delivered)
 
     @property
     def optin_revenue(self) -> Decimal:
         """The revenue of the leads that opted in (imported leads had no visit)."""
         return self.revenue - self.imported_payout - self.imported_upgrade_revenue
-
-    @property
-    def earnings_per_visitor(self) -> Decimal | None:
-        if not self.visitors:
-            return None
-        return (self.optin_revenue / self.visitors).quantize(Decimal("0.0001"))
 
     @property
     def cost_per_lead(self) -> Decimal | None:

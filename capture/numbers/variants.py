@@ -28,6 +28,7 @@ from sqlalchemy import case, distinct, func, select
 
 from capture.db import db
 from capture.models import Optin, Page, Upgrade, Visit
+from capture.numbers.figures import Funnel
 from capture.numbers.metrics import in_period
 from capture.pages import variants
 from capture.wording import counted
@@ -45,8 +46,10 @@ _CENT = Decimal("0.01")
 
 
 @dataclass
-class VariantNumbers:
-    """The numbers of one variant of a page (or of what was outside a test)."""
+class VariantNumbers(Funnel):
+    """The numbers of one variant of a page (or of what was outside a test); its
+    rates and earnings per visitor are the report's (`figures.Funnel`): imported
+    leads have no variant, so all of its revenue is the opt-ins'."""
 
     key: str
     # live, paused (no new visitors), or ended (no longer on the page)
@@ -61,25 +64,6 @@ class VariantNumbers:
     payout: Decimal = field(default_factory=Decimal)
     upgrade_revenue: Decimal = field(default_factory=Decimal)
     probability_best: float | None = None
-
-    @property
-    def conversion_rate(self) -> float | None:
-        return self.leads / self.visitors if self.visitors else None
-
-    @property
-    def approval_rate(self) -> float | None:
-        decided = self.approved + self.rejected
-        return self.approved / decided if decided else None
-
-    @property
-    def revenue(self) -> Decimal:
-        return self.payout + self.upgrade_revenue
-
-    @property
-    def earnings_per_visitor(self) -> Decimal | None:
-        if not self.visitors:
-            return None
-        return (self.revenue / self.visitors).quantize(Decimal("0.0001"))
 
     @property
     def few_leads(self) -> bool:

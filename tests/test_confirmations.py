@@ -100,7 +100,7 @@ def test_new_known_and_suppressed_addresses_get_the_same_quick_answer_and_no_ema
             db.session.add(Suppression(email="ann@example.com", reason="deleted by owner"))
             db.session.commit()
     greetings, messages = smtp.greetings, len(smtp.messages)
-    smtp.stalls["MAIL"] = 2.0  # a relay far away: sending inside the request would show
+    smtp.stalls["MAIL"] = 5.0  # a relay far away: sending inside the request would show
 
     started = time.monotonic()
     response = post_optin(client, "ann@example.com")
@@ -109,7 +109,7 @@ def test_new_known_and_suppressed_addresses_get_the_same_quick_answer_and_no_ema
     assert response.status_code == 303
     assert response.headers["Location"] == "/p/offer/thanks"
     assert (smtp.greetings, len(smtp.messages)) == (greetings, messages)
-    assert took < 1.5
+    assert took < 4  # far below the stall, with room for a busy machine
 
 
 def test_a_repeat_opt_in_queues_the_confirmation_again_once_per_resend_window(

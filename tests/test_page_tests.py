@@ -95,7 +95,7 @@ def test_a_variant_changing_what_it_cannot_is_one_problem_each(app):
     assert problems == [
         "variants[0] (b).colour: unknown property",
         "variants[0] (b).payout: a variant cannot change this; it can change headline, "
-        "body, button, template, fields, consent, thank_you"]
+        "body, button, template, fields, consent, thank_you, image, image_alt, video_url"]
 
 
 def test_a_variant_is_checked_as_a_whole_page_without_repeating_the_pages_problems(app):
@@ -123,7 +123,8 @@ def test_import_refuses_a_bad_test_with_one_line_each_and_changes_nothing(
         "(at most 10000)",
         f"{path}: page 1 (offer): variants[1] (b).key: used by another variant",
         f"{path}: page 1 (offer): variants[1] (b).slug: a variant cannot change this; it "
-        "can change headline, body, button, template, fields, consent, thank_you",
+        "can change headline, body, button, template, fields, consent, thank_you, image, "
+        "image_alt, video_url",
         "3 problem(s); nothing was changed."]
     with app.app_context():
         page = db.session.scalar(select(Page))
@@ -288,6 +289,29 @@ def test_each_variant_is_rendered_once_and_served_to_its_visitors(app, make_page
         keys = [key for key in app.extensions["capture.shown_pages"]]
     # The page's version (id, updated_at, language), and that of its variant b.
     assert sorted(len(key) for key in keys) == [3, 4]
+
+
+def test_a_variant_shows_its_own_image_or_video_and_allows_only_its_player(app, make_page):
+    from tests.test_page_designs import YOUTUBE, frame_sources, uploaded
+
+    cover = uploaded(app)
+    make_page(**{**TEST, "template": "hero.html", "image": cover, "image_alt": "The cover",
+                 "variants": [{"key": "b", "template": "video.html", "video_url": YOUTUBE,
+                               "image": "", "image_alt": ""}]})
+    a = client_of(app, visitor_of(app, "a")).get("/p/offer")
+    b = client_of(app, visitor_of(app, "b")).get("/p/offer")
+    assert f"/images/{cover}" in a.get_data(as_text=True)
+    assert frame_sources(a) == "'self'"
+    assert f"/images/{cover}" not in b.get_data(as_text=True)
+    assert frame_sources(b) == "'self' https://www.youtube-nocookie.com"
+
+
+def test_a_variants_image_must_be_an_uploaded_one(app):
+    _, problems = check(app, variants=[{"key": "b", "image": "nope.png",
+                                        "video_url": "https://example.com/film"}])
+    assert [problem.split(":")[0] for problem in problems] == [
+        "variants[0] (b).image", "variants[0] (b).video_url"]
+    assert "upload it under Images first" in problems[0]
 
 
 def test_a_page_without_a_test_records_no_variant(app, make_page):

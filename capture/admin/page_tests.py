@@ -34,10 +34,14 @@ from capture.pages.definition import (
     template_names,
     validate_page,
 )
+from capture.pages.images import all_images
 from capture.pages.service import pause_variant, promote_variant, save_page
 
-# The texts a variant may change, as the form shows them (fields and template apart).
-TEXTS = ("headline", "body", "button", "consent", "thank_you")
+# The texts a variant may change, as the form shows them (fields, template and image
+# apart).
+TEXTS = ("headline", "body", "button", "consent", "thank_you", "image_alt", "video_url")
+# The image choice that takes the page's image away in a variant ("" keeps it).
+NO_IMAGE = "-"
 # The bars of the chart: (what, label); each scaled to its largest value.
 BARS = (("conversion_rate", "Conversion"), ("earnings_per_visitor", "Earnings per visitor"),
         ("probability_best", "Probability best"))
@@ -57,6 +61,9 @@ class VariantForm(Form):
     body = TextAreaField("Text of the page")
     button = StringField("Button text")
     template = SelectField("Design", validate_choice=False)
+    image = SelectField("Image", validate_choice=False)
+    image_alt = StringField("Image description")
+    video_url = StringField("Video")
     consent = TextAreaField("Consent checkbox text")
     thank_you = TextAreaField("Thank-you text")
     fields = TextAreaField("Form fields (JSON)")
@@ -77,6 +84,7 @@ class TestForm(FlaskForm):
                 "weight": "" if variant.get("weight") is None else str(variant["weight"]),
                 "paused": bool(variant.get("paused")),
                 "template": variant.get("template", ""),
+                "image": (NO_IMAGE if variant.get("image") == "" else variant.get("image", "")),
                 "fields": (json.dumps(variant["fields"], indent=1, ensure_ascii=False)
                            if "fields" in variant else ""),
                 **{name: variant.get(name, "") for name in TEXTS}})
@@ -85,11 +93,20 @@ class TestForm(FlaskForm):
         self.set_choices()
 
     def set_choices(self) -> None:
-        """The page templates on disk, after "the page's own"."""
+        """The page templates on disk and the uploaded images, after "the page's own"
+        (an image that is gone stays listed, so the problem is shown instead of
+        silently changed)."""
         choices = [SelectChoice("", "Same as the page")] + [
             SelectChoice(name) for name in template_names(page_templates_dir())]
+        images = [SelectChoice("", "Same as the page"), SelectChoice(NO_IMAGE, "No image")] + [
+            SelectChoice(image.name, f"{image.filename} ({image.width}×{image.height})")
+            for image in all_images()]
         for row in self.rows.entries:
             row.form.template.choices = choices
+            chosen = row.form.image.data
+            row.form.image.choices = images + (
+                [SelectChoice(chosen)] if chosen and chosen not in {c.value for c in images}
+                else [])
 
     def test_data(self, page: Page) -> tuple[list, object, list[str]]:
         """The variants and the weight of "a" as typed, in the JSON format (an empty
@@ -111,6 +128,8 @@ class TestForm(FlaskForm):
                     variant[name] = value
             if form.template.data:
                 variant["template"] = form.template.data
+            if form.image.data:
+                variant["image"] = "" if form.image.data == NO_IMAGE else form.image.data
             if (form.fields.data or "").strip():
                 try:
                     variant["fields"] = json.loads(form.fields.data)

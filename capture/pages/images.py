@@ -173,17 +173,20 @@ def all_images() -> list[Image]:
 
 
 def pages_using(name: str) -> list[str]:
-    """The slugs of the pages that show this image."""
-    return list(db.session.scalars(select(Page.slug).where(Page.image == name)
-                                   .order_by(Page.slug)))
+    """The slugs of the pages that show this image (themselves or in a variant of a
+    page test)."""
+    return pages_by_image().get(name, [])
 
 
 def pages_by_image() -> dict[str, list[str]]:
-    """For each image some page shows, the slugs of those pages."""
+    """For each image some page shows, itself or in a variant, the slugs of those
+    pages."""
     shown: dict[str, list[str]] = {}
-    for name, slug in db.session.execute(select(Page.image, Page.slug)
-                                         .where(Page.image != "").order_by(Page.slug)):
-        shown.setdefault(name, []).append(slug)
+    for slug, image, tested in db.session.execute(
+            select(Page.slug, Page.image, Page.variants).order_by(Page.slug)):
+        names = {image, *(variant.get("image") for variant in tested or [])}
+        for name in sorted(name for name in names if name):
+            shown.setdefault(name, []).append(slug)
     return shown
 
 

@@ -24,7 +24,8 @@ from capture.models import Page, Visit
 # The page itself, as a variant.
 PAGE_KEY = "a"
 # What a variant may change; everything else (rules, payout, sequence …) is the page's.
-OVERRIDABLE = ("headline", "body", "button", "template", "fields", "consent", "thank_you")
+OVERRIDABLE = ("headline", "body", "button", "template", "fields", "consent", "thank_you",
+               "image", "image_alt", "video_url")
 VARIANT_KEYS = ("key", "weight", "paused", *OVERRIDABLE)
 MAX_VARIANTS = 9
 MAX_WEIGHT = 10_000

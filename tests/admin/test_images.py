@@ -214,6 +214,18 @@ def test_image_a_page_shows_is_not_deleted(app, owner, client):
     assert client.get(path).status_code == 200
 
 
+def test_image_a_variant_of_a_page_test_shows_is_not_deleted(app, owner, client):
+    path = uploaded_url(owner, picture())
+    create_page(app, slug="spring", variants=[{"key": "b", "image": path.rsplit("/", 1)[1]}])
+    with app.app_context():
+        image_id = Image.query.one().id
+    response = owner.post(f"/admin/images/{image_id}/delete",
+                          data={"csrf_token": csrf_of(owner, "/admin/images")},
+                          follow_redirects=True)
+    assert "is shown on /p/spring" in response.get_data(as_text=True)
+    assert client.get(path).status_code == 200
+
+
 def test_delete_without_csrf_token_is_refused(app, owner, client):
     path = uploaded_url(owner, picture())
     with app.app_context():

@@ -83,6 +83,27 @@ def test_adding_and_changing_variants_in_the_tab(owner, app, make_page):
     assert page.variant_a_weight is None
 
 
+def test_a_variants_image_and_video_are_chosen_in_the_tab(owner, app, make_page):
+    from tests.test_page_designs import YOUTUBE, uploaded
+
+    cover = uploaded(app)
+    make_page(fields=FIELDS, image=cover)
+    html = owner.get(tab(app)).get_data(as_text=True)
+    assert f'<option value="{cover}">cover.jpg (64×36)</option>' in html
+    token = csrf_of(owner, tab(app))
+    owner.post(tab(app), data=variant_rows(
+        token, {"key": "b", "image": "-", "template": "video.html", "video_url": YOUTUBE},
+        {"key": "c", "image": cover, "image_alt": "Blue cover"}))
+    assert the_page(app).variants == [
+        {"key": "b", "weight": None, "paused": False, "template": "video.html",
+         "image": "", "video_url": YOUTUBE},
+        {"key": "c", "weight": None, "paused": False, "image": cover,
+         "image_alt": "Blue cover"}]
+    html = owner.get(tab(app)).get_data(as_text=True)
+    assert '<option selected value="-">No image</option>' in html
+    assert f'<option selected value="{cover}">' in html
+
+
 def test_bad_input_in_the_tab_is_refused_with_one_line_each_and_nothing_changes(
         owner, app, make_page):
     make_page(**TEST)

@@ -201,7 +201,7 @@ def generate(*, leads: int, visits: int | None = None, events: int | None = None
     from capture.leads import optins
     from capture.numbers import rollups
     from capture.mail import work_queue
-    from capture.mail.sequences import Library
+    from capture.mail.library import Library
     from capture.db import db
     from capture.models import (Cost, Delivery, Enrollment, Event, Lead, Page, SequenceVersion,
                                 Visit)

@@ -108,7 +108,7 @@ def _warm_up() -> None:
     the sequence files read and the version row written."""
     from capture import clock
     from capture.mail import work_queue
-    from capture.mail.sequences import Library
+    from capture.mail.library import Library
 
     Library.current().all()
     work_queue.wake_changed_sequences(clock.utcnow())

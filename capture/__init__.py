@@ -32,7 +32,7 @@ def create_app(config: dict[str, Any] | type | None = None) -> Flask:
     from capture import admin, api, commands, db, languages, scheduler, settings
     from capture.leads import optins
     from capture.mail import dkim
-    from capture.mail.sequences import Library
+    from capture.mail.library import Library
     from capture.numbers import rollup_queue
     from capture.public import (bots, embed, health, images, mail_hooks, optin, render,
                                 tracking, tracking_wsgi)

@@ -300,7 +300,7 @@ def test_one_query_says_which_leads_of_a_chunk_a_when_holds_for(smtp_app, clock)
     tag(smtp_app, ids[1], "vip")
     tag(smtp_app, ids[3], "vip")
     with smtp_app.app_context():
-        from capture.mail.sequences import Library
+        from capture.mail.library import Library
 
         step = Library.current().get("course").step("vip")
         statements = []

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from capture.mail import engine, membership
 from capture.db import db
 from capture.models import Lead, Page
-from capture.mail.sequences import Library, looked_at_once
+from capture.mail.library import Library, looked_at_once
 from config import ROOT, Config
 from tests.factories import add_lead, write_step
 

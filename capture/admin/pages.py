@@ -33,7 +33,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 
 from capture.numbers import metrics
-from capture.mail.sequences import Library
+from capture.mail.library import Library
 from capture.admin import bp
 from capture.admin.design_fields import DesignFields
 from capture.db import db

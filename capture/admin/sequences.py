@@ -19,7 +19,8 @@ from capture.admin import bp
 from capture.web.headers import content_security_policy
 from capture.db import db
 from capture.models import Lead, Page
-from capture.mail.sequences import Library, Sequence, Step
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step
 from capture.wording import counted
 
 # The dashboard's policy, but the preview frame (sandboxed, no script; it inherits

@@ -15,7 +15,7 @@ from capture.leads import confirmations, intake
 from capture.leads import addresses
 from capture.mail import compose
 from capture.mail import actions, condition_checks, engine, planning, trigger_checks
-from capture.mail.sequences import Library
+from capture.mail.library import Library
 from capture.numbers import subject_winners
 from capture.webhooks import delivery
 from capture.db import db

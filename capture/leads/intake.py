@@ -38,7 +38,7 @@ from capture import clock
 from capture.claims import unexpected
 from capture.db import db, is_unavailable
 from capture.leads import engagement, optin
-from capture.mail.sequences import looked_at_once
+from capture.mail.library import looked_at_once
 from capture.models import Intake, Lead, Page
 from capture.pages import variants
 

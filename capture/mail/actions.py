@@ -13,7 +13,8 @@ from capture.db import db
 from capture import suppression
 from capture.timeline import record_event
 from capture.mail import backends, compose, membership, mime
-from capture.mail.sequences import Library, Sequence, Step
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step
 from capture.models import Broadcast, Delivery, Page
 
 # Deliveries the owner is shown, and may resend: may or may not have gone out, gave

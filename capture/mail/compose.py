@@ -16,7 +16,8 @@ from capture import domains, languages
 from capture.db import db
 from capture.mail import layouts as email_layouts
 from capture.mail import mime, subject_tests, verp
-from capture.mail.sequences import Library, compiled
+from capture.mail.library import Library
+from capture.mail.sequences import compiled
 from capture.markup import email_parts
 from capture.tag_names import tag_problem
 from capture.models import Broadcast, Delivery, Lead, Page

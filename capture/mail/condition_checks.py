@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 from capture.db import db
 from capture.mail import broadcasts, trigger_checks
 from capture.mail.front_matter import Problem
-from capture.mail.sequences import Library, Sequence, Step
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step
 from capture.models import Broadcast, Enrollment, Lead, LeadTag
 from capture.segments import query
 from capture.segments.language import Segment

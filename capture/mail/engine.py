@@ -32,7 +32,8 @@ from capture.mail import (
     work_queue,
 )
 from capture.mail.outcomes import Outgoing, Summary
-from capture.mail.sequences import Library, Sequence, Step
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step
 from capture.models import Delivery, Enrollment, Upgrade
 from capture.segments.words import describe
 from capture.timeline import event_row, insert_events

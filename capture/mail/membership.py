@@ -11,7 +11,8 @@ from capture import clock, suppression
 from capture.db import db
 from capture.timeline import event_row, insert_events
 from capture.mail import timing, trigger_checks
-from capture.mail.sequences import Library, Sequence, Step, step_order
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step, step_order
 from capture.mail.triggers import Trigger
 from capture.models import Enrollment, Lead, LeadTag, Page, Upgrade
 

@@ -10,7 +10,8 @@ from sqlalchemy.orm import joinedload
 
 from capture.db import db
 from capture.mail import condition_checks, membership, timing, trigger_checks, triggers, work_queue
-from capture.mail.sequences import Library, Sequence, Step
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence, Step
 from capture.models import Delivery, Enrollment, Page, Upgrade
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import joinedload
 from capture import claims, clock
 from capture.db import db
 from capture.mail import membership, timing
-from capture.mail.sequences import Library, Sequence
+from capture.mail.library import Library
+from capture.mail.sequences import Sequence
 from capture.models import Delivery, Enrollment, Event, Lead, SequenceVersion
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from capture import clock
 from capture.db import db
 from capture.models import Delivery, Event, Intake, Lead
 from capture.mail import mailbox
-from capture.mail.sequences import Library
+from capture.mail.library import Library
 from capture.wording import counted
 
 # The days (a dashboard period) over which a source's spend is weighed against its

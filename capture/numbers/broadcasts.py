@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import case, distinct, func, select
 
 from capture.db import db
-from capture.mail.sequences import Library
+from capture.mail.library import Library
 from capture.models import Broadcast, Delivery, Event
 from capture.numbers import attribution, metrics
 from capture.numbers.figures import rate

@@ -309,7 +309,7 @@ def test_sequence_problems_show_their_count_and_link(make_app, tmp_path, clock):
     found = banners(html)
     assert list(found) == ["sequence_problems"]
     with app.app_context():
-        from capture.mail.sequences import Library
+        from capture.mail.library import Library
 
         count = sum(len(s.all_problems()) for s in Library.current().all())
     assert count >= 3

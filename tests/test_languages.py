@@ -276,6 +276,21 @@ def test_an_unknown_page_speaks_the_visitors_language(client, accept, said):
     assert said in response.get_data(as_text=True)
 
 
+def test_an_unknown_pages_answer_varies_by_the_visitors_language(client):
+    response = client.get("/p/no-such-page", headers={"Accept-Language": "de"})
+    assert "Accept-Language" in response.headers["Vary"]
+
+
+def test_an_unpublished_page_answers_as_a_missing_one_in_the_visitors_language(
+        app, client, german):
+    with app.app_context():
+        db.session.scalar(select(Page)).published = False
+        db.session.commit()
+    response = client.get("/p/angebot", headers={"Accept-Language": "fr"})
+    assert response.status_code == 404
+    assert '<html lang="fr">' in response.get_data(as_text=True)
+
+
 def test_a_german_page_wins_over_the_visitors_language_for_its_errors(app, client, german):
     response = client.post("/p/angebot", json={}, headers={"Accept-Language": "fr"})
     assert '<html lang="de">' in response.get_data(as_text=True)

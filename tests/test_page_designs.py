@@ -18,9 +18,9 @@ YOUTUBE = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
 NO_COOKIE_EMBED = "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ?autoplay=1&amp;rel=0"
 
 
-def uploaded(app) -> str:
+def uploaded(app, colour=(20, 90, 160)) -> str:
     buffer = io.BytesIO()
-    Pillow.new("RGB", (64, 36), (20, 90, 160)).save(buffer, format="JPEG")
+    Pillow.new("RGB", (64, 36), colour).save(buffer, format="JPEG")
     with app.app_context():
         return store(buffer.getvalue(), "cover.jpg").name
 

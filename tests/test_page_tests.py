@@ -306,6 +306,16 @@ def test_a_variant_shows_its_own_image_or_video_and_allows_only_its_player(app, 
     assert frame_sources(b) == "'self' https://www.youtube-nocookie.com"
 
 
+def test_a_variants_own_image_has_no_description_but_its_own(app, make_page):
+    from tests.test_page_designs import uploaded
+
+    cover, other = uploaded(app), uploaded(app, colour=(200, 30, 30))
+    make_page(**{**TEST, "template": "hero.html", "image": cover, "image_alt": "The cover",
+                 "variants": [{"key": "b", "image": other}]})
+    b = client_of(app, visitor_of(app, "b")).get("/p/offer").get_data(as_text=True)
+    assert f"/images/{other}" in b and "The cover" not in b
+
+
 def test_a_variants_image_must_be_an_uploaded_one(app):
     _, problems = check(app, variants=[{"key": "b", "image": "nope.png",
                                         "video_url": "https://example.com/film"}])

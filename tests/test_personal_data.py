@@ -320,14 +320,18 @@ def test_erase_deletes_the_persons_intake_rows_and_leaves_anothers(app, runner, 
                               ("optin", "waiting", BOB, None)]
 
 
-def test_retention_deletes_failed_sign_ups_and_keeps_one_that_waits(make_app, clock):
+def test_retention_deletes_old_failed_sign_ups_and_keeps_the_persons_new_ones(make_app,
+                                                                                clock):
     app = make_app(UNCONFIRMED_RETENTION_DAYS=30)
     unconfirmed_lead(app, "late@example.com", clock.now - timedelta(days=31))
-    hold(app, "late@example.com")
-    hold(app, "late@example.com", state="waiting")  # signing up again right now
+    hold(app, "late@example.com")  # failed 31 days before the retention runs
+    clock.advance(days=31)
+    hold(app, "late@example.com", state="failed")  # signing up again: failed, or
+    hold(app, "late@example.com", state="waiting")  # still waiting
     with app.app_context():
         assert erasure.erase_unconfirmed() == 1
-    assert held_rows(app) == [("optin", "waiting", "late@example.com", None)]
+    assert held_rows(app) == [("optin", "failed", "late@example.com", None),
+                              ("optin", "waiting", "late@example.com", None)]
 
 
 def test_an_address_whose_only_sign_up_failed_can_be_shown_and_erased(make_app):

@@ -64,7 +64,7 @@ def test_mail_rcpt_and_data_go_together_to_a_server_that_offers_pipelining(
         smtp_app, clock):
     three_steps(smtp_app)
     lead_id = add_lead(smtp_app, email="ann@example.com")
-    smtp_app.config["SMTP_TIMEOUT"] = 2
+    smtp_app.config["SMTP_TIMEOUT"] = 10
     received: list[bytes] = []
     with strict_pipelining_server(received) as port:
         smtp_app.config["SMTP_PORT"] = port

@@ -7,8 +7,8 @@ what they held about the person is blanked: the address (a placeholder unique pe
 that is no address anyone can type), name, fields, country, consent and confirmation
 addresses, the visit's user agent and pages, event details, email subjects and errors,
 tags, queued webhook bodies, the sign-ups and clicks the intake holds for the person
-(a sign-up still waiting stays after the retention's erasure: it is the person signing
-up anew). The public ref is replaced, so links in the person's old
+(after the retention's erasure a sign-up that waits, or failed within the retention
+days, stays: it is the person signing up anew). The public ref is replaced, so links in the person's old
 emails and postbacks no longer reach the row. The address stays only as a keyed hash in
 the suppression list (`capture.suppression`): a new sign-up from it is ignored as any
 suppressed one is (not after the retention of unconfirmed leads, which nobody asked
@@ -16,7 +16,7 @@ for: such a person may sign up again).
 """
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, select, update
@@ -79,7 +79,7 @@ def erase(lead: Lead, by: str = "owner", *, suppress: bool = True,
             return False
     if suppress:
         suppression.suppress_erased(lead.email)
-    intake.forget(lead.email, lead.id, waiting=suppress)
+    intake.forget(lead.email, lead.id, older_than=None if suppress else retention_start())
     _forget_rows(lead)
     membership.stop(lead, ERASED)
     lead.email = placeholder(lead.id)
@@ -136,16 +136,21 @@ def _forget_rows(lead: Lead) -> None:
                     .execution_options(synchronize_session=False))
 
 
+def retention_start(now=None) -> datetime:
+    """The moment UNCONFIRMED_RETENTION_DAYS before now: what is older goes."""
+    days = current_app.config["UNCONFIRMED_RETENTION_DAYS"]
+    return (now or clock.utcnow()) - timedelta(days=days)
+
+
 def erase_unconfirmed(now=None) -> int:
     """Erase the leads still unconfirmed UNCONFIRMED_RETENTION_DAYS after they last
     opted in (a repeat opt-in, which sends the confirmation again, starts the time
     anew; 0: kept for ever), without suppressing their addresses: at most
     RETENTION_BATCH, the oldest first, so that one scheduler tick stays short (the
     next one goes on). Returns how many."""
-    days = current_app.config["UNCONFIRMED_RETENTION_DAYS"]
-    if not days:
+    if not current_app.config["UNCONFIRMED_RETENTION_DAYS"]:
         return 0
-    before = (now or clock.utcnow()) - timedelta(days=days)
+    before = retention_start(now)
     recent_optin = (select(Event.id).where(Event.lead_id == Lead.id,
                                            Event.kind.in_(("optin", "duplicate")),
                                            Event.created_at >= before).exists())

@@ -29,6 +29,7 @@ erasure deletes (`forget`).
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -200,13 +201,16 @@ def held(email: str, lead_id: int | None = None) -> list[dict[str, Any]]:
              "error": row.error, "values": row.payload} for row in rows]
 
 
-def forget(email: str, lead_id: int | None = None, *, waiting: bool = True) -> int:
+def forget(email: str, lead_id: int | None = None, *,
+           older_than: datetime | None = None) -> int:
     """Delete the person's intake rows (in the caller's transaction); how many.
-    `waiting`: also the sign-ups still waiting (not for the retention of unconfirmed
-    leads: a sign-up that waits is the person signing up again, which nobody asked
-    to drop). Their queued clicks go either way (an erased lead's are skipped)."""
+    `older_than` (the retention of unconfirmed leads): only the sign-ups that failed
+    before that moment; one that waits, or failed since, is the person signing up
+    again, which nobody asked to drop. Their queued clicks go either way (an erased
+    lead's are skipped)."""
     which = holding(email, lead_id)
-    if not waiting:
-        which &= (Intake.state == "failed") | (Intake.kind == "click")
+    if older_than is not None:
+        which &= ((Intake.kind == "click")
+                  | ((Intake.state == "failed") & (Intake.created_at < older_than)))
     return db.session.execute(delete(Intake).where(which)
                               .execution_options(synchronize_session=False)).rowcount

@@ -138,6 +138,8 @@ def page_as(page: Page, key: str | None) -> Page:
     for name in OVERRIDABLE:
         if name in variant:
             setattr(copy, name, variant[name])
+    if "image" in variant and "image_alt" not in variant:
+        copy.image_alt = ""  # the page's would describe another picture
     make_transient_to_detached(copy)
     return copy
 

@@ -84,31 +84,39 @@ def http_error(error: HTTPException):
     title, message = MESSAGES.get(error.code, (error.name, error.description))
     if request.path.startswith(JSON_PREFIXES):
         return {"ok": False, "error": str(message)}, error.code
-    speak_to_the_visitor()
-    return render_template("error.html", title=title, message=message), error.code
+    by_header = speak_to_the_visitor()
+    response = current_app.make_response(
+        (render_template("error.html", title=title, message=message), error.code))
+    if by_header:
+        response.vary.add("Accept-Language")  # a cache must not give it to another
+    return response
 
 
 # The owner's side, which stays English.
 OWNER_PREFIXES = ("/admin",)
 
 
-def speak_to_the_visitor() -> None:
+def speak_to_the_visitor() -> bool:
     """Choose the language of an error no view chose one for: the page's when the
-    URL names a page that exists (`/p/<slug>…`), else the best of the visitor's
-    Accept-Language among ours. The owner's pages stay English."""
+    URL names a published page (`/p/<slug>…`), else the best of the visitor's
+    Accept-Language among ours (True: the answer depends on that header). An
+    unpublished page answers as a missing one, so its language tells nothing. The
+    owner's pages stay English."""
     if languages.chosen() or request.path.startswith(OWNER_PREFIXES):
-        return
+        return False
     slug = (request.view_args or {}).get("slug") if request.path.startswith("/p/") else None
     if slug is not None:
         try:
-            found = db.session.execute(select(Page.language).where(Page.slug == slug)).first()
+            found = db.session.execute(select(Page.language).where(
+                Page.slug == slug, Page.published)).first()
         except sa_exc.SQLAlchemyError:
             rollback()
             found = None
         if found is not None:
             languages.use(found.language)
-            return
+            return False
     languages.use(languages.best_for(request.accept_languages))
+    return True
 
 
 def unexpected_error(error: Exception):

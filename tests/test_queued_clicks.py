@@ -81,12 +81,27 @@ def test_a_scanners_click_queues_nothing(smtp_app, smtp, clock):
     assert count(smtp_app, Intake) == 0
 
 
-def test_a_person_erased_before_the_processor_ran_is_neither_tagged_nor_started(
-        smtp_app, smtp, clock):
+def test_erasing_a_person_drops_their_queued_click(smtp_app, smtp, clock):
     lead_id, path = _mail_with_links(smtp_app, smtp, clock)
     smtp_app.test_client().get(path, headers={"User-Agent": HUMAN})
     with smtp_app.app_context():
         erasure.erase(db.session.get(Lead, lead_id))
+    assert count(smtp_app, Intake) == 0
+    assert _process(smtp_app).clicks == 0
+    assert count(smtp_app, LeadTag) == 0
+    tick(smtp_app)
+    assert subjects(smtp) == ["Hi"]
+
+
+def test_a_click_queued_as_the_person_was_erased_is_neither_tagged_nor_started(
+        smtp_app, smtp, clock):
+    lead_id, _ = _mail_with_links(smtp_app, smtp, clock)
+    with smtp_app.app_context():
+        erasure.erase(db.session.get(Lead, lead_id))
+        # The click's request read the lead before the erasure committed.
+        db.session.add(Intake(kind="click", page_id=0, payload={
+            "lead_id": lead_id, "url": "https://shop.example/pricing", "tag": "pricing-reader"}))
+        db.session.commit()
     assert _process(smtp_app).clicks == 1
     assert count(smtp_app, LeadTag) == 0 and count(smtp_app, Intake) == 0
     tick(smtp_app)

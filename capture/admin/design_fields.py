@@ -10,6 +10,20 @@ from capture.pages.designs import gallery
 from capture.pages.images import all_images
 
 
+def image_choices() -> list[SelectChoice]:
+    """The uploaded images as choices of an image list: name and size."""
+    return [SelectChoice(image.name, f"{image.filename} ({image.width}×{image.height})")
+            for image in all_images()]
+
+
+def keeping(choices: list[SelectChoice], chosen: str | None) -> list[SelectChoice]:
+    """`choices`, and `chosen` after them when it is none of them (a design or image
+    that is gone stays listed, so the problem is shown instead of silently changed)."""
+    if chosen and chosen not in {choice.value for choice in choices}:
+        return [*choices, SelectChoice(chosen)]
+    return choices
+
+
 class DesignFields:
     """The editor's design settings, mixed into its PageForm: the design file, an
     uploaded image with its description, a video address."""
@@ -23,16 +37,10 @@ class DesignFields:
         """The designs and uploaded images as they are now (a value that is gone stays
         listed, so the problem is shown instead of silently changed)."""
         self.designs = gallery(page_templates_dir())
-        templates = [design.file for design in self.designs]
-        if self.template.data and self.template.data not in templates:
-            templates.append(self.template.data)
-        self.template.choices = [SelectChoice(name) for name in templates]
-        choices = [SelectChoice("", "No image")] + [
-            SelectChoice(image.name, f"{image.filename} ({image.width}×{image.height})")
-            for image in all_images()]
-        if self.image.data and self.image.data not in {c.value for c in choices}:
-            choices.append(SelectChoice(self.image.data))
-        self.image.choices = choices
+        self.template.choices = keeping([SelectChoice(design.file) for design in self.designs],
+                                        self.template.data)
+        self.image.choices = keeping([SelectChoice("", "No image"), *image_choices()],
+                                     self.image.data)
 
     def fill_design(self, data: dict) -> None:
         """Show a definition's design settings."""

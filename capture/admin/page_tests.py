@@ -23,6 +23,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 
 from capture.admin import bp
+from capture.admin.design_fields import image_choices, keeping
 from capture.admin.pages import page_or_404
 from capture.db import db
 from capture.models import Page
@@ -34,7 +35,6 @@ from capture.pages.definition import (
     template_names,
     validate_page,
 )
-from capture.pages.images import all_images
 from capture.pages.service import pause_variant, promote_variant, save_page
 
 # The texts a variant may change, as the form shows them (fields, template and image
@@ -98,15 +98,11 @@ class TestForm(FlaskForm):
         silently changed)."""
         choices = [SelectChoice("", "Same as the page")] + [
             SelectChoice(name) for name in template_names(page_templates_dir())]
-        images = [SelectChoice("", "Same as the page"), SelectChoice(NO_IMAGE, "No image")] + [
-            SelectChoice(image.name, f"{image.filename} ({image.width}×{image.height})")
-            for image in all_images()]
+        images = [SelectChoice("", "Same as the page"), SelectChoice(NO_IMAGE, "No image"),
+                  *image_choices()]
         for row in self.rows.entries:
             row.form.template.choices = choices
-            chosen = row.form.image.data
-            row.form.image.choices = images + (
-                [SelectChoice(chosen)] if chosen and chosen not in {c.value for c in images}
-                else [])
+            row.form.image.choices = keeping(images, row.form.image.data)
 
     def test_data(self, page: Page) -> tuple[list, object, list[str]]:
         """The variants and the weight of "a" as typed, in the JSON format (an empty

@@ -85,12 +85,11 @@ def leads_upgrade(email: str, amount: str, currency: str, txn: str | None) -> No
         click.echo(f"Transaction {upgrade.txn} was already recorded; nothing changed.")
 
 
-def _lead_by_address(email: str) -> Lead:
-    """The lead with this address (as typed), or exit 1 with one line."""
+def _lead_or_none(email: str) -> Lead | None:
+    """The lead with this address (as typed), if there is one (erased leads keep no
+    address)."""
     lead = db.session.scalar(select(Lead).where(Lead.email == addresses.stored_form(email)))
-    if lead is None or erasure.is_erased(lead):
-        raise click.ClickException(f"no lead with email {email!r}")
-    return lead
+    return None if lead is None or erasure.is_erased(lead) else lead
 
 
 @leads_cli.command("data")
@@ -100,12 +99,13 @@ def leads_data(email: str) -> None:
     fields and consent, opt-ins, tags, timeline, emails, visits, upgrades, sequences,
     and what the intake holds. An address with no lead whose sign-ups wait or failed
     in the intake prints those alone."""
-    try:
-        document = personal_data.personal_data(_lead_by_address(email))
-    except click.ClickException:
-        held = intake.held(addresses.stored_form(email))
+    lead = _lead_or_none(email)
+    if lead is not None:
+        document = personal_data.personal_data(lead)
+    else:
+        held = personal_data.held_by_intake(addresses.stored_form(email))
         if not held:
-            raise
+            raise click.ClickException(f"no lead with email {email!r}")
         document = {"lead": None, "intake": held}
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
@@ -118,9 +118,8 @@ def leads_erase(email: str) -> None:
     the suppression list. An address with no lead whose sign-ups wait or failed in the
     intake has those deleted (and is suppressed the same way). No prompt: it is meant
     for scripts too."""
-    try:
-        lead = _lead_by_address(email)
-    except click.ClickException:
+    lead = _lead_or_none(email)
+    if lead is None:
         _erase_held(email)
         return
     lead_id = lead.id

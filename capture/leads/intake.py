@@ -22,15 +22,14 @@ its click event (capture.leads.engagement): the processor gives the link's tag a
 starts the click-triggered sequences, dated when the person clicked.
 
 The rows hold personal data until they are folded in, and a failed one for as long as
-it is kept: `holding` finds a person's rows, which their data export shows and their
-erasure deletes (`forget`).
+it is kept: `holding` finds a person's rows, which their data export shows
+(capture.leads.personal_data) and their erasure deletes (`forget`).
 """
 
 import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
@@ -191,14 +190,6 @@ def holding(email: str, lead_id: int | None = None) -> ColumnElement[bool]:
     if lead_id is not None:
         person |= (Intake.kind == "click") & (Intake.payload["lead_id"].as_integer() == lead_id)
     return person
-
-
-def held(email: str, lead_id: int | None = None) -> list[dict[str, Any]]:
-    """The person's intake rows as their data export shows them, the oldest first."""
-    rows = db.session.scalars(select(Intake).where(holding(email, lead_id))
-                              .order_by(Intake.id)).all()
-    return [{"kind": row.kind, "state": row.state, "at": row.created_at.isoformat() + "Z",
-             "error": row.error, "values": row.payload} for row in rows]
 
 
 def forget(email: str, lead_id: int | None = None, *,

@@ -16,6 +16,7 @@ from capture.models import (
     Delivery,
     Enrollment,
     Event,
+    Intake,
     Lead,
     LeadTag,
     Optin,
@@ -65,8 +66,17 @@ def personal_data(lead: Lead) -> dict[str, Any]:
                       for row in db.session.scalars(select(Enrollment)
                                                     .where(Enrollment.lead_id == lead.id)
                                                     .order_by(Enrollment.id))],
-        "intake": intake.held(lead.email, lead.id),
+        "intake": held_by_intake(lead.email, lead.id),
     }
+
+
+def held_by_intake(email: str, lead_id: int | None = None) -> list[dict[str, Any]]:
+    """The sign-ups from the address (as stored) and the lead's clicks that the intake
+    still holds, waiting or kept as failed, the oldest first."""
+    rows = db.session.scalars(select(Intake).where(intake.holding(email, lead_id))
+                              .order_by(Intake.id))
+    return [{"kind": row.kind, "state": row.state, "at": _time(row.created_at),
+             "error": row.error, "values": row.payload} for row in rows]
 
 
 def _lead(lead: Lead, slugs: dict[int, str]) -> dict[str, Any]:

@@ -8,11 +8,11 @@ that is no address anyone can type), name, fields, country, consent and confirma
 addresses, the visit's user agent and pages, event details, email subjects and errors,
 tags, queued webhook bodies, the sign-ups and clicks the intake holds for the person
 (after the retention's erasure a sign-up that waits, or failed within the retention
-days, stays: it is the person signing up anew). The public ref is replaced, so links in the person's old
-emails and postbacks no longer reach the row. The address stays only as a keyed hash in
-the suppression list (`capture.suppression`): a new sign-up from it is ignored as any
-suppressed one is (not after the retention of unconfirmed leads, which nobody asked
-for: such a person may sign up again).
+days, stays: it is the person signing up anew). The public ref is replaced, so links
+in the person's old emails and postbacks no longer reach the row. The address stays
+only as a keyed hash in the suppression list (`capture.suppression`): a new sign-up
+from it is ignored as any suppressed one is (not after the retention of unconfirmed
+leads, which nobody asked for: such a person may sign up again).
 """
 
 import secrets

@@ -179,11 +179,14 @@ def save(rows: Iterable[CostRow]) -> tuple[int, int]:
     if not latest:
         return 0, 0
     days = [key[0] for key in latest]
-    earlier = db.session.execute(
-        select(Cost.id, Cost.day, Cost.source, Cost.campaign, Cost.page_id)
-        .where(Cost.day.between(min(days), max(days)))).all()
-    gone = [found.id for found in earlier if tuple(found[1:]) in latest]
-    replaced = len({tuple(found[1:]) for found in earlier if tuple(found[1:]) in latest})
+    gone, replaced_keys = [], set()
+    for cost_id, *key in db.session.execute(
+            select(Cost.id, Cost.day, Cost.source, Cost.campaign, Cost.page_id)
+            .where(Cost.day.between(min(days), max(days)))):
+        if tuple(key) in latest:
+            gone.append(cost_id)
+            replaced_keys.add(tuple(key))
+    replaced = len(replaced_keys)
     for start in range(0, len(gone), _CHUNK):
         db.session.execute(delete(Cost).where(Cost.id.in_(gone[start:start + _CHUNK]))
                            .execution_options(synchronize_session=False))
